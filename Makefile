@@ -1,0 +1,52 @@
+# stacbatch: `make demo` and `make test` each do their whole set-up on a fresh machine.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON_VERSION := $(shell cat .python-version)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: help venv demo test lint typecheck unit bench clean
+
+help:
+	@echo "make demo   set up, then load the bundled sample into ./demo-stage, query it and emit it"
+	@echo "make test   set up, then ruff, mypy and the test suite"
+	@echo "make bench  set up, then benchmarks against stac-geoparquet, rustac and pystac"
+
+# A Python 3.12 virtual environment: pyenv's 3.12 when present, else any python3.12 on PATH.
+$(PY):
+	@set -e; \
+	if command -v pyenv >/dev/null 2>&1 && pyenv prefix $(PYTHON_VERSION) >/dev/null 2>&1; then \
+	  base="$$(pyenv prefix $(PYTHON_VERSION))/bin/python"; \
+	elif command -v python$(PYTHON_VERSION) >/dev/null 2>&1; then base="$$(command -v python$(PYTHON_VERSION))"; \
+	else echo "need Python $(PYTHON_VERSION) (pyenv install $(PYTHON_VERSION), or apt-get install python$(PYTHON_VERSION))"; exit 1; fi; \
+	"$$base" -m venv $(VENV)
+
+$(STAMP): $(PY) pyproject.toml
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m stacbatch.demo
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check stacbatch tests bench
+	$(VENV)/bin/ruff format --check stacbatch tests bench
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
+
+unit: $(STAMP)
+	$(PY) -m pytest -q
+
+test: lint typecheck unit
+
+bench: $(STAMP)
+	$(PY) -m bench.run $(BENCH_ARGS)
+
+clean:
+	rm -rf $(VENV) demo-stage demo-out .pytest_cache .mypy_cache .ruff_cache

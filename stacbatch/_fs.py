@@ -1,0 +1,50 @@
+"""Filesystem access through fsspec, so the stage and sources can move to S3 without code changes."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import fsspec
+from fsspec.implementations.local import LocalFileSystem
+
+
+def filesystem(path: str) -> tuple[Any, str]:
+    """Return (fsspec filesystem, path without protocol) for a local path or URL."""
+    fs, _, paths = fsspec.get_fs_token_paths(path)
+    return fs, paths[0]
+
+
+def is_local(fs: Any) -> bool:
+    return isinstance(fs, LocalFileSystem)
+
+
+def join(*parts: str) -> str:
+    return "/".join(p.rstrip("/") for p in parts if p)
+
+
+def atomic_write_bytes(fs: Any, path: str, data: bytes) -> None:
+    """Write ``data`` so that readers see the old content or the new, never a partial file.
+
+    Local: write a temporary sibling, fsync, ``os.replace``. Object stores: a single PUT is already atomic.
+    """
+    if is_local(fs):
+        tmp = f"{path}.tmp-{os.getpid()}"
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        _fsync_dir(os.path.dirname(path) or ".")
+    else:
+        with fs.open(path, "wb") as f:
+            f.write(data)
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

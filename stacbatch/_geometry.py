@@ -1,0 +1,140 @@
+"""GeoJSON geometry -> ISO WKB and a 2D bounding box, in pure Python with ``struct``.
+
+The stage keeps the item's geometry verbatim in its JSON; WKB is only the query/index column. So open rings are
+closed in the WKB (readers reject open rings) while the JSON keeps them open, and Z is written when present.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from typing import Any
+
+_CODES = {
+    "Point": 1,
+    "LineString": 2,
+    "Polygon": 3,
+    "MultiPoint": 4,
+    "MultiLineString": 5,
+    "MultiPolygon": 6,
+    "GeometryCollection": 7,
+}
+_HEADER = struct.Struct("<BI")
+_COUNT = struct.Struct("<I")
+
+
+class GeometryError(ValueError):
+    """The geometry cannot be read; the message names the offending part."""
+
+
+Bounds = list[float]  # [xmin, ymin, xmax, ymax], updated in place
+
+
+def _flat(positions: Any, dim: int, close: bool, bounds: Bounds, where: str) -> bytes:
+    if not isinstance(positions, list):
+        raise GeometryError(f"{where}: expected an array of positions")
+    n = len(positions)
+    try:
+        if dim == 2:
+            vals = [float(c) for p in positions for c in (p[0], p[1])]
+        else:
+            vals = [float(c) for p in positions for c in (p[0], p[1], p[2] if len(p) > 2 else math.nan)]
+    except (TypeError, IndexError, KeyError, ValueError):
+        raise GeometryError(f"{where}: every position must be an array of 2 or 3 numbers") from None
+    if close and n > 0 and vals[:dim] != vals[-dim:]:
+        vals.extend(vals[:dim])
+        n += 1
+    if n:
+        xs = vals[0::dim]
+        ys = vals[1::dim]
+        lo_x, hi_x, lo_y, hi_y = min(xs), max(xs), min(ys), max(ys)
+        if lo_x < bounds[0]:
+            bounds[0] = lo_x
+        if lo_y < bounds[1]:
+            bounds[1] = lo_y
+        if hi_x > bounds[2]:
+            bounds[2] = hi_x
+        if hi_y > bounds[3]:
+            bounds[3] = hi_y
+    return _COUNT.pack(n) + struct.pack(f"<{len(vals)}d", *vals)
+
+
+def _rings(rings: Any, dim: int, bounds: Bounds, where: str) -> bytes:
+    if not isinstance(rings, list):
+        raise GeometryError(f"{where}: expected an array of linear rings")
+    parts = [_COUNT.pack(len(rings))]
+    for i, ring in enumerate(rings):
+        parts.append(_flat(ring, dim, True, bounds, f"{where}[{i}]"))
+    return b"".join(parts)
+
+
+def _dim_of(coords: Any, depth: int) -> int:
+    for _ in range(depth):
+        if not isinstance(coords, list) or not coords:
+            return 2
+        coords = coords[0]
+    return 3 if isinstance(coords, list) and len(coords) > 2 else 2
+
+
+_DEPTH = {
+    "Point": 0,
+    "LineString": 1,
+    "MultiPoint": 1,
+    "Polygon": 2,
+    "MultiLineString": 2,
+    "MultiPolygon": 3,
+}
+
+
+def _encode(geom: Any, bounds: Bounds, where: str, types: set[str]) -> bytes:
+    if not isinstance(geom, dict):
+        raise GeometryError(f"{where}: expected a GeoJSON geometry object")
+    kind = geom.get("type")
+    code = _CODES.get(kind) if isinstance(kind, str) else None
+    if code is None:
+        raise GeometryError(f"{where}.type: unknown geometry type {kind!r}")
+    assert isinstance(kind, str)
+    if kind == "GeometryCollection":
+        members = geom.get("geometries")
+        if not isinstance(members, list):
+            raise GeometryError(f"{where}.geometries: expected an array")
+        types.add(kind)
+        body = [_encode(g, bounds, f"{where}.geometries[{i}]", set()) for i, g in enumerate(members)]
+        return _HEADER.pack(1, code) + _COUNT.pack(len(body)) + b"".join(body)
+    coords = geom.get("coordinates")
+    dim = _dim_of(coords, _DEPTH[kind])
+    head = _HEADER.pack(1, code + (1000 if dim == 3 else 0))
+    types.add(kind + (" Z" if dim == 3 else ""))
+    at = f"{where}.coordinates"
+    if kind == "Point":
+        if coords == []:
+            return head + struct.pack(f"<{dim}d", *([math.nan] * dim))
+        return head + _flat([coords], dim, False, bounds, at)[4:]
+    if kind == "LineString":
+        return head + _flat(coords, dim, False, bounds, at)
+    if kind == "Polygon":
+        return head + _rings(coords, dim, bounds, at)
+    if not isinstance(coords, list):
+        raise GeometryError(f"{at}: expected an array")
+    sub = {"MultiPoint": 1, "MultiLineString": 2, "MultiPolygon": 3}[kind]
+    zcode = 1000 if dim == 3 else 0
+    parts = [head, _COUNT.pack(len(coords))]
+    for i, member in enumerate(coords):
+        mhead = _HEADER.pack(1, sub + zcode)
+        if kind == "MultiPoint":
+            parts.append(mhead + _flat([member], dim, False, bounds, f"{at}[{i}]")[4:])
+        elif kind == "MultiLineString":
+            parts.append(mhead + _flat(member, dim, False, bounds, f"{at}[{i}]"))
+        else:
+            parts.append(mhead + _rings(member, dim, bounds, f"{at}[{i}]"))
+    return b"".join(parts)
+
+
+def geojson_to_wkb(geom: Any) -> tuple[bytes, Bounds | None, set[str]]:
+    """Encode a GeoJSON geometry; return WKB, its 2D bounds (None when empty) and the GeoParquet type names."""
+    bounds: Bounds = [math.inf, math.inf, -math.inf, -math.inf]
+    types: set[str] = set()
+    wkb = _encode(geom, bounds, "geometry", types)
+    if bounds[0] == math.inf:
+        return wkb, None, types
+    return wkb, bounds, types

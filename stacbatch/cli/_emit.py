@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+import typer
+
+from stacbatch.cli._common import info, require_stage, stage_option
+from stacbatch.emit import emit_geoparquet, emit_json_tree, emit_ndjson
+from stacbatch.errors import InputError
+from stacbatch.stage import open_stage
+
+
+def emit_cmd(
+    stage: str | None = stage_option(),
+    fmt: str = typer.Option(..., "--format", "-f", help="ndjson | json (static catalog tree) | geoparquet"),
+    to: str = typer.Option(..., "--to", "-o", help="Target folder (or, for ndjson, a .ndjson file)."),
+    collection: list[str] = typer.Option([], "--collection", "-c", help="Only these collections (repeatable)."),
+    where: str | None = typer.Option(None, "--where", "-w", help="SQL predicate over the items view."),
+    single_file: bool = typer.Option(False, "--single-file", help="ndjson: one file for all collections."),
+    catalog_id: str = typer.Option("stacbatch", "--catalog-id", help="json: id of the root catalog."),
+    title: str | None = typer.Option(None, "--title", help="json: title of the root catalog."),
+) -> None:
+    st = open_stage(require_stage(stage))
+    colls = collection or None
+    if fmt == "ndjson":
+        res = emit_ndjson(st, to, collections=colls, where=where, split=False if single_file else None)
+    elif fmt == "json":
+        res = emit_json_tree(st, to, collections=colls, where=where, catalog_id=catalog_id, title=title)
+    elif fmt == "geoparquet":
+        res = emit_geoparquet(st, to, collections=colls, where=where)
+    else:
+        raise InputError(f"--format must be ndjson, json or geoparquet, got {fmt!r}")
+    rate = res.items / res.seconds if res.seconds else 0.0
+    info(
+        f"emit {fmt}: {res.items:,} items from {res.collections} collection(s) to {to} "
+        f"({len(res.files)} file(s) written at the top level; {res.seconds:.1f} s, {rate:,.0f} items/s)"
+    )

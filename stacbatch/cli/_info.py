@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+import sys
+
+import orjson
+import typer
+
+from stacbatch.cli._common import require_stage, stage_option
+from stacbatch.errors import InputError
+from stacbatch.stage import open_stage
+from stacbatch.stage._info import stage_info
+
+
+def info_cmd(
+    stage: str | None = stage_option(),
+    fmt: str = typer.Option("table", "--format", "-f", help="table | json"),
+    properties: bool = typer.Option(
+        True,
+        "--properties/--no-properties",
+        help="List property keys per collection (reads every item).",
+    ),
+) -> None:
+    if fmt not in ("table", "json"):
+        raise InputError(f"--format must be table or json, got {fmt!r}")
+    st = open_stage(require_stage(stage))
+    report = stage_info(st, properties=properties)
+    if fmt == "json":
+        sys.stdout.write(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode() + "\n")
+        return
+    sys.stdout.write(render(report))
+
+
+def _size(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024:
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} TB"
+
+
+def render(report: dict) -> str:  # type: ignore[type-arg]
+    lines = [
+        f"stage {report['path']}  (format v{report['format_version']}, version {report['version']}, "
+        f"updated {report['updated']})",
+        f"{report['items']:,} items in {len(report['collections'])} collection(s), {report['files']} file(s), "
+        f"{_size(report['bytes'])}",
+    ]
+    if report.get("last_run"):
+        lr = report["last_run"]
+        lines.append(f"last run: {lr.get('run_id')} {lr.get('command')} ({lr.get('status')})")
+    for c in report["collections"]:
+        lines.append("")
+        flag = "" if c["has_collection_json"] else "  (no Collection JSON staged)"
+        lines.append(f"{c['id']}{flag}")
+        lines.append(f"  items       {c['items']:,}")
+        lines.append(f"  time range  {c['datetime_min'] or '-'} .. {c['datetime_max'] or '-'}")
+        bbox = c["bbox"]
+        lines.append("  bbox        " + (", ".join(f"{v:.6g}" for v in bbox) if bbox else "-"))
+        lines.append(
+            f"  partitions  {len(c['partitions'])} ({c['partitioning']}): "
+            + ", ".join(c["partitions"][:6])
+            + (" ..." if len(c["partitions"]) > 6 else "")
+        )
+        lines.append(f"  files       {c['files']} ({_size(c['bytes'])})")
+        if "properties" in c:
+            props = ", ".join(f"{k} ({n:,})" if n != c["items"] else k for k, n in c["properties"].items())
+            lines.append(f"  properties  {props or '-'}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,59 @@
+"""Selection of items to emit (collections, SQL predicate) shared by every output format."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import duckdb
+import pyarrow as pa
+
+from stacbatch.errors import InputError, QueryError
+from stacbatch.stage._stage import Stage
+
+
+@dataclass
+class EmitResult:
+    items: int = 0
+    collections: int = 0
+    files: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def selected_collections(stage: Stage, collections: list[str] | None) -> list[str]:
+    known = sorted({f["collection"] for f in stage.manifest.files} | set(stage.manifest.collections))
+    if not collections:
+        return known
+    unknown = [c for c in collections if c not in known]
+    if unknown:
+        raise InputError(
+            f"--collection {', '.join(unknown)}: not in the stage (it has: {', '.join(known[:10]) or 'none'}"
+            f"{', ...' if len(known) > 10 else ''})"
+        )
+    return collections
+
+
+def check_where(stage: Stage, where: str | None) -> None:
+    """Fail early, with DuckDB's own message on one line, when the predicate does not bind."""
+    if where is None:
+        return
+    try:
+        stage.connection.execute(f"SELECT count(*) FROM (SELECT * FROM items LIMIT 0) WHERE ({where})")
+    except duckdb.Error as err:
+        msg = " ".join(str(err).split())
+        raise QueryError(f"--where {where!r}: {msg}") from None
+
+
+def iter_items(
+    stage: Stage, collection: str, where: str | None, rows: int = 20_000, columns: str = "item"
+) -> Iterator[pa.RecordBatch]:
+    """Record batches of one collection's items in stage order (only that collection's files are read)."""
+    view = stage.items_view([collection])
+    query = f"SELECT {columns} FROM {view}"
+    if where:
+        query += f" WHERE ({where})"
+    try:
+        reader = stage.connection.sql(query).to_arrow_reader(rows)
+    except duckdb.Error as err:
+        raise QueryError(f"--where {where!r}: {' '.join(str(err).split())}") from None
+    yield from reader

@@ -1,0 +1,191 @@
+"""Turn the user's SOURCE arguments into sources that yield parse units.
+
+Everything that can be checked before work starts (existence, readability, kind) is checked here, so a bad path
+fails with one line and nothing written.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from stacbatch import _fs, _json
+from stacbatch.errors import InputError
+from stacbatch.sources._units import DictsUnit, FilesUnit, LinesUnit, Unit
+
+NDJSON_SUFFIXES = (".ndjson", ".jsonl", ".geojsonl", ".ndgeojson")
+JSON_SUFFIXES = (".json", ".geojson")
+PARQUET_SUFFIXES = (".parquet", ".geoparquet", ".pq")
+#: JSON documents up to this size are read whole (fast); larger ones are streamed with ijson.
+WHOLE_DOC_LIMIT = 64 * 1024 * 1024
+
+
+def _strip_gz(name: str) -> tuple[str, bool]:
+    return (name[:-3], True) if name.endswith(".gz") else (name, False)
+
+
+@dataclass
+class SourcePlan:
+    """Validated sources. ``units()`` streams parse units; collections found while walking land in ``collections``."""
+
+    paths: list[str]
+    batch_size: int
+    collections: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    #: (source label, reason) for sources or documents that could not be read at all.
+    problems: list[tuple[str, str, str]] = field(default_factory=list)
+    total_bytes: int = 0
+
+    def units(self) -> Iterator[Unit]:
+        for path in self.paths:
+            yield from _units_for(path, self)
+
+
+def plan_sources(sources: list[str], batch_size: int) -> SourcePlan:
+    if not sources:
+        raise InputError("load: give at least one SOURCE (a file, folder, catalog or stac-geoparquet file)")
+    if batch_size < 1:
+        raise InputError(f"--batch-size must be at least 1, got {batch_size}")
+    total = 0
+    for src in sources:
+        if src.startswith(("http://", "https://")):
+            raise InputError(
+                f"{src}: loading from a STAC API is not available in this version; download the items first"
+            )
+        fs, path = _fs.filesystem(src)
+        try:
+            info = fs.info(path)
+        except FileNotFoundError:
+            raise InputError(f"{src}: no such file or folder") from None
+        except PermissionError:
+            raise InputError(f"{src}: permission denied") from None
+        if info["type"] == "directory":
+            total += sum(int(i.get("size") or 0) for i in fs.find(path, detail=True).values())
+        else:
+            if _fs.is_local(fs) and not os.access(path, os.R_OK):
+                raise InputError(f"{src}: permission denied")
+            name, _ = _strip_gz(path.lower())
+            if not name.endswith(NDJSON_SUFFIXES + JSON_SUFFIXES + PARQUET_SUFFIXES):
+                raise InputError(
+                    f"{src}: unknown source kind; expected .ndjson/.jsonl (optionally .gz), .json, .geojson, "
+                    ".parquet, or a folder"
+                )
+            total += int(info.get("size") or 0)
+    return SourcePlan(paths=list(sources), batch_size=batch_size, total_bytes=total)
+
+
+def _units_for(src: str, plan: SourcePlan) -> Iterator[Unit]:
+    fs, path = _fs.filesystem(src)
+    if fs.isdir(path):
+        yield from _folder_units(fs, path, plan)
+        return
+    name, _ = _strip_gz(path.lower())
+    if name.endswith(NDJSON_SUFFIXES):
+        yield from _ndjson_units(fs, path, src, plan)
+    elif name.endswith(PARQUET_SUFFIXES):
+        from stacbatch.sources._parquet import parquet_units
+
+        yield from parquet_units(fs, path, src, plan)
+    else:
+        yield from _document_units(fs, path, src, plan)
+
+
+def _open(fs: Any, path: str) -> Any:
+    return fs.open(path, "rb", compression="gzip" if path.lower().endswith(".gz") else None)
+
+
+def _ndjson_units(fs: Any, path: str, label: str, plan: SourcePlan) -> Iterator[Unit]:
+    size = plan.batch_size
+    try:
+        with _open(fs, path) as f:
+            lines: list[bytes] = []
+            first = 1
+            lineno = 0
+            for lineno, line in enumerate(f, 1):
+                lines.append(line)
+                if len(lines) >= size:
+                    yield LinesUnit(label, first, lines)
+                    lines = []
+                    first = lineno + 1
+            if lines:
+                yield LinesUnit(label, first, lines)
+    except (OSError, EOFError) as err:
+        plan.problems.append((label, "", f"cannot read: {err}"))
+
+
+def _folder_units(fs: Any, root: str, plan: SourcePlan) -> Iterator[Unit]:
+    batch: list[str] = []
+    for path in sorted(fs.find(root)):
+        low, _ = _strip_gz(path.lower())
+        label = path if _fs.is_local(fs) else fs.unstrip_protocol(path)
+        if low.endswith(NDJSON_SUFFIXES):
+            yield from _ndjson_units(fs, path, label, plan)
+        elif low.endswith(PARQUET_SUFFIXES):
+            from stacbatch.sources._parquet import parquet_units
+
+            yield from parquet_units(fs, path, label, plan)
+        elif low.endswith(JSON_SUFFIXES):
+            batch.append(label)
+            if len(batch) >= plan.batch_size:
+                yield FilesUnit(batch)
+                batch = []
+    if batch:
+        yield FilesUnit(batch)
+
+
+def _document_units(fs: Any, path: str, label: str, plan: SourcePlan) -> Iterator[Unit]:
+    """One JSON file: an item, a FeatureCollection/ItemCollection, an array, or a static catalog root."""
+    try:
+        size = int(fs.size(path) or 0)
+    except OSError as err:
+        plan.problems.append((label, "", f"cannot read: {err}"))
+        return
+    if size > WHOLE_DOC_LIMIT and not path.lower().endswith(".gz"):
+        from stacbatch.sources._stream import stream_document_units
+
+        yield from stream_document_units(fs, path, label, plan)
+        return
+    try:
+        with _open(fs, path) as f:
+            data = f.read()
+    except (OSError, EOFError) as err:
+        plan.problems.append((label, "", f"cannot read: {err}"))
+        return
+    try:
+        doc = _json.loads(data)
+    except ValueError as err:
+        # Maybe NDJSON under a .json name.
+        if data.count(b"\n") > 1:
+            yield from _ndjson_units(fs, path, label, plan)
+            return
+        plan.problems.append((label, "1", f"not valid JSON ({err})"))
+        return
+    kind = doc.get("type") if isinstance(doc, dict) else None
+    if kind in ("Catalog", "Collection"):
+        from stacbatch.sources._catalog import catalog_units
+
+        yield from catalog_units(fs, path, label, doc, plan)
+        return
+    yield from _doc_items(label, doc, plan)
+
+
+def _doc_items(label: str, doc: Any, plan: SourcePlan) -> Iterator[Unit]:
+    if isinstance(doc, dict) and doc.get("type") == "FeatureCollection":
+        feats = doc.get("features")
+        if not isinstance(feats, list):
+            plan.problems.append((label, "", "FeatureCollection without a features array"))
+            return
+        items, where = feats, "features"
+    elif isinstance(doc, list):
+        items, where = doc, ""
+    else:
+        items, where = [doc], None
+    size = plan.batch_size
+    for start in range(0, len(items), size):
+        chunk = items[start : start + size]
+        if where is None:
+            labels = [label]
+        else:
+            labels = [f"{label}#{where}[{start + i}]" if where else f"{label}#[{start + i}]" for i in range(len(chunk))]
+        yield DictsUnit(label, labels, chunk)

@@ -1,0 +1,327 @@
+"""``load``: sources -> parse (parallel) -> partition writer -> last-wins reconcile -> atomic manifest switch."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from stacbatch import _fs, _json, _sql
+from stacbatch._parse import ParseResult, parse_unit
+from stacbatch._pool import default_workers, ordered_map
+from stacbatch._rows import STAGE_SCHEMA
+from stacbatch.errors import InputError, StageError
+from stacbatch.sources import plan_sources
+from stacbatch.stage._layout import COLLECTIONS, ITEMS, TIME_BUCKETS, encode
+from stacbatch.stage._manifest import Manifest, write_manifest
+from stacbatch.stage._runs import Run
+from stacbatch.stage._stage import Stage
+from stacbatch.stage._writer import sort_for_stage, write_stage_file
+
+DEFAULT_BATCH_SIZE = 2_000
+#: Below this much input, worker start-up costs more than it saves.
+PARALLEL_MIN_BYTES = 16 * 1024 * 1024
+
+
+def _crash_point(name: str) -> None:
+    """Test hook: ``STACBATCH_CRASH_AT=name`` kills the process here, as a power cut would."""
+    if os.environ.get("STACBATCH_CRASH_AT") == name:
+        os._exit(137)
+
+
+@dataclass
+class LoadResult:
+    run_id: str
+    read: int = 0
+    staged: int = 0
+    new: int = 0
+    replaced: int = 0
+    duplicates: int = 0
+    failed: int = 0
+    collections_staged: int = 0
+    files_written: int = 0
+    seconds: float = 0.0
+    failures_file: str | None = None
+    first_failures: list[dict[str, Any]] = field(default_factory=list)
+    stage_version: int = 0
+
+    def counts(self) -> dict[str, Any]:
+        return {
+            k: getattr(self, k)
+            for k in (
+                "read",
+                "staged",
+                "new",
+                "replaced",
+                "duplicates",
+                "failed",
+                "collections_staged",
+                "files_written",
+            )
+        }
+
+
+def load(
+    stage_path: str,
+    sources: list[str],
+    *,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    workers: int | None = None,
+    time_bucket: str | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> LoadResult:
+    """Stage items from files, folders, static catalogs and stac-geoparquet; replace (collection, id) matches."""
+    t0 = time.perf_counter()
+    if time_bucket is not None and time_bucket not in TIME_BUCKETS:
+        raise InputError(f"--time-bucket must be one of {', '.join(TIME_BUCKETS)}, got {time_bucket!r}")
+    plan = plan_sources(sources, batch_size)
+    stage = Stage.open_or_new(stage_path)
+    with stage.write_lock():
+        stage = Stage.open_or_new(stage_path)  # re-read under the lock: another writer may have committed
+        manifest = stage.manifest.copy()
+        if time_bucket is not None:
+            if manifest.version > 0 and manifest.settings["time_bucket"] != time_bucket and manifest.files:
+                raise InputError(
+                    f"--time-bucket {time_bucket}: this stage already uses {manifest.settings['time_bucket']!r} "
+                    "(it applies to new collections only); omit the option"
+                )
+            manifest.settings["time_bucket"] = time_bucket
+        run = Run(stage.fs, stage.root, "load", {"sources": sources, "batch_size": batch_size})
+        result = LoadResult(run_id=run.id)
+        _cleanup_orphans(stage)
+        from stacbatch.stage._writer import PartitionWriter
+
+        partitioning = {c: m["partitioning"] for c, m in manifest.collections.items()}
+        writer = PartitionWriter(stage.fs, stage.root, run.id, manifest.settings, partitioning)
+        n_workers = workers if workers is not None else default_workers()
+        if plan.total_bytes < PARALLEL_MIN_BYTES:
+            n_workers = 1
+        seq = 0
+        collections: dict[str, tuple[str, dict[str, Any]]] = {}
+        try:
+            for res in ordered_map(parse_unit, plan.units(), n_workers):
+                seq = _take(res, run, writer, collections, seq, result)
+                if progress:
+                    progress(result.read)
+            new_entries = writer.close()
+        except BaseException:
+            writer.abort()
+            raise
+        for label, where, reason in plan.problems:
+            rec = {"source": label, "reason": reason}
+            if where:
+                rec["location"] = where
+            run.fail(rec)
+            result.failed += 1
+        _crash_point("after_write")
+        for cid, (_label, doc) in collections.items():
+            _stage_collection(stage, manifest, cid, doc, run, result)
+        _reconcile(stage, manifest, writer.new_schemes, new_entries, run, result)
+        result.files_written = len(new_entries)
+        result.failures_file = run.failures_path if run.failure_count else None
+        result.first_failures = run.first_failures
+        result.seconds = time.perf_counter() - t0
+        status = "partial" if result.failed else "ok"
+        manifest.last_run = {
+            "run_id": run.id,
+            "command": "load",
+            "status": status,
+            **result.counts(),
+        }
+        manifest.version += 1
+        _crash_point("before_manifest")
+        write_manifest(stage.fs, stage.root, manifest)
+        _crash_point("after_manifest")
+        result.stage_version = manifest.version
+        _delete_unreferenced(stage, manifest)
+        run.finish(
+            status,
+            result.counts(),
+            {"seconds": round(result.seconds, 3), "stage_version": manifest.version},
+        )
+    return result
+
+
+def _take(
+    res: ParseResult,
+    run: Run,
+    writer: Any,
+    collections: dict[str, tuple[str, dict[str, Any]]],
+    seq: int,
+    result: LoadResult,
+) -> int:
+    result.read += res.read
+    for rec in res.failures:
+        run.fail(rec)
+    result.failed += len(res.failures)
+    for label, doc in res.collections:
+        cid = doc.get("id")
+        if not isinstance(cid, str) or not cid:
+            run.fail(
+                {
+                    "source": label,
+                    "field": "id",
+                    "reason": "collection has no string id",
+                    "hint": "give the collection an id",
+                }
+            )
+            result.failed += 1
+            continue
+        collections[cid] = (label, doc)
+    if res.batch is not None:
+        n = res.batch.num_rows
+        batch = pa.RecordBatch.from_arrays(
+            [
+                *res.batch.columns,
+                pa.array([run.id] * n, pa.string()),
+                pa.array(range(seq, seq + n), pa.int64()),
+            ],
+            schema=STAGE_SCHEMA,
+        )
+        writer.add(batch)
+        seq += n
+    return seq
+
+
+def _stage_collection(
+    stage: Stage, manifest: Manifest, cid: str, doc: dict[str, Any], run: Run, result: LoadResult
+) -> None:
+    data = _json.dumps(doc)
+    rel = f"{COLLECTIONS}/{encode(cid)}.{_json.content_hash(doc)[:12]}.json"
+    path = _fs.join(stage.root, rel)
+    stage.fs.makedirs(_fs.join(stage.root, COLLECTIONS), exist_ok=True)
+    with stage.fs.open(path, "wb") as f:
+        f.write(data)
+    meta = manifest.collections.setdefault(cid, {"partitioning": None, "json": None})
+    meta["json"] = rel
+    result.collections_staged += 1
+
+
+def _reconcile(
+    stage: Stage,
+    manifest: Manifest,
+    new_schemes: dict[str, str],
+    new_entries: list[dict[str, Any]],
+    run: Run,
+    result: LoadResult,
+) -> None:
+    """Apply last-wins: drop every row superseded by a later one, then fold the new files into the manifest."""
+    for cid, scheme in new_schemes.items():
+        manifest.collections.setdefault(cid, {"partitioning": scheme, "json": None})
+        if manifest.collections[cid].get("partitioning") is None:
+            manifest.collections[cid]["partitioning"] = scheme
+    for meta in manifest.collections.values():
+        if meta.get("partitioning") is None:
+            meta["partitioning"] = "none"
+    staged_rows = sum(e["rows"] for e in new_entries)
+    touched = {e["collection"] for e in new_entries}
+    old_entries = [f for f in manifest.files if f["collection"] in touched]
+    consider = old_entries + new_entries
+    if consider:
+        abs_of = {_fs.join(stage.root, e["path"]): e for e in consider}
+        new_abs = [_fs.join(stage.root, e["path"]) for e in new_entries]
+        con = duckdb.connect()
+        try:
+            rows = con.execute(_sql.load("duplicates"), [list(abs_of), new_abs]).fetchall()
+        except duckdb.Error as err:
+            raise StageError(f"{stage.path}: cannot read staged files to apply replacements: {err}") from None
+        finally:
+            con.close()
+        replaced_old = 0
+        dropped_new = 0
+        for filename, losers, old_file, n in rows:
+            entry = abs_of[filename]
+            if old_file:
+                replaced_old += n
+            else:
+                dropped_new += n
+            _rewrite_without(stage, entry, losers, run.id, manifest, new_entries)
+        result.replaced = replaced_old
+        result.duplicates = dropped_new
+    result.staged = staged_rows - result.duplicates
+    result.new = result.staged - result.replaced
+    manifest.files.extend(new_entries)
+
+
+def _rewrite_without(
+    stage: Stage,
+    entry: dict[str, Any],
+    losers: list[int],
+    run_id: str,
+    manifest: Manifest,
+    new_entries: list[dict[str, Any]],
+) -> None:
+    """Replace a data file by a copy without the given rows (copy-on-write: the old file stays until commit)."""
+    path = _fs.join(stage.root, entry["path"])
+    with stage.fs.open(path, "rb") as f:
+        table = pq.read_table(f)
+    import pyarrow.compute as pc
+
+    keep = pc.invert(pc.is_in(pa.array(range(table.num_rows), pa.int64()), value_set=pa.array(losers, pa.int64())))
+    table = table.filter(keep)
+    in_new = entry in new_entries
+    (new_entries if in_new else manifest.files).remove(entry)
+    if table.num_rows == 0:
+        return
+    table = sort_for_stage(table.replace_schema_metadata(None).cast(STAGE_SCHEMA))
+    folder = entry["path"].rsplit("/", 1)[0]
+    stem = entry["path"].rsplit("/", 1)[1].removesuffix(".parquet")
+    rel = f"{folder}/{stem}-r{run_id}.parquet" if not in_new else f"{folder}/{stem}-d.parquet"
+    fresh = write_stage_file(stage.fs, stage.root, rel, table, manifest.settings["row_group_rows"])
+    fresh["bucket"] = entry.get("bucket")
+    fresh["run"] = run_id
+    new_entries.append(fresh)
+
+
+def _referenced(manifest: Manifest) -> set[str]:
+    refs = {f["path"] for f in manifest.files}
+    refs.update(m["json"] for m in manifest.collections.values() if m.get("json"))
+    return refs
+
+
+def _cleanup_orphans(stage: Stage) -> None:
+    """Remove data files left by a crashed write (never referenced by the manifest). Runs under the write lock."""
+    _delete_unreferenced(stage, stage.manifest)
+
+
+def _delete_unreferenced(stage: Stage, manifest: Manifest) -> None:
+    refs = _referenced(manifest)
+    for folder in (ITEMS, COLLECTIONS):
+        base = _fs.join(stage.root, folder)
+        if not stage.fs.exists(base):
+            continue
+        for path in stage.fs.find(base):
+            rel = path[len(stage.root.rstrip("/")) + 1 :] if path.startswith(stage.root.rstrip("/")) else path
+            if rel not in refs:
+                with contextlib.suppress(FileNotFoundError):
+                    stage.fs.rm(path)
+    if _fs.is_local(stage.fs):
+        _prune_empty_dirs(_fs.join(stage.root, ITEMS))
+
+
+def _prune_empty_dirs(root: str) -> None:
+    for dirpath, _dirs, _files in os.walk(root, topdown=False):
+        if dirpath != root:
+            with contextlib.suppress(OSError):
+                os.rmdir(dirpath)
+
+
+def print_progress(stream: Any = sys.stderr) -> Callable[[int], None]:
+    last = [0.0]
+
+    def report(n: int) -> None:
+        now = time.monotonic()
+        if now - last[0] >= 1.0:
+            last[0] = now
+            stream.write(f"\rread {n:,} items")
+            stream.flush()
+
+    return report

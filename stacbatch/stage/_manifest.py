@@ -1,0 +1,102 @@
+"""The manifest: the one file that says what the stage holds. Replacing it is the commit point of every write."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from stacbatch import _fs
+from stacbatch.errors import StageError
+from stacbatch.stage._layout import MANIFEST, TIME_BUCKETS, now_rfc3339
+
+FORMAT = "stacbatch-stage"
+FORMAT_VERSION = 1
+
+DEFAULT_SETTINGS: dict[str, Any] = {
+    # Collections with at least time_bucket_min_items items at their first write are split by this time bucket;
+    # smaller ones keep a single partition. Fixed per collection once chosen (recorded in "collections").
+    "time_bucket": "year",
+    "time_bucket_min_items": 5_000,
+    "row_group_rows": 10_000,
+    "file_max_rows": 100_000,
+    "file_max_bytes": 128 * 1024 * 1024,
+}
+
+
+@dataclass
+class Manifest:
+    version: int = 0
+    created: str = field(default_factory=now_rfc3339)
+    updated: str = field(default_factory=now_rfc3339)
+    settings: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_SETTINGS))
+    #: collection id -> {"partitioning": "none"|"year"|"month", "json": relative path or None}
+    collections: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: one entry per data file: path, collection, bucket, rows, bytes, datetime_min/max, bbox, run
+    files: list[dict[str, Any]] = field(default_factory=list)
+    last_run: dict[str, Any] | None = None
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(
+            {
+                "format": FORMAT,
+                "format_version": FORMAT_VERSION,
+                "version": self.version,
+                "created": self.created,
+                "updated": self.updated,
+                "settings": self.settings,
+                "collections": self.collections,
+                "files": self.files,
+                "last_run": self.last_run,
+            },
+            option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS,
+        )
+
+    def copy(self) -> Manifest:
+        return copy.deepcopy(self)
+
+    def files_of(self, collection: str) -> list[dict[str, Any]]:
+        return [f for f in self.files if f["collection"] == collection]
+
+    def item_count(self, collection: str | None = None) -> int:
+        return sum(f["rows"] for f in self.files if collection is None or f["collection"] == collection)
+
+
+def read_manifest(fs: Any, root: str) -> Manifest | None:
+    path = _fs.join(root, MANIFEST)
+    try:
+        with fs.open(path, "rb") as f:
+            raw = f.read()
+    except FileNotFoundError:
+        return None
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError as err:
+        raise StageError(f"{path}: the manifest is not valid JSON ({err}); restore it from a backup") from None
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise StageError(f"{path}: not a stacbatch stage manifest")
+    if doc.get("format_version") != FORMAT_VERSION:
+        raise StageError(
+            f"{path}: stage format version {doc.get('format_version')} is not supported by this stacbatch "
+            f"(supports {FORMAT_VERSION}); upgrade stacbatch"
+        )
+    settings = dict(DEFAULT_SETTINGS)
+    settings.update(doc.get("settings") or {})
+    return Manifest(
+        version=int(doc["version"]),
+        created=doc["created"],
+        updated=doc["updated"],
+        settings=settings,
+        collections=doc.get("collections") or {},
+        files=doc.get("files") or [],
+        last_run=doc.get("last_run"),
+    )
+
+
+def write_manifest(fs: Any, root: str, manifest: Manifest) -> None:
+    if manifest.settings["time_bucket"] not in TIME_BUCKETS:
+        raise StageError(f"time bucket must be one of {', '.join(TIME_BUCKETS)}")
+    manifest.updated = now_rfc3339()
+    _fs.atomic_write_bytes(fs, _fs.join(root, MANIFEST), manifest.to_json())

@@ -1,0 +1,188 @@
+"""A stage: open it, lock it for writing, query it with DuckDB, read it as Arrow or Polars."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import duckdb
+import orjson
+
+from stacbatch import _fs, _sql
+from stacbatch.errors import StageError
+from stacbatch.stage._layout import LOCK, MANIFEST
+from stacbatch.stage._manifest import Manifest, read_manifest
+
+if TYPE_CHECKING:
+    import polars as pl
+    import pyarrow as pa
+
+
+class Stage:
+    """A snapshot of a stage: the manifest as it was when opened, and DuckDB views over exactly its files.
+
+    >>> stage = open_stage("my-stage")
+    >>> stage.items.filter("collection = 'HLSL30_2.0'").to_arrow_table()
+    """
+
+    def __init__(self, path: str, fs: Any, root: str, manifest: Manifest) -> None:
+        self.path = path
+        self.fs = fs
+        self.root = root
+        self.manifest = manifest
+        self._con: duckdb.DuckDBPyConnection | None = None
+
+    # -- opening -------------------------------------------------------------------------------------------
+    @classmethod
+    def open(cls, path: str) -> Stage:
+        fs, root = _fs.filesystem(path)
+        manifest = read_manifest(fs, root)
+        if manifest is None:
+            if fs.exists(root):
+                raise StageError(
+                    f"{path}: not a stage (no {MANIFEST}); create one with `stacbatch load ... --stage {path}`"
+                )
+            raise StageError(f"{path}: no such stage; create one with `stacbatch load SOURCE --stage {path}`")
+        return cls(path, fs, root, manifest)
+
+    @classmethod
+    def open_or_new(cls, path: str) -> Stage:
+        fs, root = _fs.filesystem(path)
+        manifest = read_manifest(fs, root)
+        if manifest is None:
+            if fs.exists(root) and fs.isfile(root):
+                raise StageError(f"{path}: is a file, not a stage folder")
+            if fs.exists(root) and [p for p in fs.ls(root, detail=False) if not p.endswith(LOCK)]:
+                raise StageError(f"{path}: folder exists, is not empty and holds no stage; choose another --stage")
+            manifest = Manifest()
+        return cls(path, fs, root, manifest)
+
+    @contextlib.contextmanager
+    def write_lock(self) -> Iterator[None]:
+        """One writer at a time (local stages: an advisory ``flock``; released by the OS if the process dies)."""
+        if not _fs.is_local(self.fs):
+            yield
+            return
+        import fcntl
+
+        os.makedirs(self.root, exist_ok=True)
+        fd = os.open(os.path.join(self.root, LOCK), os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise StageError(
+                    f"{self.path}: another stacbatch process is writing to this stage; wait for it to finish"
+                ) from None
+            yield
+        finally:
+            os.close(fd)
+
+    # -- querying ------------------------------------------------------------------------------------------
+    def file_paths(self, collections: list[str] | None = None) -> list[str]:
+        files = self.manifest.files
+        if collections is not None:
+            wanted = set(collections)
+            files = [f for f in files if f["collection"] in wanted]
+        return [_fs.join(self.root, f["path"]) for f in files]
+
+    @property
+    def connection(self) -> duckdb.DuckDBPyConnection:
+        """A DuckDB connection with views ``items`` and table ``collections`` over this snapshot."""
+        if self._con is None:
+            self._con = self._connect()
+        return self._con
+
+    def _source(self, con: duckdb.DuckDBPyConnection, paths: list[str], name: str) -> str:
+        if not paths:
+            con.execute(_sql.load("empty_items"))
+            return "_empty_items"
+        if _fs.is_local(self.fs):
+            return f"read_parquet({_sql.literal_list(paths)})"
+        import pyarrow.dataset as ds
+
+        con.register(name, ds.dataset(paths, filesystem=self.fs, format="parquet"))
+        return name
+
+    def _view(self, con: duckdb.DuckDBPyConnection, view: str, paths: list[str]) -> None:
+        source = self._source(con, paths, f"_files_{view}")
+        ddl = _sql.load("items_view").replace("{source}", source)
+        con.execute(ddl.replace("VIEW items AS", f"VIEW {_sql.ident(view)} AS", 1))
+
+    def items_view(self, collections: list[str]) -> str:
+        """Name of a view shaped like ``items`` over only these collections' files (no other file is opened)."""
+        view = "_items_" + str(abs(hash(tuple(sorted(collections)))))
+        self._view(self.connection, view, self.file_paths(collections))
+        return view
+
+    def _connect(self) -> duckdb.DuckDBPyConnection:
+        con = duckdb.connect()
+        self._view(con, "items", self.file_paths())
+        con.execute(_sql.load("collections_table"))
+        rows = []
+        for cid, meta in sorted(self.manifest.collections.items()):
+            doc = self.collection_json(cid)
+            rows.append(
+                [
+                    cid,
+                    self.manifest.item_count(cid),
+                    meta.get("partitioning", "none"),
+                    orjson.dumps(doc).decode() if doc is not None else None,
+                ]
+            )
+        if rows:
+            con.executemany("INSERT INTO collections VALUES (?, ?, ?, ?)", rows)
+        return con
+
+    @property
+    def items(self) -> duckdb.DuckDBPyRelation:
+        return self.connection.table("items")
+
+    @property
+    def collections(self) -> duckdb.DuckDBPyRelation:
+        return self.connection.table("collections")
+
+    def sql(self, query: str, params: list[Any] | None = None) -> duckdb.DuckDBPyRelation:
+        return self.connection.sql(query, params=params)
+
+    def to_arrow(self, where: str | None = None) -> pa.Table:
+        rel = self.items if where is None else self.items.filter(where)
+        return rel.to_arrow_table()
+
+    def to_polars(self, where: str | None = None) -> pl.DataFrame:
+        import polars as pl
+
+        rel = self.items if where is None else self.items.filter(where)
+        df = rel.pl()
+        assert isinstance(df, pl.DataFrame)
+        return df
+
+    def collection_json(self, collection: str) -> dict[str, Any] | None:
+        rel = self.manifest.collections.get(collection, {}).get("json")
+        if not rel:
+            return None
+        with self.fs.open(_fs.join(self.root, rel), "rb") as f:
+            doc: dict[str, Any] = orjson.loads(f.read())
+        return doc
+
+    def close(self) -> None:
+        if self._con is not None:
+            self._con.close()
+            self._con = None
+
+    def __enter__(self) -> Stage:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        m = self.manifest
+        return f"<Stage {self.path!r} v{m.version}: {m.item_count()} items in {len(m.collections)} collections>"
+
+
+def open_stage(path: str | os.PathLike[str]) -> Stage:
+    """Open a stage for reading: ``open_stage(p).items`` is a DuckDB relation; ``.to_arrow()``, ``.to_polars()``."""
+    return Stage.open(os.fspath(path))
