@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import struct
+from itertools import chain
 from typing import Any
 
 _CODES = {
@@ -30,21 +31,28 @@ class GeometryError(ValueError):
 Bounds = list[float]  # [xmin, ymin, xmax, ymax], updated in place
 
 
-def _flat(positions: Any, dim: int, close: bool, bounds: Bounds, where: str) -> bytes:
+def _flat(positions: Any, dim: int, close: bool, bounds: Bounds | None, where: str) -> bytes:
     if not isinstance(positions, list):
         raise GeometryError(f"{where}: expected an array of positions")
     n = len(positions)
     try:
-        if dim == 2:
-            vals = [float(c) for p in positions for c in (p[0], p[1])]
+        if set(map(len, positions)) == {dim}:
+            # Fast path (C-level flattening); struct.pack below rejects non-numbers.
+            vals = list(chain.from_iterable(positions))
+        elif dim == 2:
+            vals = [c for p in positions for c in (p[0], p[1])]
         else:
-            vals = [float(c) for p in positions for c in (p[0], p[1], p[2] if len(p) > 2 else math.nan)]
-    except (TypeError, IndexError, KeyError, ValueError):
+            vals = [c for p in positions for c in (p[0], p[1], p[2] if len(p) > 2 else math.nan)]
+    except (TypeError, IndexError, KeyError):
         raise GeometryError(f"{where}: every position must be an array of 2 or 3 numbers") from None
     if close and n > 0 and vals[:dim] != vals[-dim:]:
         vals.extend(vals[:dim])
         n += 1
-    if n:
+    try:
+        packed = struct.pack(f"<I{len(vals)}d", n, *vals)
+    except (struct.error, TypeError):
+        raise GeometryError(f"{where}: every position must be an array of 2 or 3 numbers") from None
+    if n and bounds is not None:
         xs = vals[0::dim]
         ys = vals[1::dim]
         lo_x, hi_x, lo_y, hi_y = min(xs), max(xs), min(ys), max(ys)
@@ -56,10 +64,10 @@ def _flat(positions: Any, dim: int, close: bool, bounds: Bounds, where: str) -> 
             bounds[2] = hi_x
         if hi_y > bounds[3]:
             bounds[3] = hi_y
-    return _COUNT.pack(n) + struct.pack(f"<{len(vals)}d", *vals)
+    return packed
 
 
-def _rings(rings: Any, dim: int, bounds: Bounds, where: str) -> bytes:
+def _rings(rings: Any, dim: int, bounds: Bounds | None, where: str) -> bytes:
     if not isinstance(rings, list):
         raise GeometryError(f"{where}: expected an array of linear rings")
     parts = [_COUNT.pack(len(rings))]
@@ -86,7 +94,7 @@ _DEPTH = {
 }
 
 
-def _encode(geom: Any, bounds: Bounds, where: str, types: set[str]) -> bytes:
+def _encode(geom: Any, bounds: Bounds | None, where: str, types: set[str]) -> bytes:
     if not isinstance(geom, dict):
         raise GeometryError(f"{where}: expected a GeoJSON geometry object")
     kind = geom.get("type")
@@ -130,11 +138,12 @@ def _encode(geom: Any, bounds: Bounds, where: str, types: set[str]) -> bytes:
     return b"".join(parts)
 
 
-def geojson_to_wkb(geom: Any) -> tuple[bytes, Bounds | None, set[str]]:
-    """Encode a GeoJSON geometry; return WKB, its 2D bounds (None when empty) and the GeoParquet type names."""
-    bounds: Bounds = [math.inf, math.inf, -math.inf, -math.inf]
+def geojson_to_wkb(geom: Any, need_bounds: bool = True) -> tuple[bytes, Bounds | None, set[str]]:
+    """Encode a GeoJSON geometry; return WKB, its 2D bounds (None when empty or not asked for) and the
+    GeoParquet type names."""
+    bounds: Bounds | None = [math.inf, math.inf, -math.inf, -math.inf] if need_bounds else None
     types: set[str] = set()
     wkb = _encode(geom, bounds, "geometry", types)
-    if bounds[0] == math.inf:
+    if bounds is None or bounds[0] == math.inf:
         return wkb, None, types
     return wkb, bounds, types

@@ -1,20 +1,30 @@
-"""Parse units into record batches. Runs in worker processes (or inline for small inputs): pure, picklable I/O."""
+"""Parse units into record batches. Runs in worker processes (or inline for small inputs): pure, picklable I/O.
+
+``batch_size`` bounds the rows of each record batch a unit yields; units themselves are cut by bytes (NDJSON) or
+by documents, so inter-process hand-off stays cheap whatever the batch size.
+"""
 
 from __future__ import annotations
 
+import gc
+import os
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 import pyarrow as pa
 
 from stacbatch import _json
 from stacbatch._rows import BatchBuilder, ItemError
-from stacbatch.sources import DictsUnit, FilesUnit, LinesUnit, Unit
+from stacbatch.sources import DictsUnit, LinesUnit, RangeUnit, Unit
 
 
 @dataclass
 class ParseResult:
-    batch: pa.RecordBatch | None
+    batches: list[pa.RecordBatch] = field(default_factory=list)
+    #: Set by worker processes: the batches are in this Arrow IPC file instead (see ``take_batches``).
+    spill: str | None = None
     read: int = 0
     failures: list[dict[str, Any]] = field(default_factory=list)
     collections: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
@@ -23,13 +33,7 @@ class ParseResult:
 
 
 def _failure(
-    source: str,
-    reason: str,
-    *,
-    line: int | None = None,
-    item_id: Any = None,
-    field: str | None = None,
-    hint: str = "",
+    source: str, reason: str, *, line: int | None = None, item_id: Any = None, field: str | None = None, hint: str = ""
 ) -> dict[str, Any]:
     rec: dict[str, Any] = {"source": source}
     if line is not None:
@@ -44,50 +48,116 @@ def _failure(
     return rec
 
 
-def _add(builder: BatchBuilder, res: ParseResult, obj: Any, source: str, line: int | None) -> None:
-    res.read += 1
-    try:
-        builder.add(obj)
-    except ItemError as err:
-        item_id = obj.get("id") if isinstance(obj, dict) else None
-        res.failures.append(_failure(source, str(err), line=line, item_id=item_id, field=err.field, hint=err.hint))
-    except RecursionError:
-        res.failures.append(_failure(source, "item is nested too deeply", line=line))
+class _Collector:
+    def __init__(self, batch_size: int) -> None:
+        self.batch_size = batch_size
+        self.builder = BatchBuilder()
+        self.res = ParseResult()
+
+    def add(self, obj: Any, source: str, line: int | None, raw: bytes | None = None) -> None:
+        self.res.read += 1
+        try:
+            self.builder.add(obj, raw)
+        except ItemError as err:
+            item_id = obj.get("id") if isinstance(obj, dict) else None
+            self.res.failures.append(
+                _failure(source, str(err), line=line, item_id=item_id, field=err.field, hint=err.hint)
+            )
+            return
+        except RecursionError:
+            self.res.failures.append(_failure(source, "item is nested too deeply", line=line))
+            return
+        if len(self.builder) >= self.batch_size:
+            self.flush()
+
+    def fail(self, rec: dict[str, Any]) -> None:
+        self.res.read += 1
+        self.res.failures.append(rec)
+
+    def flush(self) -> None:
+        if len(self.builder):
+            self.res.batches.append(self.builder.finish())
+            self.builder = BatchBuilder()
 
 
-def parse_unit(unit: Unit) -> ParseResult:
-    builder = BatchBuilder()
-    res = ParseResult(batch=None)
-    if isinstance(unit, LinesUnit):
-        for n, raw in enumerate(unit.lines, unit.first_line):
-            if not raw.strip():
-                continue
-            try:
-                obj = _json.loads(raw)
-            except ValueError as err:
-                res.read += 1
-                res.failures.append(
-                    _failure(
-                        unit.source,
-                        f"not valid JSON ({err})",
-                        line=n,
-                        hint="fix or remove the line",
-                    )
-                )
-                continue
-            _add(builder, res, obj, unit.source, n)
-    elif isinstance(unit, DictsUnit):
-        for label, obj in zip(unit.labels, unit.items, strict=True):
-            _add(builder, res, obj, label, None)
-    elif isinstance(unit, FilesUnit):
-        for path in unit.paths:
-            _parse_file(path, builder, res)
-    if len(builder):
-        res.batch = builder.finish()
+def parse_unit_to_spill(unit: Unit, batch_size: int, spill_dir: str) -> ParseResult:
+    """``parse_unit`` for worker processes: batches go to a memory-backed Arrow IPC file, not through the pipe.
+
+    Pickling ~5 MB of Arrow buffers through a pipe cost ~15% of load time; a file in ``/dev/shm`` costs one copy
+    and the parent maps it without another.
+    """
+    res = parse_unit(unit, batch_size)
+    if res.batches:
+        path = os.path.join(spill_dir, f"{os.getpid()}-{uuid.uuid4().hex}.arrow")
+        with pa.OSFile(path, "wb") as sink, pa.ipc.new_file(sink, res.batches[0].schema) as writer:
+            for batch in res.batches:
+                writer.write_batch(batch)
+        res.batches = []
+        res.spill = path
     return res
 
 
-def _parse_file(path: str, builder: BatchBuilder, res: ParseResult) -> None:
+def take_batches(res: ParseResult) -> list[pa.RecordBatch]:
+    """The result's batches, reading (memory-mapping) and unlinking its spill file if it has one."""
+    if res.spill is None:
+        return res.batches
+    source = pa.memory_map(res.spill)
+    reader = pa.ipc.open_file(source)
+    batches = [reader.get_batch(i) for i in range(reader.num_record_batches)]
+    os.unlink(res.spill)  # the mapping keeps the pages alive until the batches are released
+    return batches
+
+
+def parse_unit(unit: Unit, batch_size: int) -> ParseResult:
+    # The parser makes no reference cycles; pausing the cyclic GC saves the repeated scans that millions of
+    # fresh dicts would trigger (measured: ~20% of parse time).
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        out = _Collector(batch_size)
+        if isinstance(unit, LinesUnit):
+            _parse_lines(unit.source, unit.data, unit.first_line, out)
+        elif isinstance(unit, RangeUnit):
+            try:
+                with open(unit.path, "rb") as f:
+                    f.seek(unit.offset)
+                    data = f.read(unit.length)
+            except OSError as err:
+                out.fail(_failure(unit.source, f"cannot read: {err}", line=unit.first_line))
+            else:
+                _parse_lines(unit.source, data, unit.first_line, out)
+        elif isinstance(unit, DictsUnit):
+            for label, obj in zip(unit.labels, unit.items, strict=True):
+                out.add(obj, label, None)
+        else:
+            for path in unit.paths:
+                _parse_file(path, out)
+        out.flush()
+        return out.res
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _parse_lines(source: str, data: bytes, first_line: int, out: _Collector) -> None:
+    for n, raw in enumerate(data.split(b"\n"), first_line):
+        if not raw or raw.isspace():
+            continue
+        try:
+            obj = orjson.loads(raw)
+            exact = True
+        except orjson.JSONDecodeError:
+            # The stdlib may still read it (integers beyond 64 bits, NaN): then a re-serialisation is stored.
+            exact = False
+            try:
+                obj = _json.loads(raw)
+            except ValueError as err:
+                out.fail(_failure(source, f"not valid JSON ({err})", line=n, hint="fix or remove the line"))
+                continue
+        out.add(obj, source, n, raw if exact else None)
+
+
+def _parse_file(path: str, out: _Collector) -> None:
     from stacbatch import _fs
 
     try:
@@ -95,25 +165,23 @@ def _parse_file(path: str, builder: BatchBuilder, res: ParseResult) -> None:
         with fs.open(p, "rb", compression="gzip" if p.endswith(".gz") else None) as f:
             data = f.read()
     except (OSError, EOFError) as err:
-        res.read += 1
-        res.failures.append(_failure(path, f"cannot read: {err}", hint="check the file exists and is readable"))
+        out.fail(_failure(path, f"cannot read: {err}", hint="check the file exists and is readable"))
         return
     try:
         doc = _json.loads(data)
     except ValueError as err:
-        res.read += 1
-        res.failures.append(_failure(path, f"not valid JSON ({err})", hint="fix the file"))
+        out.fail(_failure(path, f"not valid JSON ({err})", hint="fix the file"))
         return
     kind = doc.get("type") if isinstance(doc, dict) else None
     if kind == "Collection":
-        res.collections.append((path, doc))
+        out.res.collections.append((path, doc))
     elif kind == "Catalog":
-        res.skipped += 1
+        out.res.skipped += 1
     elif kind == "FeatureCollection" and isinstance(doc.get("features"), list):
         for i, obj in enumerate(doc["features"]):
-            _add(builder, res, obj, f"{path}#features[{i}]", None)
+            out.add(obj, f"{path}#features[{i}]", None)
     elif isinstance(doc, list):
         for i, obj in enumerate(doc):
-            _add(builder, res, obj, f"{path}#[{i}]", None)
+            out.add(obj, f"{path}#[{i}]", None)
     else:
-        _add(builder, res, doc, path, None)
+        out.add(doc, path, None)

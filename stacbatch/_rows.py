@@ -6,7 +6,6 @@ item once (compact, key order kept) and hash its canonical form. Everything else
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 import datetime as _dt
 from datetime import UTC
 from typing import Any
@@ -42,8 +41,12 @@ STAGE_SCHEMA = PARSED_SCHEMA.append(pa.field("stage_run", pa.string(), nullable=
 )
 
 
-def parse_datetime(value: Any) -> _dt.datetime | None:
-    """RFC 3339 text -> aware UTC datetime for the query columns; None when absent or unreadable.
+_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=UTC)
+_US = _dt.timedelta(microseconds=1)
+
+
+def parse_datetime(value: Any) -> int | None:
+    """RFC 3339 text -> microseconds since the epoch (UTC) for the query columns; None when absent or unreadable.
 
     Lenient on purpose (lowercase t/z, naive = UTC, date only): load does not validate, it indexes.
     """
@@ -57,9 +60,9 @@ def parse_datetime(value: Any) -> _dt.datetime | None:
         except ValueError:
             return None
     if dt.tzinfo is None:
-        return dt.replace(tzinfo=UTC)
+        dt = dt.replace(tzinfo=UTC)
     try:
-        return dt.astimezone(UTC)
+        return (dt - _EPOCH) // _US
     except OverflowError:
         return None
 
@@ -73,29 +76,24 @@ class ItemError(ValueError):
         self.hint = hint
 
 
-@dataclass
 class BatchBuilder:
-    """Accumulates items as column lists; ``finish`` returns a record batch of ``PARSED_SCHEMA``."""
+    """Accumulates items as row tuples (one append per item); ``finish`` transposes them into a record batch."""
 
-    collection: list[str] = field(default_factory=list)
-    id: list[str] = field(default_factory=list)
-    datetime: list[_dt.datetime | None] = field(default_factory=list)
-    start_datetime: list[_dt.datetime | None] = field(default_factory=list)
-    end_datetime: list[_dt.datetime | None] = field(default_factory=list)
-    bbox: list[dict[str, float] | None] = field(default_factory=list)
-    geometry: list[bytes | None] = field(default_factory=list)
-    item: list[str] = field(default_factory=list)
-    content_hash: list[str] = field(default_factory=list)
+    def __init__(self) -> None:
+        self.rows: list[tuple[Any, ...]] = []
 
     def __len__(self) -> int:
-        return len(self.id)
+        return len(self.rows)
 
-    def add(self, obj: Any) -> str:
-        """Add one item (a parsed JSON value); return its id. Raises ``ItemError`` and adds nothing on bad input."""
+    def add(self, obj: Any, raw: bytes | None = None) -> str:
+        """Add one item (a parsed JSON value); return its id. Raises ``ItemError`` and adds nothing on bad input.
+
+        ``raw`` is the item's own JSON text when it came as one NDJSON line: stored as is (byte-exact, and no
+        re-serialisation cost). orjson has already checked it is valid UTF-8 JSON.
+        """
         if not isinstance(obj, dict):
             raise ItemError(
-                f"not a JSON object but {type(obj).__name__}",
-                hint="each item must be a GeoJSON Feature object",
+                f"not a JSON object but {type(obj).__name__}", hint="each item must be a GeoJSON Feature object"
             )
         item_id = obj.get("id")
         if not isinstance(item_id, str) or not item_id:
@@ -106,61 +104,70 @@ class BatchBuilder:
         if coll is None:
             coll = DEFAULT_COLLECTION
         elif not isinstance(coll, str) or not coll:
-            raise ItemError(
-                f"collection must be a non-empty string, got {coll!r}",
-                "collection",
-                "fix or remove it",
-            )
+            raise ItemError(f"collection must be a non-empty string, got {coll!r}", "collection", "fix or remove it")
+        box = _own_bbox(obj.get("bbox"))
         geom = obj.get("geometry")
         wkb: bytes | None = None
-        bounds: list[float] | None = None
         if geom is not None:
             try:
-                wkb, bounds, _ = geojson_to_wkb(geom)
+                wkb, bounds, _ = geojson_to_wkb(geom, need_bounds=box is None)
             except GeometryError as err:
                 raise ItemError(str(err), "geometry", "fix the geometry or set it to null") from None
             except RecursionError:
                 raise ItemError("geometry is nested too deeply", "geometry", "fix the geometry") from None
-        box = _bbox(obj.get("bbox"), bounds)
+            if box is None and bounds is not None:
+                box = (bounds[0], bounds[1], bounds[2], bounds[3])
         props = obj.get("properties")
         if isinstance(props, dict):
-            dt, start, end = (
-                props.get("datetime"),
-                props.get("start_datetime"),
-                props.get("end_datetime"),
-            )
+            dt, start, end = props.get("datetime"), props.get("start_datetime"), props.get("end_datetime")
         else:
             dt = start = end = None
-        text = _json.dumps(obj).decode("utf-8")
-        digest = _json.content_hash(obj)
-        self.collection.append(coll)
-        self.id.append(item_id)
-        self.datetime.append(parse_datetime(dt))
-        self.start_datetime.append(parse_datetime(start))
-        self.end_datetime.append(parse_datetime(end))
-        self.bbox.append(box)
-        self.geometry.append(wkb)
-        self.item.append(text)
-        self.content_hash.append(digest)
+        corners: tuple[float | None, ...] = _NO_BOX if box is None else box
+        self.rows.append(
+            (
+                coll,
+                item_id,
+                parse_datetime(dt),
+                parse_datetime(start),
+                parse_datetime(end),
+                *corners,
+                wkb,
+                raw.strip() if raw is not None else _json.dumps(obj),
+                _json.content_hash(obj),
+            )
+        )
         return item_id
 
     def finish(self) -> pa.RecordBatch:
+        (coll, ids, dt, start, end, xmin, ymin, xmax, ymax, geom, item, digest) = zip(*self.rows, strict=True)
+        f64 = pa.float64()
+        xmin_a = pa.array(xmin, f64)
+        bbox = pa.StructArray.from_arrays(
+            [xmin_a, pa.array(ymin, f64), pa.array(xmax, f64), pa.array(ymax, f64)],
+            fields=list(BBOX),
+            mask=xmin_a.is_null(),
+        )
+        # The item texts are valid UTF-8 already (orjson checked on parse, or produced them): no second check.
+        item_a = pa.array(item, pa.binary()).view(pa.string())
         arrays = [
-            pa.array(self.collection, pa.string()),
-            pa.array(self.id, pa.string()),
-            pa.array(self.datetime, TS),
-            pa.array(self.start_datetime, TS),
-            pa.array(self.end_datetime, TS),
-            pa.array(self.bbox, BBOX),
-            pa.array(self.geometry, pa.binary()),
-            pa.ExtensionArray.from_storage(pa.json_(pa.string()), pa.array(self.item, pa.string())),
-            pa.array(self.content_hash, pa.string()),
+            pa.array(coll, pa.string()),
+            pa.array(ids, pa.string()),
+            pa.array(dt, pa.int64()).view(TS),
+            pa.array(start, pa.int64()).view(TS),
+            pa.array(end, pa.int64()).view(TS),
+            bbox,
+            pa.array(geom, pa.binary()),
+            pa.ExtensionArray.from_storage(pa.json_(pa.string()), item_a),
+            pa.array(digest, pa.string()),
         ]
         return pa.RecordBatch.from_arrays(arrays, schema=PARSED_SCHEMA)
 
 
-def _bbox(value: Any, bounds: list[float] | None) -> dict[str, float] | None:
-    """The item's own bbox when it is usable (4 or 6 numbers), else the geometry's bounds."""
+_NO_BOX: tuple[None, ...] = (None, None, None, None)
+
+
+def _own_bbox(value: Any) -> tuple[float, float, float, float] | None:
+    """The item's own bbox when it is usable (4 or 6 numbers)."""
     if isinstance(value, list) and len(value) in (4, 6):
         try:
             if len(value) == 4:
@@ -168,9 +175,6 @@ def _bbox(value: Any, bounds: list[float] | None) -> dict[str, float] | None:
             else:
                 x0, y0, _, x1, y1, _ = (float(v) for v in value)
         except (TypeError, ValueError):
-            pass
-        else:
-            return {"xmin": x0, "ymin": y0, "xmax": x1, "ymax": y1}
-    if bounds is None:
-        return None
-    return {"xmin": bounds[0], "ymin": bounds[1], "xmax": bounds[2], "ymax": bounds[3]}
+            return None
+        return (x0, y0, x1, y1)
+    return None

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import sys
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,7 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from stacbatch import _fs, _json, _sql
-from stacbatch._parse import ParseResult, parse_unit
+from stacbatch._parse import ParseResult, parse_unit, parse_unit_to_spill, take_batches
 from stacbatch._pool import default_workers, ordered_map
 from stacbatch._rows import STAGE_SCHEMA
 from stacbatch.errors import InputError, StageError
@@ -107,10 +109,16 @@ def load(
         seq = 0
         collections: dict[str, tuple[str, dict[str, Any]]] = {}
         try:
-            for res in ordered_map(parse_unit, plan.units(), n_workers):
-                seq = _take(res, run, writer, collections, seq, result)
-                if progress:
-                    progress(result.read)
+            with _spill_dir() as spill:
+                parse: Callable[[Any], ParseResult] = (
+                    functools.partial(parse_unit, batch_size=batch_size)
+                    if n_workers <= 1
+                    else functools.partial(parse_unit_to_spill, batch_size=batch_size, spill_dir=spill)
+                )
+                for res in ordered_map(parse, plan.units(), n_workers):
+                    seq = _take(res, run, writer, collections, seq, result)
+                    if progress:
+                        progress(result.read)
             new_entries = writer.close()
         except BaseException:
             writer.abort()
@@ -150,6 +158,14 @@ def load(
     return result
 
 
+@contextlib.contextmanager
+def _spill_dir() -> Iterator[str]:
+    """Where workers hand batches over: memory-backed when /dev/shm exists (Linux), else the temp dir."""
+    base = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+    with tempfile.TemporaryDirectory(prefix="stacbatch-", dir=base) as d:
+        yield d
+
+
 def _take(
     res: ParseResult,
     run: Run,
@@ -176,15 +192,10 @@ def _take(
             result.failed += 1
             continue
         collections[cid] = (label, doc)
-    if res.batch is not None:
-        n = res.batch.num_rows
+    for parsed in take_batches(res):
+        n = parsed.num_rows
         batch = pa.RecordBatch.from_arrays(
-            [
-                *res.batch.columns,
-                pa.array([run.id] * n, pa.string()),
-                pa.array(range(seq, seq + n), pa.int64()),
-            ],
-            schema=STAGE_SCHEMA,
+            [*parsed.columns, pa.repeat(run.id, n), pa.arange(seq, seq + n)], schema=STAGE_SCHEMA
         )
         writer.add(batch)
         seq += n

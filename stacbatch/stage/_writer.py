@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
@@ -20,7 +19,7 @@ from stacbatch.stage._geoparquet import geo_metadata
 from stacbatch.stage._layout import partition_dir
 
 #: Rows buffered across all collections before the largest buffer is flushed (bounds peak memory).
-BUFFER_CAP_BYTES = 256 * 1024 * 1024
+BUFFER_CAP_BYTES = 160 * 1024 * 1024
 
 
 def _time_key(table: pa.Table) -> pa.ChunkedArray:
@@ -40,12 +39,13 @@ def file_stats(table: pa.Table) -> dict[str, Any]:
     }
 
 
-def sort_for_stage(table: pa.Table) -> pa.Table:
+def sort_for_stage(table: pa.Table, by_collection: bool = False) -> pa.Table:
     """Rows sorted by time (datetime, else start_datetime; undated last), then id: fast time-range pruning."""
-    key = _time_key(table)
-    tmp = table.append_column("__t", key)
-    order = pc.sort_indices(tmp, sort_keys=[("__t", "ascending", "at_end"), ("id", "ascending", "at_end")])
-    return table.take(order)
+    tmp = table.select(["collection", "id"]).append_column("__t", _time_key(table))
+    keys = [("__t", "ascending", "at_end"), ("id", "ascending", "at_end")]
+    if by_collection:
+        keys.insert(0, ("collection", "ascending", "at_end"))
+    return table.take(pc.sort_indices(tmp, sort_keys=keys))
 
 
 def write_stage_file(fs: Any, root: str, rel: str, table: pa.Table, row_group_rows: int) -> dict[str, Any]:
@@ -63,7 +63,7 @@ def write_stage_file(fs: Any, root: str, rel: str, table: pa.Table, row_group_ro
             sink,
             row_group_size=row_group_rows,
             compression="zstd",
-            compression_level=3,
+            compression_level=1,
             use_dictionary=["collection", "stage_run"],
             write_statistics=[
                 "collection",
@@ -83,63 +83,44 @@ def write_stage_file(fs: Any, root: str, rel: str, table: pa.Table, row_group_ro
     return entry
 
 
-@dataclass
-class _Buffer:
-    batches: list[pa.RecordBatch]
-    rows: int = 0
-    nbytes: int = 0
-
-
 class PartitionWriter:
-    """Routes stage-schema batches to per-collection buffers and writes files on a background thread."""
+    """Buffers stage-schema batches and, when the buffer is full, sorts it once by (collection, time, id) and
+    writes one file per (collection, time bucket) slice on a background thread (pyarrow releases the GIL while
+    it encodes and compresses, so parsing goes on meanwhile)."""
 
-    def __init__(
-        self,
-        fs: Any,
-        root: str,
-        run_id: str,
-        settings: dict[str, Any],
-        partitioning: dict[str, str],
-    ) -> None:
+    def __init__(self, fs: Any, root: str, run_id: str, settings: dict[str, Any], partitioning: dict[str, str]) -> None:
         self.fs = fs
         self.root = root
         self.run_id = run_id
         self.settings = settings
-        #: collection -> scheme; collections new to the stage are decided at their first flush
+        #: collection -> scheme; collections new to the stage are decided at their first write
         self.partitioning = dict(partitioning)
         self.new_schemes: dict[str, str] = {}
         self.entries: list[dict[str, Any]] = []
-        self._buffers: dict[str, _Buffer] = {}
+        self._batches: list[pa.RecordBatch] = []
         self._buffered = 0
         self._seq = 0
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stacbatch-writer")
         self._pending: list[Future[list[dict[str, Any]]]] = []
 
     def add(self, batch: pa.RecordBatch) -> None:
-        colls = batch.column(0)
-        if pc.count_distinct(colls).as_py() == 1:
-            self._route(colls[0].as_py(), batch)
-            return
-        order = pc.sort_indices(colls)
-        sorted_batch = batch.take(order)
-        counts = pc.value_counts(sorted_batch.column(0))
-        offset = 0
-        for entry in counts:
-            n = entry["counts"].as_py()
-            self._route(entry["values"].as_py(), sorted_batch.slice(offset, n))
-            offset += n
+        self._batches.append(batch)
+        self._buffered += batch.column(7).nbytes
+        if self._buffered >= BUFFER_CAP_BYTES:
+            self._flush()
 
-    def _route(self, collection: str, batch: pa.RecordBatch) -> None:
-        buf = self._buffers.setdefault(collection, _Buffer([]))
-        buf.batches.append(batch)
-        buf.rows += batch.num_rows
-        size = batch.column(7).nbytes
-        buf.nbytes += size
-        self._buffered += size
-        if buf.rows >= self.settings["file_max_rows"] or buf.nbytes >= self.settings["file_max_bytes"]:
-            self._flush(collection)
-        while self._buffered > BUFFER_CAP_BYTES and self._buffers:
-            self._flush(max(self._buffers, key=lambda c: self._buffers[c].nbytes))
+    def _flush(self) -> None:
+        if not self._batches:
+            return
+        table = pa.Table.from_batches(self._batches, schema=STAGE_SCHEMA)
+        self._batches = []
+        self._buffered = 0
+        self._wait(max_pending=0)  # at most one table being written while the next one fills
+        self._pending.append(self._pool.submit(self._write, table))
+
+    def _wait(self, max_pending: int) -> None:
+        while len(self._pending) > max_pending:
+            self.entries.extend(self._pending.pop(0).result())
 
     def _scheme(self, collection: str, rows: int) -> str:
         scheme = self.partitioning.get(collection)
@@ -151,49 +132,47 @@ class PartitionWriter:
             self.new_schemes[collection] = scheme
         return scheme
 
-    def _flush(self, collection: str) -> None:
-        buf = self._buffers.pop(collection)
-        self._buffered -= buf.nbytes
-        scheme = self._scheme(collection, buf.rows)
-        table = pa.Table.from_batches(buf.batches, schema=STAGE_SCHEMA)
-        self._wait(max_pending=1)
-        self._pending.append(self._pool.submit(self._write, collection, scheme, table))
-
-    def _wait(self, max_pending: int) -> None:
-        while len(self._pending) > max_pending:
-            self.entries.extend(self._pending.pop(0).result())
-
-    def _write(self, collection: str, scheme: str, table: pa.Table) -> list[dict[str, Any]]:
-        table = sort_for_stage(table)
+    def _write(self, table: pa.Table) -> list[dict[str, Any]]:
+        table = sort_for_stage(table, by_collection=True)
         out: list[dict[str, Any]] = []
-        if scheme == "none":
-            groups = [(None, table)]
-        else:
-            fmt = "%Y" if scheme == "year" else "%Y-%m"
-            buckets = pc.fill_null(pc.strftime(_time_key(table), format=fmt), "unknown")
-            groups = []
-            # Rows are time-sorted, so equal buckets are contiguous (undated rows, "unknown", come last).
-            values = pc.value_counts(buckets)
-            offset = 0
-            for v in values:
-                n = v["counts"].as_py()
-                groups.append((v["values"].as_py(), table.slice(offset, n)))
-                offset += n
-        for bucket, part in groups:
-            self._seq += 1
-            rel = f"{partition_dir(collection, scheme, bucket)}/part-{self.run_id}-{self._seq:05d}.parquet"
-            entry = write_stage_file(self.fs, self.root, rel, part, self.settings["row_group_rows"])
-            entry["bucket"] = bucket
-            entry["run"] = self.run_id
-            out.append(entry)
+        offset = 0
+        for run in pc.value_counts(table["collection"]):  # collections are contiguous after the sort
+            n = run["counts"].as_py()
+            collection = run["values"].as_py()
+            part = table.slice(offset, n)
+            offset += n
+            scheme = self._scheme(collection, n)
+            for bucket, group in _buckets(part, scheme):
+                for start in range(0, group.num_rows, self.settings["file_max_rows"]):
+                    chunk = group.slice(start, self.settings["file_max_rows"])
+                    self._seq += 1
+                    rel = f"{partition_dir(collection, scheme, bucket)}/part-{self.run_id}-{self._seq:05d}.parquet"
+                    entry = write_stage_file(self.fs, self.root, rel, chunk, self.settings["row_group_rows"])
+                    entry["bucket"] = bucket
+                    entry["run"] = self.run_id
+                    out.append(entry)
         return out
 
     def close(self) -> list[dict[str, Any]]:
-        for collection in list(self._buffers):
-            self._flush(collection)
+        self._flush()
         self._wait(max_pending=0)
         self._pool.shutdown()
         return self.entries
 
     def abort(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _buckets(table: pa.Table, scheme: str) -> list[tuple[str | None, pa.Table]]:
+    """Split a time-sorted table by time bucket; equal buckets are contiguous (undated rows come last)."""
+    if scheme == "none":
+        return [(None, table)]
+    fmt = "%Y" if scheme == "year" else "%Y-%m"
+    buckets = pc.fill_null(pc.strftime(_time_key(table), format=fmt), "unknown")
+    groups = []
+    offset = 0
+    for v in pc.value_counts(buckets):
+        n = v["counts"].as_py()
+        groups.append((v["values"].as_py(), table.slice(offset, n)))
+        offset += n
+    return groups
