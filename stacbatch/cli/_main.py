@@ -7,6 +7,7 @@ import traceback
 
 import click
 import typer
+from typer.exceptions import TyperException
 
 from stacbatch.cli import _emit, _info, _load, _sql
 from stacbatch.cli._common import state
@@ -45,17 +46,21 @@ def main(argv: list[str] | None = None) -> None:
         if state.verbose >= 2:
             traceback.print_exc()
         sys.exit(int(err.exit_code))
-    except click.exceptions.Exit as ex:
+    except (typer.Exit, click.exceptions.Exit) as ex:
         sys.exit(ex.exit_code)
-    except click.ClickException as err:
-        err.show()
-        sys.exit(int(ExitCode.USAGE))
-    except (click.exceptions.Abort, KeyboardInterrupt):
+    except (typer.Abort, click.exceptions.Abort, KeyboardInterrupt):
         print(
             "stacbatch: interrupted; the stage is unchanged unless a commit was reported",
             file=sys.stderr,
         )
         sys.exit(130)
+    except (TyperException, click.ClickException) as err:  # usage errors: typer may bundle its own click
+        show = getattr(err, "show", None)
+        if callable(show):
+            show()
+        else:
+            print(f"stacbatch: error: {err}", file=sys.stderr)
+        sys.exit(int(ExitCode.USAGE))
     except BrokenPipeError:
         sys.exit(0)
     except Exception as err:  # a bug: say so in one line, keep the traceback behind -vv

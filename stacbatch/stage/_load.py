@@ -104,7 +104,7 @@ def load(
         partitioning = {c: m["partitioning"] for c, m in manifest.collections.items()}
         writer = PartitionWriter(stage.fs, stage.root, run.id, manifest.settings, partitioning)
         n_workers = workers if workers is not None else default_workers()
-        if plan.total_bytes < PARALLEL_MIN_BYTES:
+        if workers is None and plan.total_bytes < PARALLEL_MIN_BYTES:
             n_workers = 1
         seq = 0
         collections: dict[str, tuple[str, dict[str, Any]]] = {}
@@ -116,6 +116,8 @@ def load(
                     else functools.partial(parse_unit_to_spill, batch_size=batch_size, spill_dir=spill)
                 )
                 for res in ordered_map(parse, plan.units(), n_workers):
+                    res.collections[:0] = plan.collections  # found by the catalog walker, in walk order
+                    plan.collections.clear()
                     seq = _take(res, run, writer, collections, seq, result)
                     if progress:
                         progress(result.read)
@@ -123,6 +125,8 @@ def load(
         except BaseException:
             writer.abort()
             raise
+        for label, doc in plan.collections:  # a catalog with collections but no items
+            collections[str(doc.get("id"))] = (label, doc)
         for label, where, reason in plan.problems:
             rec = {"source": label, "reason": reason}
             if where:

@@ -1,0 +1,3 @@
+from stacbatch.cli import main
+
+main()

@@ -1,0 +1,100 @@
+"""A load killed at any moment leaves the stage as it was before, or as it is after, and always consistent."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from helpers import item, write_ndjson
+
+import stacbatch
+
+
+def state(stage: str) -> set[tuple[str, str, str]]:
+    """The stage's content, after checking it agrees with its manifest."""
+    st = stacbatch.open_stage(stage)
+    for f in st.manifest.files:
+        path = Path(stage) / f["path"]
+        assert path.is_file(), f"manifest names a missing file {f['path']}"
+        assert pq.ParquetFile(path).metadata.num_rows == f["rows"]
+    rows = st.sql("SELECT collection, id, content_hash FROM items").fetchall()
+    assert len(rows) == st.manifest.item_count()
+    assert len(set((c, i) for c, i, _ in rows)) == len(rows), "duplicate (collection, id) in the stage"
+    return set(rows)
+
+
+def load_cmd(stage: str, src: Path, **env: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "stacbatch", "-q", "load", str(src), "--stage", stage, "--batch-size", "50"],
+        env={**os.environ, **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+@pytest.fixture
+def sources(tmp_path: Path) -> tuple[Path, Path]:
+    first = [item(f"a{n}", collection=f"c{n % 2}", dt=f"20{10 + n % 10}-05-01T00:00:00Z") for n in range(400)]
+    # the second load replaces half of the first and adds new items
+    second = [item(f"a{n}", collection=f"c{n % 2}", dt="2024-01-01T00:00:00Z", title="v2") for n in range(0, 400, 2)]
+    second += [item(f"b{n}", collection="c2") for n in range(300)]
+    return write_ndjson(tmp_path / "first.ndjson", first), write_ndjson(tmp_path / "second.ndjson", second)
+
+
+@pytest.mark.parametrize("point", ["after_write", "before_manifest", "after_manifest"])
+def test_kill_at_named_points(tmp_path: Path, sources: tuple[Path, Path], point: str) -> None:
+    stage = str(tmp_path / "stage")
+    stacbatch.load_to_stage(stage, [str(sources[0])])
+    before = state(stage)
+    proc = load_cmd(stage, sources[1], STACBATCH_CRASH_AT=point)
+    assert proc.wait(timeout=120) == 137
+    now = state(stage)
+    # What the finished load would give, on a copy of the stage made the ordinary way.
+    ref = str(tmp_path / "ref")
+    stacbatch.load_to_stage(ref, [str(sources[0])])
+    stacbatch.load_to_stage(ref, [str(sources[1])])
+    after = state(ref)
+    assert now == (after if point == "after_manifest" else before)
+    # The next load works (the lock died with the process) and leaves no orphan files behind.
+    stacbatch.load_to_stage(stage, [str(sources[1])])
+    assert state(stage) == after
+    listed = {f["path"] for f in stacbatch.open_stage(stage).manifest.files}
+    on_disk = {str(p.relative_to(stage)) for p in Path(stage, "items").rglob("*.parquet")}
+    assert on_disk == listed
+
+
+def test_sigkill_at_random_moments(tmp_path: Path) -> None:
+    stage = str(tmp_path / "stage")
+    first = write_ndjson(tmp_path / "first.ndjson", [item(f"x{n}", collection=f"c{n % 3}") for n in range(2000)])
+    stacbatch.load_to_stage(stage, [str(first)])
+    before = state(stage)
+    big = write_ndjson(
+        tmp_path / "big.ndjson", [item(f"x{n}", collection=f"c{n % 3}", title="new") for n in range(0, 20000)]
+    )
+    ref = str(tmp_path / "ref")
+    stacbatch.load_to_stage(ref, [str(first)])
+    stacbatch.load_to_stage(ref, [str(big)])
+    after = state(ref)
+    rng = random.Random(7)
+    outcomes = set()
+    for _ in range(6):
+        proc = load_cmd(stage, big)
+        time.sleep(rng.uniform(0.05, 2.5))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=60)
+        now = state(stage)
+        assert now in (before, after)
+        outcomes.add("after" if now == after else "before")
+        if now == after:  # start again from the first state for the next round
+            stacbatch.load_to_stage(stage, [str(first)])
+            stage_reset = state(stage)
+            assert stage_reset != after
+            before = stage_reset
+    assert outcomes  # at least one round ran
