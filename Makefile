@@ -46,6 +46,7 @@ unit: $(STAMP)
 test: lint typecheck unit
 
 bench: $(STAMP)
+	$(PY) -m pip install -q "rustac>=0.9"
 	$(PY) -m bench.run $(BENCH_ARGS)
 
 clean:

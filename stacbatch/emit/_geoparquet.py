@@ -1,11 +1,13 @@
 """stac-geoparquet out, one file per collection, written by stac-geoparquet itself.
 
 stac-geoparquet's format is columnar (properties become columns), so it is not lossless for every item (see the
-README); its schema is unified over the whole collection with ``ChunksToDisk`` to keep memory bounded.
+README): datetimes are held to microseconds (longer fractions are truncated before conversion), absent keys come
+back as nulls. Its schema is unified over the whole collection with ``ChunksToDisk`` to keep memory bounded.
 """
 
 from __future__ import annotations
 
+import re
 import tempfile
 import time
 from collections.abc import Iterator
@@ -19,11 +21,24 @@ from stacbatch.errors import InputError
 from stacbatch.stage._layout import encode
 from stacbatch.stage._stage import Stage
 
+#: RFC 3339 text with more than 6 fractional digits (stac-geoparquet stores microseconds and refuses these).
+_SUBMICRO = re.compile(r"^(\d{4}-\d\d-\d\d[Tt ]\d\d:\d\d:\d\d\.\d{6})\d+(.*)$")
+
+
+def _for_stac_geoparquet(item: dict[str, Any]) -> dict[str, Any]:
+    """Truncate datetime strings to microseconds, the precision stac-geoparquet's timestamp columns hold."""
+    props = item.get("properties")
+    if isinstance(props, dict):
+        for key, value in props.items():
+            if isinstance(value, str) and len(value) > 27 and (m := _SUBMICRO.match(value)):
+                props[key] = m.group(1) + m.group(2)
+    return item
+
 
 def _dicts(stage: Stage, cid: str, where: str | None) -> Iterator[dict[str, Any]]:
     for batch in iter_items(stage, cid, where):
         for text in batch.column(0).cast("string").to_pylist():
-            yield orjson.loads(text)
+            yield _for_stac_geoparquet(orjson.loads(text))
 
 
 def emit_geoparquet(

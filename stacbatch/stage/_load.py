@@ -22,6 +22,7 @@ from stacbatch._pool import default_workers, ordered_map
 from stacbatch._rows import STAGE_SCHEMA
 from stacbatch.errors import InputError, StageError
 from stacbatch.sources import plan_sources
+from stacbatch.stage._compact import compact_new_files
 from stacbatch.stage._layout import COLLECTIONS, ITEMS, TIME_BUCKETS, encode
 from stacbatch.stage._manifest import Manifest, write_manifest
 from stacbatch.stage._runs import Run
@@ -122,6 +123,14 @@ def load(
                     if progress:
                         progress(result.read)
             new_entries = writer.close()
+            # New collections: time buckets only when the load brought enough items to fill them.
+            counts: dict[str, int] = {}
+            for e in new_entries:
+                counts[e["collection"]] = counts.get(e["collection"], 0) + e["rows"]
+            flatten = {c for c in writer.new_schemes if counts.get(c, 0) < manifest.settings["time_bucket_min_items"]}
+            for c in flatten:
+                writer.new_schemes[c] = "none"
+            new_entries = compact_new_files(stage.fs, stage.root, run.id, new_entries, manifest.settings, flatten)
         except BaseException:
             writer.abort()
             raise

@@ -19,7 +19,7 @@ from stacbatch.stage._geoparquet import geo_metadata
 from stacbatch.stage._layout import partition_dir
 
 #: Rows buffered across all collections before the largest buffer is flushed (bounds peak memory).
-BUFFER_CAP_BYTES = 160 * 1024 * 1024
+BUFFER_CAP_BYTES = 96 * 1024 * 1024
 
 
 def _time_key(table: pa.Table) -> pa.ChunkedArray:
@@ -33,6 +33,7 @@ def file_stats(table: pa.Table) -> dict[str, Any]:
 
     return {
         "rows": table.num_rows,
+        "item_bytes": int(pc.sum(pc.binary_length(table["item"].cast(pa.string()))).as_py() or 0),
         "datetime_min": lo.isoformat().replace("+00:00", "Z") if lo else None,
         "datetime_max": hi.isoformat().replace("+00:00", "Z") if hi else None,
         "bbox": bbox_of(table),
@@ -122,12 +123,12 @@ class PartitionWriter:
         while len(self._pending) > max_pending:
             self.entries.extend(self._pending.pop(0).result())
 
-    def _scheme(self, collection: str, rows: int) -> str:
+    def _scheme(self, collection: str) -> str:
         scheme = self.partitioning.get(collection)
         if scheme is None:
-            # A large collection gets time buckets; a small one stays a single partition (no tiny files).
-            big = rows >= self.settings["time_bucket_min_items"]
-            scheme = self.settings["time_bucket"] if big else "none"
+            # Provisional for a collection new to the stage: the load decides at its end, from the real count,
+            # whether it stays time-bucketed or is flattened into one partition (see _compact).
+            scheme = self.settings["time_bucket"]
             self.partitioning[collection] = scheme
             self.new_schemes[collection] = scheme
         return scheme
@@ -141,7 +142,7 @@ class PartitionWriter:
             collection = run["values"].as_py()
             part = table.slice(offset, n)
             offset += n
-            scheme = self._scheme(collection, n)
+            scheme = self._scheme(collection)
             for bucket, group in _buckets(part, scheme):
                 for start in range(0, group.num_rows, self.settings["file_max_rows"]):
                     chunk = group.slice(start, self.settings["file_max_rows"])

@@ -1,0 +1,213 @@
+"""``make bench``: stacbatch next to the tools users would otherwise pick, in one run, as ratios.
+
+    python -m bench.run                 # 100k and 1M items, every tool (long: stac-geoparquet needs ~15 min at 1M)
+    python -m bench.run --quick         # 10k and 100k items
+    python -m bench.run --sizes 50000   # chosen sizes
+
+Figures are wall-clock items/s and peak RSS of the whole process tree (sampled every 50 ms), on this machine,
+now. Nothing here is asserted: compare ratios within one run, not across machines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shutil
+import sys
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bench._measure import Measurement, run
+from bench.generate import write_collections, write_ndjson
+
+OUT = Path(__file__).resolve().parent / "out"
+PY = sys.executable
+BIN = Path(sys.executable).parent
+
+
+@dataclass
+class Row:
+    step: str
+    tool: str
+    items: int
+    m: Measurement
+
+    @property
+    def rate(self) -> float:
+        return self.items / self.m.seconds if self.m.returncode == 0 and self.m.seconds else 0.0
+
+
+def _tool(name: str) -> str:
+    path = BIN / name
+    return str(path) if path.exists() else name
+
+
+def _fresh(path: Path) -> Path:
+    if path.is_dir():
+        shutil.rmtree(path)
+    elif path.exists():
+        path.unlink()
+    return path
+
+
+def bench_size(n: int, rows: list[Row], anchors: bool, tree_max: int) -> None:
+    src = OUT / f"items-{n}.ndjson"
+    if not src.exists():
+        print(f"generating {n:,} items ...", file=sys.stderr, flush=True)
+        write_ndjson(src, n)
+    work = OUT / f"work-{n}"
+    work.mkdir(parents=True, exist_ok=True)
+    stage = _fresh(work / "stage")
+
+    def add(step: str, tool: str, m: Measurement) -> None:
+        row = Row(step, tool, n, m)
+        rows.append(row)
+        status = "ok" if m.returncode == 0 else f"FAILED ({m.returncode}): {m.stderr.strip().splitlines()[-1:]}"
+        print(
+            f"  {step:<22} {tool:<28} {n:>9,} items {row.rate:>10,.0f} items/s  {m.peak_mb:>7,.0f} MB  {status}",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    sb = [_tool("stacbatch"), "-q"]
+    add("load (NDJSON->stage)", "stacbatch", run([*sb, "load", str(src), "--stage", str(stage)]))
+    add(
+        "emit ndjson",
+        "stacbatch",
+        run([*sb, "emit", "--stage", str(stage), "--format", "ndjson", "--to", str(_fresh(work / "sb.ndjson"))]),
+    )
+    if n <= tree_max:
+        add(
+            "emit json tree",
+            "stacbatch",
+            run([*sb, "emit", "--stage", str(stage), "--format", "json", "--to", str(_fresh(work / "sb-tree"))]),
+        )
+    if not anchors:
+        return
+    sgp = _fresh(work / "sgp.parquet")
+    add(
+        "load (NDJSON->parquet)",
+        "stac-geoparquet 0.8",
+        run(
+            [
+                PY,
+                "-c",
+                (
+                    "import sys; from stac_geoparquet.arrow import parse_stac_ndjson_to_parquet as p; "
+                    "p(sys.argv[1], sys.argv[2])"
+                ),
+                str(src),
+                str(sgp),
+            ]
+        ),
+    )
+    add(
+        "load (NDJSON->parquet)",
+        "rustac CLI translate",
+        run([_tool("rustac"), "translate", str(src), str(_fresh(work / "rustac.parquet"))]),
+    )
+    if sgp.exists():
+        add(
+            "emit ndjson",
+            "stac-geoparquet 0.8",
+            run(
+                [
+                    PY,
+                    "-c",
+                    (
+                        "import sys, pyarrow.parquet as pq; "
+                        "from stac_geoparquet.arrow import stac_table_to_ndjson as f; "
+                        "f(pq.read_table(sys.argv[1]), sys.argv[2])"
+                    ),
+                    str(sgp),
+                    str(_fresh(work / "sgp.ndjson")),
+                ]
+            ),
+        )
+    if (work / "rustac.parquet").exists():
+        add(
+            "emit ndjson",
+            "rustac CLI translate",
+            run([_tool("rustac"), "translate", str(work / "rustac.parquet"), str(_fresh(work / "rustac.ndjson"))]),
+        )
+    if n <= min(tree_max, 20_000):  # pystac's save grows worse than linearly; 10k-20k is its practical size
+        add(
+            "emit json tree",
+            "pystac 1.x save",
+            run([PY, "-m", "bench.pystac_tree", str(src), str(_fresh(work / "pystac-tree"))]),
+        )
+
+
+def report(rows: list[Row]) -> str:
+    lines = [f"{'step':<22} {'items':>9}  {'tool':<28} {'items/s':>10} {'peak MB':>8}  {'stacbatch is':>14}"]
+    for row in rows:
+        ours = next(
+            (
+                r
+                for r in rows
+                if r.step.split(" (")[0] == row.step.split(" (")[0] and r.items == row.items and r.tool == "stacbatch"
+            ),
+            None,
+        )
+        ratio = ""
+        if ours and row.tool != "stacbatch" and row.rate:
+            ratio = f"{ours.rate / row.rate:,.1f}x faster"
+        elif row.tool != "stacbatch":
+            ratio = "(tool failed)"
+        lines.append(
+            f"{row.step:<22} {row.items:>9,}  {row.tool:<28} {row.rate:>10,.0f} {row.m.peak_mb:>8,.0f}  {ratio:>14}"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description="stacbatch benchmarks")
+    ap.add_argument("--sizes", default=None, help="comma-separated item counts (default 100000,1000000)")
+    ap.add_argument("--quick", action="store_true", help="10k and 100k items")
+    ap.add_argument("--no-anchors", action="store_true", help="stacbatch only")
+    ap.add_argument("--tree-max", type=int, default=100_000, help="largest N for the JSON tree emit")
+    args = ap.parse_args()
+    sizes = (
+        [int(s) for s in args.sizes.split(",")]
+        if args.sizes
+        else ([10_000, 100_000] if args.quick else [100_000, 1_000_000])
+    )
+    OUT.mkdir(parents=True, exist_ok=True)
+    write_collections(OUT / "collections")
+    rows: list[Row] = []
+    started = datetime.now(UTC)
+    for n in sizes:
+        print(f"\n{n:,} items", file=sys.stderr, flush=True)
+        bench_size(n, rows, not args.no_anchors, args.tree_max)
+    text = report(rows)
+    head = (
+        f"stacbatch bench, {started:%Y-%m-%d %H:%M} UTC, {platform.machine()}, "
+        f"{len(__import__('os').sched_getaffinity(0))} cores, Python {platform.python_version()}"
+    )
+    print(f"\n{head}\n{text}")
+    (OUT / f"results-{started:%Y%m%dT%H%M%S}.json").write_text(
+        json.dumps(
+            {
+                "started": started.isoformat(),
+                "rows": [
+                    {
+                        "step": r.step,
+                        "tool": r.tool,
+                        "items": r.items,
+                        "seconds": round(r.m.seconds, 3),
+                        "items_per_s": round(r.rate),
+                        "peak_mb": round(r.m.peak_mb),
+                        "ok": r.m.returncode == 0,
+                    }
+                    for r in rows
+                ],
+            },
+            indent=2,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,72 @@
+"""``make demo``: load the bundled sample into a local stage, summarise it, query it, emit it.
+
+Each step is the real CLI, shown as the command a user would type.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+
+def _run(*args: str) -> None:
+    print(f"\n$ stacbatch {' '.join(args)}", flush=True)
+    proc = subprocess.run([sys.executable, "-m", "stacbatch", *args], check=False)
+    if proc.returncode not in (0,):
+        raise SystemExit(f"demo: step failed with exit code {proc.returncode}")
+
+
+def main() -> None:
+    root = Path.cwd()
+    sample = root / "samples"
+    items = sample / "demo-items.ndjson.gz"
+    if not items.exists():
+        raise SystemExit(f"demo: {items} not found; run `make demo` from the repository root")
+    stage, out = root / "demo-stage", root / "demo-out"
+    for path in (stage, out):
+        shutil.rmtree(path, ignore_errors=True)
+    collections = sorted(str(p.relative_to(root)) for p in (sample / "collections").glob("*.json"))
+    _run("load", str(items.relative_to(root)), *collections, "--stage", "demo-stage")
+    _run("info", "--stage", "demo-stage", "--no-properties")
+    _run(
+        "sql",
+        "--stage",
+        "demo-stage",
+        "SELECT collection, count(*) AS items, min(datetime) AS first, max(datetime) AS last, "
+        "round(avg((properties->>'eo:cloud_cover')::DOUBLE), 1) AS mean_cloud FROM items GROUP BY ALL ORDER BY 1",
+    )
+    _run(
+        "sql",
+        "--stage",
+        "demo-stage",
+        "SELECT id, datetime, properties->>'platform' AS platform FROM items "
+        "WHERE collection = 'HLSL30_2.0' AND (properties->>'eo:cloud_cover')::DOUBLE < 5 "
+        "ORDER BY datetime DESC LIMIT 5",
+    )
+    _run("emit", "--stage", "demo-stage", "--format", "json", "--to", "demo-out/catalog", "--title", "stacbatch demo")
+    _run("emit", "--stage", "demo-stage", "--format", "ndjson", "--to", "demo-out/ndjson")
+    _run(
+        "emit",
+        "--stage",
+        "demo-stage",
+        "--format",
+        "geoparquet",
+        "--to",
+        "demo-out/geoparquet",
+        "--collection",
+        "sentinel-2-l2a",
+    )
+    print(
+        "\nDone. Where everything went:\n"
+        f"  stage (GeoParquet + manifest)  {stage}\n"
+        f"  static STAC catalog            {out / 'catalog' / 'catalog.json'}\n"
+        f"  NDJSON, one file a collection  {out / 'ndjson'}\n"
+        f"  stac-geoparquet                {out / 'geoparquet'}\n"
+        "Open the stage in Python:  import stacbatch; stacbatch.open_stage('demo-stage').items"
+    )
+
+
+if __name__ == "__main__":
+    main()
