@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 import xxhash
 
-_INTEGRAL_FLOAT = re.compile(rb"\.0(?=[,\]}])")
+_INTEGRAL_FLOAT = re.compile(rb"\.0(?=[,\]}]|$)")
 
 
 def loads(data: bytes | str) -> Any:

@@ -132,7 +132,7 @@ class BatchBuilder:
                 parse_datetime(end),
                 *corners,
                 wkb,
-                raw.strip() if raw is not None else _json.dumps(obj),
+                (raw if raw[-1] > 32 else raw.rstrip()) if raw is not None else _json.dumps(obj),
                 _json.content_hash(obj),
             )
         )
@@ -166,15 +166,19 @@ class BatchBuilder:
 _NO_BOX: tuple[None, ...] = (None, None, None, None)
 
 
+_NUMBER = (int, float)
+
+
 def _own_bbox(value: Any) -> tuple[float, float, float, float] | None:
-    """The item's own bbox when it is usable (4 or 6 numbers)."""
-    if isinstance(value, list) and len(value) in (4, 6):
-        try:
-            if len(value) == 4:
-                x0, y0, x1, y1 = (float(v) for v in value)
-            else:
-                x0, y0, _, x1, y1, _ = (float(v) for v in value)
-        except (TypeError, ValueError):
-            return None
+    """The item's own bbox when it is usable (4 or 6 numbers; Arrow converts ints to doubles)."""
+    if type(value) is not list:
+        return None
+    if len(value) == 4:
+        x0, y0, x1, y1 = value
+    elif len(value) == 6:
+        x0, y0, _, x1, y1, _ = value
+    else:
+        return None
+    if type(x0) in _NUMBER and type(y0) in _NUMBER and type(x1) in _NUMBER and type(y1) in _NUMBER:
         return (x0, y0, x1, y1)
     return None

@@ -9,6 +9,8 @@ from __future__ import annotations
 from functools import cache
 from pathlib import Path
 
+import duckdb
+
 _HERE = Path(__file__).resolve().parent
 
 
@@ -36,3 +38,10 @@ def literal(value: str) -> str:
 
 def literal_list(values: list[str]) -> str:
     return "[" + ", ".join(literal(v) for v in values) + "]"
+
+
+def connect() -> duckdb.DuckDBPyConnection:
+    """Every DuckDB connection stacbatch opens: no progress bar (stderr belongs to stacbatch's own messages)."""
+    con = duckdb.connect()
+    con.execute("SET enable_progress_bar = false")
+    return con

@@ -5,10 +5,24 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
 from stacbatch import _fs
 from stacbatch.emit._common import EmitResult, check_where, iter_items, selected_collections
 from stacbatch.stage._layout import encode
 from stacbatch.stage._stage import Stage
+
+
+def ndjson_bytes(column: pa.Array) -> memoryview:
+    """The items of a JSON/string column as NDJSON bytes, built in Arrow (no Python string per item)."""
+    text = column.storage if isinstance(column.type, pa.ExtensionType) else column
+    newline = pa.scalar("\n", pa.large_string())
+    lines = pc.binary_join_element_wise(text.cast(pa.large_string()), newline, pa.scalar("", pa.large_string()))
+    _, offsets, data = lines.buffers()
+    offs = np.frombuffer(offsets, dtype=np.int64)[lines.offset : lines.offset + len(lines) + 1]
+    return memoryview(data)[int(offs[0]) : int(offs[-1])]
 
 
 def emit_ndjson(
@@ -47,10 +61,9 @@ def emit_ndjson(
                 target = fs.open(name, "wb")
             try:
                 for batch in iter_items(stage, cid, where):
-                    lines = batch.column(0).cast("string").to_pylist()
-                    if lines:
-                        target.write(("\n".join(lines) + "\n").encode("utf-8"))
-                        result.items += len(lines)
+                    if batch.num_rows:
+                        target.write(ndjson_bytes(batch.column(0)))
+                        result.items += batch.num_rows
             finally:
                 if split:
                     target.close()

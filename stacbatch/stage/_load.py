@@ -252,7 +252,7 @@ def _reconcile(
     if consider:
         abs_of = {_fs.join(stage.root, e["path"]): e for e in consider}
         new_abs = [_fs.join(stage.root, e["path"]) for e in new_entries]
-        con = duckdb.connect()
+        con = _sql.connect()
         try:
             rows = con.execute(_sql.load("duplicates"), [list(abs_of), new_abs]).fetchall()
         except duckdb.Error as err:

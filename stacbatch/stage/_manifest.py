@@ -38,7 +38,30 @@ class Manifest:
     files: list[dict[str, Any]] = field(default_factory=list)
     last_run: dict[str, Any] | None = None
 
+    def partitions(self) -> list[dict[str, Any]]:
+        """One entry per partition folder: collection, bucket, files, rows, bytes."""
+        parts: dict[str, dict[str, Any]] = {}
+        for f in self.files:
+            folder = f["path"].rsplit("/", 1)[0]
+            p = parts.setdefault(
+                folder,
+                {
+                    "path": folder,
+                    "collection": f["collection"],
+                    "bucket": f.get("bucket"),
+                    "files": 0,
+                    "rows": 0,
+                    "bytes": 0,
+                },
+            )
+            p["files"] += 1
+            p["rows"] += f["rows"]
+            p["bytes"] += f["bytes"]
+        return sorted(parts.values(), key=lambda p: p["path"])
+
     def to_json(self) -> bytes:
+        from stacbatch._rows import STAGE_SCHEMA
+
         return orjson.dumps(
             {
                 "format": FORMAT,
@@ -47,7 +70,10 @@ class Manifest:
                 "created": self.created,
                 "updated": self.updated,
                 "settings": self.settings,
+                "schema": [{"name": f.name, "type": str(f.type), "nullable": f.nullable} for f in STAGE_SCHEMA],
+                "counts": {"items": self.item_count(), "files": len(self.files), "collections": len(self.collections)},
                 "collections": self.collections,
+                "partitions": self.partitions(),
                 "files": self.files,
                 "last_run": self.last_run,
             },

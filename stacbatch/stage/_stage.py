@@ -118,7 +118,8 @@ class Stage:
         return view
 
     def _connect(self) -> duckdb.DuckDBPyConnection:
-        con = duckdb.connect()
+        # stderr belongs to stacbatch's own progress and messages.
+        con = _sql.connect()
         self._view(con, "items", self.file_paths())
         con.execute(_sql.load("collections_table"))
         rows = []
