@@ -30,7 +30,7 @@ def _groups(
     for e in entries:
         if e["collection"] in flatten:
             by_dir[partition_dir(e["collection"], "none", None)].append(e)
-        elif e["rows"] < small_rows and e.get("item_bytes", 0) < small_bytes:
+        elif (e["rows"] < small_rows and e.get("item_bytes", 0) < small_bytes) or e.get("compression") == "none":
             by_dir[e["path"].rsplit("/", 1)[0]].append(e)
     groups: list[tuple[str, list[dict[str, Any]]]] = []
     for folder, files in by_dir.items():
@@ -47,7 +47,11 @@ def _groups(
             rows += e["rows"]
             size += e.get("item_bytes", 0)
         groups.append((folder, current))
-    return [(folder, g) for folder, g in groups if len(g) > 1 or g[0]["path"].rsplit("/", 1)[0] != folder]
+    return [
+        (folder, g)
+        for folder, g in groups
+        if len(g) > 1 or g[0]["path"].rsplit("/", 1)[0] != folder or g[0].get("compression") == "none"
+    ]
 
 
 def compact_new_files(

@@ -49,8 +49,14 @@ def sort_for_stage(table: pa.Table, by_collection: bool = False) -> pa.Table:
     return table.take(pc.sort_indices(tmp, sort_keys=keys))
 
 
-def write_stage_file(fs: Any, root: str, rel: str, table: pa.Table, row_group_rows: int) -> dict[str, Any]:
-    """Write one stage file (already sorted) and return its manifest entry."""
+def write_stage_file(
+    fs: Any, root: str, rel: str, table: pa.Table, row_group_rows: int, compression: str = "zstd"
+) -> dict[str, Any]:
+    """Write one stage file (already sorted) and return its manifest entry.
+
+    ``compression="none"`` is for files the same load will merge (see _compact): compressing them would be
+    wasted work, and no uncompressed file is ever committed.
+    """
     table = table.replace_schema_metadata({b"geo": geo_metadata(table)})
     path = _fs.join(root, rel)
     if _fs.is_local(fs):
@@ -63,8 +69,8 @@ def write_stage_file(fs: Any, root: str, rel: str, table: pa.Table, row_group_ro
             table,
             sink,
             row_group_size=row_group_rows,
-            compression="zstd",
-            compression_level=1,
+            compression=compression,
+            compression_level=1 if compression == "zstd" else None,
             use_dictionary=["collection", "stage_run"],
             write_statistics=[
                 "collection",
@@ -80,6 +86,8 @@ def write_stage_file(fs: Any, root: str, rel: str, table: pa.Table, row_group_ro
         if not isinstance(sink, str):
             sink.close()
     entry = {"path": rel, "collection": table["collection"][0].as_py(), "bytes": fs.size(path)}
+    if compression != "zstd":
+        entry["compression"] = compression
     entry.update(file_stats(table))
     return entry
 
@@ -148,7 +156,11 @@ class PartitionWriter:
                     chunk = group.slice(start, self.settings["file_max_rows"])
                     self._seq += 1
                     rel = f"{partition_dir(collection, scheme, bucket)}/part-{self.run_id}-{self._seq:05d}.parquet"
-                    entry = write_stage_file(self.fs, self.root, rel, chunk, self.settings["row_group_rows"])
+                    # Small pieces will be merged by this load's compaction: write them uncompressed.
+                    small = chunk.num_rows < self.settings["file_max_rows"] // 2
+                    entry = write_stage_file(
+                        self.fs, self.root, rel, chunk, self.settings["row_group_rows"], "none" if small else "zstd"
+                    )
                     entry["bucket"] = bucket
                     entry["run"] = self.run_id
                     out.append(entry)
