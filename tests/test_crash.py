@@ -98,3 +98,13 @@ def test_sigkill_at_random_moments(tmp_path: Path) -> None:
             assert stage_reset != after
             before = stage_reset
     assert outcomes  # at least one round ran
+
+
+def test_first_load_killed_leaves_a_usable_folder(tmp_path: Path, sources: tuple[Path, Path]) -> None:
+    stage = str(tmp_path / "stage")
+    proc = load_cmd(stage, sources[0], STACBATCH_CRASH_AT="before_manifest")
+    assert proc.wait(timeout=120) == 137
+    with pytest.raises(stacbatch.StageError):
+        stacbatch.open_stage(stage)  # nothing was committed: not a stage yet
+    res = stacbatch.load_to_stage(stage, [str(sources[0])])
+    assert res.staged == 400 and len(state(stage)) == 400

@@ -161,3 +161,23 @@ def test_parallel_workers_give_the_same_stage(tmp_path: Path) -> None:
         stacbatch.open_stage(str(tmp_path / "sa")).sql(q).fetchall()
         == stacbatch.open_stage(str(tmp_path / "sb")).sql(q).fetchall()
     )
+
+
+def test_collections_only(tmp_path: Path, tmp_stage: str) -> None:
+    coll = {
+        "type": "Collection",
+        "id": "lonely",
+        "stac_version": "1.1.0",
+        "description": "d",
+        "license": "CC0-1.0",
+        "extent": {"spatial": {"bbox": [[0, 0, 1, 1]]}, "temporal": {"interval": [[None, None]]}},
+        "links": [],
+    }
+    (tmp_path / "collection.json").write_bytes(orjson.dumps(coll))
+    res = stacbatch.load_to_stage(tmp_stage, [str(tmp_path / "collection.json")])
+    assert (res.staged, res.collections_staged) == (0, 1)
+    st = stacbatch.open_stage(tmp_stage)
+    assert st.sql("SELECT count(*) FROM items").fetchall() == [(0,)]
+    assert st.sql("SELECT id, item_count FROM collections").fetchall() == [("lonely", 0)]
+    stacbatch.emit_json_tree(st, str(tmp_path / "tree"))
+    assert orjson.loads((tmp_path / "tree" / "lonely" / "collection.json").read_bytes())["id"] == "lonely"

@@ -11,6 +11,7 @@ LOCK = ".stacbatch.lock"
 ITEMS = "items"
 COLLECTIONS = "collections"
 RUNS = "runs"
+TMP = "_tmp"
 
 TIME_BUCKETS = ("none", "year", "month")
 _BUCKET_KEY = {"year": "year", "month": "month"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -22,12 +23,11 @@ from stacbatch._pool import default_workers, ordered_map
 from stacbatch._rows import STAGE_SCHEMA
 from stacbatch.errors import InputError, StageError
 from stacbatch.sources import plan_sources
-from stacbatch.stage._compact import compact_new_files
-from stacbatch.stage._layout import COLLECTIONS, ITEMS, TIME_BUCKETS, encode
+from stacbatch.stage._layout import COLLECTIONS, ITEMS, TIME_BUCKETS, TMP, encode
 from stacbatch.stage._manifest import Manifest, write_manifest
 from stacbatch.stage._runs import Run
 from stacbatch.stage._stage import Stage
-from stacbatch.stage._writer import sort_for_stage, write_stage_file
+from stacbatch.stage._writer import PartitionWriter, sort_for_stage, write_stage_file
 
 DEFAULT_BATCH_SIZE = 2_000
 #: Below this much input, worker start-up costs more than it saves.
@@ -100,40 +100,26 @@ def load(
         run = Run(stage.fs, stage.root, "load", {"sources": sources, "batch_size": batch_size})
         result = LoadResult(run_id=run.id)
         _cleanup_orphans(stage)
-        from stacbatch.stage._writer import PartitionWriter
-
         partitioning = {c: m["partitioning"] for c, m in manifest.collections.items()}
-        writer = PartitionWriter(stage.fs, stage.root, run.id, manifest.settings, partitioning)
         n_workers = workers if workers is not None else default_workers()
         if workers is None and plan.total_bytes < PARALLEL_MIN_BYTES:
             n_workers = 1
         seq = 0
         collections: dict[str, tuple[str, dict[str, Any]]] = {}
-        try:
-            with _spill_dir() as spill:
-                parse: Callable[[Any], ParseResult] = (
-                    functools.partial(parse_unit, batch_size=batch_size)
-                    if n_workers <= 1
-                    else functools.partial(parse_unit_to_spill, batch_size=batch_size, spill_dir=spill)
-                )
-                for res in ordered_map(parse, plan.units(), n_workers):
-                    res.collections[:0] = plan.collections  # found by the catalog walker, in walk order
-                    plan.collections.clear()
-                    seq = _take(res, run, writer, collections, seq, result)
-                    if progress:
-                        progress(result.read)
-            new_entries = writer.close()
-            # New collections: time buckets only when the load brought enough items to fill them.
-            counts: dict[str, int] = {}
-            for e in new_entries:
-                counts[e["collection"]] = counts.get(e["collection"], 0) + e["rows"]
-            flatten = {c for c in writer.new_schemes if counts.get(c, 0) < manifest.settings["time_bucket_min_items"]}
-            for c in flatten:
-                writer.new_schemes[c] = "none"
-            new_entries = compact_new_files(stage.fs, stage.root, run.id, new_entries, manifest.settings, flatten)
-        except BaseException:
-            writer.abort()
-            raise
+        with _spill_dir() as handoff, _stage_tmp(stage, run.id) as spill:
+            writer = PartitionWriter(stage.fs, stage.root, run.id, manifest.settings, partitioning, spill)
+            parse: Callable[[Any], ParseResult] = (
+                functools.partial(parse_unit, batch_size=batch_size)
+                if n_workers <= 1
+                else functools.partial(parse_unit_to_spill, batch_size=batch_size, spill_dir=handoff)
+            )
+            for res in ordered_map(parse, plan.units(), n_workers):
+                res.collections[:0] = plan.collections  # found by the catalog walker, in walk order
+                plan.collections.clear()
+                seq = _take(res, run, writer, collections, seq, result)
+                if progress:
+                    progress(result.read)
+            new_entries = writer.finish()
         for label, doc in plan.collections:  # a catalog with collections but no items
             collections[str(doc.get("id"))] = (label, doc)
         for label, where, reason in plan.problems:
@@ -177,6 +163,22 @@ def _spill_dir() -> Iterator[str]:
     base = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
     with tempfile.TemporaryDirectory(prefix="stacbatch-", dir=base) as d:
         yield d
+
+
+@contextlib.contextmanager
+def _stage_tmp(stage: Stage, run_id: str) -> Iterator[str]:
+    """Spill space for a load: inside a local stage (same disk, removed by the next write if we crash), else a
+    local temporary folder."""
+    if _fs.is_local(stage.fs):
+        path = os.path.join(stage.root, TMP, run_id)
+        os.makedirs(path, exist_ok=True)
+        try:
+            yield path
+        finally:
+            shutil.rmtree(path, ignore_errors=True)
+    else:
+        with tempfile.TemporaryDirectory(prefix="stacbatch-spill-") as d:
+            yield d
 
 
 def _take(
@@ -312,8 +314,11 @@ def _referenced(manifest: Manifest) -> set[str]:
 
 
 def _cleanup_orphans(stage: Stage) -> None:
-    """Remove data files left by a crashed write (never referenced by the manifest). Runs under the write lock."""
+    """Remove data and spill files left by a crashed write (never referenced by the manifest). Runs under the
+    write lock."""
     _delete_unreferenced(stage, stage.manifest)
+    if _fs.is_local(stage.fs):
+        shutil.rmtree(os.path.join(stage.root, TMP), ignore_errors=True)
 
 
 def _delete_unreferenced(stage: Stage, manifest: Manifest) -> None:

@@ -12,7 +12,7 @@ import orjson
 
 from stacbatch import _fs, _sql
 from stacbatch.errors import StageError
-from stacbatch.stage._layout import LOCK, MANIFEST
+from stacbatch.stage._layout import COLLECTIONS, ITEMS, LOCK, MANIFEST, RUNS, TMP
 from stacbatch.stage._manifest import Manifest, read_manifest
 
 if TYPE_CHECKING:
@@ -54,7 +54,11 @@ class Stage:
         if manifest is None:
             if fs.exists(root) and fs.isfile(root):
                 raise StageError(f"{path}: is a file, not a stage folder")
-            if fs.exists(root) and [p for p in fs.ls(root, detail=False) if not p.endswith(LOCK)]:
+            # A folder holding only stacbatch's own entries is a stage whose first load died before committing.
+            own = (LOCK, ITEMS, COLLECTIONS, RUNS, TMP)
+            if fs.exists(root) and [
+                p for p in fs.ls(root, detail=False) if p.rstrip("/").rsplit("/", 1)[-1] not in own
+            ]:
                 raise StageError(f"{path}: folder exists, is not empty and holds no stage; choose another --stage")
             manifest = Manifest()
         return cls(path, fs, root, manifest)

@@ -6,9 +6,10 @@ Nothing written here is visible until the manifest names it, so a crash only lea
 from __future__ import annotations
 
 import os
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -93,99 +94,139 @@ def write_stage_file(
 
 
 class PartitionWriter:
-    """Buffers stage-schema batches and, when the buffer is full, sorts it once by (collection, time, id) and
-    writes one file per (collection, time bucket) slice on a background thread (pyarrow releases the GIL while
-    it encodes and compresses, so parsing goes on meanwhile)."""
+    """Routes stage-schema rows to partitions through Arrow IPC spill files, then writes each partition as sorted,
+    bounded GeoParquet files.
 
-    def __init__(self, fs: Any, root: str, run_id: str, settings: dict[str, Any], partitioning: dict[str, str]) -> None:
+    ``add`` buffers batches; a full buffer is grouped by partition with one gather and each slice is appended to
+    its partition's spill (memory-mapped later, never Parquet-encoded). ``finish`` sorts each partition by its keys
+    only and gathers the output files chunk by chunk, written once, compressed once. Memory is bounded by the
+    buffer plus one output file per writer thread, whatever the input order or size.
+    """
+
+    def __init__(
+        self, fs: Any, root: str, run_id: str, settings: dict[str, Any], partitioning: dict[str, str], spill_dir: str
+    ) -> None:
         self.fs = fs
         self.root = root
         self.run_id = run_id
         self.settings = settings
-        #: collection -> scheme; collections new to the stage are decided at their first write
+        #: collection -> scheme; collections new to the stage are provisional until ``finish``
         self.partitioning = dict(partitioning)
         self.new_schemes: dict[str, str] = {}
-        self.entries: list[dict[str, Any]] = []
+        self.spill_dir = spill_dir
+        self._spills: dict[tuple[str, str | None], list[str]] = {}
+        self._rows: dict[str, int] = {}
         self._batches: list[pa.RecordBatch] = []
         self._buffered = 0
-        self._seq = 0
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stacbatch-writer")
-        self._pending: list[Future[list[dict[str, Any]]]] = []
+        self._n = 0
 
     def add(self, batch: pa.RecordBatch) -> None:
         self._batches.append(batch)
         self._buffered += batch.column(7).nbytes
         if self._buffered >= BUFFER_CAP_BYTES:
-            self._flush()
-
-    def _flush(self) -> None:
-        if not self._batches:
-            return
-        table = pa.Table.from_batches(self._batches, schema=STAGE_SCHEMA)
-        self._batches = []
-        self._buffered = 0
-        self._wait(max_pending=0)  # at most one table being written while the next one fills
-        self._pending.append(self._pool.submit(self._write, table))
-
-    def _wait(self, max_pending: int) -> None:
-        while len(self._pending) > max_pending:
-            self.entries.extend(self._pending.pop(0).result())
+            self._spill()
 
     def _scheme(self, collection: str) -> str:
         scheme = self.partitioning.get(collection)
         if scheme is None:
-            # Provisional for a collection new to the stage: the load decides at its end, from the real count,
-            # whether it stays time-bucketed or is flattened into one partition (see _compact).
             scheme = self.settings["time_bucket"]
             self.partitioning[collection] = scheme
             self.new_schemes[collection] = scheme
         return scheme
 
-    def _write(self, table: pa.Table) -> list[dict[str, Any]]:
-        table = sort_for_stage(table, by_collection=True)
-        out: list[dict[str, Any]] = []
-        offset = 0
-        for run in pc.value_counts(table["collection"]):  # collections are contiguous after the sort
-            n = run["counts"].as_py()
-            collection = run["values"].as_py()
-            part = table.slice(offset, n)
-            offset += n
-            scheme = self._scheme(collection)
-            for bucket, group in _buckets(part, scheme):
-                for start in range(0, group.num_rows, self.settings["file_max_rows"]):
-                    chunk = group.slice(start, self.settings["file_max_rows"])
-                    self._seq += 1
-                    rel = f"{partition_dir(collection, scheme, bucket)}/part-{self.run_id}-{self._seq:05d}.parquet"
-                    # Small pieces will be merged by this load's compaction: write them uncompressed.
-                    small = chunk.num_rows < self.settings["file_max_rows"] // 2
-                    entry = write_stage_file(
-                        self.fs, self.root, rel, chunk, self.settings["row_group_rows"], "none" if small else "zstd"
-                    )
-                    entry["bucket"] = bucket
-                    entry["run"] = self.run_id
-                    out.append(entry)
+    def _spill(self) -> None:
+        if not self._batches:
+            return
+        table = pa.Table.from_batches(self._batches, schema=STAGE_SCHEMA)
+        self._batches = []
+        self._buffered = 0
+        colls = table["collection"]
+        schemes = {c: self._scheme(c) for c in pc.unique(colls).to_pylist()}
+        buckets = _bucket_column(table, colls, schemes)
+        key = pc.binary_join_element_wise(colls, buckets, "\x00")
+        codes = pc.dictionary_encode(key).combine_chunks()
+        order = pc.sort_indices(codes.indices)
+        grouped = table.take(order)
+        sorted_codes = codes.indices.take(order).to_numpy()
+        values, starts = np.unique(sorted_codes, return_index=True)
+        dictionary = codes.dictionary.to_pylist()
+        bounds = [*starts.tolist(), len(sorted_codes)]
+        for i, code in enumerate(values.tolist()):
+            collection, bucket = dictionary[code].split("\x00", 1)
+            part = grouped.slice(bounds[i], bounds[i + 1] - bounds[i])
+            self._n += 1
+            path = os.path.join(self.spill_dir, f"{self._n:07d}.arrow")
+            with pa.OSFile(path, "wb") as sink, pa.ipc.new_file(sink, STAGE_SCHEMA) as writer:
+                writer.write_table(part)
+            self._spills.setdefault((collection, bucket or None), []).append(path)
+            self._rows[collection] = self._rows.get(collection, 0) + part.num_rows
+
+    def finish(self) -> list[dict[str, Any]]:
+        """Write every partition; return the manifest entries. New collections with fewer than
+        ``time_bucket_min_items`` rows in this load are flattened into a single partition."""
+        self._spill()
+        small = {c for c in self.new_schemes if self._rows.get(c, 0) < self.settings["time_bucket_min_items"]}
+        for c in small:
+            self.new_schemes[c] = self.partitioning[c] = "none"
+        jobs: dict[tuple[str, str | None], list[str]] = {}
+        for (collection, bucket), paths in self._spills.items():
+            jobs.setdefault((collection, None if collection in small else bucket), []).extend(paths)
+        # pyarrow sorts, gathers and compresses without the GIL: two threads use both cores.
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="stacbatch-writer") as pool:
+            results = list(pool.map(self._write_partition, sorted(jobs.items())))
+        return [e for entries in results for e in entries]
+
+    def _write_partition(self, job: tuple[tuple[str, str | None], list[str]]) -> list[dict[str, Any]]:
+        (collection, bucket), paths = job
+        scheme = self.partitioning[collection]
+        tables = [pa.ipc.open_file(pa.memory_map(p)).read_all() for p in paths]
+        table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+        keys = table.select(["id"]).append_column("__t", _time_key(table))
+        order = pc.sort_indices(keys, sort_keys=[("__t", "ascending", "at_end"), ("id", "ascending", "at_end")])
+        lengths = pa.chunked_array([pc.binary_length(c.storage) for c in table["item"].chunks], pa.int32())
+        sizes = lengths.take(order).to_numpy()
+        folder = partition_dir(collection, scheme, bucket)
+        out = []
+        for n, (lo, hi) in enumerate(_chunks(sizes, self.settings["file_max_rows"], self.settings["file_max_bytes"])):
+            chunk = table.take(order[lo:hi])
+            name = f"part-{self.run_id}-{n:05d}.parquet"  # one job per partition folder in a run
+            entry = write_stage_file(self.fs, self.root, f"{folder}/{name}", chunk, self.settings["row_group_rows"])
+            entry["bucket"] = bucket
+            entry["run"] = self.run_id
+            out.append(entry)
+        del table, tables
+        for p in paths:
+            os.unlink(p)
         return out
 
-    def close(self) -> list[dict[str, Any]]:
-        self._flush()
-        self._wait(max_pending=0)
-        self._pool.shutdown()
-        return self.entries
 
-    def abort(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
+def _bucket_column(table: pa.Table, colls: pa.ChunkedArray, schemes: dict[str, str]) -> pa.ChunkedArray:
+    """Per row, its time bucket under its collection's scheme ("" for unpartitioned, "unknown" when undated)."""
+    t = _time_key(table)
+    used = set(schemes.values())
+    out = pa.chunked_array([pa.array([""] * table.num_rows, pa.string())]) if "none" in used else None
+    for scheme, fmt in (("year", "%Y"), ("month", "%Y-%m")):
+        if scheme not in used:
+            continue
+        text = pc.fill_null(pc.strftime(t, format=fmt), "unknown")
+        if out is None and used == {scheme}:
+            return text
+        mask = pc.is_in(colls, value_set=pa.array([c for c, s in schemes.items() if s == scheme], pa.string()))
+        out = text if out is None else pc.if_else(mask, text, out)
+    assert out is not None
+    return out
 
 
-def _buckets(table: pa.Table, scheme: str) -> list[tuple[str | None, pa.Table]]:
-    """Split a time-sorted table by time bucket; equal buckets are contiguous (undated rows come last)."""
-    if scheme == "none":
-        return [(None, table)]
-    fmt = "%Y" if scheme == "year" else "%Y-%m"
-    buckets = pc.fill_null(pc.strftime(_time_key(table), format=fmt), "unknown")
-    groups = []
-    offset = 0
-    for v in pc.value_counts(buckets):
-        n = v["counts"].as_py()
-        groups.append((v["values"].as_py(), table.slice(offset, n)))
-        offset += n
-    return groups
+def _chunks(sizes: np.ndarray, max_rows: int, max_bytes: int) -> list[tuple[int, int]]:
+    """Cut sorted rows into files of at most max_rows rows and about max_bytes of item text."""
+    out = []
+    lo = 0
+    n = len(sizes)
+    cum = np.cumsum(sizes, dtype=np.int64)
+    while lo < n:
+        base = int(cum[lo - 1]) if lo else 0
+        hi = int(np.searchsorted(cum, base + max_bytes, side="right"))
+        hi = max(lo + 1, min(hi, lo + max_rows, n))
+        out.append((lo, hi))
+        lo = hi
+    return out
