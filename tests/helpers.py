@@ -36,3 +36,17 @@ def write_ndjson(path: Path, items: list[Any]) -> Path:
 
 def read_ndjson(path: Path) -> list[Any]:
     return [orjson.loads(line) for line in path.read_bytes().splitlines() if line.strip()]
+
+
+def collection(cid: str, **extra: Any) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "type": "Collection",
+        "id": cid,
+        "stac_version": "1.1.0",
+        "description": "d",
+        "license": "CC0-1.0",
+        "extent": {"spatial": {"bbox": [[0, 0, 1, 1]]}, "temporal": {"interval": [[None, None]]}},
+        "links": [],
+    }
+    doc.update(copy.deepcopy(extra))
+    return doc

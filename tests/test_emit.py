@@ -10,7 +10,7 @@ from pathlib import Path
 import orjson
 import pytest
 from conftest import CORPUS, canon, corpus_files
-from helpers import item, read_ndjson, write_ndjson
+from helpers import collection, item, read_ndjson, write_ndjson
 
 import stacbatch
 from stacbatch.emit._tree import STRUCTURAL
@@ -78,18 +78,14 @@ def _walk(catalog: Path) -> list[str]:
 
 
 def test_json_tree_layout_and_collections(tmp_path: Path, tmp_stage: str) -> None:
-    coll = {
-        "type": "Collection",
-        "id": "c1",
-        "stac_version": "1.1.0",
-        "description": "d",
-        "license": "CC0-1.0",
-        "extent": {
+    coll = collection(
+        "c1",
+        extent={
             "spatial": {"bbox": [[0, 0, 1, 1]]},
             "temporal": {"interval": [["2021-01-01T00:00:00.1234567Z", None]]},
         },
-        "links": [{"rel": "license", "href": "https://example.com/license"}],
-    }
+        links=[{"rel": "license", "href": "https://example.com/license"}],
+    )
     (tmp_path / "c1.json").write_bytes(orjson.dumps(coll))
     src = write_ndjson(tmp_path / "i.ndjson", [item("a"), item("b", collection="c2"), item("loose", None)])
     stacbatch.load_to_stage(tmp_stage, [str(tmp_path / "c1.json"), str(src)])

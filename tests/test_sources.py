@@ -8,7 +8,7 @@ from pathlib import Path
 import orjson
 import pytest
 from conftest import canon
-from helpers import item, read_ndjson, write_ndjson
+from helpers import collection, item, read_ndjson, write_ndjson
 
 import stacbatch
 from stacbatch.sources import _detect
@@ -66,15 +66,7 @@ def test_folder_tree(tmp_path: Path, tmp_stage: str) -> None:
         p = tmp_path / "tree" / i["collection"] / i["id"] / f"{i['id']}.json"
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_bytes(orjson.dumps(i, option=orjson.OPT_INDENT_2))
-    coll = {
-        "type": "Collection",
-        "id": "c1",
-        "stac_version": "1.1.0",
-        "description": "d",
-        "license": "CC0-1.0",
-        "extent": {"spatial": {"bbox": [[0, 0, 1, 1]]}, "temporal": {"interval": [[None, None]]}},
-        "links": [],
-    }
+    coll = collection("c1")
     (tmp_path / "tree" / "c1" / "collection.json").write_bytes(orjson.dumps(coll))
     res = stacbatch.load_to_stage(tmp_stage, [str(tmp_path / "tree")], batch_size=2)
     assert (res.staged, res.failed, res.collections_staged) == (10, 0, 1)
@@ -164,15 +156,7 @@ def test_parallel_workers_give_the_same_stage(tmp_path: Path) -> None:
 
 
 def test_collections_only(tmp_path: Path, tmp_stage: str) -> None:
-    coll = {
-        "type": "Collection",
-        "id": "lonely",
-        "stac_version": "1.1.0",
-        "description": "d",
-        "license": "CC0-1.0",
-        "extent": {"spatial": {"bbox": [[0, 0, 1, 1]]}, "temporal": {"interval": [[None, None]]}},
-        "links": [],
-    }
+    coll = collection("lonely")
     (tmp_path / "collection.json").write_bytes(orjson.dumps(coll))
     res = stacbatch.load_to_stage(tmp_stage, [str(tmp_path / "collection.json")])
     assert (res.staged, res.collections_staged) == (0, 1)
