@@ -5,7 +5,6 @@ from __future__ import annotations
 import sys
 import traceback
 
-import click
 import typer
 from typer.exceptions import TyperException
 
@@ -46,15 +45,15 @@ def main(argv: list[str] | None = None) -> None:
         if state.verbose >= 2:
             traceback.print_exc()
         sys.exit(int(err.exit_code))
-    except (typer.Exit, click.exceptions.Exit) as ex:
+    except typer.Exit as ex:
         sys.exit(ex.exit_code)
-    except (typer.Abort, click.exceptions.Abort, KeyboardInterrupt):
+    except (typer.Abort, KeyboardInterrupt):
         print(
             "stacbatch: interrupted; the stage is unchanged unless a commit was reported",
             file=sys.stderr,
         )
         sys.exit(130)
-    except (TyperException, click.ClickException) as err:  # usage errors: typer may bundle its own click
+    except TyperException as err:  # usage errors (typer bundles its own click)
         show = getattr(err, "show", None)
         if callable(show):
             show()
