@@ -9,13 +9,53 @@ Public API::
     stacbatch.emit_ndjson(stage, "out/")
 """
 
-from stacbatch._rows import DEFAULT_COLLECTION
-from stacbatch.emit import EmitResult, emit_geoparquet, emit_json_tree, emit_ndjson
-from stacbatch.errors import ExitCode, InputError, QueryError, StacbatchError, StageError
-from stacbatch.stage import LoadResult, Stage, open_stage
-from stacbatch.stage import load as load_to_stage
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from stacbatch._rows import DEFAULT_COLLECTION
+    from stacbatch.emit import EmitResult, emit_geoparquet, emit_json_tree, emit_ndjson
+    from stacbatch.errors import ExitCode, InputError, QueryError, StacbatchError, StageError
+    from stacbatch.stage import LoadResult, Stage, open_stage
+    from stacbatch.stage import load as load_to_stage
 
 __version__ = "0.1.0"
+
+# Imported on first use (PEP 562): parse workers and quick commands do not pay for DuckDB, PySTAC and
+# stac-geoparquet when they do not need them.
+_LAZY = {
+    "DEFAULT_COLLECTION": ("stacbatch._rows", "DEFAULT_COLLECTION"),
+    "EmitResult": ("stacbatch.emit", "EmitResult"),
+    "emit_geoparquet": ("stacbatch.emit", "emit_geoparquet"),
+    "emit_json_tree": ("stacbatch.emit", "emit_json_tree"),
+    "emit_ndjson": ("stacbatch.emit", "emit_ndjson"),
+    "ExitCode": ("stacbatch.errors", "ExitCode"),
+    "InputError": ("stacbatch.errors", "InputError"),
+    "QueryError": ("stacbatch.errors", "QueryError"),
+    "StacbatchError": ("stacbatch.errors", "StacbatchError"),
+    "StageError": ("stacbatch.errors", "StageError"),
+    "LoadResult": ("stacbatch.stage", "LoadResult"),
+    "Stage": ("stacbatch.stage", "Stage"),
+    "open_stage": ("stacbatch.stage", "open_stage"),
+    "load_to_stage": ("stacbatch.stage", "load"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    try:
+        module, attr = _LAZY[name]
+    except KeyError:
+        raise AttributeError(f"module 'stacbatch' has no attribute {name!r}") from None
+    value = getattr(importlib.import_module(module), attr)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])
+
 
 __all__ = [
     "DEFAULT_COLLECTION",

@@ -22,6 +22,7 @@ _CODES = {
 }
 _HEADER = struct.Struct("<BI")
 _COUNT = struct.Struct("<I")
+_POLYGON_TYPES = frozenset({"Polygon"})
 
 
 class GeometryError(ValueError):
@@ -138,9 +139,39 @@ def _encode(geom: Any, bounds: Bounds | None, where: str, types: set[str]) -> by
     return b"".join(parts)
 
 
-def geojson_to_wkb(geom: Any, need_bounds: bool = True) -> tuple[bytes, Bounds | None, set[str]]:
+_POLYGON_1RING = _HEADER.pack(1, 3) + _COUNT.pack(1)
+
+
+def _simple_polygon(geom: Any) -> bytes | None:
+    """The common case in one step: a Polygon with one ring of 2D positions. None: use the general encoder."""
+    if type(geom) is not dict or geom.get("type") != "Polygon":
+        return None
+    rings = geom.get("coordinates")
+    if type(rings) is not list or len(rings) != 1:
+        return None
+    ring = rings[0]
+    if type(ring) is not list or not ring:
+        return None
+    try:
+        if set(map(len, ring)) != {2}:
+            return None
+        vals = list(chain.from_iterable(ring))
+        n = len(ring)
+        if vals[0] != vals[-2] or vals[1] != vals[-1]:  # open ring: closed in the WKB only
+            vals += vals[:2]
+            n += 1
+        return _POLYGON_1RING + struct.pack(f"<I{len(vals)}d", n, *vals)
+    except (TypeError, struct.error):
+        return None  # the general encoder reports what is wrong
+
+
+def geojson_to_wkb(geom: Any, need_bounds: bool = True) -> tuple[bytes, Bounds | None, frozenset[str] | set[str]]:
     """Encode a GeoJSON geometry; return WKB, its 2D bounds (None when empty or not asked for) and the
     GeoParquet type names."""
+    if not need_bounds:
+        fast = _simple_polygon(geom)
+        if fast is not None:
+            return fast, None, _POLYGON_TYPES
     bounds: Bounds | None = [math.inf, math.inf, -math.inf, -math.inf] if need_bounds else None
     types: set[str] = set()
     wkb = _encode(geom, bounds, "geometry", types)

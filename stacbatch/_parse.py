@@ -30,6 +30,8 @@ class ParseResult:
     collections: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     #: Documents that are neither items nor collections (catalogs in a folder tree): not items, not failures.
     skipped: int = 0
+    #: For byte-range units: (source, lines in the range); failure line numbers are relative to the range.
+    relative_lines: tuple[str, int] | None = None
 
 
 def _failure(
@@ -123,9 +125,10 @@ def parse_unit(unit: Unit, batch_size: int) -> ParseResult:
                     f.seek(unit.offset)
                     data = f.read(unit.length)
             except OSError as err:
-                out.fail(_failure(unit.source, f"cannot read: {err}", line=unit.first_line))
+                out.fail(_failure(unit.source, f"cannot read: {err}"))
             else:
-                _parse_lines(unit.source, data, unit.first_line, out)
+                _parse_lines(unit.source, data, 1, out)
+                out.res.relative_lines = (unit.source, data.count(b"\n") + (0 if data.endswith(b"\n") else 1))
         elif isinstance(unit, DictsUnit):
             for label, obj in zip(unit.labels, unit.items, strict=True):
                 out.add(obj, label, None)

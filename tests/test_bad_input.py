@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import orjson
+import pytest
 from helpers import item, write_ndjson
 
 import stacbatch
@@ -123,3 +124,21 @@ def test_not_a_stage_folder(tmp_path: Path) -> None:
     src = write_ndjson(tmp_path / "a.ndjson", [item("a")])
     proc = run("load", str(src), "--stage", str(tmp_path / "full"))
     assert proc.returncode == ExitCode.STAGE and "not empty" in proc.stderr
+
+
+def test_failure_line_numbers_across_ranges_and_workers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from stacbatch.sources import _detect
+
+    monkeypatch.setattr(_detect, "CHUNK_BYTES", 2048)  # many byte ranges
+    lines = [orjson.dumps(item(f"i{n}")) for n in range(300)]
+    for bad in (17, 150, 299):  # 1-based line numbers of the bad lines
+        lines[bad - 1] = b'{"oops": '
+    src = tmp_path / "many.ndjson"
+    src.write_bytes(b"\n".join(lines) + b"\n")
+    for workers in (1, 2):
+        stage = str(tmp_path / f"stage{workers}")
+        res = stacbatch.load_to_stage(stage, [str(src)], workers=workers)
+        assert (res.staged, res.failed) == (297, 3)
+        run_dir = Path(stage) / "runs" / res.run_id
+        got = [orjson.loads(x)["line"] for x in (run_dir / "failures.ndjson").read_bytes().splitlines()]
+        assert got == [17, 150, 299]

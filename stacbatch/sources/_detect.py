@@ -127,29 +127,30 @@ def _ndjson_units(fs: Any, path: str, label: str, plan: SourcePlan) -> Iterator[
 
 
 def _range_units(path: str, label: str, plan: SourcePlan) -> Iterator[Unit]:
-    """Local uncompressed NDJSON: find line boundaries and count lines here; workers read their range."""
-    line = 1
-    offset = 0
+    """Local uncompressed NDJSON: cut at the first newline after every CHUNK_BYTES, reading only a few bytes
+    at each cut. Workers read their ranges and count their lines."""
     try:
+        size = os.path.getsize(path)
         with open(path, "rb") as f:
-            rest = b""
-            while True:
-                block = f.read(CHUNK_BYTES)
-                if not block:
-                    break
-                data = rest + block
-                cut = data.rfind(b"\n") + 1
-                if cut == 0:
-                    rest = data
-                    continue
-                rest = data[cut:]
-                yield RangeUnit(label, path, offset, cut, line)
-                line += data.count(b"\n", 0, cut)
-                offset += cut
-            if rest.strip():
-                yield RangeUnit(label, path, offset, len(rest), line)
+            offset = 0
+            while offset < size:
+                end = min(offset + CHUNK_BYTES, size)
+                if end < size:
+                    f.seek(end)
+                    while True:
+                        piece = f.read(64 * 1024)
+                        if not piece:
+                            end = size
+                            break
+                        i = piece.find(b"\n")
+                        if i >= 0:
+                            end += i + 1
+                            break
+                        end += len(piece)
+                yield RangeUnit(label, path, offset, end - offset)
+                offset = end
     except OSError as err:
-        plan.problems.append((label, f"line {line}", f"cannot read: {err}"))
+        plan.problems.append((label, "", f"cannot read: {err}"))
 
 
 def _folder_units(fs: Any, root: str, plan: SourcePlan) -> Iterator[Unit]:

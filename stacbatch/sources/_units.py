@@ -19,13 +19,13 @@ class LinesUnit:
 @dataclass(frozen=True, slots=True)
 class RangeUnit:
     """Whole NDJSON lines of a local uncompressed file, by byte range: the worker reads them itself, so nothing
-    but this small tuple crosses the process boundary."""
+    but this small tuple crosses the process boundary. Line numbers in its results are relative to the range;
+    the loader, which sees results in order, makes them absolute."""
 
     source: str
     path: str
     offset: int
     length: int
-    first_line: int
 
 
 @dataclass(frozen=True, slots=True)

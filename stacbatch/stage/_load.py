@@ -106,6 +106,7 @@ def load(
             n_workers = 1
         seq = 0
         collections: dict[str, tuple[str, dict[str, Any]]] = {}
+        lines_before: dict[str, int] = {}  # per source, lines in the byte ranges already taken
         with _spill_dir() as handoff, _stage_tmp(stage, run.id) as spill:
             writer = PartitionWriter(stage.fs, stage.root, run.id, manifest.settings, partitioning, spill)
             parse: Callable[[Any], ParseResult] = (
@@ -116,6 +117,13 @@ def load(
             for res in ordered_map(parse, plan.units(), n_workers):
                 res.collections[:0] = plan.collections  # found by the catalog walker, in walk order
                 plan.collections.clear()
+                if res.relative_lines is not None:
+                    source, lines = res.relative_lines
+                    base = lines_before.get(source, 0)
+                    for rec in res.failures:
+                        if "line" in rec:
+                            rec["line"] += base
+                    lines_before[source] = base + lines
                 seq = _take(res, run, writer, collections, seq, result)
                 if progress:
                     progress(result.read)
