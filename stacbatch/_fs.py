@@ -48,3 +48,8 @@ def _fsync_dir(path: str) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def full_path(fs: Any, path: str) -> str:
+    """A path another library can open: plain for local files, ``proto://...`` otherwise."""
+    return path if is_local(fs) else str(fs.unstrip_protocol(path))

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import duckdb
+
+from stacbatch import _fs
 
 _HERE = Path(__file__).resolve().parent
 
@@ -40,8 +43,11 @@ def literal_list(values: list[str]) -> str:
     return "[" + ", ".join(literal(v) for v in values) + "]"
 
 
-def connect() -> duckdb.DuckDBPyConnection:
-    """Every DuckDB connection stacbatch opens: no progress bar (stderr belongs to stacbatch's own messages)."""
+def connect(fs: Any = None) -> duckdb.DuckDBPyConnection:
+    """Every DuckDB connection stacbatch opens: no progress bar (stderr belongs to stacbatch's own messages);
+    a non-local fsspec filesystem (S3, memory, ...) is registered so DuckDB reads ``proto://`` paths through it."""
     con = duckdb.connect()
     con.execute("SET enable_progress_bar = false")
+    if fs is not None and not _fs.is_local(fs):
+        con.register_filesystem(fs)
     return con

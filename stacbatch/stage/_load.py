@@ -260,9 +260,9 @@ def _reconcile(
     old_entries = [f for f in manifest.files if f["collection"] in touched]
     consider = old_entries + new_entries
     if consider:
-        abs_of = {_fs.join(stage.root, e["path"]): e for e in consider}
-        new_abs = [_fs.join(stage.root, e["path"]) for e in new_entries]
-        con = _sql.connect()
+        abs_of = {_fs.full_path(stage.fs, _fs.join(stage.root, e["path"])): e for e in consider}
+        new_abs = [_fs.full_path(stage.fs, _fs.join(stage.root, e["path"])) for e in new_entries]
+        con = _sql.connect(stage.fs)
         try:
             rows = con.execute(_sql.load("duplicates"), [list(abs_of), new_abs]).fetchall()
         except duckdb.Error as err:

@@ -90,7 +90,7 @@ class Stage:
         if collections is not None:
             wanted = set(collections)
             files = [f for f in files if f["collection"] in wanted]
-        return [_fs.join(self.root, f["path"]) for f in files]
+        return [_fs.full_path(self.fs, _fs.join(self.root, f["path"])) for f in files]
 
     @property
     def connection(self) -> duckdb.DuckDBPyConnection:
@@ -99,19 +99,14 @@ class Stage:
             self._con = self._connect()
         return self._con
 
-    def _source(self, con: duckdb.DuckDBPyConnection, paths: list[str], name: str) -> str:
+    def _source(self, con: duckdb.DuckDBPyConnection, paths: list[str]) -> str:
         if not paths:
             con.execute(_sql.load("empty_items"))
             return "_empty_items"
-        if _fs.is_local(self.fs):
-            return f"read_parquet({_sql.literal_list(paths)})"
-        import pyarrow.dataset as ds
-
-        con.register(name, ds.dataset(paths, filesystem=self.fs, format="parquet"))
-        return name
+        return f"read_parquet({_sql.literal_list(paths)})"
 
     def _view(self, con: duckdb.DuckDBPyConnection, view: str, paths: list[str]) -> None:
-        source = self._source(con, paths, f"_files_{view}")
+        source = self._source(con, paths)
         ddl = _sql.load("items_view").replace("{source}", source)
         con.execute(ddl.replace("VIEW items AS", f"VIEW {_sql.ident(view)} AS", 1))
 
@@ -123,7 +118,7 @@ class Stage:
 
     def _connect(self) -> duckdb.DuckDBPyConnection:
         # stderr belongs to stacbatch's own progress and messages.
-        con = _sql.connect()
+        con = _sql.connect(self.fs)
         self._view(con, "items", self.file_paths())
         con.execute(_sql.load("collections_table"))
         rows = []
