@@ -160,13 +160,21 @@ def _parse_lines(source: str, data: bytes, first_line: int, out: _Collector) -> 
         out.add(obj, source, n, raw if exact else None)
 
 
-def _parse_file(path: str, out: _Collector) -> None:
+def _read(path: str) -> bytes:
+    if "://" not in path and not path.endswith(".gz"):
+        with open(path, "rb") as f:  # local: resolving an fsspec filesystem per file costs more than the read
+            return f.read()
     from stacbatch import _fs
 
+    fs, p = _fs.filesystem(path)
+    with fs.open(p, "rb", compression="gzip" if p.endswith(".gz") else None) as f:
+        data: bytes = f.read()
+    return data
+
+
+def _parse_file(path: str, out: _Collector) -> None:
     try:
-        fs, p = _fs.filesystem(path)
-        with fs.open(p, "rb", compression="gzip" if p.endswith(".gz") else None) as f:
-            data = f.read()
+        data = _read(path)
     except (OSError, EOFError) as err:
         out.fail(_failure(path, f"cannot read: {err}", hint="check the file exists and is readable"))
         return
