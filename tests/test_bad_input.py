@@ -142,3 +142,8 @@ def test_failure_line_numbers_across_ranges_and_workers(tmp_path: Path, monkeypa
         run_dir = Path(stage) / "runs" / res.run_id
         got = [orjson.loads(x)["line"] for x in (run_dir / "failures.ndjson").read_bytes().splitlines()]
         assert got == [17, 150, 299]
+
+
+def test_version() -> None:
+    proc = run("--version")
+    assert proc.returncode == 0 and proc.stdout.startswith("stacbatch ")

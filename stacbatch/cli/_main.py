@@ -22,11 +22,21 @@ app = typer.Typer(
 )
 
 
-@app.callback()
+@app.callback(invoke_without_command=True)
 def _global(
+    ctx: typer.Context,
     verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="More detail on stderr (-vv: tracebacks)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only errors on stderr."),
+    version: bool = typer.Option(False, "--version", help="Print the version and exit.", is_eager=True),
 ) -> None:
+    if version:
+        from stacbatch import __version__
+
+        print(f"stacbatch {__version__}")
+        raise typer.Exit(0)
+    if ctx.invoked_subcommand is None:
+        print(ctx.get_help())
+        raise typer.Exit(int(ExitCode.USAGE))
     state.verbose = verbose
     state.quiet = quiet
 
@@ -39,14 +49,17 @@ app.command("emit", help="Write staged items as NDJSON, a static JSON catalog, o
 
 def main(argv: list[str] | None = None) -> None:
     try:
-        app(args=argv, standalone_mode=False)
+        rc = app(args=argv, standalone_mode=False)
+        if isinstance(rc, int) and rc:  # typer returns Exit codes instead of raising in this mode
+            sys.exit(rc)
     except StacbatchError as err:
         print(f"stacbatch: error: {err}", file=sys.stderr)
         if state.verbose >= 2:
             traceback.print_exc()
         sys.exit(int(err.exit_code))
-    except typer.Exit as ex:
-        sys.exit(ex.exit_code)
+    except typer.Exit as ex:  # typer's Exit keeps its code in args (click's kept it in exit_code)
+        code = getattr(ex, "exit_code", None)
+        sys.exit(int(code if code is not None else (ex.args[0] if ex.args else 0)))
     except (typer.Abort, KeyboardInterrupt):
         print(
             "stacbatch: interrupted; the stage is unchanged unless a commit was reported",
