@@ -6,6 +6,7 @@ by documents, so inter-process hand-off stays cheap whatever the batch size.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import uuid
@@ -91,9 +92,14 @@ def parse_unit_to_spill(unit: Unit, batch_size: int, spill_dir: str) -> ParseRes
     res = parse_unit(unit, batch_size)
     if res.batches:
         path = os.path.join(spill_dir, f"{os.getpid()}-{uuid.uuid4().hex}.arrow")
-        with pa.OSFile(path, "wb") as sink, pa.ipc.new_file(sink, res.batches[0].schema) as writer:
-            for batch in res.batches:
-                writer.write_batch(batch)
+        try:
+            with pa.OSFile(path, "wb") as sink, pa.ipc.new_file(sink, res.batches[0].schema) as writer:
+                for batch in res.batches:
+                    writer.write_batch(batch)
+        except OSError:  # e.g. a small /dev/shm in a container: hand the batches over through the pipe
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+            return res
         res.batches = []
         res.spill = path
     return res

@@ -189,3 +189,12 @@ def test_stage_on_an_fsspec_filesystem(tmp_path: Path) -> None:
         for p in (root, f"memory://out-{tmp_path.name}"):
             if mem.exists(p.removeprefix("memory://")):
                 mem.rm(p.removeprefix("memory://"), recursive=True)
+
+
+def test_handoff_falls_back_when_spill_space_fails(tmp_path: Path) -> None:
+    from stacbatch._parse import parse_unit_to_spill, take_batches
+    from stacbatch.sources import LinesUnit
+
+    data = b"".join(orjson.dumps(i) + b"\n" for i in ITEMS)
+    res = parse_unit_to_spill(LinesUnit("x", 1, data), 4, str(tmp_path / "missing-dir"))
+    assert res.spill is None and sum(b.num_rows for b in take_batches(res)) == 10
