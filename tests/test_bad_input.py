@@ -147,3 +147,14 @@ def test_failure_line_numbers_across_ranges_and_workers(tmp_path: Path, monkeypa
 def test_version() -> None:
     proc = run("--version")
     assert proc.returncode == 0 and proc.stdout.startswith("stacbatch ")
+
+
+def test_second_writer_is_refused(tmp_path: Path, tmp_stage: str) -> None:
+    src = write_ndjson(tmp_path / "a.ndjson", [item("a")])
+    stacbatch.load_to_stage(tmp_stage, [str(src)])
+    holder = stacbatch.open_stage(tmp_stage)
+    with holder.write_lock():
+        proc = run("load", str(src), "--stage", tmp_stage)
+    assert proc.returncode == ExitCode.STAGE and "another stacbatch process" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert stacbatch.load_to_stage(tmp_stage, [str(src)]).replaced == 1  # the lock is free again
