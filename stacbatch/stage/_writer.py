@@ -20,7 +20,7 @@ from stacbatch.stage._geoparquet import geo_metadata
 from stacbatch.stage._layout import partition_dir
 
 #: Rows buffered across all collections before the largest buffer is flushed (bounds peak memory).
-BUFFER_CAP_BYTES = 96 * 1024 * 1024
+BUFFER_CAP_BYTES = 64 * 1024 * 1024
 
 
 def _time_key(table: pa.Table) -> pa.ChunkedArray:
@@ -137,7 +137,8 @@ class PartitionWriter:
     def _spill(self) -> None:
         if not self._batches:
             return
-        table = pa.Table.from_batches(self._batches, schema=STAGE_SCHEMA)
+        # Contiguous first: Arrow's gather over many chunks is ~8x slower than combining, then gathering.
+        table = pa.Table.from_batches(self._batches, schema=STAGE_SCHEMA).combine_chunks()
         self._batches = []
         self._buffered = 0
         colls = table["collection"]
@@ -181,6 +182,9 @@ class PartitionWriter:
         scheme = self.partitioning[collection]
         tables = [pa.ipc.open_file(pa.memory_map(p)).read_all() for p in paths]
         table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+        if table["item"].nbytes <= self.settings["file_max_bytes"]:
+            # Fits one file: gather from contiguous memory (much faster); bigger partitions stay memory-mapped.
+            table = table.combine_chunks()
         keys = table.select(["id"]).append_column("__t", _time_key(table))
         order = pc.sort_indices(keys, sort_keys=[("__t", "ascending", "at_end"), ("id", "ascending", "at_end")])
         lengths = pa.chunked_array([pc.binary_length(c.storage) for c in table["item"].chunks], pa.int32())
