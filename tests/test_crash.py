@@ -108,3 +108,18 @@ def test_first_load_killed_leaves_a_usable_folder(tmp_path: Path, sources: tuple
         stacbatch.open_stage(stage)  # nothing was committed: not a stage yet
     res = stacbatch.load_to_stage(stage, [str(sources[0])])
     assert res.staged == 400 and len(state(stage)) == 400
+
+
+def test_reloading_a_collection_never_rewrites_the_committed_file(tmp_path: Path) -> None:
+    from helpers import collection
+
+    src = tmp_path / "c.json"
+    src.write_bytes(__import__("orjson").dumps(collection("c1")))
+    stage = str(tmp_path / "stage")
+    stacbatch.load_to_stage(stage, [str(src)])
+    rel = stacbatch.open_stage(stage).manifest.collections["c1"]["json"]
+    committed = Path(stage) / rel
+    before = committed.stat().st_ino, committed.stat().st_mtime_ns
+    stacbatch.load_to_stage(stage, [str(src)])
+    assert stacbatch.open_stage(stage).manifest.collections["c1"]["json"] == rel
+    assert (committed.stat().st_ino, committed.stat().st_mtime_ns) == before

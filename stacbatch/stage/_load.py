@@ -228,12 +228,13 @@ def _take(
 def _stage_collection(
     stage: Stage, manifest: Manifest, cid: str, doc: dict[str, Any], run: Run, result: LoadResult
 ) -> None:
-    data = _json.dumps(doc)
     rel = f"{COLLECTIONS}/{encode(cid)}.{_json.content_hash(doc)[:12]}.json"
     path = _fs.join(stage.root, rel)
-    stage.fs.makedirs(_fs.join(stage.root, COLLECTIONS), exist_ok=True)
-    with stage.fs.open(path, "wb") as f:
-        f.write(data)
+    # Content-addressed: an existing file has this content already and may be the one the committed manifest
+    # names, so it is never rewritten; a new one is written atomically.
+    if not stage.fs.exists(path):
+        stage.fs.makedirs(_fs.join(stage.root, COLLECTIONS), exist_ok=True)
+        _fs.atomic_write_bytes(stage.fs, path, _json.dumps(doc))
     meta = manifest.collections.setdefault(cid, {"partitioning": None, "json": None})
     meta["json"] = rel
     result.collections_staged += 1
