@@ -158,3 +158,14 @@ def test_second_writer_is_refused(tmp_path: Path, tmp_stage: str) -> None:
     assert proc.returncode == ExitCode.STAGE and "another stacbatch process" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert stacbatch.load_to_stage(tmp_stage, [str(src)]).replaced == 1  # the lock is free again
+
+
+def test_environment_errors_are_one_line(tmp_path: Path, tmp_stage: str) -> None:
+    src = write_ndjson(tmp_path / "a.ndjson", [item("a")])
+    stacbatch.load_to_stage(tmp_stage, [str(src)])
+    (tmp_path / "taken").mkdir()
+    # a folder where the single output file should go
+    proc = run("emit", "--stage", tmp_stage, "--format", "ndjson", "--single-file", "--to", str(tmp_path / "taken"))
+    assert proc.returncode == ExitCode.INPUT, proc.stderr
+    assert proc.stderr.startswith("stacbatch: error:") and proc.stderr.strip().count("\n") == 0
+    assert "internal error" not in proc.stderr and "Traceback" not in proc.stderr

@@ -75,6 +75,12 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(int(ExitCode.USAGE))
     except BrokenPipeError:
         sys.exit(0)
+    except OSError as err:  # the environment, not a bug: permissions, a full disk, a folder where a file goes
+        where = f": {err.filename}" if err.filename else ""
+        print(f"stacbatch: error: {err.strerror or err}{where}", file=sys.stderr)
+        if state.verbose >= 2:
+            traceback.print_exc()
+        sys.exit(int(ExitCode.INPUT))
     except Exception as err:  # a bug: say so in one line, keep the traceback behind -vv
         print(
             f"stacbatch: internal error: {type(err).__name__}: {err} (rerun with -vv for a traceback and report it)",
