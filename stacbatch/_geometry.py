@@ -22,7 +22,6 @@ _CODES = {
 }
 _HEADER = struct.Struct("<BI")
 _COUNT = struct.Struct("<I")
-_POLYGON_TYPES = frozenset({"Polygon"})
 
 
 class GeometryError(ValueError):
@@ -95,7 +94,7 @@ _DEPTH = {
 }
 
 
-def _encode(geom: Any, bounds: Bounds | None, where: str, types: set[str]) -> bytes:
+def _encode(geom: Any, bounds: Bounds | None, where: str) -> bytes:
     if not isinstance(geom, dict):
         raise GeometryError(f"{where}: expected a GeoJSON geometry object")
     kind = geom.get("type")
@@ -107,13 +106,11 @@ def _encode(geom: Any, bounds: Bounds | None, where: str, types: set[str]) -> by
         members = geom.get("geometries")
         if not isinstance(members, list):
             raise GeometryError(f"{where}.geometries: expected an array")
-        types.add(kind)
-        body = [_encode(g, bounds, f"{where}.geometries[{i}]", set()) for i, g in enumerate(members)]
+        body = [_encode(g, bounds, f"{where}.geometries[{i}]") for i, g in enumerate(members)]
         return _HEADER.pack(1, code) + _COUNT.pack(len(body)) + b"".join(body)
     coords = geom.get("coordinates")
     dim = _dim_of(coords, _DEPTH[kind])
     head = _HEADER.pack(1, code + (1000 if dim == 3 else 0))
-    types.add(kind + (" Z" if dim == 3 else ""))
     at = f"{where}.coordinates"
     if kind == "Point":
         if coords == []:
@@ -165,16 +162,16 @@ def _simple_polygon(geom: Any) -> bytes | None:
         return None  # the general encoder reports what is wrong
 
 
-def geojson_to_wkb(geom: Any, need_bounds: bool = True) -> tuple[bytes, Bounds | None, frozenset[str] | set[str]]:
-    """Encode a GeoJSON geometry; return WKB, its 2D bounds (None when empty or not asked for) and the
-    GeoParquet type names."""
+def geojson_to_wkb(geom: Any, need_bounds: bool = True) -> tuple[bytes, Bounds | None]:
+    """Encode a GeoJSON geometry; return WKB and its 2D bounds (None when empty or not asked for).
+
+    GeoParquet's per-file type list is read later from the WKB headers of a whole column (see _geoparquet)."""
     if not need_bounds:
         fast = _simple_polygon(geom)
         if fast is not None:
-            return fast, None, _POLYGON_TYPES
+            return fast, None
     bounds: Bounds | None = [math.inf, math.inf, -math.inf, -math.inf] if need_bounds else None
-    types: set[str] = set()
-    wkb = _encode(geom, bounds, "geometry", types)
+    wkb = _encode(geom, bounds, "geometry")
     if bounds is None or bounds[0] == math.inf:
-        return wkb, None, types
-    return wkb, bounds, types
+        return wkb, None
+    return wkb, bounds

@@ -110,7 +110,7 @@ class BatchBuilder:
         wkb: bytes | None = None
         if geom is not None:
             try:
-                wkb, bounds, _ = geojson_to_wkb(geom, need_bounds=box is None)
+                wkb, bounds = geojson_to_wkb(geom, need_bounds=box is None)
             except GeometryError as err:
                 raise ItemError(str(err), "geometry", "fix the geometry or set it to null") from None
             except RecursionError:

@@ -43,6 +43,11 @@ def literal_list(values: list[str]) -> str:
     return "[" + ", ".join(literal(v) for v in values) + "]"
 
 
+def one_line(err: BaseException) -> str:
+    """A library's (often multi-line) error message folded onto one line for the user."""
+    return " ".join(str(err).split())
+
+
 def connect(fs: Any = None) -> duckdb.DuckDBPyConnection:
     """Every DuckDB connection stacbatch opens: no progress bar (stderr belongs to stacbatch's own messages);
     a non-local fsspec filesystem (S3, memory, ...) is registered so DuckDB reads ``proto://`` paths through it."""

@@ -30,7 +30,7 @@ def sql_cmd(
     try:
         rel = st.sql(query)
     except duckdb.Error as err:
-        raise QueryError(f"query failed: {' '.join(str(err).split())}") from None
+        raise QueryError(f"query failed: {_sql.one_line(err)}") from None
     if rel is None:
         return
     try:
@@ -47,7 +47,7 @@ def sql_cmd(
             sys.stdout.flush()
             st.connection.execute(f"COPY ({query}) TO {_sql.literal(target)} ({options})")
     except duckdb.Error as err:
-        raise QueryError(f"query failed: {' '.join(str(err).split())}") from None
+        raise QueryError(f"query failed: {_sql.one_line(err)}") from None
 
 
 def _table(rel: duckdb.DuckDBPyRelation, max_rows: int) -> str:

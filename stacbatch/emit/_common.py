@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import duckdb
 import pyarrow as pa
 
+from stacbatch import _sql
 from stacbatch.errors import InputError, QueryError
 from stacbatch.stage._stage import Stage
 
@@ -40,20 +41,17 @@ def check_where(stage: Stage, where: str | None) -> None:
     try:
         stage.connection.execute(f"SELECT count(*) FROM (SELECT * FROM items LIMIT 0) WHERE ({where})")
     except duckdb.Error as err:
-        msg = " ".join(str(err).split())
-        raise QueryError(f"--where {where!r}: {msg}") from None
+        raise QueryError(f"--where {where!r}: {_sql.one_line(err)}") from None
 
 
-def iter_items(
-    stage: Stage, collection: str, where: str | None, rows: int = 20_000, columns: str = "item"
-) -> Iterator[pa.RecordBatch]:
+def iter_items(stage: Stage, collection: str, where: str | None, rows: int = 20_000) -> Iterator[pa.RecordBatch]:
     """Record batches of one collection's items in stage order (only that collection's files are read)."""
     view = stage.items_view([collection])
-    query = f"SELECT {columns} FROM {view}"
+    query = f"SELECT item FROM {view}"
     if where:
         query += f" WHERE ({where})"
     try:
         reader = stage.connection.sql(query).to_arrow_reader(rows)
     except duckdb.Error as err:
-        raise QueryError(f"--where {where!r}: {' '.join(str(err).split())}") from None
+        raise QueryError(f"--where {where!r}: {_sql.one_line(err)}") from None
     yield from reader

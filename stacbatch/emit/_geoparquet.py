@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from stacbatch import _fs
+from stacbatch import _fs, _sql
 from stacbatch.emit._common import EmitResult, check_where, iter_items, selected_collections
 from stacbatch.errors import InputError
 from stacbatch.stage._layout import encode
@@ -69,7 +69,7 @@ def emit_geoparquet(
             except Exception as err:  # stac-geoparquet raises many kinds; name the collection and move on
                 raise InputError(
                     f"emit --format geoparquet: stac-geoparquet cannot convert collection {cid!r}: "
-                    f"{' '.join(str(err).split())[:300]}; use --format ndjson for a lossless copy"
+                    f"{_sql.one_line(err)[:300]}; use --format ndjson for a lossless copy"
                 ) from None
         result.items += count[0]
         result.collections += 1

@@ -22,10 +22,6 @@ PARQUET_SUFFIXES = (".parquet", ".geoparquet", ".pq")
 WHOLE_DOC_LIMIT = 64 * 1024 * 1024
 
 
-def _strip_gz(name: str) -> tuple[str, bool]:
-    return (name[:-3], True) if name.endswith(".gz") else (name, False)
-
-
 @dataclass
 class SourcePlan:
     """Validated sources. ``units()`` streams parse units; collections found while walking land in ``collections``."""
@@ -33,7 +29,7 @@ class SourcePlan:
     paths: list[str]
     batch_size: int
     collections: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
-    #: (source label, reason) for sources or documents that could not be read at all.
+    #: (source label, location or "", reason) for sources or documents that could not be read at all.
     problems: list[tuple[str, str, str]] = field(default_factory=list)
     total_bytes: int = 0
 
@@ -65,7 +61,7 @@ def plan_sources(sources: list[str], batch_size: int) -> SourcePlan:
         else:
             if _fs.is_local(fs) and not os.access(path, os.R_OK):
                 raise InputError(f"{src}: permission denied")
-            name, _ = _strip_gz(path.lower())
+            name = path.lower().removesuffix(".gz")
             if not name.endswith(NDJSON_SUFFIXES + JSON_SUFFIXES + PARQUET_SUFFIXES):
                 raise InputError(
                     f"{src}: unknown source kind; expected .ndjson/.jsonl (optionally .gz), .json, .geojson, "
@@ -80,7 +76,7 @@ def _units_for(src: str, plan: SourcePlan) -> Iterator[Unit]:
     if fs.isdir(path):
         yield from _folder_units(fs, path, plan)
         return
-    name, _ = _strip_gz(path.lower())
+    name = path.lower().removesuffix(".gz")
     if name.endswith(NDJSON_SUFFIXES):
         yield from _ndjson_units(fs, path, src, plan)
     elif name.endswith(PARQUET_SUFFIXES):
@@ -156,7 +152,7 @@ def _range_units(path: str, label: str, plan: SourcePlan) -> Iterator[Unit]:
 def _folder_units(fs: Any, root: str, plan: SourcePlan) -> Iterator[Unit]:
     batch: list[str] = []
     for path in sorted(fs.find(root)):
-        low, _ = _strip_gz(path.lower())
+        low = path.lower().removesuffix(".gz")
         label = path if _fs.is_local(fs) else fs.unstrip_protocol(path)
         if low.endswith(NDJSON_SUFFIXES):
             yield from _ndjson_units(fs, path, label, plan)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -267,7 +268,9 @@ def _reconcile(
         try:
             rows = con.execute(_sql.load("duplicates"), [list(abs_of), new_abs]).fetchall()
         except duckdb.Error as err:
-            raise StageError(f"{stage.path}: cannot read staged files to apply replacements: {err}") from None
+            raise StageError(
+                f"{stage.path}: cannot read staged files to apply replacements: {_sql.one_line(err)}"
+            ) from None
         finally:
             con.close()
         replaced_old = 0
@@ -298,10 +301,9 @@ def _rewrite_without(
     path = _fs.join(stage.root, entry["path"])
     with stage.fs.open(path, "rb") as f:
         table = pq.read_table(f)
-    import pyarrow.compute as pc
-
-    keep = pc.invert(pc.is_in(pa.array(range(table.num_rows), pa.int64()), value_set=pa.array(losers, pa.int64())))
-    table = table.filter(keep)
+    keep = np.ones(table.num_rows, dtype=bool)
+    keep[losers] = False
+    table = table.filter(pa.array(keep))
     in_new = entry in new_entries
     (new_entries if in_new else manifest.files).remove(entry)
     if table.num_rows == 0:

@@ -1,4 +1,4 @@
-"""Buffer incoming rows per collection and write bounded, sorted GeoParquet files under fresh names.
+"""Route incoming rows to partitions and write bounded, sorted GeoParquet files under fresh names.
 
 Nothing written here is visible until the manifest names it, so a crash only leaves unreferenced files behind.
 """
@@ -19,7 +19,7 @@ from stacbatch._rows import STAGE_SCHEMA
 from stacbatch.stage._geoparquet import geo_metadata
 from stacbatch.stage._layout import partition_dir
 
-#: Rows buffered across all collections before the largest buffer is flushed (bounds peak memory).
+#: Item text buffered before the buffer is split into per-partition spills (bounds peak memory).
 BUFFER_CAP_BYTES = 64 * 1024 * 1024
 
 
@@ -34,30 +34,27 @@ def file_stats(table: pa.Table) -> dict[str, Any]:
 
     return {
         "rows": table.num_rows,
-        "item_bytes": int(pc.sum(pc.binary_length(table["item"].cast(pa.string()))).as_py() or 0),
         "datetime_min": lo.isoformat().replace("+00:00", "Z") if lo else None,
         "datetime_max": hi.isoformat().replace("+00:00", "Z") if hi else None,
         "bbox": bbox_of(table),
     }
 
 
-def sort_for_stage(table: pa.Table, by_collection: bool = False) -> pa.Table:
-    """Rows sorted by time (datetime, else start_datetime; undated last), then id: fast time-range pruning."""
-    tmp = table.select(["collection", "id"]).append_column("__t", _time_key(table))
-    keys = [("__t", "ascending", "at_end"), ("id", "ascending", "at_end")]
-    if by_collection:
-        keys.insert(0, ("collection", "ascending", "at_end"))
-    return table.take(pc.sort_indices(tmp, sort_keys=keys))
+_SORT_KEYS = [("__t", "ascending", "at_end"), ("id", "ascending", "at_end")]
 
 
-def write_stage_file(
-    fs: Any, root: str, rel: str, table: pa.Table, row_group_rows: int, compression: str = "zstd"
-) -> dict[str, Any]:
-    """Write one stage file (already sorted) and return its manifest entry.
+def stage_order(table: pa.Table) -> pa.Array:
+    """Row order of stage files: time (datetime, else start_datetime; undated last), then id."""
+    keys = table.select(["id"]).append_column("__t", _time_key(table))
+    return pc.sort_indices(keys, sort_keys=_SORT_KEYS)
 
-    ``compression="none"`` is for files the same load will merge (see _compact): compressing them would be
-    wasted work, and no uncompressed file is ever committed.
-    """
+
+def sort_for_stage(table: pa.Table) -> pa.Table:
+    return table.take(stage_order(table))
+
+
+def write_stage_file(fs: Any, root: str, rel: str, table: pa.Table, row_group_rows: int) -> dict[str, Any]:
+    """Write one stage file (already sorted) and return its manifest entry."""
     table = table.replace_schema_metadata({b"geo": geo_metadata(table)})
     path = _fs.join(root, rel)
     if _fs.is_local(fs):
@@ -70,8 +67,8 @@ def write_stage_file(
             table,
             sink,
             row_group_size=row_group_rows,
-            compression=compression,
-            compression_level=1 if compression == "zstd" else None,
+            compression="zstd",
+            compression_level=1,
             use_dictionary=["collection", "stage_run"],
             write_statistics=[
                 "collection",
@@ -87,8 +84,6 @@ def write_stage_file(
         if not isinstance(sink, str):
             sink.close()
     entry = {"path": rel, "collection": table["collection"][0].as_py(), "bytes": fs.size(path)}
-    if compression != "zstd":
-        entry["compression"] = compression
     entry.update(file_stats(table))
     return entry
 
@@ -185,8 +180,7 @@ class PartitionWriter:
         if table["item"].nbytes <= self.settings["file_max_bytes"]:
             # Fits one file: gather from contiguous memory (much faster); bigger partitions stay memory-mapped.
             table = table.combine_chunks()
-        keys = table.select(["id"]).append_column("__t", _time_key(table))
-        order = pc.sort_indices(keys, sort_keys=[("__t", "ascending", "at_end"), ("id", "ascending", "at_end")])
+        order = stage_order(table)
         lengths = pa.chunked_array([pc.binary_length(c.storage) for c in table["item"].chunks], pa.int32())
         sizes = lengths.take(order).to_numpy()
         folder = partition_dir(collection, scheme, bucket)
@@ -208,7 +202,7 @@ def _bucket_column(table: pa.Table, colls: pa.ChunkedArray, schemes: dict[str, s
     """Per row, its time bucket under its collection's scheme ("" for unpartitioned, "unknown" when undated)."""
     t = _time_key(table)
     used = set(schemes.values())
-    out = pa.chunked_array([pa.array([""] * table.num_rows, pa.string())]) if "none" in used else None
+    out = pa.chunked_array([pa.repeat("", table.num_rows)]) if "none" in used else None
     for scheme, fmt in (("year", "%Y"), ("month", "%Y-%m")):
         if scheme not in used:
             continue
