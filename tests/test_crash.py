@@ -86,7 +86,7 @@ def test_sigkill_at_random_moments(tmp_path: Path) -> None:
     outcomes = set()
     for _ in range(6):
         proc = load_cmd(stage, big)
-        time.sleep(rng.uniform(0.05, 2.5))
+        time.sleep(rng.uniform(0.05, 1.5))
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=60)
         now = state(stage)
@@ -97,7 +97,8 @@ def test_sigkill_at_random_moments(tmp_path: Path) -> None:
             stage_reset = state(stage)
             assert stage_reset != after
             before = stage_reset
-    assert outcomes  # at least one round ran
+    # The test only means something if some kill landed before the commit (the load takes several seconds).
+    assert "before" in outcomes
 
 
 def test_first_load_killed_leaves_a_usable_folder(tmp_path: Path, sources: tuple[Path, Path]) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-from conftest import CORPUS, canon, corpus_files
+from conftest import canon, corpus_files
 from helpers import collection, item, read_ndjson, write_ndjson
 
 import stacbatch
@@ -192,7 +192,3 @@ def test_info_and_sql_cli(tmp_path: Path, tmp_stage: str) -> None:
     run("sql", "--stage", tmp_stage, "SELECT * FROM collections", "-f", "parquet", "--to", str(tmp_path / "c.parquet"))
     assert (tmp_path / "c.parquet").exists()
     assert "i0" in run("sql", "--stage", tmp_stage, "SELECT id FROM items ORDER BY id").stdout
-
-
-def test_corpus_dir_layout() -> None:
-    assert CORPUS.name == "real"
