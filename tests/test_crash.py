@@ -124,3 +124,45 @@ def test_reloading_a_collection_never_rewrites_the_committed_file(tmp_path: Path
     stacbatch.load_to_stage(stage, [str(src)])
     assert stacbatch.open_stage(stage).manifest.collections["c1"]["json"] == rel
     assert (committed.stat().st_ino, committed.stat().st_mtime_ns) == before
+
+
+def _edit_cmd(kind: str, stage: str, other: str) -> list[str]:
+    base = [sys.executable, "-m", "stacbatch", "-q"]
+    if kind == "update":
+        return [*base, "update", "--stage", stage, "--where", "id LIKE 'a1%'", "--set", "properties.v='edited'"]
+    if kind == "delete":
+        return [*base, "delete", "--stage", stage, "--where", "id LIKE 'a2%'"]
+    return [*base, "merge", other, "--stage", stage, "--mode", "mirror"]
+
+
+@pytest.mark.parametrize("point", ["after_write", "before_manifest", "after_manifest"])
+@pytest.mark.parametrize("kind", ["update", "delete", "merge"])
+def test_edits_killed_at_named_points(tmp_path: Path, sources: tuple[Path, Path], kind: str, point: str) -> None:
+    """update, delete and merge leave the stage exactly before or exactly after, never a mix."""
+    import shutil
+
+    stage = str(tmp_path / "stage")
+    stacbatch.load_to_stage(stage, [str(sources[0])])
+    other = str(tmp_path / "other")
+    stacbatch.load_to_stage(other, [str(sources[1])])
+    ref = str(tmp_path / "ref")
+    shutil.copytree(stage, ref)
+    before = state(stage)
+    subprocess.run(_edit_cmd(kind, ref, other), check=True, timeout=120)
+    after = state(ref)
+    assert after != before
+    proc = subprocess.run(
+        _edit_cmd(kind, stage, other), env={**os.environ, "STACBATCH_CRASH_AT": point}, timeout=120, check=False
+    )
+    assert proc.returncode == 137
+    now = state(stage)
+    if kind == "update":  # the hash covers properties.updated, the run's own time: compare what changed
+        before_rows = set(before)
+        now = {r if r in before_rows else (r[0], r[1], "changed") for r in now}
+        after = {r if r in before_rows else (r[0], r[1], "changed") for r in after}
+    assert now == (after if point == "after_manifest" else before)
+    # The next write cleans up whatever the killed one left.
+    stacbatch.load_to_stage(stage, [str(sources[0])])
+    listed = {f["path"] for f in stacbatch.open_stage(stage).manifest.files}
+    on_disk = {str(p.relative_to(stage)) for p in Path(stage, "items").rglob("*.parquet")}
+    assert on_disk == listed

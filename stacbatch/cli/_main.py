@@ -8,7 +8,7 @@ import traceback
 import typer
 from typer.exceptions import TyperException
 
-from stacbatch.cli import _emit, _info, _load, _sql
+from stacbatch.cli import _diff, _edit, _emit, _info, _load, _sql
 from stacbatch.cli._common import state
 from stacbatch.errors import ExitCode, StacbatchError
 
@@ -44,6 +44,12 @@ def _global(
 app.command("load", help="Stage items from files, folders, static catalogs and stac-geoparquet.")(_load.load_cmd)
 app.command("info", help="Summarise a stage per collection.")(_info.info_cmd)
 app.command("sql", help="Run SQL (DuckDB) over views `items` and `collections`.")(_sql.sql_cmd)
+app.command("update", help="Set, unset or rename fields of selected items (SQL expressions).")(_edit.update_cmd)
+app.command("delete", help="Delete selected items (tombstones and audit rows are kept).")(_edit.delete_cmd)
+app.command("diff", help="Compare two stages (or sources): added, deleted, modified, unchanged.")(_diff.diff_cmd)
+app.command("merge", help="Apply a stage, change set or source to a stage (upsert, insert-only, mirror).")(
+    _diff.merge_cmd
+)
 app.command("emit", help="Write staged items as NDJSON, a static JSON catalog, or stac-geoparquet.")(_emit.emit_cmd)
 
 

@@ -11,6 +11,8 @@ LOCK = ".stacbatch.lock"
 ITEMS = "items"
 COLLECTIONS = "collections"
 RUNS = "runs"
+AUDIT = "audit"
+TOMBSTONES = "tombstones"
 TMP = "_tmp"
 
 TIME_BUCKETS = ("none", "year", "month")

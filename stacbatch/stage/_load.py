@@ -11,6 +11,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import duckdb
@@ -24,8 +25,10 @@ from stacbatch._pool import default_workers, ordered_map
 from stacbatch._rows import STAGE_SCHEMA
 from stacbatch.errors import InputError, StageError
 from stacbatch.sources import plan_sources
-from stacbatch.stage._layout import COLLECTIONS, ITEMS, TIME_BUCKETS, TMP, encode
-from stacbatch.stage._manifest import Manifest, write_manifest
+from stacbatch.stage._audit import load_audit
+from stacbatch.stage._commit import commit, crash_point
+from stacbatch.stage._layout import AUDIT, COLLECTIONS, ITEMS, TIME_BUCKETS, TMP, TOMBSTONES, encode
+from stacbatch.stage._manifest import Manifest
 from stacbatch.stage._runs import Run
 from stacbatch.stage._stage import Stage
 from stacbatch.stage._writer import PartitionWriter, sort_for_stage, write_stage_file
@@ -33,12 +36,6 @@ from stacbatch.stage._writer import PartitionWriter, sort_for_stage, write_stage
 DEFAULT_BATCH_SIZE = 2_000
 #: Below this much input, worker start-up costs more than it saves.
 PARALLEL_MIN_BYTES = 16 * 1024 * 1024
-
-
-def _crash_point(name: str) -> None:
-    """Test hook: ``STACBATCH_CRASH_AT=name`` kills the process here, as a power cut would."""
-    if os.environ.get("STACBATCH_CRASH_AT") == name:
-        os._exit(137)
 
 
 @dataclass
@@ -99,6 +96,7 @@ def load(
                 )
             manifest.settings["time_bucket"] = time_bucket
         run = Run(stage.fs, stage.root, "load", {"sources": sources, "batch_size": batch_size})
+        run_time = datetime.now(UTC)
         result = LoadResult(run_id=run.id)
         _cleanup_orphans(stage)
         partitioning = {c: m["partitioning"] for c, m in manifest.collections.items()}
@@ -137,31 +135,20 @@ def load(
                 rec["location"] = where
             run.fail(rec)
             result.failed += 1
-        _crash_point("after_write")
+        crash_point("after_write")
         for cid, (_label, doc) in collections.items():
             _stage_collection(stage, manifest, cid, doc, run, result)
+        touched = {e["collection"] for e in new_entries}
+        old_entries = [f for f in manifest.files if f["collection"] in touched]
         _reconcile(stage, manifest, writer.new_schemes, new_entries, run, result)
+        audit = load_audit(stage.fs, stage.root, run.id, run_time, old_entries, new_entries)
         result.files_written = len(new_entries)
         result.failures_file = run.failures_path if run.failure_count else None
         result.first_failures = run.first_failures
         result.seconds = time.perf_counter() - t0
         status = "partial" if result.failed else "ok"
-        manifest.last_run = {
-            "run_id": run.id,
-            "command": "load",
-            "status": status,
-            **result.counts(),
-        }
-        manifest.version += 1
-        _crash_point("before_manifest")
-        write_manifest(stage.fs, stage.root, manifest)
-        _crash_point("after_manifest")
-        result.stage_version = manifest.version
-        _delete_unreferenced(stage, manifest)
-        run.finish(
-            status,
-            result.counts(),
-            {"seconds": round(result.seconds, 3), "stage_version": manifest.version},
+        result.stage_version = commit(
+            stage, manifest, run, status, result.counts(), [audit], {"seconds": round(result.seconds, 3)}
         )
     return result
 
@@ -321,6 +308,8 @@ def _rewrite_without(
 def _referenced(manifest: Manifest) -> set[str]:
     refs = {f["path"] for f in manifest.files}
     refs.update(m["json"] for m in manifest.collections.values() if m.get("json"))
+    refs.update(e["path"] for e in manifest.audit)
+    refs.update(e["path"] for e in manifest.tombstones)
     return refs
 
 
@@ -334,7 +323,7 @@ def _cleanup_orphans(stage: Stage) -> None:
 
 def _delete_unreferenced(stage: Stage, manifest: Manifest) -> None:
     refs = _referenced(manifest)
-    for folder in (ITEMS, COLLECTIONS):
+    for folder in (ITEMS, COLLECTIONS, AUDIT, TOMBSTONES):
         base = _fs.join(stage.root, folder)
         if not stage.fs.exists(base):
             continue

@@ -37,6 +37,10 @@ class Manifest:
     #: one entry per data file: path, collection, bucket, rows, bytes, datetime_min/max, bbox, run
     files: list[dict[str, Any]] = field(default_factory=list)
     last_run: dict[str, Any] | None = None
+    #: audit log files (one per run that changed something): path, run, rows
+    audit: list[dict[str, Any]] = field(default_factory=list)
+    #: tombstone files (one per run that deleted something): path, run, rows
+    tombstones: list[dict[str, Any]] = field(default_factory=list)
 
     def partitions(self) -> list[dict[str, Any]]:
         """One entry per partition folder: collection, bucket, files, rows, bytes."""
@@ -76,6 +80,8 @@ class Manifest:
                 "partitions": self.partitions(),
                 "files": self.files,
                 "last_run": self.last_run,
+                "audit": self.audit,
+                "tombstones": self.tombstones,
             },
             option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS,
         )
@@ -118,6 +124,8 @@ def read_manifest(fs: Any, root: str) -> Manifest | None:
         collections=doc.get("collections") or {},
         files=doc.get("files") or [],
         last_run=doc.get("last_run"),
+        audit=doc.get("audit") or [],
+        tombstones=doc.get("tombstones") or [],
     )
 
 

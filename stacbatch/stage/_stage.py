@@ -12,7 +12,7 @@ import orjson
 
 from stacbatch import _fs, _sql
 from stacbatch.errors import StageError
-from stacbatch.stage._layout import COLLECTIONS, ITEMS, LOCK, MANIFEST, RUNS, TMP
+from stacbatch.stage._layout import AUDIT, COLLECTIONS, ITEMS, LOCK, MANIFEST, RUNS, TMP, TOMBSTONES
 from stacbatch.stage._manifest import Manifest, read_manifest
 
 if TYPE_CHECKING:
@@ -55,7 +55,7 @@ class Stage:
             if fs.exists(root) and fs.isfile(root):
                 raise StageError(f"{path}: is a file, not a stage folder")
             # A folder holding only stacbatch's own entries is a stage whose first load died before committing.
-            own = (LOCK, ITEMS, COLLECTIONS, RUNS, TMP)
+            own = (LOCK, ITEMS, COLLECTIONS, RUNS, TMP, AUDIT, TOMBSTONES)
             if fs.exists(root) and [
                 p for p in fs.ls(root, detail=False) if p.rstrip("/").rsplit("/", 1)[-1] not in own
             ]:
@@ -121,6 +121,12 @@ class Stage:
         con = _sql.connect(self.fs)
         self._view(con, "items", self.file_paths())
         con.execute(_sql.load("collections_table"))
+        con.execute(_sql.load("audit_tables"))
+        for view, entries in (("audit", self.manifest.audit), ("tombstones", self.manifest.tombstones)):
+            paths = [_fs.full_path(self.fs, _fs.join(self.root, e["path"])) for e in entries]
+            source = f"read_parquet({_sql.literal_list(paths)})" if paths else f"_empty_{view}"
+            # Ordered as written: by run, then row order within the run.
+            con.execute(f"CREATE OR REPLACE VIEW {_sql.ident(view)} AS SELECT * FROM {source}")
         rows = []
         for cid, meta in sorted(self.manifest.collections.items()):
             doc = self.collection_json(cid)
@@ -143,6 +149,16 @@ class Stage:
     @property
     def collections(self) -> duckdb.DuckDBPyRelation:
         return self.connection.table("collections")
+
+    @property
+    def audit(self) -> duckdb.DuckDBPyRelation:
+        """Every change by every run: run_id, time, operation, collection, id, paths, hash_before, hash_after."""
+        return self.connection.table("audit")
+
+    @property
+    def tombstones(self) -> duckdb.DuckDBPyRelation:
+        """Deleted items: collection, id, content_hash (the deleted version), deleted (time), run_id."""
+        return self.connection.table("tombstones")
 
     def sql(self, query: str, params: list[Any] | None = None) -> duckdb.DuckDBPyRelation:
         return self.connection.sql(query, params=params)

@@ -1,0 +1,122 @@
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import orjson
+import typer
+
+from stacbatch.cli._common import info, require_stage, stage_option, state
+from stacbatch.edit import EditResult, delete, parse_cli_ops, parse_ops_document, update
+from stacbatch.errors import ExitCode, InputError
+from stacbatch.stage._runs import format_failure
+
+WHERE_HELP = (
+    "SQL predicate over the item's columns and fields, e.g. "
+    '"collection = \'HLSL30_2.0\' AND properties.\\"eo:cloud_cover\\" > 90".'
+)
+IDS_HELP = "File of ids: text (one per line), NDJSON, CSV or Parquet with id (and optionally collection)."
+
+
+def read_document(path: str) -> Any:
+    """A YAML or JSON file, with one clear line when it does not parse."""
+    import yaml
+
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"{path}: no such file")
+    text = p.read_text(encoding="utf-8")
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise InputError(f"{path}{where}: not valid YAML/JSON: {problem}") from None
+
+
+def update_cmd(
+    stage: str | None = stage_option(),
+    where: str | None = typer.Option(None, "--where", "-w", help=WHERE_HELP),
+    ids: str | None = typer.Option(None, "--ids", help=IDS_HELP),
+    sets: list[str] = typer.Option([], "--set", help="PATH=SQL, e.g. properties.platform='landsat-8' (repeatable)."),
+    unsets: list[str] = typer.Option([], "--unset", help="PATH to remove (repeatable)."),
+    renames: list[str] = typer.Option([], "--rename", help="OLD=NEW path (repeatable)."),
+    file: str | None = typer.Option(None, "--file", "-f", help="YAML/JSON update file (operations, where, ids)."),
+    dry_run: bool = typer.Option(False, "--dry-run", "-n", help="Show what would change; write nothing."),
+    ignore_unknown_ids: bool = typer.Option(False, "--ignore-unknown-ids", help="Report unknown ids, go on."),
+    workers: int | None = typer.Option(None, "--workers", help="Worker processes (default: one per core)."),
+) -> None:
+    path = require_stage(stage)
+    ops = parse_cli_ops(sets, unsets, renames)
+    if file:
+        doc_ops, doc_where, doc_ids = parse_ops_document(read_document(file), file)
+        ops += doc_ops
+        where = f"({doc_where}) AND ({where})" if doc_where and where else where or doc_where
+        ids = ids or (str(Path(file).parent / doc_ids) if doc_ids else None)
+    res = update(
+        path, ops, where=where, ids_file=ids, dry_run=dry_run, ignore_unknown_ids=ignore_unknown_ids, workers=workers
+    )
+    _report(res)
+
+
+def delete_cmd(
+    stage: str | None = stage_option(),
+    where: str | None = typer.Option(None, "--where", "-w", help=WHERE_HELP),
+    ids: str | None = typer.Option(None, "--ids", help=IDS_HELP),
+    dry_run: bool = typer.Option(False, "--dry-run", "-n", help="Show what would be deleted; write nothing."),
+    ignore_unknown_ids: bool = typer.Option(False, "--ignore-unknown-ids", help="Report unknown ids, go on."),
+    workers: int | None = typer.Option(None, "--workers", help="Worker processes (default: one per core)."),
+) -> None:
+    res = delete(
+        require_stage(stage),
+        where=where,
+        ids_file=ids,
+        dry_run=dry_run,
+        ignore_unknown_ids=ignore_unknown_ids,
+        workers=workers,
+    )
+    _report(res)
+
+
+def _report(res: EditResult) -> None:
+    verb = "updated" if res.command == "update" else "deleted"
+    if res.unknown_ids:
+        shown = ", ".join(repr(i) for i in res.unknown_ids[:5])
+        print(f"stacbatch: {len(res.unknown_ids):,} id(s) not staged (ignored): {shown}", file=sys.stderr)
+    if res.dry_run:
+        out = sys.stdout
+        out.write(
+            f"dry run: {res.selected:,} item(s) selected, {res.changed:,} would be {verb}, "
+            f"{res.unchanged:,} unchanged, {res.files_rewritten:,} file(s) rewritten; nothing written\n"
+        )
+        for c, n in sorted(res.per_collection.items()):
+            out.write(f"  {c}: {n:,}\n")
+        for s in res.samples:
+            out.write(f"  {s['collection']}/{s['id']}\n")
+            for p, (before, after) in s.get("changes", {}).items():
+                out.write(f"    {p}: {_show(before)} -> {_show(after)}\n")
+        return
+    info(
+        f"{res.command} {res.run_id}: {res.selected:,} selected, {res.changed:,} {verb}, {res.unchanged:,} unchanged "
+        f"(content already as asked), {res.files_rewritten:,} file(s) rewritten; {res.seconds:.1f} s; "
+        f"stage v{res.stage_version}"
+    )
+    for c, n in sorted(res.per_collection.items()):
+        info(f"  {c}: {n:,} {verb}")
+    if res.failed:
+        for rec in res.first_failures:
+            print(f"stacbatch: failed: {format_failure(rec)}", file=sys.stderr)
+        print(
+            f"stacbatch: {res.failed:,} item(s) failed and were left as they were; see {res.failures_file}",
+            file=sys.stderr,
+        )
+        state.exit_code = ExitCode.PARTIAL
+
+
+def _show(value: Any) -> str:
+    if value == "<absent>":
+        return "(absent)"
+    text = orjson.dumps(value).decode()
+    return text if len(text) <= 80 else text[:77] + "..."

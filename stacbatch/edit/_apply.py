@@ -1,0 +1,163 @@
+"""``update`` and ``delete``: select rows, rewrite the files that hold them (in parallel), commit once."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import pyarrow as pa
+
+from stacbatch._pool import default_workers, ordered_map
+from stacbatch.edit._ops import Op, compile_ops, rederive, sets_updated
+from stacbatch.edit._rewrite import FileResult, apply_results, make_jobs, run_job
+from stacbatch.edit._select import read_ids, result_counts, select_rows, selection
+from stacbatch.errors import InputError
+from stacbatch.stage._commit import commit, crash_point
+from stacbatch.stage._runs import Run
+from stacbatch.stage._stage import Stage
+
+#: Fewer selected rows than this are rewritten in-process (worker start-up would cost more).
+PARALLEL_MIN_ROWS = 20_000
+
+
+@dataclass
+class EditResult:
+    command: str
+    run_id: str | None
+    dry_run: bool
+    selected: int = 0
+    changed: int = 0
+    unchanged: int = 0
+    files_rewritten: int = 0
+    failed: int = 0
+    unknown_ids: list[str] = field(default_factory=list)
+    samples: list[dict[str, Any]] = field(default_factory=list)
+    per_collection: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+    stage_version: int = 0
+    failures_file: str | None = None
+    first_failures: list[dict[str, Any]] = field(default_factory=list)
+
+    def counts(self) -> dict[str, Any]:
+        return {
+            "selected": self.selected,
+            "changed": self.changed,
+            "unchanged": self.unchanged,
+            "files_rewritten": self.files_rewritten,
+            "failed": self.failed,
+            "unknown_ids": len(self.unknown_ids),
+        }
+
+
+def update(
+    stage_path: str,
+    ops: list[Op],
+    *,
+    where: str | None = None,
+    ids_file: str | None = None,
+    dry_run: bool = False,
+    ignore_unknown_ids: bool = False,
+    workers: int | None = None,
+) -> EditResult:
+    """Apply set/unset/rename operations to the selected items; changed items get ``properties.updated``."""
+    if not ops:
+        raise InputError("nothing to do: give --set, --unset, --rename or --file")
+    return _edit("update", stage_path, ops, where, ids_file, dry_run, ignore_unknown_ids, workers)
+
+
+def delete(
+    stage_path: str,
+    *,
+    where: str | None = None,
+    ids_file: str | None = None,
+    dry_run: bool = False,
+    ignore_unknown_ids: bool = False,
+    workers: int | None = None,
+) -> EditResult:
+    """Remove the selected items; each leaves a tombstone (collection, id, hash, time, run) and an audit row."""
+    return _edit("delete", stage_path, [], where, ids_file, dry_run, ignore_unknown_ids, workers)
+
+
+def _edit(
+    command: str,
+    stage_path: str,
+    ops: list[Op],
+    where: str | None,
+    ids_file: str | None,
+    dry_run: bool,
+    ignore_unknown_ids: bool,
+    workers: int | None,
+) -> EditResult:
+    t0 = time.perf_counter()
+    ids = read_ids(ids_file) if ids_file else None
+    stage = Stage.open(stage_path)
+    with stage.write_lock():
+        stage = Stage.open(stage_path)  # re-read under the lock
+        compiled = compile_ops(stage.connection, "items", ops, where)
+        predicate, missing = selection(stage, compiled.where, ids, ignore_unknown_ids)
+        rows = select_rows(stage, predicate)
+        run_time = datetime.now(UTC)
+        run = (
+            None
+            if dry_run
+            else Run(
+                stage.fs,
+                stage.root,
+                command,
+                {"where": where, "ids": ids_file, "operations": [o.describe() for o in ops]},
+            )
+        )
+        res = EditResult(command, run.id if run else None, dry_run, unknown_ids=missing)
+        jobs = make_jobs(
+            stage,
+            stage.manifest,
+            rows,
+            command,
+            run.id if run else "dry-run",
+            run_time,
+            steps=compiled.steps,
+            auto_updated=not sets_updated(ops),
+            rederive=rederive(ops),
+            dry_run=dry_run,
+        )
+        total = sum(len(j.rows) for j in jobs)
+        n_workers = workers if workers is not None else (default_workers() if total >= PARALLEL_MIN_ROWS else 1)
+        results: list[FileResult] = list(ordered_map(run_job, jobs, min(n_workers, len(jobs))))
+        counts = result_counts(results)
+        res.selected, res.changed, res.files_rewritten = (
+            counts["selected"],
+            counts["changed"],
+            counts["files_rewritten"],
+        )
+        res.unchanged = res.selected - res.changed
+        for r in results:
+            res.samples += r.samples
+            if r.changed:
+                c = r.entry["collection"]
+                res.per_collection[c] = res.per_collection.get(c, 0) + r.changed
+        res.samples = res.samples[:3]
+        failures = [f for r in results for f in r.failures]
+        res.failed = len(failures)
+        if run is None:
+            res.seconds = time.perf_counter() - t0
+            return res
+        for f in failures:
+            run.fail(f)
+        res.failures_file = run.failures_path if run.failure_count else None
+        res.first_failures = run.first_failures
+        manifest = stage.manifest.copy()
+        apply_results(manifest, results)
+        crash_point("after_write")
+        audit = [r.audit for r in results if r.audit is not None and r.changed]
+        res.seconds = time.perf_counter() - t0
+        status = "partial" if res.failed else "ok"
+        res.stage_version = commit(
+            stage, manifest, run, status, res.counts(), _nonempty(audit), {"seconds": round(res.seconds, 3)}
+        )
+    return res
+
+
+def _nonempty(tables: list[pa.Table]) -> list[pa.Table]:
+    return [t for t in tables if t.num_rows]

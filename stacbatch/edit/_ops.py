@@ -1,0 +1,312 @@
+"""Edit operations (set, unset, rename) from the command line or an update file, compiled to DuckDB SQL.
+
+Each operation becomes one JSON function over the item (``json_set``, ``json_remove``), applied in order; paths
+inside expressions read the item as the earlier operations left it, typed from what the stage holds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import duckdb
+
+from stacbatch import _sql
+from stacbatch.edit._paths import (
+    TOKEN,
+    PathError,
+    Reference,
+    find_references,
+    format_path,
+    item_segments,
+    parse_path,
+    pointer,
+    split_assignment,
+)
+from stacbatch.errors import InputError, QueryError
+
+#: Keys that identify an item in the stage: changing them is a delete plus a load, not an update.
+PROTECTED = {("id",), ("collection",)}
+#: Paths whose change moves the typed query columns (datetime, bbox, geometry): rows are re-derived.
+_TYPED = {("geometry",), ("bbox",), ("properties",)} | {
+    ("properties", k) for k in ("datetime", "start_datetime", "end_datetime")
+}
+
+
+@dataclass(frozen=True)
+class Op:
+    kind: str  # set | unset | rename
+    path: tuple[str, ...]
+    expr: str | None = None
+    to: tuple[str, ...] | None = None
+
+    def describe(self) -> str:
+        if self.kind == "set":
+            return f"set {format_path(self.path)} = {self.expr}"
+        if self.kind == "rename":
+            assert self.to is not None
+            return f"rename {format_path(self.path)} -> {format_path(self.to)}"
+        return f"unset {format_path(self.path)}"
+
+    def targets(self) -> list[tuple[str, ...]]:
+        return [self.path] if self.to is None else [self.path, self.to]
+
+
+def _item_path(text: str, what: str) -> tuple[str, ...]:
+    segs = item_segments(parse_path(text))
+    _check_target(segs, what, text)
+    return segs
+
+
+def _check_target(segs: tuple[str, ...], what: str, text: str) -> None:
+    if not segs:
+        raise PathError(f"{what} {text!r}: give a path below the item root, e.g. properties.platform")
+    if segs in PROTECTED:
+        raise PathError(
+            f"{what} {text!r}: {segs[0]} identifies the item in the stage and cannot be edited; "
+            "delete the item and load it under its new key"
+        )
+
+
+def parse_cli_ops(sets: list[str], unsets: list[str], renames: list[str]) -> list[Op]:
+    """Command-line operations: all --set in order, then --rename, then --unset (an update file keeps any order)."""
+    ops = [_set_op(s) for s in sets]
+    ops += [_rename_op(r) for r in renames]
+    ops += [Op("unset", _item_path(u, "--unset")) for u in unsets]
+    return ops
+
+
+def _set_op(text: str) -> Op:
+    segs, expr = split_assignment(text, "--set")
+    segs = item_segments(segs)
+    _check_target(segs, "--set", text)
+    if not expr:
+        raise PathError(f"--set {text!r}: no value after '='; use --unset to remove a field")
+    return Op("set", segs, expr=expr)
+
+
+def _rename_op(text: str) -> Op:
+    old, new = split_assignment(text, "--rename")
+    old = item_segments(old)
+    new_segs = item_segments(parse_path(new))
+    _check_target(old, "--rename", text)
+    _check_target(new_segs, "--rename", text)
+    return Op("rename", old, to=new_segs)
+
+
+def parse_ops_document(doc: Any, source: str) -> tuple[list[Op], str | None, str | None]:
+    """An update file: a list of operations, or ``{where:, ids:, operations: [...]}``. Operations are
+    ``{set: "PATH=EXPR"}`` or ``{set: {PATH: EXPR, ...}}``, ``{unset: PATH | [PATH, ...]}``,
+    ``{rename: "OLD=NEW"}`` or ``{rename: {OLD: NEW}}``. Returns (operations, where, ids file)."""
+    where = ids = None
+    if isinstance(doc, dict):
+        unknown = set(doc) - {"where", "ids", "operations"}
+        if unknown:
+            raise InputError(f"{source}: unknown key(s) {', '.join(sorted(unknown))}; expected where, ids, operations")
+        where, ids, doc = doc.get("where"), doc.get("ids"), doc.get("operations")
+    if not isinstance(doc, list) or not doc:
+        raise InputError(f"{source}: expected a non-empty list of operations (set, unset, rename)")
+    ops: list[Op] = []
+    for n, entry in enumerate(doc, 1):
+        where_at = f"{source}: operation {n}"
+        if not isinstance(entry, dict) or len(entry) != 1:
+            raise InputError(f"{where_at}: expected one of set, unset, rename as the only key, got {entry!r}")
+        ((kind, value),) = entry.items()
+        try:
+            ops += _doc_op(kind, value, where_at)
+        except PathError as err:
+            raise InputError(f"{where_at}: {err}") from None
+    return ops, where, ids
+
+
+def _doc_op(kind: str, value: Any, where_at: str) -> list[Op]:
+    if kind == "set":
+        if isinstance(value, str):
+            return [_set_op(value)]
+        if isinstance(value, dict):
+            return [_set_op(f"{k}={_sql_value(v)}") for k, v in value.items()]
+    elif kind == "unset":
+        values = value if isinstance(value, list) else [value]
+        if all(isinstance(v, str) for v in values):
+            return [Op("unset", _item_path(v, "unset")) for v in values]
+    elif kind == "rename":
+        if isinstance(value, str):
+            return [_rename_op(value)]
+        if isinstance(value, dict):
+            return [_rename_op(f"{k}={v}") for k, v in value.items()]
+    else:
+        raise InputError(f"{where_at}: unknown operation {kind!r}; use set, unset or rename")
+    raise InputError(f"{where_at}: {kind}: unexpected value {value!r}")
+
+
+def _sql_value(value: Any) -> str:
+    """A YAML/JSON value in a ``set`` mapping: strings are SQL expressions; numbers and booleans literals."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "NULL"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return value
+    raise InputError(f"set value {value!r}: write it as an SQL expression string")
+
+
+def rederive(ops: list[Op]) -> bool:
+    """Whether the operations may move the typed columns (datetime, bbox, geometry)."""
+    return any(t[:2] in _TYPED or t[:1] in _TYPED for op in ops for t in op.targets())
+
+
+def sets_updated(ops: list[Op]) -> bool:
+    """Whether the user manages ``properties.updated`` themselves (then stacbatch leaves it alone)."""
+    return any(t in (("properties",), ("properties", "updated")) for op in ops for t in op.targets())
+
+
+# -- compiling -----------------------------------------------------------------------------------------------
+@dataclass
+class Compiled:
+    where: str | None
+    #: one SQL expression per operation, each over the column ``item`` as the previous one left it
+    steps: list[str] = field(default_factory=list)
+
+
+_SCALARS = {"VARCHAR", "BOOLEAN", "DOUBLE", "BIGINT", "UBIGINT"}
+
+
+def check_sql(expr: str, what: str) -> None:
+    for m in TOKEN.finditer(expr):
+        if m.lastgroup == "other" and m.group() == ";":
+            raise QueryError(f"{what} {expr!r}: one expression only (no ';')")
+
+
+def ref_types(con: duckdb.DuckDBPyConnection, view: str, refs: list[Reference]) -> dict[tuple[str, ...], str]:
+    """The JSON type of each referenced path over the staged items (a quick look first, the full scan only for
+    paths the first rows lack). Raises for a path no staged item has."""
+    wanted = sorted({r.segments for r in refs})
+    types: dict[tuple[str, ...], str] = {}
+    for limit in ("LIMIT 20000", ""):
+        todo = [s for s in wanted if s not in types]
+        if not todo:
+            break
+        cols = []
+        for s in todo:
+            p = _sql.literal(pointer(s))
+            cols.append(f"count(*) FILTER (WHERE json_exists(item, {p}))")
+            cols.append(f"json_group_structure(json_extract(item, {p}))")
+        row = con.sql(f"SELECT {', '.join(cols)} FROM (SELECT item FROM {_sql.ident(view)} {limit})").fetchall()[0]
+        for n, s in enumerate(todo):
+            if row[2 * n]:
+                structure = str(row[2 * n + 1] or '"JSON"')
+                scalar = structure.strip('"')
+                types[s] = scalar if scalar in _SCALARS else "JSON"
+    return types
+
+
+def value_sql(segments: tuple[str, ...], typ: str) -> str:
+    p = _sql.literal(pointer(segments))
+    if typ == "VARCHAR":
+        return f"json_extract_string(item, {p})"
+    if typ in _SCALARS:
+        return f"TRY_CAST(json_extract(item, {p}) AS {typ})"
+    return f"json_extract(item, {p})"
+
+
+def compile_expr(expr: str, types: dict[tuple[str, ...], str], what: str) -> str:
+    check_sql(expr, what)
+    template, refs = find_references(expr)
+    return template.format(**{f"ref{n}": f"({value_sql(r.segments, types[r.segments])})" for n, r in enumerate(refs)})
+
+
+def unknown_refs(exprs: list[tuple[str, str]], types: dict[tuple[str, ...], str], known: set[tuple[str, ...]]) -> None:
+    for what, expr in exprs:
+        _template, refs = find_references(expr)
+        for r in refs:
+            if r.segments not in types and r.segments not in known:
+                raise QueryError(
+                    f"{what} {expr!r}: no staged item has {format_path(r.segments)}; check the spelling "
+                    '(keys such as eo:cloud_cover need double quotes in SQL: properties."eo:cloud_cover")'
+                )
+
+
+def to_json_sql(value: str, typ: str) -> str:
+    """An SQL value as JSON for ``json_set``: timestamps and dates as RFC 3339 text, SQL NULL as JSON null."""
+    t = typ.upper()
+    if t.startswith("TIMESTAMP"):
+        v = (
+            f"strftime(timezone('UTC', {value}), '%Y-%m-%dT%H:%M:%S.%fZ')"
+            if "TIME ZONE" in t
+            else (f"strftime({value}, '%Y-%m-%dT%H:%M:%S.%fZ')")
+        )
+        return f"coalesce(to_json({v}), 'null'::JSON)"
+    if t == "DATE":
+        return f"coalesce(to_json(strftime({value}, '%Y-%m-%d')), 'null'::JSON)"
+    if t == "JSON":
+        return f"coalesce(({value})::JSON, 'null'::JSON)"
+    return f"coalesce(to_json({value}), 'null'::JSON)"
+
+
+def compile_ops(con: duckdb.DuckDBPyConnection, view: str, ops: list[Op], where: str | None) -> Compiled:
+    """Type every referenced path, bind every expression (errors here, before anything is written)."""
+    exprs = [("--where", where)] if where else []
+    exprs += [(f"--set {format_path(op.path)}", op.expr) for op in ops if op.kind == "set" and op.expr]
+    refs: list[Reference] = []
+    for what, e in exprs:
+        check_sql(e, what)
+        refs += find_references(e)[1]
+    try:
+        types = ref_types(con, view, refs) if refs else {}
+    except duckdb.Error as err:
+        raise QueryError(f"cannot read the staged items: {_sql.one_line(err)}") from None
+    earlier = {t for op in ops for t in op.targets()}
+    unknown_refs(exprs, types, earlier)
+    for s in earlier:
+        types.setdefault(s, "JSON")
+    compiled = Compiled(where=compile_expr(where, types, "--where") if where else None)
+    if compiled.where:
+        _bind(con, f"SELECT count(*) FROM {_sql.ident(view)} WHERE {compiled.where}", "--where", where or "")
+    for op in ops:
+        p = _sql.literal(pointer(op.path))
+        if op.kind == "set":
+            assert op.expr is not None
+            value = compile_expr(op.expr, types, "--set")
+            what = f"--set {format_path(op.path)}"
+            typ = _bind(con, f"DESCRIBE SELECT ({value}) AS v FROM {_sql.ident(view)}", what, op.expr)
+            compiled.steps.append(f"json_set(item, {p}, {to_json_sql(value, typ)})")
+            types[op.path] = _json_kind(typ)  # later operations read the value this one wrote
+        elif op.kind == "unset":
+            compiled.steps.append(f"json_remove(item, {p})")
+        else:
+            assert op.to is not None
+            types[op.to] = types.get(op.path, "JSON")
+            q = _sql.literal(pointer(op.to))
+            compiled.steps.append(
+                f"CASE WHEN json_exists(item, {p}) THEN json_remove(json_set(item, {q}, json_extract(item, {p})), {p})"
+                " ELSE item END"
+            )
+    return compiled
+
+
+def _json_kind(sql_type: str) -> str:
+    """How a value of this SQL type reads back from the JSON it was written to."""
+    t = sql_type.upper()
+    if t in ("VARCHAR", "DATE") or t.startswith("TIMESTAMP"):
+        return "VARCHAR"
+    if t in ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER"):
+        return "BIGINT"
+    if t in ("UBIGINT", "HUGEINT", "UHUGEINT"):
+        return "UBIGINT"
+    if t in ("FLOAT", "DOUBLE") or t.startswith("DECIMAL"):
+        return "DOUBLE"
+    return "BOOLEAN" if t == "BOOLEAN" else "JSON"
+
+
+def _bind(con: duckdb.DuckDBPyConnection, query: str, what: str, expr: str) -> str:
+    """Bind a query without running it over the data; the type of its first column."""
+    try:
+        if query.startswith("DESCRIBE"):
+            rows = con.sql(query).fetchall()
+            return str(rows[0][1])
+        con.sql(f"EXPLAIN {query}").fetchall()
+        return ""
+    except duckdb.Error as err:
+        raise QueryError(f"{what} {expr!r}: {_sql.one_line(err)}") from None

@@ -1,0 +1,134 @@
+"""Which staged rows an edit touches: an SQL predicate and/or an ids file, resolved to row numbers per data file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from stacbatch import _fs, _sql
+from stacbatch.errors import InputError, QueryError
+from stacbatch.stage._stage import Stage
+
+
+def read_ids(path: str) -> pa.Table:
+    """An ids file: text (one id per line), NDJSON (strings or objects with id and optional collection), CSV with a
+    header holding ``id`` (and optionally ``collection``), or Parquet with those columns."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"{path}: no such ids file")
+    suffix = p.suffix.lower()
+    if suffix == ".parquet":
+        table = pq.read_table(p)
+    elif suffix == ".csv":
+        con = _sql.connect()
+        try:
+            table = con.sql(
+                f"SELECT * FROM read_csv({_sql.literal(str(p))}, header = true, all_varchar = true)"
+            ).to_arrow_table()
+        except duckdb.Error as err:
+            raise InputError(f"{path}: not a readable CSV file: {_sql.one_line(err)}") from None
+        finally:
+            con.close()
+    else:
+        table = _text_ids(p, json_lines=suffix in (".ndjson", ".jsonl", ".json"))
+    if "id" not in table.column_names:
+        raise InputError(f"{path}: no 'id' column; give a header row with id (and optionally collection)")
+    cols = ["collection", "id"] if "collection" in table.column_names else ["id"]
+    table = table.select(cols).cast(pa.schema([(c, pa.string()) for c in cols]))
+    if table["id"].null_count:
+        raise InputError(f"{path}: {table['id'].null_count} row(s) without an id")
+    return table
+
+
+def _text_ids(p: Path, json_lines: bool) -> pa.Table:
+    ids: list[str] = []
+    colls: list[str | None] = []
+    for n, raw in enumerate(p.read_bytes().splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith(b"#"):
+            continue
+        if not json_lines:
+            ids.append(line.decode("utf-8", "replace"))
+            colls.append(None)
+            continue
+        try:
+            value = orjson.loads(line)
+        except orjson.JSONDecodeError as err:
+            raise InputError(f"{p}:{n}: not JSON ({err})") from None
+        if isinstance(value, str):
+            ids.append(value)
+            colls.append(None)
+        elif isinstance(value, dict) and isinstance(value.get("id"), str):
+            ids.append(value["id"])
+            colls.append(value.get("collection"))
+        else:
+            raise InputError(f'{p}:{n}: expected an id string or {{"collection": ..., "id": ...}}')
+    if any(c is not None for c in colls):
+        if any(c is None for c in colls):
+            raise InputError(f"{p}: give a collection on every line or on none")
+        return pa.table({"collection": colls, "id": ids})
+    return pa.table({"id": ids})
+
+
+def register_ids(con: duckdb.DuckDBPyConnection, ids: pa.Table) -> str:
+    """Register ``_ids`` and return the predicate that matches them."""
+    con.register("_ids", ids)
+    if "collection" in ids.column_names:
+        return "(collection, id) IN (SELECT collection, id FROM _ids)"
+    return "id IN (SELECT id FROM _ids)"
+
+
+def unknown_ids(con: duckdb.DuckDBPyConnection, ids: pa.Table) -> list[str]:
+    on = "s.id = i.id" + (" AND s.collection = i.collection" if "collection" in ids.column_names else "")
+    cols = "i.collection || '/' || i.id" if "collection" in ids.column_names else "i.id"
+    rows = con.sql(f"SELECT DISTINCT {cols} FROM _ids i ANTI JOIN items s ON {on} ORDER BY 1").fetchall()
+    return [r[0] for r in rows]
+
+
+def select_rows(stage: Stage, predicate: str) -> dict[str, list[int]]:
+    """Per data file (its manifest path), the 0-based row numbers the predicate matches."""
+    by_abs = {_fs.full_path(stage.fs, _fs.join(stage.root, f["path"])): f["path"] for f in stage.manifest.files}
+    if not by_abs:
+        return {}
+    query = (
+        _sql.load("select_rows").replace("{files}", _sql.literal_list(list(by_abs))).replace("{predicate}", predicate)
+    )
+    try:
+        rows = stage.connection.sql(query).fetchall()
+    except duckdb.Error as err:
+        raise QueryError(f"selecting items failed: {_sql.one_line(err)}") from None
+    return {by_abs[filename]: list(numbers) for filename, numbers in rows}
+
+
+def selection(stage: Stage, where: str | None, ids: pa.Table | None, allow_unknown: bool) -> tuple[str, list[str]]:
+    """The combined predicate (already compiled SQL for ``where``) and the ids no staged item has."""
+    parts = []
+    missing: list[str] = []
+    if ids is not None:
+        parts.append(register_ids(stage.connection, ids))
+        missing = unknown_ids(stage.connection, ids)
+        if missing and not allow_unknown:
+            shown = ", ".join(repr(m) for m in missing[:5])
+            more = f" and {len(missing) - 5:,} more" if len(missing) > 5 else ""
+            raise InputError(
+                f"{len(missing):,} id(s) in the ids file are not staged: {shown}{more}; fix the file or pass "
+                "--ignore-unknown-ids; nothing was changed"
+            )
+    if where:
+        parts.append(f"({where})")
+    if not parts:
+        raise InputError("select items with --where and/or --ids (use --where true to select every item)")
+    return " AND ".join(parts), missing
+
+
+def result_counts(results: list[Any]) -> dict[str, int]:
+    return {
+        "selected": sum(r.selected for r in results),
+        "changed": sum(r.changed for r in results),
+        "files_rewritten": sum(1 for r in results if r.rewritten),
+    }

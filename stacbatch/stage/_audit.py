@@ -1,0 +1,145 @@
+"""The audit log and tombstones: append-only Parquet files, one per run, named by the manifest.
+
+Written before the manifest switch like every other stage file, so a crash leaves neither a half-written log nor a
+log entry for a change that never committed.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from stacbatch import _fs
+from stacbatch._rows import TS
+from stacbatch.stage._layout import AUDIT, TOMBSTONES
+
+#: insert (new key), replace (load or merge of a new version), update, delete.
+OPERATIONS = ("insert", "replace", "update", "delete")
+
+AUDIT_SCHEMA = pa.schema(
+    [
+        pa.field("run_id", pa.string(), nullable=False),
+        pa.field("time", TS, nullable=False),
+        pa.field("operation", pa.string(), nullable=False),
+        pa.field("collection", pa.string(), nullable=False),
+        pa.field("id", pa.string(), nullable=False),
+        pa.field("paths", pa.list_(pa.string())),
+        pa.field("hash_before", pa.string()),
+        pa.field("hash_after", pa.string()),
+    ]
+)
+
+TOMBSTONE_SCHEMA = pa.schema(
+    [
+        pa.field("collection", pa.string(), nullable=False),
+        pa.field("id", pa.string(), nullable=False),
+        pa.field("content_hash", pa.string()),
+        pa.field("deleted", TS, nullable=False),
+        pa.field("run_id", pa.string(), nullable=False),
+    ]
+)
+
+
+def audit_table(
+    run_id: str,
+    time: datetime,
+    operation: str | pa.Array,
+    collection: pa.Array,
+    ids: pa.Array,
+    paths: pa.Array | None,
+    hash_before: pa.Array | None,
+    hash_after: pa.Array | None,
+) -> pa.Table:
+    """Columns in, one audit table out (``None`` = all null; a str operation applies to every row)."""
+    n = len(ids)
+    op = pa.repeat(operation, n) if isinstance(operation, str) else operation
+
+    def col(value: pa.Array | None, typ: pa.DataType) -> pa.Array:
+        return pa.nulls(n, typ) if value is None else value.cast(typ)
+
+    return pa.Table.from_arrays(
+        [
+            pa.repeat(run_id, n),
+            pa.repeat(pa.scalar(time, TS), n),
+            op.cast(pa.string()),
+            collection.cast(pa.string()),
+            ids.cast(pa.string()),
+            col(paths, pa.list_(pa.string())),
+            col(hash_before, pa.string()),
+            col(hash_after, pa.string()),
+        ],
+        schema=AUDIT_SCHEMA,
+    )
+
+
+def _write(
+    fs: Any, root: str, folder: str, run_id: str, tables: list[pa.Table], schema: pa.Schema
+) -> dict[str, Any] | None:
+    tables = [t for t in tables if t.num_rows]
+    if not tables:
+        return None
+    table = pa.concat_tables([t.cast(schema) for t in tables])
+    rel = f"{folder}/{folder}-{run_id}.parquet"
+    path = _fs.join(root, rel)
+    fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+    with fs.open(path, "wb") as f:
+        pq.write_table(table, f, compression="zstd", compression_level=1)
+    return {"path": rel, "run": run_id, "rows": table.num_rows}
+
+
+def write_audit(fs: Any, root: str, run_id: str, tables: list[pa.Table]) -> dict[str, Any] | None:
+    """Write a run's audit rows (in the given order); the manifest entry, or None when nothing changed."""
+    return _write(fs, root, AUDIT, run_id, tables, AUDIT_SCHEMA)
+
+
+def write_tombstones(fs: Any, root: str, run_id: str, tables: list[pa.Table]) -> dict[str, Any] | None:
+    return _write(fs, root, TOMBSTONES, run_id, tables, TOMBSTONE_SCHEMA)
+
+
+def tombstones_from_audit(audit: pa.Table) -> pa.Table:
+    """Tombstones for the audit rows that are deletions."""
+    import pyarrow.compute as pc
+
+    deleted = audit.filter(pc.equal(audit["operation"], "delete"))
+    return pa.Table.from_arrays(
+        [deleted["collection"], deleted["id"], deleted["hash_before"], deleted["time"], deleted["run_id"]],
+        schema=TOMBSTONE_SCHEMA,
+    )
+
+
+def load_audit(
+    fs: Any, root: str, run_id: str, time: datetime, old: list[dict[str, Any]], new: list[dict[str, Any]]
+) -> pa.Table:
+    """Audit rows of a load: inserts, and replacements whose content changed (with the paths that changed).
+    ``old`` are the manifest entries of the touched collections before the load, ``new`` the entries after it."""
+    import pyarrow.compute as pc
+
+    from stacbatch import _sql
+    from stacbatch._patch import changed_paths
+
+    if not new:
+        return audit_table(
+            run_id, time, "insert", pa.array([], pa.string()), pa.array([], pa.string()), None, None, None
+        )
+    new_paths = [_fs.full_path(fs, _fs.join(root, e["path"])) for e in new]
+    con = _sql.connect(fs)
+    try:
+        if old:
+            old_paths = [_fs.full_path(fs, _fs.join(root, e["path"])) for e in old]
+            table = con.sql(_sql.load("load_audit"), params=[new_paths, old_paths, run_id]).to_arrow_table()
+        else:  # first load of these collections: every row is an insert, no item text needs reading
+            table = con.sql(
+                "SELECT collection, id, NULL::VARCHAR AS hash_before, content_hash AS hash_after, NULL::VARCHAR AS "
+                "patch FROM read_parquet($1) WHERE stage_run = $2 ORDER BY collection, id",
+                params=[new_paths, run_id],
+            ).to_arrow_table()
+    finally:
+        con.close()
+    op = pc.if_else(pc.is_null(table["hash_before"]), "insert", "replace")
+    paths = pa.array(changed_paths(table["patch"].to_pylist()), pa.list_(pa.string()))
+    return audit_table(
+        run_id, time, op, table["collection"], table["id"], paths, table["hash_before"], table["hash_after"]
+    )

@@ -1,0 +1,48 @@
+"""The end of every write: audit and tombstones written, the manifest switched (the commit point), old files
+removed, the run's summary written."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import pyarrow as pa
+
+from stacbatch.stage._audit import tombstones_from_audit, write_audit, write_tombstones
+from stacbatch.stage._manifest import Manifest, write_manifest
+from stacbatch.stage._runs import Run
+from stacbatch.stage._stage import Stage
+
+
+def crash_point(name: str) -> None:
+    """Test hook: ``STACBATCH_CRASH_AT=name`` kills the process here, as a power cut would."""
+    if os.environ.get("STACBATCH_CRASH_AT") == name:
+        os._exit(137)
+
+
+def commit(
+    stage: Stage,
+    manifest: Manifest,
+    run: Run,
+    status: str,
+    counts: dict[str, Any],
+    audit: list[pa.Table],
+    extra: dict[str, Any] | None = None,
+) -> int:
+    """Write the run's audit log and tombstones, then the manifest; returns the new stage version."""
+    from stacbatch.stage._load import _delete_unreferenced
+
+    entry = write_audit(stage.fs, stage.root, run.id, audit)
+    if entry is not None:
+        manifest.audit.append(entry)
+        tomb = write_tombstones(stage.fs, stage.root, run.id, [tombstones_from_audit(t) for t in audit])
+        if tomb is not None:
+            manifest.tombstones.append(tomb)
+    manifest.last_run = {"run_id": run.id, "command": run.command, "status": status, **counts}
+    manifest.version += 1
+    crash_point("before_manifest")
+    write_manifest(stage.fs, stage.root, manifest)
+    crash_point("after_manifest")
+    _delete_unreferenced(stage, manifest)
+    run.finish(status, counts, {**(extra or {}), "stage_version": manifest.version})
+    return manifest.version

@@ -1,0 +1,185 @@
+"""diff and merge: invariants on generated stages (hypothesis), change sets, modes, CLI."""
+
+from __future__ import annotations
+
+import itertools
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pyarrow.parquet as pq
+from conftest import canon
+from helpers import item, write_ndjson
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import stacbatch
+from stacbatch.edit import delete, parse_cli_ops, update
+from stacbatch.edit._diff import diff
+from stacbatch.edit._merge import merge
+
+_counter = itertools.count()
+
+
+def content(stage: str) -> dict[tuple[str, str], Any]:
+    s = stacbatch.open_stage(stage)
+    rows = s.sql("SELECT collection, id, content_hash, item FROM items").fetchall()
+    return {(c, i): (h, canon(orjson.loads(j))) for c, i, h, j in rows}
+
+
+def make_stage(base: Path, items: list[dict[str, Any]]) -> str:
+    n = next(_counter)
+    path = base / f"s{n}"
+    src = write_ndjson(base / f"s{n}.ndjson", items)
+    stacbatch.load_to_stage(str(path), [str(src)], workers=1)
+    return str(path)
+
+
+_value = st.one_of(st.integers(-5, 5), st.sampled_from(["a", "b", None, 1.5]))
+_props = st.dictionaries(st.sampled_from(["p", "q", "eo:cloud_cover"]), _value, max_size=3)
+_items = st.dictionaries(
+    st.tuples(st.sampled_from(["c1", "c2"]), st.sampled_from([f"i{n}" for n in range(8)])), _props, max_size=10
+)
+
+
+def build(spec: dict[tuple[str, str], dict[str, Any]]) -> list[dict[str, Any]]:
+    return [item(i, collection=c, properties={"datetime": "2020-01-01T00:00:00Z", **p}) for (c, i), p in spec.items()]
+
+
+SETTINGS = settings(
+    max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
+
+
+@SETTINGS
+@given(spec=_items)
+def test_diff_of_a_stage_with_itself_is_empty(tmp_path: Path, spec: dict[tuple[str, str], dict[str, Any]]) -> None:
+    a = make_stage(tmp_path, build(spec))
+    res = diff(a, a)
+    assert not res.differs
+    assert res.totals()["unchanged"] == len(spec)
+
+
+@SETTINGS
+@given(a_spec=_items, b_spec=_items)
+def test_merging_the_diff_gives_the_other_stage(
+    tmp_path: Path, a_spec: dict[tuple[str, str], dict[str, Any]], b_spec: dict[tuple[str, str], dict[str, Any]]
+) -> None:
+    a = make_stage(tmp_path, build(a_spec))
+    b = make_stage(tmp_path, build(b_spec))
+    cs = str(tmp_path / f"cs{next(_counter)}.parquet")
+    res = diff(a, b, out=cs)
+    t = res.totals()
+    assert t["added"] == len(b_spec.keys() - a_spec.keys())
+    assert t["deleted"] == len(a_spec.keys() - b_spec.keys())
+    assert t["modified"] == sum(1 for k in a_spec.keys() & b_spec.keys() if canon(a_spec[k]) != canon(b_spec[k]))
+    merged = merge(a, cs, mode="mirror")
+    assert (merged.inserted, merged.replaced, merged.deleted) == (t["added"], t["modified"], t["deleted"])
+    assert content(a) == content(b)
+    assert not diff(a, b).differs
+
+
+@SETTINGS
+@given(spec=_items.filter(bool), data=st.data())
+def test_update_then_diff_reports_exactly_the_updated(
+    tmp_path: Path, spec: dict[tuple[str, str], dict[str, Any]], data: st.DataObject
+) -> None:
+    a = make_stage(tmp_path, build(spec))
+    b = str(tmp_path / f"copy{next(_counter)}")
+    shutil.copytree(a, b)
+    chosen = data.draw(st.sets(st.sampled_from(sorted(spec)), min_size=1))
+    where = " OR ".join(f"(collection = '{c}' AND id = '{i}')" for c, i in sorted(chosen))
+    res = update(b, parse_cli_ops(["properties.q='new'"], [], []), where=where)
+    really = {k for k in chosen if spec[k].get("q") != "new"}
+    assert res.changed == len(really)
+    cs = str(tmp_path / f"cs{next(_counter)}.parquet")
+    d = diff(a, b, out=cs)
+    assert d.totals()["modified"] == len(really) and not d.totals()["added"] and not d.totals()["deleted"]
+    rows = pq.read_table(cs).to_pylist() if really else []
+    assert {(r["collection"], r["id"]) for r in rows} == really
+    for r in rows:
+        assert sorted(r["paths"]) == ["properties.q", "properties.updated"]
+    # ignoring what the update touched: no differences
+    assert not diff(a, b, ignore=["properties.q", "properties.updated"]).differs
+
+
+@SETTINGS
+@given(spec=_items.filter(bool), data=st.data())
+def test_delete_then_diff_reports_exactly_the_deleted(
+    tmp_path: Path, spec: dict[tuple[str, str], dict[str, Any]], data: st.DataObject
+) -> None:
+    a = make_stage(tmp_path, build(spec))
+    b = str(tmp_path / f"copy{next(_counter)}")
+    shutil.copytree(a, b)
+    chosen = data.draw(st.sets(st.sampled_from(sorted(spec)), min_size=1))
+    ids = tmp_path / f"ids{next(_counter)}.ndjson"
+    ids.write_bytes(b"".join(orjson.dumps({"collection": c, "id": i}) + b"\n" for c, i in sorted(chosen)))
+    assert delete(b, ids_file=str(ids)).changed == len(chosen)
+    cs = str(tmp_path / f"cs{next(_counter)}.parquet")
+    d = diff(a, b, out=cs)
+    assert d.totals() == {"added": 0, "deleted": len(chosen), "modified": 0, "unchanged": len(spec) - len(chosen)}
+    assert {(r["collection"], r["id"]) for r in pq.read_table(cs).to_pylist()} == chosen
+    tomb = stacbatch.open_stage(b).sql("SELECT collection, id FROM tombstones").fetchall()
+    assert set(tomb) == chosen
+
+
+def test_merge_modes_from_a_stage(tmp_path: Path) -> None:
+    a_items = [item(f"a{n}", properties={"datetime": "2020-01-01T00:00:00Z", "v": 1}) for n in range(5)]
+    b_items = [item(f"a{n}", properties={"datetime": "2020-01-01T00:00:00Z", "v": 2}) for n in range(2, 7)]
+    for mode, want in [
+        ("insert-only", {"a0": 1, "a1": 1, "a2": 1, "a3": 1, "a4": 1, "a5": 2, "a6": 2}),
+        ("upsert", {"a0": 1, "a1": 1, "a2": 2, "a3": 2, "a4": 2, "a5": 2, "a6": 2}),
+        ("mirror", {"a2": 2, "a3": 2, "a4": 2, "a5": 2, "a6": 2}),
+    ]:
+        a = make_stage(tmp_path, a_items)
+        b = make_stage(tmp_path, b_items)
+        res = merge(a, b, mode=mode)
+        got = {k[1]: v[1] for k, v in content(a).items()}
+        assert {i: orjson.loads(orjson.dumps(v)) for i, v in got.items()}.keys() == want.keys(), mode
+        s = stacbatch.open_stage(a)
+        vs = dict(s.sql("SELECT id, (properties->>'v')::INT FROM items").fetchall())
+        assert vs == want, mode
+        assert res.inserted == 2
+        assert res.replaced == (0 if mode == "insert-only" else 3)
+        assert res.deleted == (2 if mode == "mirror" else 0)
+
+
+def test_diff_against_files_and_ndjson_changes(tmp_path: Path) -> None:
+    items = [item(f"a{n}") for n in range(4)]
+    a = make_stage(tmp_path, items)
+    changed = [*items[:3], item("new")]
+    changed[0] = item("a0", title="retitled")
+    src = write_ndjson(tmp_path / "next.ndjson", changed)
+    nd = tmp_path / "changes.ndjson"
+    res = diff(a, str(src), ndjson=str(nd))
+    assert res.totals() == {"added": 1, "deleted": 1, "modified": 1, "unchanged": 2}
+    lines = [orjson.loads(x) for x in nd.read_bytes().splitlines()]
+    kinds = {r["id"]: r["kind"] for r in lines}
+    assert kinds == {"a0": "modified", "a3": "deleted", "new": "added"}
+    mod = next(r for r in lines if r["id"] == "a0")
+    assert mod["paths"] == ["title"] and mod["item"]["title"] == "retitled"
+
+
+def test_cli_diff_exit_code_and_merge(tmp_path: Path) -> None:
+    a = make_stage(tmp_path, [item("x"), item("y")])
+    b = make_stage(tmp_path, [item("x"), item("z")])
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "stacbatch", *args], capture_output=True, text=True, timeout=120)
+
+    p = run("diff", a, a, "--exit-code")
+    assert p.returncode == 0 and "total" in p.stdout
+    cs = str(tmp_path / "cs.parquet")
+    p = run("diff", a, b, "--exit-code", "--out", cs)
+    assert p.returncode == 1
+    assert "c1" in p.stdout and "1 added, 1 deleted" in p.stderr
+    p = run("merge", cs, "--stage", a, "--mode", "mirror")
+    assert p.returncode == 0, p.stderr
+    assert run("diff", a, b, "--exit-code").returncode == 0
+    p = run("merge", cs, "--stage", a, "--mode", "sideways")
+    assert p.returncode == 4 and "--mode must be one of" in p.stderr
+    p = run("diff", a, str(tmp_path / "missing"))
+    assert p.returncode == 4 and p.stderr.count("\n") == 1

@@ -1,0 +1,239 @@
+"""update and delete: what changes, what keeps its bytes, the audit log, tombstones, bad input."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from conftest import canon, corpus_files
+from helpers import item, read_ndjson, write_ndjson
+
+import stacbatch
+from stacbatch.edit import delete, parse_cli_ops, parse_ops_document, update
+from stacbatch.errors import InputError
+
+
+def staged(stage: str) -> dict[tuple[str, str], tuple[str, dict[str, Any]]]:
+    st = stacbatch.open_stage(stage)
+    rows = st.sql("SELECT collection, id, content_hash, item FROM items").fetchall()
+    return {(c, i): (h, orjson.loads(j)) for c, i, h, j in rows}
+
+
+def raw_items(stage: str) -> dict[tuple[str, str], str]:
+    st = stacbatch.open_stage(stage)
+    return {(c, i): j for c, i, j in st.sql("SELECT collection, id, item::VARCHAR FROM items").fetchall()}
+
+
+@pytest.fixture
+def stage(tmp_path: Path) -> str:
+    items = [
+        item(
+            f"i{n}",
+            collection="HLSL30_2.0" if n % 2 else "other",
+            properties={"datetime": "2021-06-01T10:00:00.1234567Z", "eo:cloud_cover": n * 10, "platform": "x"},
+            assets={"data": {"href": f"https://a/{n}.tif", "type": "image/tiff"}},
+        )
+        for n in range(12)
+    ]
+    src = write_ndjson(tmp_path / "in.ndjson", items)
+    path = str(tmp_path / "stage")
+    stacbatch.load_to_stage(path, [str(src)])
+    return path
+
+
+def test_update_sets_only_the_selected_and_stamps_updated(stage: str) -> None:
+    before = staged(stage)
+    before_raw = raw_items(stage)
+    res = update(
+        stage,
+        parse_cli_ops(
+            [
+                "properties.platform='landsat-8'",
+                "assets.data.href=replace(assets.data.href, 'https://a/', 's3://b/')",
+            ],
+            [],
+            [],
+        ),
+        where="collection = 'HLSL30_2.0' AND properties.\"eo:cloud_cover\" > 50",
+    )
+    assert (res.selected, res.changed) == (3, 3)  # i7, i9, i11
+    after = staged(stage)
+    after_raw = raw_items(stage)
+    changed = {k for k in after if after[k][0] != before[k][0]}
+    assert changed == {("HLSL30_2.0", f"i{n}") for n in (7, 9, 11)}
+    for key in after:
+        if key in changed:
+            doc = after[key][1]
+            assert doc["properties"]["platform"] == "landsat-8"
+            assert doc["assets"]["data"]["href"].startswith("s3://b/")
+            assert doc["properties"]["updated"].endswith("Z")
+            # nothing else moved: same datetime string, same other fields
+            old = before[key][1]
+            assert doc["properties"]["datetime"] == old["properties"]["datetime"] == "2021-06-01T10:00:00.1234567Z"
+            assert {k: v for k, v in doc.items() if k not in ("properties", "assets")} == {
+                k: v for k, v in old.items() if k not in ("properties", "assets")
+            }
+        else:
+            assert after_raw[key] == before_raw[key]  # untouched: the same bytes
+    audit = stacbatch.open_stage(stage).sql("SELECT operation, id, paths FROM audit WHERE operation = 'update'")
+    rows = sorted(audit.fetchall())
+    assert [r[1] for r in rows] == ["i11", "i7", "i9"]
+    assert all(r[2] == ["properties.platform", "properties.updated", "assets.data.href"] for r in rows)
+
+
+def test_update_to_the_same_content_changes_nothing(stage: str) -> None:
+    before = raw_items(stage)
+    res = update(stage, parse_cli_ops(["properties.platform='x'"], [], []), where="true")
+    assert (res.selected, res.changed, res.unchanged) == (12, 0, 12)
+    assert raw_items(stage) == before
+    # 1 and 1.0 are the same content: still no change
+    res = update(stage, parse_cli_ops(['properties."eo:cloud_cover"=10.0'], [], []), where="id = 'i1'")
+    assert res.changed == 0
+
+
+def test_unset_rename_and_null(stage: str) -> None:
+    ops = parse_cli_ops(["properties.nothing=NULL"], ["properties.platform"], ["assets.data=assets.image"])
+    update(stage, ops, where="id = 'i3'")
+    doc = staged(stage)[("HLSL30_2.0", "i3")][1]
+    assert "platform" not in doc["properties"]
+    assert doc["properties"]["nothing"] is None  # SQL NULL is JSON null, the key kept
+    assert "data" not in doc["assets"] and doc["assets"]["image"]["href"] == "https://a/3.tif"
+
+
+def test_update_file_keeps_its_order(stage: str, tmp_path: Path) -> None:
+    doc = {
+        "where": "id IN ('i1', 'i2')",
+        "operations": [
+            {"set": {"properties.stage": "'one'"}},
+            {"set": "properties.stage2=properties.stage || '-two'"},  # sees the earlier operation's result
+            {"rename": {"properties.stage": "properties.first"}},
+        ],
+    }
+    ops, where, _ids = parse_ops_document(doc, "ops.yaml")
+    res = update(stage, ops, where=where)
+    assert res.changed == 2
+    props = staged(stage)[("other", "i2")][1]["properties"]
+    assert props["first"] == "one" and props["stage2"] == "one-two" and "stage" not in props
+
+
+def test_update_of_datetime_rederives_the_query_columns(stage: str) -> None:
+    update(stage, parse_cli_ops(["properties.datetime='2023-02-03T04:05:06Z'"], [], []), where="id = 'i4'")
+    st = stacbatch.open_stage(stage)
+    (dt,) = st.sql("SELECT datetime FROM items WHERE id = 'i4'").fetchall()[0]
+    assert dt.year == 2023 and dt.month == 2
+
+
+def test_timestamps_are_written_as_rfc3339(stage: str) -> None:
+    update(stage, parse_cli_ops(["properties.seen=TIMESTAMPTZ '2020-01-02 03:04:05+00'"], [], []), where="id='i1'")
+    assert staged(stage)[("HLSL30_2.0", "i1")][1]["properties"]["seen"] == "2020-01-02T03:04:05.000000Z"
+
+
+def test_dry_run_writes_nothing(stage: str) -> None:
+    version = stacbatch.open_stage(stage).manifest.version
+    before = raw_items(stage)
+    res = update(stage, parse_cli_ops(["properties.platform='y'"], [], []), where="true", dry_run=True)
+    assert res.changed == 12 and res.samples
+    assert res.samples[0]["changes"]["properties.platform"] == ["x", "y"]
+    assert raw_items(stage) == before and stacbatch.open_stage(stage).manifest.version == version
+
+
+def test_delete_leaves_tombstones_and_audit(stage: str, tmp_path: Path) -> None:
+    ids = tmp_path / "ids.txt"
+    ids.write_text("i1\ni2\n")
+    res = delete(stage, ids_file=str(ids))
+    assert res.changed == 2
+    st = stacbatch.open_stage(stage)
+    assert st.manifest.item_count() == 10
+    tomb = sorted(st.sql("SELECT collection, id FROM tombstones").fetchall())
+    assert tomb == [("HLSL30_2.0", "i1"), ("other", "i2")]
+    assert st.sql("SELECT count(*) FROM audit WHERE operation = 'delete'").fetchall() == [(2,)]
+
+
+def test_ids_file_forms(stage: str, tmp_path: Path) -> None:
+    csv = tmp_path / "ids.csv"
+    csv.write_text("collection,id\nother,i0\n")
+    assert delete(stage, ids_file=str(csv), dry_run=True).changed == 1
+    nd = tmp_path / "ids.ndjson"
+    nd.write_text('{"collection": "HLSL30_2.0", "id": "i1"}\n')
+    assert delete(stage, ids_file=str(nd), dry_run=True).changed == 1
+
+
+@pytest.mark.parametrize(
+    ("where", "sets", "message"),
+    [
+        ("properties.nope > 1", [], "no staged item has properties.nope"),
+        ("properties.platform > 1", [], "Cannot compare"),
+        ("id = ", [], "syntax error"),
+        ("true", ["properties.x=no_such_function(1)"], "no_such_function"),
+        ("true", ["id='x'"], "cannot be edited"),
+        ("true; DROP TABLE x", [], "one expression only"),
+    ],
+)
+def test_bad_expressions_fail_before_writing(stage: str, where: str, sets: list[str], message: str) -> None:
+    version = stacbatch.open_stage(stage).manifest.version
+    with pytest.raises(InputError) as err:
+        update(stage, parse_cli_ops(sets or ["properties.a=1"], [], []), where=where)
+    assert message in str(err.value) and "\n" not in str(err.value)
+    assert stacbatch.open_stage(stage).manifest.version == version
+
+
+def test_unknown_ids_are_reported(stage: str, tmp_path: Path) -> None:
+    ids = tmp_path / "ids.txt"
+    ids.write_text("i1\nnope\n")
+    with pytest.raises(InputError, match="1 id\\(s\\) in the ids file are not staged: 'nope'"):
+        delete(stage, ids_file=str(ids))
+    res = delete(stage, ids_file=str(ids), ignore_unknown_ids=True)
+    assert res.changed == 1 and res.unknown_ids == ["nope"]
+
+
+def test_cli_update_delete_contract(stage: str, tmp_path: Path) -> None:
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "stacbatch", *args, "--stage", stage], capture_output=True, text=True, timeout=120
+        )
+
+    p = run("update", "--where", "properties.nope = 1", "--set", "properties.a=1")
+    assert p.returncode == 4 and p.stderr.count("\n") == 1 and "Traceback" not in p.stderr
+    p = run("update", "--where", "id = 'i1'", "--set", "properties.a=1", "--dry-run")
+    assert p.returncode == 0 and "would be updated" in p.stdout and "properties.a: (absent) -> 1" in p.stdout
+    ops = tmp_path / "ops.yaml"
+    ops.write_text("where: id = 'i1'\noperations:\n  - set: {properties.a: 2}\n  - unset: properties.platform\n")
+    p = run("update", "--file", str(ops))
+    assert p.returncode == 0, p.stderr
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("operations:\n  - sett: x\n")
+    p = run("update", "--file", str(bad))
+    assert p.returncode == 4 and "operation 1" in p.stderr and "unknown operation 'sett'" in p.stderr
+    p = run("delete", "--where", "id = 'i1'")
+    assert p.returncode == 0 and "1 deleted" in p.stderr
+
+
+CORPUS_FILES = corpus_files("items")
+
+
+@pytest.mark.skipif(not CORPUS_FILES, reason="shared corpus not present")
+def test_update_of_real_items_changes_only_the_paths_asked(tmp_path: Path) -> None:
+    """DuckDB rewrites the JSON of an updated item: apart from the paths set, it must stay canonically equal."""
+    stage = str(tmp_path / "stage")
+    stacbatch.load_to_stage(stage, [str(p) for p in CORPUS_FILES], workers=1)
+    before = staged(stage)
+    res = update(stage, parse_cli_ops(["properties.\"stacbatch:mark\"='m'"], [], []), where="true")
+    assert res.changed == len(before) and res.failed == 0
+    out = tmp_path / "out.ndjson"
+    stacbatch.emit_ndjson(stacbatch.open_stage(stage), str(out))
+    for doc in read_ndjson(out):
+        key = (doc.get("collection") or "_no_collection", doc["id"])
+        props = doc["properties"]
+        assert props.pop("stacbatch:mark") == "m"
+        props.pop("updated")
+        old = before[key][1]
+        old_props = dict(old.get("properties") or {})
+        old_props.pop("updated", None)
+        assert canon(props) == canon(old_props), doc["id"]
+        assert canon({k: v for k, v in doc.items() if k != "properties"}) == canon(
+            {k: v for k, v in old.items() if k != "properties"}
+        ), doc["id"]
