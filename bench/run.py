@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench._measure import Measurement, run
+from bench.edits import bench_edits
 from bench.generate import write_collections, write_ndjson
 
 OUT = Path(__file__).resolve().parent / "out"
@@ -52,7 +53,7 @@ def _fresh(path: Path) -> Path:
     return path
 
 
-def bench_size(n: int, rows: list[Row], anchors: bool, tree_max: int) -> None:
+def bench_size(n: int, rows: list[Row], anchors: bool, tree_max: int, edits: bool = True) -> None:
     src = OUT / f"items-{n}.ndjson"
     if not src.exists():
         print(f"generating {n:,} items ...", file=sys.stderr, flush=True)
@@ -66,7 +67,8 @@ def bench_size(n: int, rows: list[Row], anchors: bool, tree_max: int) -> None:
         rows.append(row)
         status = "ok" if m.returncode == 0 else f"FAILED ({m.returncode}): {m.stderr.strip().splitlines()[-1:]}"
         print(
-            f"  {step:<22} {tool:<28} {n:>9,} items {row.rate:>10,.0f} items/s  {m.peak_mb:>7,.0f} MB  {status}",
+            f"  {step:<24} {tool:<28} {n:>9,} items {m.seconds:>7,.1f} s {row.rate:>10,.0f} items/s  "
+            f"{m.peak_mb:>7,.0f} MB  {status}",
             file=sys.stderr,
             flush=True,
         )
@@ -84,6 +86,8 @@ def bench_size(n: int, rows: list[Row], anchors: bool, tree_max: int) -> None:
             "stacbatch",
             run([*sb, "emit", "--stage", str(stage), "--format", "json", "--to", str(_fresh(work / "sb-tree"))]),
         )
+    if edits:
+        bench_edits(n, stage, work, sb, add)
     if not anchors:
         return
     sgp = _fresh(work / "sgp.parquet")
@@ -141,7 +145,9 @@ def bench_size(n: int, rows: list[Row], anchors: bool, tree_max: int) -> None:
 
 
 def report(rows: list[Row]) -> str:
-    lines = [f"{'step':<22} {'items':>9}  {'tool':<28} {'items/s':>10} {'peak MB':>8}  {'stacbatch is':>14}"]
+    lines = [
+        f"{'step':<24} {'items':>9}  {'tool':<28} {'seconds':>8} {'items/s':>10} {'peak MB':>8}  {'stacbatch is':>14}"
+    ]
     for row in rows:
         ours = next(
             (
@@ -157,7 +163,8 @@ def report(rows: list[Row]) -> str:
         elif row.tool != "stacbatch":
             ratio = "(tool failed)"
         lines.append(
-            f"{row.step:<22} {row.items:>9,}  {row.tool:<28} {row.rate:>10,.0f} {row.m.peak_mb:>8,.0f}  {ratio:>14}"
+            f"{row.step:<24} {row.items:>9,}  {row.tool:<28} {row.m.seconds:>8,.1f} {row.rate:>10,.0f} "
+            f"{row.m.peak_mb:>8,.0f}  {ratio:>14}"
         )
     return "\n".join(lines)
 
@@ -167,6 +174,7 @@ def main() -> None:
     ap.add_argument("--sizes", default=None, help="comma-separated item counts (default 100000,1000000)")
     ap.add_argument("--quick", action="store_true", help="10k and 100k items")
     ap.add_argument("--no-anchors", action="store_true", help="stacbatch only")
+    ap.add_argument("--no-edits", action="store_true", help="skip update/delete/diff/merge")
     ap.add_argument("--tree-max", type=int, default=100_000, help="largest N for the JSON tree emit")
     args = ap.parse_args()
     sizes = (
@@ -180,7 +188,7 @@ def main() -> None:
     started = datetime.now(UTC)
     for n in sizes:
         print(f"\n{n:,} items", file=sys.stderr, flush=True)
-        bench_size(n, rows, not args.no_anchors, args.tree_max)
+        bench_size(n, rows, not args.no_anchors, args.tree_max, not args.no_edits)
     text = report(rows)
     head = (
         f"stacbatch bench, {started:%Y-%m-%d %H:%M} UTC, {platform.machine()}, "

@@ -14,7 +14,7 @@ from helpers import item, read_ndjson, write_ndjson
 
 import stacbatch
 from stacbatch.edit import delete, parse_cli_ops, parse_ops_document, update
-from stacbatch.errors import InputError
+from stacbatch.errors import InputError, QueryError
 
 
 def staged(stage: str) -> dict[tuple[str, str], tuple[str, dict[str, Any]]]:
@@ -82,7 +82,7 @@ def test_update_sets_only_the_selected_and_stamps_updated(stage: str) -> None:
     audit = stacbatch.open_stage(stage).sql("SELECT operation, id, paths FROM audit WHERE operation = 'update'")
     rows = sorted(audit.fetchall())
     assert [r[1] for r in rows] == ["i11", "i7", "i9"]
-    assert all(r[2] == ["properties.platform", "properties.updated", "assets.data.href"] for r in rows)
+    assert all(r[2] == ["properties.platform", "assets.data.href", "properties.updated"] for r in rows)
 
 
 def test_update_to_the_same_content_changes_nothing(stage: str) -> None:
@@ -237,3 +237,38 @@ def test_update_of_real_items_changes_only_the_paths_asked(tmp_path: Path) -> No
         assert canon({k: v for k, v in doc.items() if k != "properties"}) == canon(
             {k: v for k, v in old.items() if k != "properties"}
         ), doc["id"]
+
+
+def test_collection_update_and_extent(tmp_path: Path) -> None:
+    from helpers import collection
+
+    from stacbatch.edit import update_collection
+
+    src = write_ndjson(
+        tmp_path / "i.ndjson", [item("a", dt="2020-01-01T00:00:00Z"), item("b", dt="2022-05-01T00:00:00Z")]
+    )
+    coll = tmp_path / "c1.json"
+    coll.write_bytes(orjson.dumps(collection("c1")))
+    stage = str(tmp_path / "stage")
+    stacbatch.load_to_stage(stage, [str(src), str(coll)])
+    ops = parse_cli_ops(
+        ["title='HLS'", "keywords=['a', 'b']", "providers=[{'name': 'NASA', 'roles': ['host']}]"], ["license"], []
+    )
+    res = update_collection(stage, "c1", ops, extent=True)
+    assert res.changed == ["extent", "keywords", "license", "providers", "title"]
+    doc = stacbatch.open_stage(stage).collection_json("c1")
+    assert doc is not None
+    assert doc["title"] == "HLS" and doc["keywords"] == ["a", "b"] and "license" not in doc
+    assert doc["providers"] == [{"name": "NASA", "roles": ["host"]}]
+    assert doc["extent"]["temporal"]["interval"] == [["2020-01-01T00:00:00Z", "2022-05-01T00:00:00Z"]]
+    assert doc["extent"]["spatial"]["bbox"] == [[0.0, 0.0, 1.0, 1.0]]
+    audit = stacbatch.open_stage(stage).sql("SELECT operation, id FROM audit WHERE operation = 'update-collection'")
+    assert audit.fetchall() == [("update-collection", "c1")]
+    # the same again changes nothing and writes nothing
+    version = stacbatch.open_stage(stage).manifest.version
+    assert update_collection(stage, "c1", parse_cli_ops(["title='HLS'"], [], [])).run_id is None
+    assert stacbatch.open_stage(stage).manifest.version == version
+    with pytest.raises(InputError, match="not in the stage"):
+        update_collection(stage, "nope", ops)
+    with pytest.raises(QueryError, match="no_such"):
+        update_collection(stage, "c1", parse_cli_ops(["title=no_such(1)"], [], []))

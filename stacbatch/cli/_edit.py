@@ -120,3 +120,33 @@ def _show(value: Any) -> str:
         return "(absent)"
     text = orjson.dumps(value).decode()
     return text if len(text) <= 80 else text[:77] + "..."
+
+
+def update_collection_cmd(
+    collection: str = typer.Argument(..., help="Collection id in the stage."),
+    stage: str | None = stage_option(),
+    sets: list[str] = typer.Option([], "--set", help="PATH=SQL value, e.g. title='HLS Landsat' (repeatable)."),
+    unsets: list[str] = typer.Option([], "--unset", help="PATH to remove (repeatable)."),
+    renames: list[str] = typer.Option([], "--rename", help="OLD=NEW path (repeatable)."),
+    extent: bool = typer.Option(False, "--extent-from-items", help="Recompute the extent from the staged items."),
+    dry_run: bool = typer.Option(False, "--dry-run", "-n", help="Show what would change; write nothing."),
+) -> None:
+    from stacbatch.edit._collections import update_collection
+
+    ops = parse_cli_ops(sets, unsets, renames)
+    res = update_collection(require_stage(stage), collection, ops, extent=extent, dry_run=dry_run)
+    if dry_run or not res.run_id:
+        out = sys.stdout if dry_run else sys.stderr
+        head = "dry run: " if dry_run else "update-collection: "
+        out.write(
+            f"{head}{collection}: {len(res.changed)} path(s) would change\n"
+            if dry_run
+            else f"{head}{collection}: nothing changed; nothing written\n"
+        )
+        for p in res.changed:
+            out.write(f"  {p}\n")
+        return
+    info(
+        f"update-collection {res.run_id}: {collection}: {', '.join(res.changed) or 'no path'} changed; "
+        f"stage v{res.stage_version}"
+    )

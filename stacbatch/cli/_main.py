@@ -45,6 +45,9 @@ app.command("load", help="Stage items from files, folders, static catalogs and s
 app.command("info", help="Summarise a stage per collection.")(_info.info_cmd)
 app.command("sql", help="Run SQL (DuckDB) over views `items` and `collections`.")(_sql.sql_cmd)
 app.command("update", help="Set, unset or rename fields of selected items (SQL expressions).")(_edit.update_cmd)
+app.command("update-collection", help="Set, unset or rename fields of a staged Collection; recompute its extent.")(
+    _edit.update_collection_cmd
+)
 app.command("delete", help="Delete selected items (tombstones and audit rows are kept).")(_edit.delete_cmd)
 app.command("diff", help="Compare two stages (or sources): added, deleted, modified, unchanged.")(_diff.diff_cmd)
 app.command("merge", help="Apply a stage, change set or source to a stage (upsert, insert-only, mirror).")(

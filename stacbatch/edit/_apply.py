@@ -121,6 +121,7 @@ def _edit(
             auto_updated=not sets_updated(ops),
             rederive=rederive(ops),
             dry_run=dry_run,
+            overlapping=compiled.overlapping,
         )
         total = sum(len(j.rows) for j in jobs)
         n_workers = workers if workers is not None else (default_workers() if total >= PARALLEL_MIN_ROWS else 1)

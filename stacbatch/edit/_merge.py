@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from stacbatch import _fs, _sql
-from stacbatch._pool import ordered_map
+from stacbatch._pool import default_workers, ordered_map
 from stacbatch._rows import STAGE_SCHEMA
 from stacbatch.edit._diff import CHANGESET_FORMAT, KINDS, as_stage, change_batches, compare_keys, source_sql
 from stacbatch.edit._rewrite import apply_results, make_jobs, run_job
@@ -29,7 +29,7 @@ from stacbatch.edit._select import select_rows
 from stacbatch.errors import InputError, QueryError
 from stacbatch.stage._audit import audit_table
 from stacbatch.stage._commit import commit, crash_point
-from stacbatch.stage._load import LoadResult, _cleanup_orphans, _reconcile, _stage_collection, _stage_tmp
+from stacbatch.stage._load import LoadResult, _cleanup_orphans, _stage_collection, _stage_tmp, adopt_schemes
 from stacbatch.stage._runs import Run
 from stacbatch.stage._stage import Stage
 from stacbatch.stage._writer import PartitionWriter
@@ -108,7 +108,13 @@ def merge(target: str, source: str, *, mode: str = "upsert", workers: int | None
                 manifest = stage.manifest.copy()
                 audit: list[pa.Table] = []
                 deletes = _deletes(con, mode, changeset)
-                res.deleted = _apply_deletes(stage, manifest, deletes, run.id, run_time, workers, audit)
+                # One rewrite per file: deleted rows and the old versions of replaced rows go together.
+                replaced = (
+                    con.sql("SELECT collection, id FROM _k WHERE kind = 'modified'").to_arrow_table()
+                    if mode != "insert-only"
+                    else deletes.slice(0, 0)
+                )
+                res.deleted = _apply_deletes(stage, manifest, deletes, replaced, run.id, run_time, workers, audit)
                 _upserts(con, stage, manifest, run, run_time, mode, res, audit)
                 if src_stage is not None:
                     for cid in sorted(src_stage.manifest.collections):
@@ -147,24 +153,33 @@ def _deletes(con: duckdb.DuckDBPyConnection, mode: str, changeset: bool) -> pa.T
 def _apply_deletes(
     stage: Stage,
     manifest: Any,
-    keys: pa.Table,
+    deletes: pa.Table,
+    replaced: pa.Table,
     run_id: str,
     run_time: datetime,
     workers: int | None,
     audit: list[pa.Table],
 ) -> int:
+    """Remove the deleted rows and the old versions of replaced rows; only deletions are logged as such."""
+    keys = pa.concat_tables([deletes.cast(replaced.schema), replaced]) if deletes.num_rows else replaced
     if not keys.num_rows:
         return 0
     stage.connection.register("_del", keys)
     rows = select_rows(stage, "(collection, id) IN (SELECT collection, id FROM _del)")
     # first_index: file names distinct from the partition writer's
     jobs = make_jobs(stage, manifest, rows, "delete", run_id, run_time, first_index=90_000)
-    results = list(ordered_map(run_job, jobs, min(workers or 1, len(jobs))))
+    n = sum(len(j.rows) for j in jobs)
+    results = list(ordered_map(run_job, jobs, min(workers or default_workers(), len(jobs)) if n > 20_000 else 1))
     apply_results(manifest, results)
+    gone = pc.binary_join_element_wise(deletes["collection"], deletes["id"], "\x00")
+    deleted = 0
     for r in results:
-        if r.audit is not None:
-            audit.append(r.audit)
-    return sum(r.changed for r in results)
+        if r.audit is not None and r.audit.num_rows:
+            key = pc.binary_join_element_wise(r.audit["collection"], r.audit["id"], "\x00")
+            logged = r.audit.filter(pc.is_in(key, value_set=gone))
+            audit.append(logged)
+            deleted += logged.num_rows
+    return deleted
 
 
 def _upserts(
@@ -221,10 +236,11 @@ def _upserts(
                     table["hash_after"],
                 )
             )
+            res.replaced += n - (pc.sum(added.cast(pa.int64())).as_py() or 0)
         new_entries = writer.finish()
-    load_res = LoadResult(run.id)
-    _reconcile(stage, manifest, writer.new_schemes, new_entries, run, load_res)
-    res.replaced = load_res.replaced
+    # The old versions of replaced rows are gone already (see _apply_deletes): no last-wins pass needed.
+    adopt_schemes(manifest, writer.new_schemes)
+    manifest.files.extend(new_entries)
 
 
 __all__ = ["KINDS", "MODES", "MergeResult", "merge"]

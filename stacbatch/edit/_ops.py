@@ -15,7 +15,6 @@ from stacbatch import _sql
 from stacbatch.edit._paths import (
     TOKEN,
     PathError,
-    Reference,
     find_references,
     format_path,
     item_segments,
@@ -28,9 +27,7 @@ from stacbatch.errors import InputError, QueryError
 #: Keys that identify an item in the stage: changing them is a delete plus a load, not an update.
 PROTECTED = {("id",), ("collection",)}
 #: Paths whose change moves the typed query columns (datetime, bbox, geometry): rows are re-derived.
-_TYPED = {("geometry",), ("bbox",), ("properties",)} | {
-    ("properties", k) for k in ("datetime", "start_datetime", "end_datetime")
-}
+_DATETIMES = {("properties", k) for k in ("datetime", "start_datetime", "end_datetime")}
 
 
 @dataclass(frozen=True)
@@ -154,7 +151,9 @@ def _sql_value(value: Any) -> str:
 
 def rederive(ops: list[Op]) -> bool:
     """Whether the operations may move the typed columns (datetime, bbox, geometry)."""
-    return any(t[:2] in _TYPED or t[:1] in _TYPED for op in ops for t in op.targets())
+    return any(
+        t[0] in ("geometry", "bbox") or t == ("properties",) or t[:2] in _DATETIMES for op in ops for t in op.targets()
+    )
 
 
 def sets_updated(ops: list[Op]) -> bool:
@@ -166,8 +165,10 @@ def sets_updated(ops: list[Op]) -> bool:
 @dataclass
 class Compiled:
     where: str | None
-    #: one SQL expression per operation, each over the column ``item`` as the previous one left it
-    steps: list[str] = field(default_factory=list)
+    #: per operation: (kind, path, rename target, SQL giving the JSON text to set, or None)
+    steps: list[tuple[str, tuple[str, ...], tuple[str, ...] | None, str | None]] = field(default_factory=list)
+    #: whether some target lies inside another (then unchanged items are told apart by hash, not per path)
+    overlapping: bool = False
 
 
 _SCALARS = {"VARCHAR", "BOOLEAN", "DOUBLE", "BIGINT", "UBIGINT"}
@@ -179,10 +180,10 @@ def check_sql(expr: str, what: str) -> None:
             raise QueryError(f"{what} {expr!r}: one expression only (no ';')")
 
 
-def ref_types(con: duckdb.DuckDBPyConnection, view: str, refs: list[Reference]) -> dict[tuple[str, ...], str]:
+def ref_types(con: duckdb.DuckDBPyConnection, view: str, refs: list[tuple[str, ...]]) -> dict[tuple[str, ...], str]:
     """The JSON type of each referenced path over the staged items (a quick look first, the full scan only for
-    paths the first rows lack). Raises for a path no staged item has."""
-    wanted = sorted({r.segments for r in refs})
+    paths the first rows lack); paths no staged item has are left out."""
+    wanted = sorted(set(refs))
     types: dict[tuple[str, ...], str] = {}
     for limit in ("LIMIT 20000", ""):
         todo = [s for s in wanted if s not in types]
@@ -196,46 +197,28 @@ def ref_types(con: duckdb.DuckDBPyConnection, view: str, refs: list[Reference]) 
         row = con.sql(f"SELECT {', '.join(cols)} FROM (SELECT item FROM {_sql.ident(view)} {limit})").fetchall()[0]
         for n, s in enumerate(todo):
             if row[2 * n]:
-                structure = str(row[2 * n + 1] or '"JSON"')
-                scalar = structure.strip('"')
+                scalar = str(row[2 * n + 1] or '"JSON"').strip('"')
                 types[s] = scalar if scalar in _SCALARS else "JSON"
     return types
 
 
-def value_sql(segments: tuple[str, ...], typ: str) -> str:
+def value_sql(segments: tuple[str, ...], typ: str, source: str = "item") -> str:
     p = _sql.literal(pointer(segments))
     if typ == "VARCHAR":
-        return f"json_extract_string(item, {p})"
+        return f"json_extract_string({source}, {p})"
     if typ in _SCALARS:
-        return f"TRY_CAST(json_extract(item, {p}) AS {typ})"
-    return f"json_extract(item, {p})"
-
-
-def compile_expr(expr: str, types: dict[tuple[str, ...], str], what: str) -> str:
-    check_sql(expr, what)
-    template, refs = find_references(expr)
-    return template.format(**{f"ref{n}": f"({value_sql(r.segments, types[r.segments])})" for n, r in enumerate(refs)})
-
-
-def unknown_refs(exprs: list[tuple[str, str]], types: dict[tuple[str, ...], str], known: set[tuple[str, ...]]) -> None:
-    for what, expr in exprs:
-        _template, refs = find_references(expr)
-        for r in refs:
-            if r.segments not in types and r.segments not in known:
-                raise QueryError(
-                    f"{what} {expr!r}: no staged item has {format_path(r.segments)}; check the spelling "
-                    '(keys such as eo:cloud_cover need double quotes in SQL: properties."eo:cloud_cover")'
-                )
+        return f"TRY_CAST(json_extract({source}, {p}) AS {typ})"
+    return f"json_extract({source}, {p})"
 
 
 def to_json_sql(value: str, typ: str) -> str:
-    """An SQL value as JSON for ``json_set``: timestamps and dates as RFC 3339 text, SQL NULL as JSON null."""
+    """An SQL value as JSON text: timestamps and dates as RFC 3339 text, SQL NULL as JSON null."""
     t = typ.upper()
     if t.startswith("TIMESTAMP"):
         v = (
             f"strftime(timezone('UTC', {value}), '%Y-%m-%dT%H:%M:%S.%fZ')"
             if "TIME ZONE" in t
-            else (f"strftime({value}, '%Y-%m-%dT%H:%M:%S.%fZ')")
+            else f"strftime({value}, '%Y-%m-%dT%H:%M:%S.%fZ')"
         )
         return f"coalesce(to_json({v}), 'null'::JSON)"
     if t == "DATE":
@@ -245,59 +228,84 @@ def to_json_sql(value: str, typ: str) -> str:
     return f"coalesce(to_json({value}), 'null'::JSON)"
 
 
+class _Scope:
+    """What each path reads as while operations are compiled in order: the staged value, or what an earlier
+    operation wrote there (its SQL is inlined, so every value is computed from the staged item in one pass)."""
+
+    def __init__(self, types: dict[tuple[str, ...], str]) -> None:
+        self.types = types
+        #: path -> (typed SQL, JSON SQL) written by an earlier operation; ("NULL", "NULL") once removed
+        self.written: dict[tuple[str, ...], tuple[str, str]] = {}
+
+    def read(self, segs: tuple[str, ...], what: str, expr: str) -> str:
+        for path, (typed, as_json) in self.written.items():
+            if segs == path:
+                return typed
+            if segs[: len(path)] == path:
+                return f"json_extract({as_json}, {_sql.literal(pointer(segs[len(path) :]))})"
+            if path[: len(segs)] == segs:
+                raise QueryError(
+                    f"{what} {expr!r}: reads {format_path(segs)} after an earlier operation changed "
+                    f"{format_path(path)} inside it; split the operations into two updates"
+                )
+        if segs not in self.types:
+            raise QueryError(
+                f"{what} {expr!r}: no staged item has {format_path(segs)}; check the spelling "
+                '(keys such as eo:cloud_cover need double quotes in SQL: properties."eo:cloud_cover")'
+            )
+        return value_sql(segs, self.types[segs])
+
+    def compile(self, expr: str, what: str) -> str:
+        check_sql(expr, what)
+        template, refs = find_references(expr)
+        return template.format(**{f"ref{n}": f"({self.read(r.segments, what, expr)})" for n, r in enumerate(refs)})
+
+    def write(self, path: tuple[str, ...], typed: str, as_json: str) -> None:
+        for p in [p for p in self.written if p[: len(path)] == path]:
+            del self.written[p]
+        self.written[path] = (typed, as_json)
+
+
 def compile_ops(con: duckdb.DuckDBPyConnection, view: str, ops: list[Op], where: str | None) -> Compiled:
     """Type every referenced path, bind every expression (errors here, before anything is written)."""
     exprs = [("--where", where)] if where else []
     exprs += [(f"--set {format_path(op.path)}", op.expr) for op in ops if op.kind == "set" and op.expr]
-    refs: list[Reference] = []
+    refs: list[tuple[str, ...]] = []
     for what, e in exprs:
         check_sql(e, what)
-        refs += find_references(e)[1]
+        refs += [r.segments for r in find_references(e)[1]]
     try:
         types = ref_types(con, view, refs) if refs else {}
     except duckdb.Error as err:
         raise QueryError(f"cannot read the staged items: {_sql.one_line(err)}") from None
-    earlier = {t for op in ops for t in op.targets()}
-    unknown_refs(exprs, types, earlier)
-    for s in earlier:
-        types.setdefault(s, "JSON")
-    compiled = Compiled(where=compile_expr(where, types, "--where") if where else None)
+    scope = _Scope(types)
+    compiled = Compiled(where=scope.compile(where, "--where") if where else None)
     if compiled.where:
         _bind(con, f"SELECT count(*) FROM {_sql.ident(view)} WHERE {compiled.where}", "--where", where or "")
     for op in ops:
-        p = _sql.literal(pointer(op.path))
         if op.kind == "set":
             assert op.expr is not None
-            value = compile_expr(op.expr, types, "--set")
             what = f"--set {format_path(op.path)}"
+            value = scope.compile(op.expr, what)
             typ = _bind(con, f"DESCRIBE SELECT ({value}) AS v FROM {_sql.ident(view)}", what, op.expr)
-            compiled.steps.append(f"json_set(item, {p}, {to_json_sql(value, typ)})")
-            types[op.path] = _json_kind(typ)  # later operations read the value this one wrote
+            as_json = to_json_sql(value, typ)
+            compiled.steps.append(("set", op.path, None, f"({as_json})::VARCHAR"))
+            scope.write(op.path, f"({value})", as_json)
         elif op.kind == "unset":
-            compiled.steps.append(f"json_remove(item, {p})")
+            compiled.steps.append(("unset", op.path, None, None))
+            scope.write(op.path, "NULL", "NULL::JSON")
         else:
             assert op.to is not None
-            types[op.to] = types.get(op.path, "JSON")
-            q = _sql.literal(pointer(op.to))
-            compiled.steps.append(
-                f"CASE WHEN json_exists(item, {p}) THEN json_remove(json_set(item, {q}, json_extract(item, {p})), {p})"
-                " ELSE item END"
-            )
+            compiled.steps.append(("rename", op.path, op.to, None))
+            moved = scope.written.get(op.path)
+            if moved is None and op.path in types:
+                moved = (value_sql(op.path, types[op.path]), f"json_extract(item, {_sql.literal(pointer(op.path))})")
+            scope.write(op.path, "NULL", "NULL::JSON")
+            if moved is not None:
+                scope.write(op.to, *moved)
+    targets = [t for op in ops for t in op.targets()]
+    compiled.overlapping = any(a != b and b[: len(a)] == a for a in targets for b in targets)
     return compiled
-
-
-def _json_kind(sql_type: str) -> str:
-    """How a value of this SQL type reads back from the JSON it was written to."""
-    t = sql_type.upper()
-    if t in ("VARCHAR", "DATE") or t.startswith("TIMESTAMP"):
-        return "VARCHAR"
-    if t in ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER"):
-        return "BIGINT"
-    if t in ("UBIGINT", "HUGEINT", "UHUGEINT"):
-        return "UBIGINT"
-    if t in ("FLOAT", "DOUBLE") or t.startswith("DECIMAL"):
-        return "DOUBLE"
-    return "BOOLEAN" if t == "BOOLEAN" else "JSON"
 
 
 def _bind(con: duckdb.DuckDBPyConnection, query: str, what: str, expr: str) -> str:

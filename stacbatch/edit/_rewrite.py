@@ -7,6 +7,7 @@ keep their bytes, hash and provenance.
 
 from __future__ import annotations
 
+import gc
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -17,8 +18,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from stacbatch import _fs, _json, _sql
+from stacbatch._patch import format_path
 from stacbatch._rows import STAGE_SCHEMA, BatchBuilder, ItemError
-from stacbatch.edit._paths import format_path, get_path, patch_paths
 from stacbatch.stage._audit import audit_table
 from stacbatch.stage._layout import partition_dir
 from stacbatch.stage._writer import _bucket_column, sort_for_stage, write_stage_file
@@ -38,10 +39,11 @@ class FileJob:
     index: int
     scheme: str
     settings: dict[str, Any]
-    steps: list[str] = field(default_factory=list)
+    steps: list[Any] = field(default_factory=list)
     auto_updated: bool = True
     rederive: bool = False
     dry_run: bool = False
+    overlapping: bool = False
 
 
 @dataclass
@@ -93,10 +95,17 @@ def apply_results(manifest: Any, results: list[FileResult]) -> None:
 
 def run_job(job: FileJob) -> FileResult:
     with job.fs.open(_fs.join(job.root, job.entry["path"]), "rb") as f:
-        table = pq.read_table(f).replace_schema_metadata(None).cast(STAGE_SCHEMA)
-    if job.mode == "delete":
-        return _delete(job, table)
-    return _update(job, table)
+        table = pq.ParquetFile(f).read().replace_schema_metadata(None).cast(STAGE_SCHEMA)
+    # Items are parsed into many short-lived objects: the cyclic GC would rescan them for nothing.
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _delete(job, table) if job.mode == "delete" else _update(job, table)
+    finally:
+        del table
+        if enabled:
+            gc.enable()
+        pa.default_memory_pool().release_unused()  # a worker handles many files: keep its footprint flat
 
 
 def _mask(n: int, rows: list[int]) -> np.ndarray:
@@ -125,115 +134,207 @@ def _head(table: pa.Table, cols: list[str]) -> list[list[Any]]:
     return [table[c].slice(0, SAMPLE_SIZE).to_pylist() for c in cols]
 
 
+_ABSENT = object()
+
+
 def _update(job: FileJob, table: pa.Table) -> FileResult:
-    con = _sql.connect()
-    try:
-        selected = table.take(pa.array(job.rows, pa.int64())).append_column("_row", pa.array(job.rows, pa.int64()))
-        con.register("_selected", selected)
-        query = "SELECT * FROM _selected"
-        for step in job.steps:
-            query = f"SELECT * REPLACE (({step})::JSON AS item) FROM ({query})"
-        out = con.sql(f"SELECT _row, item::VARCHAR AS new FROM ({query}) ORDER BY _row").to_arrow_table()
-    finally:
-        con.close()
-    rows = out["_row"].to_numpy()
-    new_texts = out["new"].to_pylist()
-    old_hash = table["content_hash"].take(rows).to_pylist()
-    res = FileResult(job.entry, selected=len(rows))
-    changed_rows: list[int] = []
-    texts: list[bytes] = []
-    hashes: list[str] = []
-    builder = BatchBuilder() if job.rederive else None
+    """DuckDB computes every value to set (whole batch, from the staged item); Python puts them in place while it
+    parses each item anyway to hash it. Items whose targeted values did not change are left alone."""
+    sets = [n for n, step in enumerate(job.steps) if step[0] == "set"]
+    every = len(job.rows) == table.num_rows
+    selected = table if every else table.take(pa.array(job.rows, pa.int64()))
+    values: list[list[Any]] = []
+    if sets:
+        con = _sql.cursor()
+        try:
+            con.register("_selected", selected)
+            cols = ", ".join(f"{job.steps[n][3]} AS v{n}" for n in sets)
+            out = con.sql(f"SELECT {cols} FROM _selected").to_arrow_table()  # one row per selected row, in order
+            values = [out[f"v{n}"].to_pylist() for n in sets]
+        finally:
+            con.close()
+    res = FileResult(job.entry, selected=len(job.rows))
     stamp = job.run_time.isoformat(timespec="microseconds").replace("+00:00", "Z")
-    for row, text, before in zip(rows.tolist(), new_texts, old_hash, strict=True):
+    texts = pa.chunked_array([c.storage for c in selected["item"].chunks], pa.string()).to_pylist()
+    old_hash = selected["content_hash"].to_pylist()
+    ids = selected["id"].to_pylist()
+    targets = _targets(job.steps)
+    names = [format_path(t) for t in targets]
+    builder = BatchBuilder() if job.rederive else None
+    changed: list[int] = []
+    new_texts: list[bytes] = []
+    new_hashes: list[str] = []
+    paths: list[list[str]] = []
+    cache: dict[str, Any] = {}
+    for i, text in enumerate(texts):
         doc = _json.loads(text)
-        if _json.content_hash(doc) == before:
+        if not isinstance(doc, dict):
             continue
-        props = doc.get("properties") if isinstance(doc, dict) else None
+        before = [_get(doc, t) for t in targets]
+        try:
+            _apply(doc, job.steps, [v[i] for v in values], cache, job.overlapping)
+        except _NotAnObject as err:
+            res.failures.append(
+                _failure(
+                    job,
+                    ids[i],
+                    err.args[0],
+                    "is not a JSON object",
+                    "set the parent object first, or select items where it is an object",
+                )
+            )
+            continue
+        moved = [name for t, name, b in zip(targets, names, before, strict=True) if not _same(b, _get(doc, t))]
+        if job.overlapping:  # a later operation may undo an earlier one: only the hash can tell
+            if _json.content_hash(doc) == old_hash[i]:
+                continue
+        elif not moved:
+            continue
+        props = doc.get("properties")
         if job.auto_updated and isinstance(props, dict):
+            if props.get("updated") != stamp:
+                moved.append("properties.updated")
             props["updated"] = stamp
         if builder is not None:
             try:
                 builder.add(doc)
             except ItemError as err:
-                res.failures.append(
-                    {
-                        "source": job.entry["path"],
-                        "id": table["id"][row].as_py(),
-                        "field": err.field,
-                        "reason": str(err),
-                        "hint": err.hint,
-                    }
-                )
+                res.failures.append(_failure(job, ids[i], err.field, str(err), err.hint))
                 continue
         else:
-            texts.append(_json.dumps(doc))
-            hashes.append(_json.content_hash(doc))
-        changed_rows.append(row)
-    res.changed = len(changed_rows)
-    if not changed_rows:
+            new_texts.append(_json.dumps(doc))
+            new_hashes.append(_json.content_hash(doc))
+        changed.append(i)
+        paths.append(list(dict.fromkeys(moved)))
+        if len(res.samples) < SAMPLE_SIZE:
+            old = _json.loads(text)
+            res.samples.append(
+                {
+                    "collection": job.entry["collection"],
+                    "id": ids[i],
+                    "changes": {p: [_show(old, p), _show(doc, p)] for p in paths[-1]},
+                }
+            )
+    res.changed = len(changed)
+    if not changed:
         return res
-    idx = pa.array(changed_rows, pa.int64())
-    before = table.take(idx)
+    before_rows = selected.take(pa.array(changed, pa.int64()))
+    n = len(changed)
     if builder is not None:
-        parsed = builder.finish()
-        after = (
-            pa.Table.from_batches([parsed])
-            .append_column("stage_run", pa.repeat(job.run_id, len(changed_rows)))
-            .append_column("stage_seq", before["stage_seq"])
+        after_rows = (
+            pa.Table.from_batches([builder.finish()])
+            .append_column("stage_run", pa.repeat(job.run_id, n))
+            .append_column("stage_seq", before_rows["stage_seq"])
         )
     else:
-        item = pa.ExtensionArray.from_storage(pa.json_(pa.string()), pa.array(texts, pa.binary()).view(pa.string()))
-        after = before.set_column(7, STAGE_SCHEMA.field("item"), item)
-        after = after.set_column(8, STAGE_SCHEMA.field("content_hash"), pa.array(hashes, pa.string()))
-        after = after.set_column(9, STAGE_SCHEMA.field("stage_run"), pa.repeat(job.run_id, len(changed_rows)))
-    after = after.cast(STAGE_SCHEMA)
-    paths, samples = _changes(before, after)
-    res.samples = samples
+        item = pa.ExtensionArray.from_storage(pa.json_(pa.string()), pa.array(new_texts, pa.binary()).view(pa.string()))
+        after_rows = before_rows.set_column(7, STAGE_SCHEMA.field("item"), item)
+        after_rows = after_rows.set_column(8, STAGE_SCHEMA.field("content_hash"), pa.array(new_hashes, pa.string()))
+        after_rows = after_rows.set_column(9, STAGE_SCHEMA.field("stage_run"), pa.repeat(job.run_id, n))
+    after_rows = after_rows.cast(STAGE_SCHEMA)
     res.audit = audit_table(
         job.run_id,
         job.run_time,
         "update",
-        after["collection"],
-        after["id"],
-        paths,
-        before["content_hash"],
-        after["content_hash"],
+        after_rows["collection"],
+        after_rows["id"],
+        pa.array(paths, pa.list_(pa.string())),
+        before_rows["content_hash"],
+        after_rows["content_hash"],
     )
     if job.dry_run:
         return res
-    mask = _mask(table.num_rows, changed_rows)
-    merged = pa.concat_tables([table.filter(pa.array(~mask)), after])
+    mask = _mask(table.num_rows, [job.rows[i] for i in changed])
+    merged = pa.concat_tables([table.filter(pa.array(~mask)), after_rows])
     res.new_entries = _write(job, _by_bucket(job, merged))
     return res
 
 
-def _changes(before: pa.Table, after: pa.Table) -> tuple[pa.Array, list[dict[str, Any]]]:
-    """Per changed row, the paths that changed (leaves of the JSON merge patch), and a few before/after samples."""
-    con = _sql.connect()
-    try:
-        con.register(
-            "_pairs", pa.table({"old": before["item"].cast(pa.string()), "new": after["item"].cast(pa.string())})
-        )
-        patches = con.sql("SELECT json_merge_patch_diff(old::JSON, new::JSON)::VARCHAR FROM _pairs").fetchall()
-    finally:
-        con.close()
-    paths: list[list[str]] = []
-    samples: list[dict[str, Any]] = []
-    for n, (patch,) in enumerate(patches):
-        segs = patch_paths(_json.loads(patch))
-        paths.append([format_path(s) for s in segs])
-        if n < SAMPLE_SIZE:
-            old = _json.loads(before["item"][n].as_py())
-            new = _json.loads(after["item"][n].as_py())
-            samples.append(
-                {
-                    "collection": after["collection"][n].as_py(),
-                    "id": after["id"][n].as_py(),
-                    "changes": {format_path(s): [get_path(old, s), get_path(new, s)] for s in segs},
-                }
-            )
-    return pa.array(paths, pa.list_(pa.string())), samples
+def _failure(job: FileJob, item_id: str, field: str | None, reason: str, hint: str) -> dict[str, Any]:
+    return {"source": job.entry["path"], "id": item_id, "field": field, "reason": reason, "hint": hint}
+
+
+class _NotAnObject(Exception):
+    pass
+
+
+def _targets(steps: list[Any]) -> list[tuple[str, ...]]:
+    out: list[tuple[str, ...]] = []
+    for kind, path, to, _value in steps:
+        out.append(path)
+        if kind == "rename" and to is not None:
+            out.append(to)
+    return out
+
+
+def _get(doc: Any, path: tuple[str, ...]) -> Any:
+    for key in path:
+        if not isinstance(doc, dict) or key not in doc:
+            return _ABSENT
+        doc = doc[key]
+    return doc
+
+
+def _parent(doc: dict[str, Any], path: tuple[str, ...], create: bool) -> dict[str, Any] | None:
+    """The object holding the path's last key; missing (or null) parents are created as objects when asked."""
+    node: Any = doc
+    for n, key in enumerate(path[:-1]):
+        nxt = node.get(key)
+        if nxt is None:
+            if not create:
+                return None
+            nxt = node[key] = {}
+        elif not isinstance(nxt, dict):
+            if not create:
+                return None
+            raise _NotAnObject(format_path(path[: n + 1]))
+        node = nxt
+    return node  # type: ignore[no-any-return]
+
+
+def _apply(doc: dict[str, Any], steps: list[Any], values: list[Any], cache: dict[str, Any], overlapping: bool) -> None:
+    k = 0
+    for kind, path, to, _sql_value in steps:
+        if kind == "set":
+            text = values[k]
+            k += 1
+            value = _ABSENT if overlapping else cache.get(text, _ABSENT)
+            if value is _ABSENT:
+                value = _json.loads(text)
+                if not isinstance(value, dict | list) and len(cache) < 1024:
+                    cache[text] = value  # immutable: safe to share between items
+            parent = _parent(doc, path, create=True)
+            assert parent is not None
+            parent[path[-1]] = value
+        elif kind == "unset":
+            parent = _parent(doc, path, create=False)
+            if parent is not None:
+                parent.pop(path[-1], None)
+        else:
+            parent = _parent(doc, path, create=False)
+            if parent is not None and path[-1] in parent:
+                value = parent.pop(path[-1])
+                target = _parent(doc, to, create=True)
+                assert target is not None
+                target[to[-1]] = value
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal as canonical JSON (1 == 1.0, but True != 1)."""
+    if a is _ABSENT or b is _ABSENT:
+        return a is b
+    if type(a) is bool or type(b) is bool:
+        return type(a) is type(b) and a == b
+    if isinstance(a, dict | list) or isinstance(b, dict | list):
+        return type(a) is type(b) and _json.canonical(a) == _json.canonical(b)
+    return bool(a == b)
+
+
+def _show(doc: Any, path_text: str) -> Any:
+    from stacbatch.edit._paths import parse_path
+
+    value = _get(doc, parse_path(path_text))
+    return "<absent>" if value is _ABSENT else value
 
 
 def _by_bucket(job: FileJob, table: pa.Table) -> dict[str | None, pa.Table]:

@@ -237,13 +237,7 @@ def _reconcile(
     result: LoadResult,
 ) -> None:
     """Apply last-wins: drop every row superseded by a later one, then fold the new files into the manifest."""
-    for cid, scheme in new_schemes.items():
-        manifest.collections.setdefault(cid, {"partitioning": scheme, "json": None})
-        if manifest.collections[cid].get("partitioning") is None:
-            manifest.collections[cid]["partitioning"] = scheme
-    for meta in manifest.collections.values():
-        if meta.get("partitioning") is None:
-            meta["partitioning"] = "none"
+    adopt_schemes(manifest, new_schemes)
     staged_rows = sum(e["rows"] for e in new_entries)
     touched = {e["collection"] for e in new_entries}
     old_entries = [f for f in manifest.files if f["collection"] in touched]
@@ -274,6 +268,17 @@ def _reconcile(
     result.staged = staged_rows - result.duplicates
     result.new = result.staged - result.replaced
     manifest.files.extend(new_entries)
+
+
+def adopt_schemes(manifest: Manifest, new_schemes: dict[str, str]) -> None:
+    """Record the partitioning chosen for collections new to the stage."""
+    for cid, scheme in new_schemes.items():
+        manifest.collections.setdefault(cid, {"partitioning": scheme, "json": None})
+        if manifest.collections[cid].get("partitioning") is None:
+            manifest.collections[cid]["partitioning"] = scheme
+    for meta in manifest.collections.values():
+        if meta.get("partitioning") is None:
+            meta["partitioning"] = "none"
 
 
 def _rewrite_without(

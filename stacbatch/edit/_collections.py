@@ -1,0 +1,150 @@
+"""Collection-level updates: title, description, license, providers, keywords, extents, summaries, anything.
+
+The same operations as item updates (set/unset/rename with SQL values), applied to one staged Collection JSON;
+``--extent-from-items`` recomputes the spatial and temporal extent from the staged items. The new JSON is a new
+content-addressed file; the manifest switch commits it with an audit row.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from stacbatch import _json, _sql
+from stacbatch._patch import format_path
+from stacbatch.edit._ops import Op, to_json_sql
+from stacbatch.edit._rewrite import _apply, _get, _NotAnObject, _same
+from stacbatch.errors import InputError, QueryError
+from stacbatch.stage._audit import audit_table
+from stacbatch.stage._commit import commit
+from stacbatch.stage._load import LoadResult, _stage_collection
+from stacbatch.stage._runs import Run
+from stacbatch.stage._stage import Stage
+
+
+@dataclass
+class CollectionUpdate:
+    collection: str
+    run_id: str | None
+    changed: list[str] = field(default_factory=list)
+    before: dict[str, Any] = field(default_factory=dict)
+    after: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+    stage_version: int = 0
+
+
+def extent_from_items(stage: Stage, collection: str) -> dict[str, Any]:
+    """Spatial (union bbox) and temporal (first start, last end) extent of a collection's staged items."""
+    view = stage.items_view([collection])
+    row = stage.sql(
+        f"SELECT min(bbox.xmin), min(bbox.ymin), max(bbox.xmax), max(bbox.ymax), "
+        f"min(coalesce(start_datetime, datetime)), max(coalesce(end_datetime, datetime)), count(*) "
+        f"FROM {_sql.ident(view)}"
+    ).fetchall()[0]
+    if not row[6]:
+        raise InputError(f"collection {collection!r} has no staged items to compute an extent from")
+
+    def stamp(v: Any) -> str | None:
+        return v.astimezone(UTC).isoformat().replace("+00:00", "Z") if v is not None else None
+
+    bbox = [list(row[:4])] if row[0] is not None else [[-180.0, -90.0, 180.0, 90.0]]
+    return {"spatial": {"bbox": bbox}, "temporal": {"interval": [[stamp(row[4]), stamp(row[5])]]}}
+
+
+def update_collection(
+    stage_path: str, collection: str, ops: list[Op], *, extent: bool = False, dry_run: bool = False
+) -> CollectionUpdate:
+    if not ops and not extent:
+        raise InputError("nothing to do: give --set, --unset, --rename or --extent-from-items")
+    t0 = time.perf_counter()
+    stage = Stage.open(stage_path)
+    with stage.write_lock():
+        stage = Stage.open(stage_path)
+        if collection not in stage.manifest.collections:
+            known = ", ".join(sorted(stage.manifest.collections)[:10]) or "none"
+            raise InputError(f"collection {collection!r} is not in the stage (it has: {known})")
+        doc = stage.collection_json(collection)
+        if doc is None:  # a key only items named: start from a minimal Collection
+            doc = {
+                "type": "Collection",
+                "stac_version": "1.1.0",
+                "id": collection,
+                "description": collection,
+                "license": "other",
+                "extent": {},
+                "links": [],
+            }
+        before = copy.deepcopy(doc)
+        steps = _compile(stage, ops)
+        values = [v for _k, _p, _t, v in steps if v is not None]
+        try:
+            _apply(doc, steps, values, {}, overlapping=True)
+        except _NotAnObject as err:
+            raise InputError(f"cannot set below {err.args[0]}: it is not a JSON object in the collection") from None
+        if extent:
+            doc["extent"] = extent_from_items(stage, collection)
+        if doc.get("id") != collection:
+            raise InputError("a collection's id cannot be changed by an update")
+        res = CollectionUpdate(collection, None, before=before, after=doc)
+        paths = {format_path(p) for _k, p, to, _v in steps for p in ([p] if to is None else [p, to])}
+        if extent:
+            paths.add("extent")
+        res.changed = sorted(p for p in paths if not _same(_get(before, _split(p)), _get(doc, _split(p))))
+        if dry_run or _json.content_hash(before) == _json.content_hash(doc):
+            res.seconds = time.perf_counter() - t0
+            return res
+        run = Run(
+            stage.fs,
+            stage.root,
+            "update-collection",
+            {"collection": collection, "operations": [o.describe() for o in ops]},
+        )
+        res.run_id = run.id
+        manifest = stage.manifest.copy()
+        _stage_collection(stage, manifest, collection, doc, run, LoadResult(run.id))
+        audit = audit_table(
+            run.id,
+            datetime.now(UTC),
+            "update-collection",
+            pa.array([collection]),
+            pa.array([collection]),
+            pa.array([res.changed], pa.list_(pa.string())),
+            pa.array([_json.content_hash(before)]),
+            pa.array([_json.content_hash(doc)]),
+        )
+        res.seconds = time.perf_counter() - t0
+        res.stage_version = commit(
+            stage, manifest, run, "ok", {"changed_paths": len(res.changed)}, [audit], {"seconds": round(res.seconds, 3)}
+        )
+    return res
+
+
+def _split(path: str) -> tuple[str, ...]:
+    from stacbatch.edit._paths import parse_path
+
+    return parse_path(path)
+
+
+def _compile(stage: Stage, ops: list[Op]) -> list[Any]:
+    """Collection values are constant SQL expressions (no item paths): evaluated once by DuckDB."""
+    steps: list[Any] = []
+    con = stage.connection
+    for op in ops:
+        if op.kind != "set":
+            steps.append((op.kind, op.path, op.to, None))
+            continue
+        assert op.expr is not None
+        what = f"--set {format_path(op.path)}"
+        try:
+            typ = str(con.sql(f"DESCRIBE SELECT ({op.expr}) AS v").fetchall()[0][1])
+            (text,) = con.sql(f"SELECT ({to_json_sql(f'({op.expr})', typ)})::VARCHAR").fetchall()[0]
+        except duckdb.Error as err:
+            raise QueryError(f"{what} {op.expr!r}: {_sql.one_line(err)}") from None
+        steps.append(("set", op.path, None, text))
+    return steps
