@@ -77,3 +77,6 @@ def _merge_report(res: MergeResult) -> None:
         f"deleted, {res.unchanged:,} unchanged, {res.skipped:,} skipped by the mode; "
         f"{res.collections_staged} collection(s); {res.seconds:.1f} s; stage v{res.stage_version}"
     )
+    for c, k in sorted(res.per_collection.items()):
+        if k["added"] or k["modified"] or k["deleted"]:
+            info(f"  {c}: source has {k['added']:,} new, {k['modified']:,} changed, {k['deleted']:,} gone")

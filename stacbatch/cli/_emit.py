@@ -3,6 +3,7 @@ from __future__ import annotations
 import typer
 
 from stacbatch.cli._common import info, require_stage, stage_option
+from stacbatch.edit._ops import compile_where
 from stacbatch.emit import emit_geoparquet, emit_json_tree, emit_ndjson
 from stacbatch.errors import InputError
 from stacbatch.stage import open_stage
@@ -13,13 +14,18 @@ def emit_cmd(
     fmt: str = typer.Option(..., "--format", "-f", help="ndjson | json (static catalog tree) | geoparquet"),
     to: str = typer.Option(..., "--to", "-o", help="Target folder (or, for ndjson, a .ndjson file)."),
     collection: list[str] = typer.Option([], "--collection", "-c", help="Only these collections (repeatable)."),
-    where: str | None = typer.Option(None, "--where", "-w", help="SQL predicate over the items view."),
+    where: str | None = typer.Option(
+        None, "--where", "-w", help="SQL predicate over the items view; item paths allowed (properties.platform)."
+    ),
     single_file: bool = typer.Option(False, "--single-file", help="ndjson: one file for all collections."),
     catalog_id: str = typer.Option("stacbatch", "--catalog-id", help="json: id of the root catalog."),
     title: str | None = typer.Option(None, "--title", help="json: title of the root catalog."),
 ) -> None:
     st = open_stage(require_stage(stage))
     colls = collection or None
+    if fmt not in ("ndjson", "json", "geoparquet"):
+        raise InputError(f"--format must be ndjson, json or geoparquet, got {fmt!r}")
+    where = compile_where(st.connection, where)  # item paths such as properties."eo:cloud_cover" work here too
     if fmt == "ndjson":
         res = emit_ndjson(st, to, collections=colls, where=where, split=False if single_file else None)
     elif fmt == "json":

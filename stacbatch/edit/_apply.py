@@ -9,17 +9,13 @@ from typing import Any
 
 import pyarrow as pa
 
-from stacbatch._pool import default_workers, ordered_map
 from stacbatch.edit._ops import Op, compile_ops, rederive, sets_updated
-from stacbatch.edit._rewrite import FileResult, apply_results, make_jobs, run_job
+from stacbatch.edit._rewrite import FileResult, apply_results, make_jobs, run_jobs
 from stacbatch.edit._select import read_ids, result_counts, select_rows, selection
 from stacbatch.errors import InputError
 from stacbatch.stage._commit import commit, crash_point
 from stacbatch.stage._runs import Run
 from stacbatch.stage._stage import Stage
-
-#: Fewer selected rows than this are rewritten in-process (worker start-up would cost more).
-PARALLEL_MIN_ROWS = 20_000
 
 
 @dataclass
@@ -123,9 +119,7 @@ def _edit(
             dry_run=dry_run,
             overlapping=compiled.overlapping,
         )
-        total = sum(len(j.rows) for j in jobs)
-        n_workers = workers if workers is not None else (default_workers() if total >= PARALLEL_MIN_ROWS else 1)
-        results: list[FileResult] = list(ordered_map(run_job, jobs, min(n_workers, len(jobs))))
+        results: list[FileResult] = run_jobs(jobs, workers)
         counts = result_counts(results)
         res.selected, res.changed, res.files_rewritten = (
             counts["selected"],

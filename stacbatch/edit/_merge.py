@@ -21,10 +21,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from stacbatch import _fs, _sql
-from stacbatch._pool import default_workers, ordered_map
 from stacbatch._rows import STAGE_SCHEMA
 from stacbatch.edit._diff import CHANGESET_FORMAT, KINDS, as_stage, change_batches, compare_keys, source_sql
-from stacbatch.edit._rewrite import apply_results, make_jobs, run_job
+from stacbatch.edit._rewrite import apply_results, make_jobs, run_jobs
 from stacbatch.edit._select import select_rows
 from stacbatch.errors import InputError, QueryError
 from stacbatch.stage._audit import audit_table
@@ -168,8 +167,7 @@ def _apply_deletes(
     rows = select_rows(stage, "(collection, id) IN (SELECT collection, id FROM _del)")
     # first_index: file names distinct from the partition writer's
     jobs = make_jobs(stage, manifest, rows, "delete", run_id, run_time, first_index=90_000)
-    n = sum(len(j.rows) for j in jobs)
-    results = list(ordered_map(run_job, jobs, min(workers or default_workers(), len(jobs)) if n > 20_000 else 1))
+    results = run_jobs(jobs, workers)
     apply_results(manifest, results)
     gone = pc.binary_join_element_wise(deletes["collection"], deletes["id"], "\x00")
     deleted = 0

@@ -318,3 +318,8 @@ def _bind(con: duckdb.DuckDBPyConnection, query: str, what: str, expr: str) -> s
         return ""
     except duckdb.Error as err:
         raise QueryError(f"{what} {expr!r}: {_sql.one_line(err)}") from None
+
+
+def compile_where(con: duckdb.DuckDBPyConnection, where: str | None, view: str = "items") -> str | None:
+    """A ``--where`` predicate with item paths (``properties."eo:cloud_cover" > 90``) as plain DuckDB SQL."""
+    return compile_ops(con, view, [], where).where if where else None

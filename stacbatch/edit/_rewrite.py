@@ -8,6 +8,7 @@ keep their bytes, hash and provenance.
 from __future__ import annotations
 
 import gc
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -85,6 +86,19 @@ def make_jobs(
     ]
 
 
+#: Below this many rows in the files to rewrite, worker start-up (~1 s) costs more than it saves.
+PARALLEL_MIN_ROWS = 20_000
+
+
+def run_jobs(jobs: list[FileJob], workers: int | None) -> list[FileResult]:
+    """Run the jobs, in worker processes when the files they rewrite are large enough to pay for them."""
+    from stacbatch._pool import default_workers, ordered_map
+
+    rows = sum(j.entry["rows"] for j in jobs)
+    n = workers if workers is not None else (default_workers() if rows >= PARALLEL_MIN_ROWS else 1)
+    return list(ordered_map(run_job, jobs, max(1, min(n, len(jobs)))))
+
+
 def apply_results(manifest: Any, results: list[FileResult]) -> None:
     """Swap rewritten files for their replacements in a manifest (copy); committed later."""
     rewritten = {r.entry["path"] for r in results if r.rewritten}
@@ -155,7 +169,7 @@ def _update(job: FileJob, table: pa.Table) -> FileResult:
             con.close()
     res = FileResult(job.entry, selected=len(job.rows))
     stamp = job.run_time.isoformat(timespec="microseconds").replace("+00:00", "Z")
-    texts = pa.chunked_array([c.storage for c in selected["item"].chunks], pa.string()).to_pylist()
+    item_col = pa.chunked_array([c.storage for c in selected["item"].chunks], pa.string())
     old_hash = selected["content_hash"].to_pylist()
     ids = selected["id"].to_pylist()
     targets = _targets(job.steps)
@@ -164,9 +178,10 @@ def _update(job: FileJob, table: pa.Table) -> FileResult:
     changed: list[int] = []
     new_texts: list[bytes] = []
     new_hashes: list[str] = []
+    text_chunks: list[pa.Array] = []
     paths: list[list[str]] = []
     cache: dict[str, Any] = {}
-    for i, text in enumerate(texts):
+    for i, text in _texts(item_col, new_texts, text_chunks):
         doc = _json.loads(text)
         if not isinstance(doc, dict):
             continue
@@ -227,7 +242,9 @@ def _update(job: FileJob, table: pa.Table) -> FileResult:
             .append_column("stage_seq", before_rows["stage_seq"])
         )
     else:
-        item = pa.ExtensionArray.from_storage(pa.json_(pa.string()), pa.array(new_texts, pa.binary()).view(pa.string()))
+        text_chunks.append(pa.array(new_texts, pa.binary()))
+        texts = pa.concat_arrays(text_chunks).view(pa.string())
+        item = pa.ExtensionArray.from_storage(pa.json_(pa.string()), texts)
         after_rows = before_rows.set_column(7, STAGE_SCHEMA.field("item"), item)
         after_rows = after_rows.set_column(8, STAGE_SCHEMA.field("content_hash"), pa.array(new_hashes, pa.string()))
         after_rows = after_rows.set_column(9, STAGE_SCHEMA.field("stage_run"), pa.repeat(job.run_id, n))
@@ -248,6 +265,21 @@ def _update(job: FileJob, table: pa.Table) -> FileResult:
     merged = pa.concat_tables([table.filter(pa.array(~mask)), after_rows])
     res.new_entries = _write(job, _by_bucket(job, merged))
     return res
+
+
+#: Items turned into Python objects at a time: bounds a worker's heap whatever the file size.
+TEXT_CHUNK = 4096
+
+
+def _texts(col: pa.ChunkedArray, out: list[bytes], done: list[pa.Array]) -> Iterator[tuple[int, str]]:
+    """(row, item text) over a column, a slice at a time; after each slice the texts produced so far (``out``)
+    move into an Arrow array in ``done``, so Python holds at most one slice of input and of output."""
+    for lo in range(0, len(col), TEXT_CHUNK):
+        for j, text in enumerate(col.slice(lo, TEXT_CHUNK).to_pylist()):
+            yield lo + j, text
+        if out:
+            done.append(pa.array(out, pa.binary()))
+            out.clear()
 
 
 def _failure(job: FileJob, item_id: str, field: str | None, reason: str, hint: str) -> dict[str, Any]:
