@@ -112,25 +112,36 @@ def tombstones_from_audit(audit: pa.Table) -> pa.Table:
 
 def load_audit(
     fs: Any, root: str, run_id: str, time: datetime, old: list[dict[str, Any]], new: list[dict[str, Any]]
-) -> pa.Table:
+) -> tuple[list[pa.Table], dict[str, Any] | None]:
     """Audit rows of a load: inserts, and replacements whose content changed (with the paths that changed).
-    ``old`` are the manifest entries of the touched collections before the load, ``new`` the entries after it."""
+    ``old`` are the manifest entries of the touched collections before the load, ``new`` the entries after it.
+
+    Returns tables for ``commit`` to write, or, for a first load of local collections (every row an insert), the
+    manifest entry of an audit file DuckDB already wrote (a million rows never pass through Python)."""
     import pyarrow.compute as pc
 
     from stacbatch import _sql
     from stacbatch._patch import changed_paths
 
     if not new:
-        return audit_table(
-            run_id, time, "insert", pa.array([], pa.string()), pa.array([], pa.string()), None, None, None
-        )
+        return [], None
     new_paths = [_fs.full_path(fs, _fs.join(root, e["path"])) for e in new]
     con = _sql.connect(fs)
     try:
+        if not old and _fs.is_local(fs):
+            rel = f"{AUDIT}/{AUDIT}-{run_id}.parquet"
+            path = _fs.join(root, rel)
+            fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+            con.execute(
+                _sql.load("load_audit_inserts").replace("{target}", _sql.literal(path)),
+                [run_id, time, new_paths],
+            )
+            rows = con.sql("SELECT count(*) FROM read_parquet($1)", params=[path]).fetchall()[0][0]
+            return [], {"path": rel, "run": run_id, "rows": int(rows)}
         if old:
             old_paths = [_fs.full_path(fs, _fs.join(root, e["path"])) for e in old]
             table = con.sql(_sql.load("load_audit"), params=[new_paths, old_paths, run_id]).to_arrow_table()
-        else:  # first load of these collections: every row is an insert, no item text needs reading
+        else:
             table = con.sql(
                 "SELECT collection, id, NULL::VARCHAR AS hash_before, content_hash AS hash_after, NULL::VARCHAR AS "
                 "patch FROM read_parquet($1) WHERE stage_run = $2 ORDER BY collection, id",
@@ -140,6 +151,8 @@ def load_audit(
         con.close()
     op = pc.if_else(pc.is_null(table["hash_before"]), "insert", "replace")
     paths = pa.array(changed_paths(table["patch"].to_pylist()), pa.list_(pa.string()))
-    return audit_table(
-        run_id, time, op, table["collection"], table["id"], paths, table["hash_before"], table["hash_after"]
-    )
+    return [
+        audit_table(
+            run_id, time, op, table["collection"], table["id"], paths, table["hash_before"], table["hash_after"]
+        )
+    ], None

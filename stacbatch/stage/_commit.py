@@ -28,11 +28,13 @@ def commit(
     counts: dict[str, Any],
     audit: list[pa.Table],
     extra: dict[str, Any] | None = None,
+    audit_written: dict[str, Any] | None = None,
 ) -> int:
-    """Write the run's audit log and tombstones, then the manifest; returns the new stage version."""
+    """Write the run's audit log and tombstones, then the manifest; returns the new stage version.
+    ``audit_written``: the entry of an audit file already written for this run (instead of ``audit``)."""
     from stacbatch.stage._load import _delete_unreferenced
 
-    entry = write_audit(stage.fs, stage.root, run.id, audit)
+    entry = audit_written or write_audit(stage.fs, stage.root, run.id, audit)
     if entry is not None:
         manifest.audit.append(entry)
         tomb = write_tombstones(stage.fs, stage.root, run.id, [tombstones_from_audit(t) for t in audit])

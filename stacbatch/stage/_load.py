@@ -141,14 +141,21 @@ def load(
         touched = {e["collection"] for e in new_entries}
         old_entries = [f for f in manifest.files if f["collection"] in touched]
         _reconcile(stage, manifest, writer.new_schemes, new_entries, run, result)
-        audit = load_audit(stage.fs, stage.root, run.id, run_time, old_entries, new_entries)
+        audit, audit_written = load_audit(stage.fs, stage.root, run.id, run_time, old_entries, new_entries)
         result.files_written = len(new_entries)
         result.failures_file = run.failures_path if run.failure_count else None
         result.first_failures = run.first_failures
         result.seconds = time.perf_counter() - t0
         status = "partial" if result.failed else "ok"
         result.stage_version = commit(
-            stage, manifest, run, status, result.counts(), [audit], {"seconds": round(result.seconds, 3)}
+            stage,
+            manifest,
+            run,
+            status,
+            result.counts(),
+            audit,
+            {"seconds": round(result.seconds, 3)},
+            audit_written=audit_written,
         )
     return result
 
