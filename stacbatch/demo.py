@@ -1,4 +1,4 @@
-"""``make demo``: load the bundled sample into a local stage, summarise it, query it, emit it.
+"""``make demo``: load the bundled sample into a local stage, summarise it, query it, edit it, diff it, emit it.
 
 Each step is the real CLI, shown as the command a user would type.
 """
@@ -45,6 +45,27 @@ def main() -> None:
         "WHERE collection = 'HLSL30_2.0' AND (properties->>'eo:cloud_cover')::DOUBLE < 5 "
         "ORDER BY datetime DESC LIMIT 5",
     )
+    # Batch edits: keep a copy of the stage as it was loaded, edit, then compare the two.
+    shutil.copytree(stage, out / "stage-as-loaded")
+    _run(
+        "update",
+        "--stage",
+        "demo-stage",
+        "--where",
+        "collection = 'HLSL30_2.0' AND properties.\"eo:cloud_cover\" > 90",
+        "--set",
+        'properties."demo:cloudy"=true',
+        "--set",
+        "assets.thumbnail.href=replace(assets.thumbnail.href, 'https://', 's3://')",
+    )
+    _run("delete", "--stage", "demo-stage", "--where", "collection = 'MOD09GA_061' AND datetime < '2019-01-01'")
+    _run("diff", "demo-out/stage-as-loaded", "demo-stage", "--out", "demo-out/changes.parquet")
+    _run(
+        "sql",
+        "--stage",
+        "demo-stage",
+        "SELECT run_id, operation, count(*) AS items, any_value(paths) AS paths FROM audit GROUP BY ALL ORDER BY 1",
+    )
     _run("emit", "--stage", "demo-stage", "--format", "json", "--to", "demo-out/catalog", "--title", "stacbatch demo")
     _run("emit", "--stage", "demo-stage", "--format", "ndjson", "--to", "demo-out/ndjson")
     _run(
@@ -64,6 +85,7 @@ def main() -> None:
         f"  static STAC catalog            {out / 'catalog' / 'catalog.json'}\n"
         f"  NDJSON, one file a collection  {out / 'ndjson'}\n"
         f"  stac-geoparquet                {out / 'geoparquet'}\n"
+        f"  change set of the edits        {out / 'changes.parquet'}\n"
         "Open the stage in Python:  import stacbatch; stacbatch.open_stage('demo-stage').items"
     )
 

@@ -98,10 +98,10 @@ def _report(res: EditResult) -> None:
             for p, (before, after) in s.get("changes", {}).items():
                 out.write(f"    {p}: {_show(before)} -> {_show(after)}\n")
         return
+    same = f"{res.unchanged:,} unchanged (content already as asked), " if res.command == "update" else ""
     info(
-        f"{res.command} {res.run_id}: {res.selected:,} selected, {res.changed:,} {verb}, {res.unchanged:,} unchanged "
-        f"(content already as asked), {res.files_rewritten:,} file(s) rewritten; {res.seconds:.1f} s; "
-        f"stage v{res.stage_version}"
+        f"{res.command} {res.run_id}: {res.selected:,} selected, {res.changed:,} {verb}, {same}"
+        f"{res.files_rewritten:,} file(s) rewritten; {res.seconds:.1f} s; stage v{res.stage_version}"
     )
     for c, n in sorted(res.per_collection.items()):
         info(f"  {c}: {n:,} {verb}")
