@@ -44,8 +44,13 @@ def literal_list(values: list[str]) -> str:
 
 
 def one_line(err: BaseException) -> str:
-    """A library's (often multi-line) error message folded onto one line for the user."""
-    return " ".join(str(err).split())
+    """A library's (often multi-line) error message folded onto one line for the user. DuckDB's echo of the query
+    (``LINE 1: ...`` with a caret) is dropped: it shows stacbatch's generated SQL, not what the user wrote."""
+    text = str(err)
+    cut = text.find("\nLINE ")
+    if cut > 0:
+        text = text[:cut]
+    return " ".join(text.split())
 
 
 @cache
