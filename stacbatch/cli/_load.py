@@ -5,7 +5,7 @@ import sys
 import typer
 
 from stacbatch.cli._common import info, require_stage, stage_option, state
-from stacbatch.errors import ExitCode
+from stacbatch.errors import ExitCode, InputError
 from stacbatch.stage import DEFAULT_BATCH_SIZE, load
 from stacbatch.stage._load import print_progress
 from stacbatch.stage._runs import format_failure
@@ -25,8 +25,42 @@ def load_cmd(
         "--time-bucket",
         help="none | year | month: time partitions of large new collections (stage default: year).",
     ),
+    collection: list[str] = typer.Option([], "--collection", "-c", help="API: collection ids or globs (repeatable)."),
+    bbox: str | None = typer.Option(None, "--bbox", help="API: west,south,east,north."),
+    datetime_: str | None = typer.Option(None, "--datetime", help="API: RFC 3339 datetime or interval a/b (.. open)."),
+    ids: str | None = typer.Option(None, "--ids", help="API: comma-separated item ids."),
+    max_items: int | None = typer.Option(None, "--max-items", help="API: stop after this many items."),
+    concurrency: int = typer.Option(8, "--concurrency", help="API: requests in flight."),
+    rate_limit: float | None = typer.Option(None, "--rate-limit", help="API: requests per second per host."),
+    max_retries: int = typer.Option(5, "--max-retries", help="API: retries of a failing request (429, 5xx, timeouts)."),
+    timeout: float = typer.Option(60.0, "--timeout", help="API: seconds per request."),
+    header: list[str] = typer.Option([], "--header", "-H", help='API: "Name: value" (${ENV} expanded; repeatable).'),
+    method: str = typer.Option("auto", "--method", help="API: auto | GET | POST item search."),
 ) -> None:
     path = require_stage(stage)
+    api = None
+    if any(s.startswith(("http://", "https://")) for s in sources):
+        from stacbatch.api import ApiOptions, check_datetime, parse_bbox, parse_headers
+
+        if method.upper() not in ("AUTO", "GET", "POST"):
+            raise InputError(f"--method must be auto, GET or POST, got {method!r}")
+        if max_items is not None and max_items < 1:
+            raise InputError(f"--max-items must be at least 1, got {max_items}")
+        api = ApiOptions(
+            collections=collection,
+            bbox=parse_bbox(bbox) if bbox else None,
+            datetime=check_datetime(datetime_) if datetime_ else None,
+            ids=[i for i in ids.split(",") if i] if ids else None,
+            max_items=max_items,
+            concurrency=concurrency,
+            rate_limit=rate_limit,
+            max_retries=max_retries,
+            timeout=timeout,
+            headers=parse_headers(header),
+            method=method.upper() if method.upper() != "AUTO" else "auto",
+        )
+    elif collection or bbox or datetime_ or ids or max_items:
+        raise InputError("--collection, --bbox, --datetime, --ids and --max-items apply to STAC API URLs only")
     progress = print_progress() if sys.stderr.isatty() and not state.quiet else None
     res = load(
         path,
@@ -35,6 +69,7 @@ def load_cmd(
         workers=workers,
         time_bucket=time_bucket,
         progress=progress,
+        api=api,
     )
     if progress:
         sys.stderr.write("\r")
@@ -44,6 +79,13 @@ def load_cmd(
         f"replaced), {res.duplicates:,} superseded within input, failed {res.failed:,}; "
         f"{res.collections_staged} collection(s); {res.seconds:.1f} s, {rate:,.0f} items/s; stage v{res.stage_version}"
     )
+    if res.api is not None:
+        a = res.api
+        info(
+            f"  API: {a.items:,} items in {a.pages:,} pages, {a.requests:,} requests, {a.retries:,} retries, "
+            f"{a.failed_queries:,} failed queries; {a.seconds:.1f} s, {a.items / a.seconds if a.seconds else 0:,.0f} "
+            "items/s"
+        )
     if res.failed:
         for rec in res.first_failures:
             print(f"stacbatch: failed: {format_failure(rec)}", file=sys.stderr)

@@ -8,7 +8,7 @@ import traceback
 import typer
 from typer.exceptions import TyperException
 
-from stacbatch.cli import _diff, _edit, _emit, _info, _load, _sql
+from stacbatch.cli import _api, _diff, _edit, _emit, _info, _load, _sql
 from stacbatch.cli._common import state
 from stacbatch.errors import ExitCode, StacbatchError
 
@@ -41,7 +41,10 @@ def _global(
     state.quiet = quiet
 
 
-app.command("load", help="Stage items from files, folders, static catalogs and stac-geoparquet.")(_load.load_cmd)
+app.command("load", help="Stage items from files, folders, static catalogs, stac-geoparquet and STAC APIs.")(
+    _load.load_cmd
+)
+app.command("discover", help="List the collections of a STAC API (CMR-STAC providers too).")(_api.discover_cmd)
 app.command("info", help="Summarise a stage per collection.")(_info.info_cmd)
 app.command("sql", help="Run SQL (DuckDB) over views `items` and `collections`.")(_sql.sql_cmd)
 app.command("update", help="Set, unset or rename fields of selected items (SQL expressions).")(_edit.update_cmd)

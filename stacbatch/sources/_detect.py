@@ -32,23 +32,31 @@ class SourcePlan:
     #: (source label, location or "", reason) for sources or documents that could not be read at all.
     problems: list[tuple[str, str, str]] = field(default_factory=list)
     total_bytes: int = 0
+    #: options for STAC API sources (URLs); their sources, once started, with stats and failure records
+    api: Any = None
+    api_sources: list[Any] = field(default_factory=list)
 
     def units(self) -> Iterator[Unit]:
         for path in self.paths:
             yield from _units_for(path, self)
 
 
-def plan_sources(sources: list[str], batch_size: int) -> SourcePlan:
+def plan_sources(sources: list[str], batch_size: int, api: Any = None) -> SourcePlan:
     if not sources:
         raise InputError("load: give at least one SOURCE (a file, folder, catalog or stac-geoparquet file)")
     if batch_size < 1:
         raise InputError(f"--batch-size must be at least 1, got {batch_size}")
     total = 0
+    prepared: list[Any] = []
     for src in sources:
         if src.startswith(("http://", "https://")):
-            raise InputError(
-                f"{src}: loading from a STAC API is not available in this version; download the items first"
-            )
+            from stacbatch.api import ApiOptions, ApiSource
+
+            api = api if api is not None else ApiOptions()
+            source = ApiSource(src, api, batch_size)
+            source.prepare()
+            prepared.append(source)
+            continue
         fs, path = _fs.filesystem(src)
         try:
             info = fs.info(path)
@@ -68,10 +76,15 @@ def plan_sources(sources: list[str], batch_size: int) -> SourcePlan:
                     ".parquet, or a folder"
                 )
             total += int(info.get("size") or 0)
-    return SourcePlan(paths=list(sources), batch_size=batch_size, total_bytes=total)
+    return SourcePlan(paths=list(sources), batch_size=batch_size, total_bytes=total, api=api, api_sources=prepared)
 
 
 def _units_for(src: str, plan: SourcePlan) -> Iterator[Unit]:
+    if src.startswith(("http://", "https://")):
+        source = next(s for s in plan.api_sources if s.url == src)
+        yield from source.units()
+        plan.collections += [(src, c) for c in source.collections]
+        return
     fs, path = _fs.filesystem(src)
     if fs.isdir(path):
         yield from _folder_units(fs, path, plan)

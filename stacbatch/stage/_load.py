@@ -53,6 +53,8 @@ class LoadResult:
     failures_file: str | None = None
     first_failures: list[dict[str, Any]] = field(default_factory=list)
     stage_version: int = 0
+    #: for STAC API sources: items, pages, requests, retries, failed queries, seconds
+    api: Any = None
 
     def counts(self) -> dict[str, Any]:
         return {
@@ -78,12 +80,13 @@ def load(
     workers: int | None = None,
     time_bucket: str | None = None,
     progress: Callable[[int], None] | None = None,
+    api: Any = None,
 ) -> LoadResult:
     """Stage items from files, folders, static catalogs and stac-geoparquet; replace (collection, id) matches."""
     t0 = time.perf_counter()
     if time_bucket is not None and time_bucket not in TIME_BUCKETS:
         raise InputError(f"--time-bucket must be one of {', '.join(TIME_BUCKETS)}, got {time_bucket!r}")
-    plan = plan_sources(sources, batch_size)
+    plan = plan_sources(sources, batch_size, api)
     stage = Stage.open_or_new(stage_path)
     with stage.write_lock():
         stage = Stage.open_or_new(stage_path)  # re-read under the lock: another writer may have committed
@@ -129,6 +132,11 @@ def load(
             new_entries = writer.finish()
         for label, doc in plan.collections:  # a catalog with collections but no items
             collections[str(doc.get("id"))] = (label, doc)
+        for source in plan.api_sources:
+            for rec in source.failures:
+                run.fail(rec)
+                result.failed += 1
+            result.api = source.stats
         for label, where, reason in plan.problems:
             rec = {"source": label, "reason": reason}
             if where:

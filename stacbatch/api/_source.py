@@ -1,0 +1,227 @@
+"""A STAC API as a load source: collections fetched concurrently on an asyncio loop in a background thread, pages
+handed to the loader through a bounded queue (memory stays flat however many items), as parse units.
+
+A page that still fails after its retries is recorded (request, status, body excerpt) and its query stops; the
+other queries go on, and the load ends as partial.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as _dt
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from stacbatch.api._http import Http, HttpError
+from stacbatch.api._stac import list_collections, match_collections, open_api, pages, search_request
+from stacbatch.errors import InputError
+from stacbatch.sources._units import DictsUnit
+
+_DONE = object()
+
+
+@dataclass
+class ApiOptions:
+    collections: list[str] = field(default_factory=list)
+    bbox: list[float] | None = None
+    datetime: str | None = None
+    ids: list[str] | None = None
+    max_items: int | None = None
+    concurrency: int = 8
+    rate_limit: float | None = None
+    max_retries: int = 5
+    timeout: float = 60.0
+    headers: dict[str, str] = field(default_factory=dict)
+    limit: int = 100
+    method: str = "auto"
+
+
+@dataclass
+class ApiStats:
+    items: int = 0
+    pages: int = 0
+    queries: int = 0
+    failed_queries: int = 0
+    requests: int = 0
+    retries: int = 0
+    matched: int | None = None
+    seconds: float = 0.0
+    request_starts: list[float] = field(default_factory=list)
+
+
+def parse_bbox(text: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise InputError(f"--bbox {text!r}: expected 4 (or 6) comma-separated numbers west,south,east,north") from None
+    if len(values) not in (4, 6):
+        raise InputError(f"--bbox {text!r}: expected 4 (or 6) numbers, got {len(values)}")
+    west, south, east, north = (
+        (values[0], values[1], values[2], values[3])
+        if len(values) == 4
+        else (values[0], values[1], values[3], values[4])
+    )
+    if not (-180 <= west <= 180 and -180 <= east <= 180 and -90 <= south <= north <= 90):
+        raise InputError(f"--bbox {text!r}: out of range (lon -180..180, lat -90..90, south <= north)")
+    return values
+
+
+def check_datetime(text: str) -> str:
+    """An RFC 3339 datetime or interval (``a/b``, open ends ``..``); a date-only value is widened to the day."""
+    parts = text.split("/")
+    if len(parts) > 2 or not text:
+        raise InputError(f"--datetime {text!r}: expected a datetime or an interval start/end")
+    out = []
+    for n, part in enumerate(parts):
+        if part in ("..", "") and len(parts) == 2:
+            out.append("..")
+            continue
+        value = part
+        if len(value) == 10:  # a date: the whole day (CMR-STAC rejects date-only values)
+            value += "T00:00:00Z" if (n == 0 or len(parts) == 1) else "T23:59:59Z"
+        try:
+            _dt.datetime.fromisoformat(value.replace("z", "Z"))
+        except ValueError:
+            raise InputError(f"--datetime {text!r}: {part!r} is not an RFC 3339 datetime") from None
+        out.append(value)
+    if len(parts) == 1 and len(text) == 10:
+        out = [out[0], text + "T23:59:59Z"]
+    return "/".join(out)
+
+
+class ApiSource:
+    """Iterate ``units()`` once; afterwards ``stats``, ``failures`` and ``collections`` describe what happened."""
+
+    def __init__(self, url: str, options: ApiOptions, batch_size: int) -> None:
+        self.url = url
+        self.options = options
+        self.batch_size = batch_size
+        self.stats = ApiStats()
+        self.failures: list[dict[str, Any]] = []
+        self.collections: list[dict[str, Any]] = []
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=max(2, options.concurrency * 2))
+        self._error: BaseException | None = None
+        self._stop = threading.Event()
+        self._api: Any = None
+        self._rate_state: dict[str, float] = {}
+
+    def prepare(self) -> None:
+        """Open the API and resolve the collections before anything is written: an unreachable URL, a response that
+        is not a STAC API or an unknown collection fails here, with one line."""
+
+        async def run() -> None:
+            o = self.options
+            async with Http(
+                max_retries=min(2, o.max_retries),
+                timeout=o.timeout,
+                headers=o.headers,
+                rate_limit=o.rate_limit,
+                rate_state=self._rate_state,
+            ) as http:
+                api = await open_api(http, self.url)
+                chosen = match_collections(await list_collections(http, api), o.collections)
+                if not chosen:
+                    raise InputError(f"{self.url}: no collection matches {', '.join(o.collections) or '*'}")
+                self.collections = chosen
+                self._api = api
+
+        try:
+            asyncio.run(run())
+        except HttpError as err:
+            raise InputError(f"{err.url}: {err.reason}") from None
+
+    def units(self) -> Iterator[DictsUnit]:
+        t0 = time.monotonic()
+        thread = threading.Thread(target=self._thread, name="stacbatch-api", daemon=True)
+        thread.start()
+        try:
+            while True:
+                got = self._queue.get()
+                if got is _DONE:
+                    break
+                label, items = got
+                yield DictsUnit(self.url, [f"{label}#features[{i}]" for i in range(len(items))], items)
+        finally:
+            self._stop.set()
+            while thread.is_alive():  # unblock a producer waiting on a full queue
+                try:
+                    self._queue.get_nowait()
+                except queue.Empty:
+                    thread.join(0.05)
+            self.stats.seconds = time.monotonic() - t0
+        if self._error is not None:
+            raise self._error
+
+    def _thread(self) -> None:
+        try:
+            asyncio.run(self._main())
+        except BaseException as err:  # surfaced in units()
+            self._error = err
+        finally:
+            self._put(_DONE)
+
+    def _put(self, value: Any) -> None:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(value, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    async def _main(self) -> None:
+        o = self.options
+        async with Http(
+            concurrency=o.concurrency,
+            rate_limit=o.rate_limit,
+            max_retries=o.max_retries,
+            timeout=o.timeout,
+            headers=o.headers,
+            rate_state=self._rate_state,
+        ) as http:
+            try:
+                assert self._api is not None, "prepare() first"
+                api, chosen = self._api, self.collections
+                params: dict[str, Any] = {}
+                if o.bbox:
+                    params["bbox"] = o.bbox
+                if o.datetime:
+                    params["datetime"] = o.datetime
+                if o.ids:
+                    params["ids"] = o.ids
+                budget = [o.max_items]
+                await asyncio.gather(*(self._collection(http, api, str(c["id"]), params, budget) for c in chosen))
+            finally:
+                self.stats.requests = http.stats.requests
+                self.stats.retries = http.stats.retries
+                self.stats.request_starts = http.stats.starts
+
+    async def _collection(
+        self, http: Http, api: Any, cid: str, params: dict[str, Any], budget: list[int | None]
+    ) -> None:
+        method, url, body = search_request(api, cid, params, self.options.limit, self.options.method)
+        self.stats.queries += 1
+        try:
+            async for req_url, doc, _nxt in pages(http, method, url, body):
+                if self._stop.is_set():
+                    return
+                feats = [f for f in doc.get("features") or []]
+                self.stats.pages += 1
+                matched = doc.get("numberMatched", (doc.get("context") or {}).get("matched"))
+                if isinstance(matched, int) and self.stats.pages == 1:
+                    self.stats.matched = matched
+                if budget[0] is not None:
+                    feats = feats[: budget[0]]
+                    budget[0] -= len(feats)
+                if feats:
+                    self.stats.items += len(feats)
+                    await asyncio.to_thread(self._put, (f"{req_url}", feats))
+                if budget[0] is not None and budget[0] <= 0:
+                    return
+        except HttpError as err:
+            self.stats.failed_queries += 1
+            rec = {"source": self.url, "collection": cid, **err.record()}
+            self.failures.append(rec)

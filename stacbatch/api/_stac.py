@@ -1,0 +1,164 @@
+"""STAC API v1.0.0 over ``Http``: the landing page, collections (paged), and item pages that follow ``next`` links
+exactly as the spec allows (GET or POST, ``body``, ``merge``, ``headers``); stop on no next link or an empty page.
+Page URLs are never synthesised: the token in a next link is the server's business.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlencode, urljoin
+
+from stacbatch.api._http import Http, HttpError
+from stacbatch.errors import InputError
+
+
+@dataclass
+class Api:
+    url: str
+    landing: dict[str, Any]
+    search_get: str | None = None
+    search_post: str | None = None
+    collections_url: str | None = None
+    children: list[str] = field(default_factory=list)
+
+
+def _links(doc: dict[str, Any], rel: str) -> list[dict[str, Any]]:
+    return [ln for ln in doc.get("links") or [] if isinstance(ln, dict) and ln.get("rel") == rel and ln.get("href")]
+
+
+async def open_api(http: Http, url: str) -> Api:
+    try:
+        doc, _ = await http.json("GET", url)
+    except HttpError as err:
+        raise InputError(f"{url}: not reachable as a STAC API: {err.reason}") from None
+    if not isinstance(doc, dict) or doc.get("type") not in ("Catalog", None) or "links" not in doc:
+        raise InputError(f"{url}: not a STAC API landing page (no Catalog with links)")
+    api = Api(url, doc)
+    for ln in _links(doc, "search"):
+        href = urljoin(url, ln["href"])
+        method = str(ln.get("method") or "GET").upper()
+        if method == "POST":
+            api.search_post = href
+        else:
+            api.search_get = href
+    data = _links(doc, "data")
+    if data:
+        api.collections_url = urljoin(url, data[0]["href"])
+    api.children = [urljoin(url, ln["href"]) for ln in _links(doc, "child")]
+    return api
+
+
+async def pages(
+    http: Http, method: str, url: str, body: dict[str, Any] | None
+) -> AsyncIterator[tuple[str, dict[str, Any], dict[str, Any] | None]]:
+    """(request URL, page, the request that returns the next page or None) for each page of one query."""
+    request: dict[str, Any] | None = {"method": method, "url": url, "body": body, "headers": None}
+    while request is not None:
+        doc, _ = await http.json(request["method"], request["url"], request["body"], request["headers"])
+        if not isinstance(doc, dict):
+            raise HttpError(request["method"], request["url"], 200, "page is not a JSON object", request["body"])
+        nxt = next_request(request, doc)
+        yield request["url"], doc, nxt
+        features = doc.get("features", doc.get("collections"))
+        if not features:  # some servers keep a next link on the last non-empty page
+            return
+        request = nxt
+
+
+def next_request(prev: dict[str, Any], doc: dict[str, Any]) -> dict[str, Any] | None:
+    links = _links(doc, "next")
+    if not links:
+        return None
+    ln = links[0]
+    method = str(ln.get("method") or "GET").upper()
+    href = urljoin(prev["url"], ln["href"])
+    headers = ln.get("headers") if isinstance(ln.get("headers"), dict) else None
+    body = None
+    if method == "POST":
+        body = ln.get("body")
+        if ln.get("merge") and isinstance(prev.get("body"), dict):
+            body = {**prev["body"], **(body or {})}
+            if headers and prev.get("headers"):
+                headers = {**prev["headers"], **headers}
+        elif body is None:
+            body = prev.get("body")
+    return {"method": method, "url": href, "body": body, "headers": headers}
+
+
+async def list_collections(http: Http, api: Api) -> list[dict[str, Any]]:
+    """Every collection of the API, following ``/collections`` paging; for a catalog of catalogs (CMR-STAC's root),
+    each child API's collections (child links paged too)."""
+    if api.collections_url is None:
+        out: list[dict[str, Any]] = []
+        for child in await _child_urls(http, api):
+            sub = await open_api(http, child)
+            if sub.collections_url is not None:
+                out += await list_collections(http, sub)
+        return out
+    found: list[dict[str, Any]] = []
+    async for _url, doc, _nxt in pages(http, "GET", api.collections_url, None):
+        found += [c for c in doc.get("collections") or [] if isinstance(c, dict)]
+    return found
+
+
+async def _child_urls(http: Http, api: Api) -> list[str]:
+    urls = list(api.children)
+    doc = api.landing
+    while True:  # CMR-STAC pages its catalogs' child links (100 a page) with its own next link
+        nxt = _links(doc, "next")
+        if not nxt:
+            return urls
+        doc, _ = await http.json("GET", urljoin(api.url, nxt[0]["href"]))
+        urls += [urljoin(api.url, ln["href"]) for ln in _links(doc, "child")]
+
+
+def match_collections(
+    available: list[dict[str, Any]], patterns: list[str], *, strict: bool = True
+) -> list[dict[str, Any]]:
+    """Collections whose id matches any pattern (globs allowed). A pattern without wildcards that matches nothing
+    is an error (a typo would otherwise load nothing)."""
+    if not patterns:
+        return available
+    chosen = [c for c in available if any(fnmatch.fnmatchcase(str(c.get("id")), p) for p in patterns)]
+    if strict:
+        ids = {str(c.get("id")) for c in available}
+        missing = [p for p in patterns if not any(ch in p for ch in "*?[") and p not in ids]
+        if missing:
+            raise InputError(f"--collection {', '.join(missing)}: no such collection in the API ({len(ids)} listed)")
+    return chosen
+
+
+def search_request(
+    api: Api, collection: str, params: dict[str, Any], limit: int, prefer: str = "auto"
+) -> tuple[str, str, dict[str, Any] | None]:
+    """The first request for one collection's items: POST /search if advertised, else GET /search, else
+    ``/collections/{id}/items``."""
+    body: dict[str, Any] = {"collections": [collection], "limit": limit, **params}
+    if api.search_post and prefer in ("auto", "POST"):
+        return "POST", api.search_post, body
+    if api.search_get and prefer in ("auto", "GET"):
+        return "GET", api.search_get + "?" + urlencode(_query(body), safe=",:/"), None
+    if api.collections_url:
+        base = api.collections_url.rstrip("/") + "/" + _quote_id(collection) + "/items"
+        query = {k: v for k, v in body.items() if k != "collections"}
+        return "GET", base + "?" + urlencode(_query(query), safe=",:/"), None
+    raise InputError(f"{api.url}: the API advertises neither item search nor /collections")
+
+
+def _quote_id(cid: str) -> str:
+    from urllib.parse import quote
+
+    return quote(cid, safe="")
+
+
+def _query(body: dict[str, Any]) -> dict[str, str]:
+    out = {}
+    for k, v in body.items():
+        if isinstance(v, list):
+            out[k] = ",".join(str(x) for x in v)
+        else:
+            out[k] = str(v)
+    return out

@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+
+import orjson
+import typer
+
+from stacbatch.cli._common import info
+from stacbatch.errors import InputError
+
+
+def discover_cmd(
+    url: str = typer.Argument(..., help="STAC API landing page (or a CMR-STAC root such as .../stac)."),
+    collection: list[str] = typer.Option([], "--collection", "-c", help="Collection id patterns (globs; repeatable)."),
+    provider: list[str] = typer.Option([], "--provider", "-p", help="Provider names under a CMR-STAC root (globs)."),
+    datetime_: str | None = typer.Option(None, "--datetime", help="Keep collections whose time extent overlaps."),
+    bbox: str | None = typer.Option(
+        None, "--bbox", help="Keep collections whose extent intersects west,south,east,north."
+    ),
+    fmt: str = typer.Option("table", "--format", "-f", help="table | json | ndjson"),
+    stage: str | None = typer.Option(None, "--stage", "-s", help="Also store the chosen collections in this stage."),
+    header: list[str] = typer.Option([], "--header", "-H", help='"Name: value" (${ENV} expanded; repeatable).'),
+    timeout: float = typer.Option(60.0, "--timeout", help="Seconds per request."),
+) -> None:
+    from stacbatch.api import check_datetime, parse_bbox, parse_headers
+    from stacbatch.api._discover import discover
+
+    if fmt not in ("table", "json", "ndjson"):
+        raise InputError(f"--format must be table, json or ndjson, got {fmt!r}")
+    found = discover(
+        url,
+        patterns=collection,
+        providers=provider,
+        datetime=check_datetime(datetime_) if datetime_ else None,
+        bbox=parse_bbox(bbox) if bbox else None,
+        http_options={"headers": parse_headers(header), "timeout": timeout},
+    )
+    if fmt == "json":
+        sys.stdout.write(orjson.dumps([c for _p, c in found], option=orjson.OPT_INDENT_2).decode() + "\n")
+    elif fmt == "ndjson":
+        sys.stdout.write("".join(orjson.dumps(c).decode() + "\n" for _p, c in found))
+    else:
+        rows = [["provider", "id", "title", "temporal extent"]]
+        for p, c in found:
+            span = (((c.get("extent") or {}).get("temporal") or {}).get("interval") or [[None, None]])[0]
+            rows.append([p, str(c.get("id")), str(c.get("title") or "")[:50], f"{span[0] or '..'} / {span[1] or '..'}"])
+        widths = [max(len(r[i]) for r in rows) for i in range(4)]
+        sys.stdout.write(
+            "".join("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() + "\n" for r in rows)
+        )
+    info(f"discover: {len(found)} collection(s)")
+    if stage and found:
+        from stacbatch.stage import load
+
+        with tempfile.TemporaryDirectory(prefix="stacbatch-discover-") as tmp:
+            for n, (_p, c) in enumerate(found):
+                with open(os.path.join(tmp, f"{n:06d}.json"), "wb") as f:
+                    f.write(orjson.dumps(c))
+            res = load(stage, [tmp])
+        info(f"discover: {res.collections_staged} collection(s) stored in {stage} (v{res.stage_version})")

@@ -1,0 +1,339 @@
+"""A fault-injecting STAC API on 127.0.0.1 that behaves like NASA CMR-STAC (``../shared/reference/cmr-stac.md``).
+
+Provider catalogs under ``/stac``, opaque base64 cursors, GET-only next links with bracketed parameters after a POST
+search, the last non-empty page keeping its next link, page size min(limit, 100) (20 by default, 400 above 5000),
+``{"errors": [...]}`` bodies, ``context`` on /search and counts on /items, items from /items with only a self link.
+Faults: every ``fault_every``-th request fails with the next status of ``fault_cycle`` (500 "Oops", 502, 503, 504,
+429 with ``Retry-After``); ``latency`` delays every page; ``broken`` collections always fail with 500.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import copy
+import json
+import socket
+import threading
+import time
+from typing import Any
+from urllib.parse import urlencode
+
+from aiohttp import web
+
+PROVIDER = "PROV"
+
+
+def _cursor(offset: int) -> str:
+    return base64.urlsafe_b64encode(json.dumps([offset, "search-after"]).encode()).decode()
+
+
+def _offset(cursor: str | None) -> int:
+    if not cursor:
+        return 0
+    return int(json.loads(base64.urlsafe_b64decode(cursor.encode()))[0])
+
+
+def _bracketed(body: dict[str, Any]) -> list[tuple[str, str]]:
+    """CMR-STAC re-encodes a POST body as bracketed query parameters in its (GET) next link."""
+    out: list[tuple[str, str]] = []
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(f"{prefix}[{k}]", v)
+        elif isinstance(value, list):
+            for i, v in enumerate(value):
+                walk(f"{prefix}[{i}]", v)
+        else:
+            out.append((prefix, str(value)))
+
+    for k, v in body.items():
+        walk(k, v)
+    return out
+
+
+def _from_query(query: Any) -> dict[str, Any]:
+    """Query parameters (plain or bracketed) back into a search body."""
+    body: dict[str, Any] = {}
+    for key, value in query.items():
+        if "[" in key:
+            name = key.split("[", 1)[0]
+            body.setdefault(name, []).append(value)
+        elif key in ("collections", "ids", "bbox"):
+            body[key] = value.split(",")
+        else:
+            body[key] = value
+    return body
+
+
+class FakeStac:
+    def __init__(
+        self,
+        items: dict[str, list[dict[str, Any]]],
+        *,
+        fault_every: int = 0,
+        fault_cycle: tuple[int, ...] = (500, 502, 503, 504),
+        retry_after: str = "1",
+        latency: float = 0.0,
+        broken: tuple[str, ...] = (),
+        collections_page: int = 100,
+        search: bool = True,
+    ) -> None:
+        self.items = items
+        self.fault_every = fault_every
+        self.fault_cycle = fault_cycle
+        self.retry_after = retry_after
+        self.latency = latency
+        self.broken = broken
+        self.collections_page = collections_page
+        self.search_enabled = search
+        self.log: list[tuple[float, str, str, int]] = []  # (arrival time, method, path_qs, status)
+        self._n = 0
+        self._faults = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+
+    # -- lifecycle ----------------------------------------------------------------------------------------
+    def start(self) -> str:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        ready = threading.Event()
+
+        def run() -> None:
+            self._loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(self._loop)
+            self._runner = web.AppRunner(self._app(), access_log=None)
+            self._loop.run_until_complete(self._runner.setup())
+            site = web.TCPSite(self._runner, "127.0.0.1", self.port)
+            self._loop.run_until_complete(site.start())
+            ready.set()
+            self._loop.run_forever()
+
+        self._thread = threading.Thread(target=run, daemon=True)
+        self._thread.start()
+        ready.wait(10)
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        if self._loop is None or self._runner is None:
+            return
+        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop.close()  # its self-pipe sockets too (ResourceWarning otherwise)
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}/stac/{PROVIDER}"
+
+    # -- app ----------------------------------------------------------------------------------------------
+    def _app(self) -> web.Application:
+        app = web.Application(middlewares=[self._faults_mw])
+        r = app.router
+        r.add_get("/stac", self.root)
+        r.add_get(f"/stac/{PROVIDER}", self.landing)
+        r.add_get(f"/stac/{PROVIDER}/collections", self.collections)
+        r.add_get(f"/stac/{PROVIDER}/collections/{{cid}}", self.collection)
+        r.add_get(f"/stac/{PROVIDER}/collections/{{cid}}/items", self.coll_items)
+        r.add_get(f"/stac/{PROVIDER}/search", self.search)
+        r.add_post(f"/stac/{PROVIDER}/search", self.search)
+        return app
+
+    @web.middleware
+    async def _faults_mw(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        self._n += 1
+        arrived = time.monotonic()
+        status = 200
+        try:
+            if self.fault_every and self._n % self.fault_every == 0:
+                status = self.fault_cycle[self._faults % len(self.fault_cycle)]
+                self._faults += 1
+                return self._fault(status)
+            if self.latency:
+                await asyncio.sleep(self.latency)
+            resp: web.StreamResponse = await handler(request)
+            status = resp.status
+            return resp
+        except web.HTTPException as exc:
+            status = exc.status
+            raise
+        finally:
+            self.log.append((arrived, request.method, request.path_qs, status))
+
+    def _fault(self, status: int) -> web.Response:
+        if status == 429:
+            return web.json_response(
+                {"errors": ["Too many requests"]}, status=429, headers={"Retry-After": self.retry_after}
+            )
+        if status == 500:
+            return web.json_response(
+                {
+                    "errors": [
+                        "Oops! Something has gone wrong. We have been alerted and are "
+                        "working to resolve the problem. Please try your request again "
+                        "later."
+                    ]
+                },
+                status=500,
+            )
+        if status == 503:
+            return web.json_response({"errors": ["A problem occurred upstream"]}, status=503)
+        return web.Response(
+            status=status, text=f"<html><body>{status} Gateway error</body></html>", content_type="text/html"
+        )
+
+    @staticmethod
+    def _error(status: int, message: str) -> web.Response:
+        return web.json_response({"errors": [message]}, status=status)
+
+    async def root(self, request: web.Request) -> web.Response:
+        return web.json_response(
+            {
+                "type": "Catalog",
+                "id": "stac",
+                "stac_version": "1.0.0",
+                "description": "CMR",
+                "links": [{"rel": "child", "href": self.base}],
+            }
+        )
+
+    async def landing(self, request: web.Request) -> web.Response:
+        b = self.base
+        return web.json_response(
+            {
+                "type": "Catalog",
+                "id": PROVIDER,
+                "stac_version": "1.0.0",
+                "description": "provider",
+                "conformsTo": ["https://api.stacspec.org/v1.0.0/core", "https://api.stacspec.org/v1.0.0/item-search"],
+                "links": [
+                    {"rel": "self", "href": b},
+                    {"rel": "root", "href": b},
+                    {"rel": "data", "href": f"{b}/collections", "type": "application/json"},
+                ]
+                + (
+                    [
+                        {"rel": "search", "href": f"{b}/search", "method": "GET", "type": "application/geo+json"},
+                        {"rel": "search", "href": f"{b}/search", "method": "POST", "type": "application/geo+json"},
+                    ]
+                    if self.search_enabled
+                    else []
+                ),
+            }
+        )
+
+    def _collection_doc(self, cid: str) -> dict[str, Any]:
+        return {
+            "type": "Collection",
+            "id": cid,
+            "stac_version": "1.0.0",
+            "description": f"{cid} granules",
+            "license": "proprietary",
+            "extent": {"spatial": {"bbox": [[-180, -90, 180, 90]]}, "temporal": {"interval": [[None, None]]}},
+            "links": [{"rel": "self", "href": f"{self.base}/collections/{cid}"}],
+        }
+
+    async def collections(self, request: web.Request) -> web.Response:
+        ids = sorted(self.items)
+        start = _offset(request.query.get("cursor"))
+        page = ids[start : start + self.collections_page]
+        links = [{"rel": "self", "href": str(request.url)}]
+        if start + self.collections_page < len(ids):
+            links.append({"rel": "next", "href": f"{self.base}/collections?cursor={_cursor(start + len(page))}"})
+        return web.json_response({"collections": [self._collection_doc(c) for c in page], "links": links})
+
+    async def collection(self, request: web.Request) -> web.Response:
+        cid = request.match_info["cid"]
+        if cid not in self.items:
+            return self._error(404, f"Collection [{cid}] not found for provider [{PROVIDER}]")
+        return web.json_response(self._collection_doc(cid))
+
+    def _limit(self, raw: Any) -> int | web.Response:
+        try:
+            limit = int(raw) if raw not in (None, "") else 0
+        except ValueError:
+            return self._error(400, "Limit must be between 0 and 5000")
+        if limit < 0 or limit > 5000:
+            return self._error(400, "Limit must be between 0 and 5000")
+        return 20 if limit == 0 else min(limit, 100)
+
+    async def coll_items(self, request: web.Request) -> web.Response:
+        cid = request.match_info["cid"]
+        if cid not in self.items:
+            return self._error(404, f"Collection [{cid}] not found for provider [{PROVIDER}]")
+        if cid in self.broken:
+            return self._fault(500)
+        size = self._limit(request.query.get("limit"))
+        if isinstance(size, web.Response):
+            return size
+        start = _offset(request.query.get("cursor"))
+        feats = self.items[cid][start : start + size]
+        out = []
+        for f in feats:
+            g = copy.deepcopy(f)
+            g["links"] = [{"rel": "self", "href": f"{self.base}/collections/{cid}/items/{g['id']}"}]
+            out.append(g)
+        links = [{"rel": "self", "href": str(request.url)}]
+        if feats:
+            q = {k: v for k, v in request.query.items() if k != "cursor"}
+            links.append(
+                {
+                    "rel": "next",
+                    "href": f"{self.base}/collections/{cid}/items?"
+                    + urlencode({**q, "cursor": _cursor(start + len(feats))}),
+                }
+            )
+        n = len(self.items[cid])
+        return web.json_response(
+            {
+                "type": "FeatureCollection",
+                "features": out,
+                "numberMatched": n,
+                "numberReturned": len(out),
+                "context": {"returned": len(out), "matched": n},
+                "links": links,
+            }
+        )
+
+    async def search(self, request: web.Request) -> web.Response:
+        if request.method == "POST":
+            body = await request.json()
+        else:
+            body = _from_query(request.query)
+        size = self._limit(body.get("limit"))
+        if isinstance(size, web.Response):
+            return size
+        colls = body.get("collections") or sorted(self.items)
+        if isinstance(colls, str):
+            colls = colls.split(",")
+        unknown = [c for c in colls if c not in self.items]
+        if unknown:
+            return self._error(404, f"Collection [{unknown[0]}] not found")
+        if any(c in self.broken for c in colls):
+            return self._fault(500)
+        bbox = body.get("bbox")
+        if bbox is not None:
+            vals = [float(v) for v in bbox]
+            if len(vals) == 4 and vals[0] > vals[2]:
+                return self._error(
+                    400, "BBOX must be in the form of 'bbox=swLon,swLat,neLon,neLat' with valid latitude and longitude."
+                )
+        pool = [f for c in colls for f in self.items[c]]
+        start = _offset(body.get("cursor") if isinstance(body.get("cursor"), str) else None)
+        feats = pool[start : start + size]
+        links = [{"rel": "self", "href": str(request.url)}, {"rel": "root", "href": self.base}]
+        if feats:  # the last non-empty page keeps its next link; the page after it is empty without one
+            params = {k: v for k, v in body.items() if k != "cursor"}
+            q = [*_bracketed(params), ("cursor", _cursor(start + len(feats)))]
+            links.append({"rel": "next", "href": f"{self.base}/search?{urlencode(q)}", "method": "GET"})
+        return web.json_response(
+            {
+                "type": "FeatureCollection",
+                "features": feats,
+                "context": {"returned": len(feats), "limit": body.get("limit"), "matched": len(pool)},
+                "links": links,
+            }
+        )

@@ -1,0 +1,188 @@
+"""STAC API ingestion against a fault-injecting, CMR-STAC-like server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from conftest import canon
+from helpers import item
+from stac_server import FakeStac
+
+import stacbatch
+from stacbatch.api import ApiOptions
+from stacbatch.stage import load
+
+
+def catalog(n_coll: int = 3, per: int = 230) -> dict[str, list[dict[str, Any]]]:
+    return {
+        f"C{c}_1.0": [
+            item(
+                f"G{c}.{i:05d}", collection=f"C{c}_1.0", properties={"datetime": "2021-06-01T10:00:00.1234567Z", "n": i}
+            )
+            for i in range(per)
+        ]
+        for c in range(n_coll)
+    }
+
+
+@pytest.fixture
+def server(request: pytest.FixtureRequest) -> Iterator[FakeStac]:
+    kwargs = getattr(request, "param", {})
+    srv = FakeStac(catalog(), **kwargs)
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+def staged(stage: str) -> dict[tuple[str, str], Any]:
+    rows = stacbatch.open_stage(stage).sql("SELECT collection, id, item FROM items").fetchall()
+    return {(c, i): orjson.loads(j) for c, i, j in rows}
+
+
+def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "stacbatch", *args],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env={**os.environ, **(env or {})},
+    )
+
+
+@pytest.mark.parametrize(
+    "server",
+    [
+        {"fault_every": 3, "fault_cycle": (500, 502, 503, 504, 429), "retry_after": "0"},
+        {"fault_every": 4, "search": False},  # /collections/{id}/items only: items carry just a self link
+    ],
+    indirect=True,
+    ids=["search-with-faults", "items-endpoint"],
+)
+def test_every_item_staged_exactly_once(server: FakeStac, tmp_path: Path) -> None:
+    stage = str(tmp_path / "stage")
+    res = load(stage, [server.base], api=ApiOptions(concurrency=4, limit=100))
+    assert res.failed == 0 and res.api.retries > 0
+    got = staged(stage)
+    want = {(c, f["id"]): f for c, feats in server.items.items() for f in feats}
+    assert got.keys() == want.keys() and res.staged == len(want)
+    for key, doc in got.items():
+        expected = dict(want[key])
+        if not server.search_enabled:
+            assert [ln["rel"] for ln in doc["links"]] == ["self"]
+            doc = {k: v for k, v in doc.items() if k != "links"}
+            expected.pop("links")
+        assert canon(doc) == canon(expected)  # datetime strings and all, as served
+    assert sorted(stacbatch.open_stage(stage).manifest.collections) == sorted(server.items)
+    # POST search, then GET-only next links with bracketed parameters, as CMR-STAC sends them
+    if server.search_enabled:
+        methods = {m for _t, m, p, s in server.log if p.startswith("/stac/PROV/search")}
+        assert methods == {"POST", "GET"}
+        assert any("collections%5B0%5D" in p for _t, _m, p, _s in server.log)
+
+
+@pytest.mark.parametrize("server", [{"fault_every": 2, "fault_cycle": (429,), "retry_after": "1"}], indirect=True)
+def test_retry_after_is_honoured(server: FakeStac, tmp_path: Path) -> None:
+    res = load(str(tmp_path / "s"), [server.base], api=ApiOptions(collections=["C0_1.0"], concurrency=1))
+    assert res.failed == 0 and res.staged == 230
+    log = server.log
+    for n, (t, _m, _p, status) in enumerate(log[:-1]):
+        if status == 429:
+            assert log[n + 1][0] - t >= 0.95  # the next request waited for Retry-After
+
+
+@pytest.mark.parametrize("server", [{}], indirect=True)
+def test_rate_limit_is_never_exceeded(server: FakeStac, tmp_path: Path) -> None:
+    rate = 8.0
+    res = load(str(tmp_path / "s"), [server.base], api=ApiOptions(concurrency=8, limit=20, rate_limit=rate))
+    starts = res.api.request_starts
+    assert res.staged == 690 and len(starts) > 3 * rate
+    for t in starts:  # in any one-second window, at most `rate` requests started
+        assert sum(1 for u in starts if t <= u < t + 1.0) <= rate
+    served = [t for t, *_ in server.log]
+    for t in served:  # and the server saw no more (one of slack for network jitter)
+        assert sum(1 for u in served if t <= u < t + 1.0) <= rate + 1
+
+
+@pytest.mark.parametrize("server", [{"broken": ("C1_1.0",)}], indirect=True)
+def test_a_failing_query_is_recorded_and_the_rest_goes_on(server: FakeStac, tmp_path: Path) -> None:
+    stage = str(tmp_path / "stage")
+    p = cli(
+        "load",
+        server.base,
+        "--stage",
+        stage,
+        "--max-retries",
+        "1",
+        "-H",
+        "Authorization: Bearer ${API_TOKEN}",
+        env={"API_TOKEN": "s3cr3t-t0ken"},
+    )
+    assert p.returncode == 3, p.stderr
+    assert {c for c, _ in staged(stage)} == {"C0_1.0", "C2_1.0"}
+    run_dir = next(Path(stage, "runs").iterdir())
+    (rec,) = [orjson.loads(x) for x in (run_dir / "failures.ndjson").read_bytes().splitlines()]
+    assert rec["collection"] == "C1_1.0" and rec["status"] == 500 and rec["request"]["method"] == "POST"
+    assert "Oops" in rec["reason"] and "after 1 retries" in rec["reason"]
+    for text in (p.stdout, p.stderr, (run_dir / "failures.ndjson").read_text(), (run_dir / "summary.json").read_text()):
+        assert "s3cr3t" not in text
+
+
+def test_max_items_and_filters_are_sent(server: FakeStac, tmp_path: Path) -> None:
+    res = load(
+        str(tmp_path / "s"),
+        [server.base],
+        api=ApiOptions(
+            collections=["C2*"], max_items=120, bbox=[-10.0, -10.0, 10.0, 10.0], datetime="2021-01-01T00:00:00Z/.."
+        ),
+    )
+    assert res.staged == 120
+    posts = [p for _t, m, p, _s in server.log if m == "POST"]
+    assert posts
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--collection", "NOPE_1"], "no such collection"),
+        (["--bbox", "1,2,3"], "expected 4 (or 6) numbers"),
+        (["--bbox", "0,80,10,70"], "out of range"),
+        (["--datetime", "yesterday"], "not an RFC 3339 datetime"),
+        (["--header", "X-Key: ${NO_SUCH_VAR_HERE}"], "NO_SUCH_VAR_HERE is not set"),
+    ],
+)
+def test_bad_input_is_one_line_and_writes_nothing(
+    server: FakeStac, tmp_path: Path, args: list[str], message: str
+) -> None:
+    stage = tmp_path / "stage"
+    p = cli("load", server.base, "--stage", str(stage), *args)
+    assert p.returncode == 4 and message in p.stderr and p.stderr.count("\n") == 1, p.stderr
+    assert not stage.exists()
+
+
+def test_unreachable_and_non_stac_urls(tmp_path: Path, server: FakeStac) -> None:
+    stage = tmp_path / "stage"
+    p = cli("load", "http://127.0.0.1:9/stac", "--stage", str(stage), "--max-retries", "0")
+    assert p.returncode == 4 and "not reachable" in p.stderr and p.stderr.count("\n") == 1
+    p = cli("load", f"{server.base}/collections/C0_1.0/items", "--stage", str(stage))
+    assert p.returncode == 4 and "not a STAC API" in p.stderr
+    assert not stage.exists()
+
+
+def test_discover_lists_filters_and_stores(server: FakeStac, tmp_path: Path) -> None:
+    root = f"http://127.0.0.1:{server.port}/stac"
+    p = cli("discover", root, "--format", "ndjson", "--collection", "C1*", "--collection", "C2_1.0")
+    assert p.returncode == 0, p.stderr
+    assert [orjson.loads(x)["id"] for x in p.stdout.splitlines()] == ["C1_1.0", "C2_1.0"]
+    p = cli("discover", root, "--provider", "OTHER", "-f", "json")
+    assert p.returncode == 0 and orjson.loads(p.stdout) == []
+    stage = str(tmp_path / "stage")
+    p = cli("discover", server.base, "--stage", stage)
+    assert p.returncode == 0 and "C0_1.0" in p.stdout
+    assert sorted(stacbatch.open_stage(stage).manifest.collections) == ["C0_1.0", "C1_1.0", "C2_1.0"]
