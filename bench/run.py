@@ -175,6 +175,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="10k and 100k items")
     ap.add_argument("--no-anchors", action="store_true", help="stacbatch only")
     ap.add_argument("--no-edits", action="store_true", help="skip update/delete/diff/merge")
+    ap.add_argument("--api-items", type=int, default=20_000, help="items served by the test STAC API (0: skip)")
     ap.add_argument("--tree-max", type=int, default=100_000, help="largest N for the JSON tree emit")
     args = ap.parse_args()
     sizes = (
@@ -189,6 +190,17 @@ def main() -> None:
     for n in sizes:
         print(f"\n{n:,} items", file=sys.stderr, flush=True)
         bench_size(n, rows, not args.no_anchors, args.tree_max, not args.no_edits)
+    if args.api_items:
+        from bench.api import bench_api
+
+        print(f"\nSTAC API, {args.api_items:,} items, 200 ms a page", file=sys.stderr, flush=True)
+        work = OUT / "work-api"
+        work.mkdir(parents=True, exist_ok=True)
+
+        def add(step: str, tool: str, m: Measurement) -> None:
+            rows.append(Row(step, tool, args.api_items, m))
+
+        bench_api(args.api_items, work, [_tool("stacbatch"), "-q"], add)
     text = report(rows)
     head = (
         f"stacbatch bench, {started:%Y-%m-%d %H:%M} UTC, {platform.machine()}, "

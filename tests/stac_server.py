@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import copy
+import datetime
 import json
 import socket
 import threading
@@ -19,7 +20,14 @@ import time
 from typing import Any
 from urllib.parse import urlencode
 
+import orjson
 from aiohttp import web
+
+
+def _json(doc: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    # orjson: the server must not be the bottleneck of the client benchmarks
+    return web.Response(body=orjson.dumps(doc), status=status, headers=headers, content_type="application/json")
+
 
 PROVIDER = "PROV"
 
@@ -50,6 +58,44 @@ def _bracketed(body: dict[str, Any]) -> list[tuple[str, str]]:
 
     for k, v in body.items():
         walk(k, v)
+    return out
+
+
+def _when(value: Any, end: bool) -> datetime.datetime:
+    if not isinstance(value, str) or value in ("", ".."):
+        return (
+            datetime.datetime.max.replace(tzinfo=datetime.UTC)
+            if end
+            else datetime.datetime.min.replace(tzinfo=datetime.UTC)
+        )
+    parsed = datetime.datetime.fromisoformat(value)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=datetime.UTC)
+
+
+_SPANS: dict[int, tuple[datetime.datetime, datetime.datetime] | None] = {}
+
+
+def _span(feature: dict[str, Any]) -> tuple[datetime.datetime, datetime.datetime] | None:
+    key = id(feature)
+    if key not in _SPANS:
+        props = feature.get("properties") or {}
+        start = props.get("datetime") or props.get("start_datetime")
+        end = props.get("datetime") or props.get("end_datetime")
+        _SPANS[key] = None if start is None or end is None else (_when(start, False), _when(end, True))
+    return _SPANS[key]
+
+
+def _filter(features: list[dict[str, Any]], interval: str | None) -> list[dict[str, Any]]:
+    """STAC API datetime filter: items whose datetime (or start/end range) intersects the closed interval."""
+    if not interval:
+        return features
+    lo_s, _, hi_s = interval.partition("/")
+    lo, hi = _when(lo_s, False), _when(hi_s if "/" in interval else lo_s, True)
+    out = []
+    for f in features:
+        span = _span(f)
+        if span is not None and span[0] <= hi and lo <= span[1]:
+            out.append(f)
     return out
 
 
@@ -88,6 +134,7 @@ class FakeStac:
         self.broken = broken
         self.collections_page = collections_page
         self.search_enabled = search
+        self._cache: dict[int, bytes] = {}
         self.log: list[tuple[float, str, str, int]] = []  # (arrival time, method, path_qs, status)
         self._n = 0
         self._faults = 0
@@ -165,11 +212,9 @@ class FakeStac:
 
     def _fault(self, status: int) -> web.Response:
         if status == 429:
-            return web.json_response(
-                {"errors": ["Too many requests"]}, status=429, headers={"Retry-After": self.retry_after}
-            )
+            return _json({"errors": ["Too many requests"]}, status=429, headers={"Retry-After": self.retry_after})
         if status == 500:
-            return web.json_response(
+            return _json(
                 {
                     "errors": [
                         "Oops! Something has gone wrong. We have been alerted and are "
@@ -180,17 +225,17 @@ class FakeStac:
                 status=500,
             )
         if status == 503:
-            return web.json_response({"errors": ["A problem occurred upstream"]}, status=503)
+            return _json({"errors": ["A problem occurred upstream"]}, status=503)
         return web.Response(
             status=status, text=f"<html><body>{status} Gateway error</body></html>", content_type="text/html"
         )
 
     @staticmethod
     def _error(status: int, message: str) -> web.Response:
-        return web.json_response({"errors": [message]}, status=status)
+        return _json({"errors": [message]}, status=status)
 
     async def root(self, request: web.Request) -> web.Response:
-        return web.json_response(
+        return _json(
             {
                 "type": "Catalog",
                 "id": "stac",
@@ -202,7 +247,7 @@ class FakeStac:
 
     async def landing(self, request: web.Request) -> web.Response:
         b = self.base
-        return web.json_response(
+        return _json(
             {
                 "type": "Catalog",
                 "id": PROVIDER,
@@ -226,13 +271,15 @@ class FakeStac:
         )
 
     def _collection_doc(self, cid: str) -> dict[str, Any]:
+        times = sorted(str(f["properties"].get("datetime")) for f in self.items[cid] if f["properties"].get("datetime"))
+        interval = [times[0], times[-1]] if times else [None, None]
         return {
             "type": "Collection",
             "id": cid,
             "stac_version": "1.0.0",
             "description": f"{cid} granules",
             "license": "proprietary",
-            "extent": {"spatial": {"bbox": [[-180, -90, 180, 90]]}, "temporal": {"interval": [[None, None]]}},
+            "extent": {"spatial": {"bbox": [[-180, -90, 180, 90]]}, "temporal": {"interval": [interval]}},
             "links": [{"rel": "self", "href": f"{self.base}/collections/{cid}"}],
         }
 
@@ -243,13 +290,13 @@ class FakeStac:
         links = [{"rel": "self", "href": str(request.url)}]
         if start + self.collections_page < len(ids):
             links.append({"rel": "next", "href": f"{self.base}/collections?cursor={_cursor(start + len(page))}"})
-        return web.json_response({"collections": [self._collection_doc(c) for c in page], "links": links})
+        return _json({"collections": [self._collection_doc(c) for c in page], "links": links})
 
     async def collection(self, request: web.Request) -> web.Response:
         cid = request.match_info["cid"]
         if cid not in self.items:
             return self._error(404, f"Collection [{cid}] not found for provider [{PROVIDER}]")
-        return web.json_response(self._collection_doc(cid))
+        return _json(self._collection_doc(cid))
 
     def _limit(self, raw: Any) -> int | web.Response:
         try:
@@ -270,7 +317,8 @@ class FakeStac:
         if isinstance(size, web.Response):
             return size
         start = _offset(request.query.get("cursor"))
-        feats = self.items[cid][start : start + size]
+        pool = _filter(self.items[cid], request.query.get("datetime"))
+        feats = pool[start : start + size]
         out = []
         for f in feats:
             g = copy.deepcopy(f)
@@ -286,8 +334,8 @@ class FakeStac:
                     + urlencode({**q, "cursor": _cursor(start + len(feats))}),
                 }
             )
-        n = len(self.items[cid])
-        return web.json_response(
+        n = len(pool)
+        return _json(
             {
                 "type": "FeatureCollection",
                 "features": out,
@@ -321,7 +369,8 @@ class FakeStac:
                 return self._error(
                     400, "BBOX must be in the form of 'bbox=swLon,swLat,neLon,neLat' with valid latitude and longitude."
                 )
-        pool = [f for c in colls for f in self.items[c]]
+        when = body.get("datetime")
+        pool = [f for c in colls for f in _filter(self.items[c], when if isinstance(when, str) else None)]
         start = _offset(body.get("cursor") if isinstance(body.get("cursor"), str) else None)
         feats = pool[start : start + size]
         links = [{"rel": "self", "href": str(request.url)}, {"rel": "root", "href": self.base}]
@@ -329,11 +378,21 @@ class FakeStac:
             params = {k: v for k, v in body.items() if k != "cursor"}
             q = [*_bracketed(params), ("cursor", _cursor(start + len(feats)))]
             links.append({"rel": "next", "href": f"{self.base}/search?{urlencode(q)}", "method": "GET"})
-        return web.json_response(
+        # Items are serialised once and spliced into pages: the server's CPU must not be what a client benchmark
+        # measures (CMR-STAC's cost is latency, modelled by ``latency``).
+        head = orjson.dumps(
             {
                 "type": "FeatureCollection",
-                "features": feats,
                 "context": {"returned": len(feats), "limit": body.get("limit"), "matched": len(pool)},
                 "links": links,
             }
         )
+        page = head[:-1] + b',"features":[' + b",".join(self._bytes(f) for f in feats) + b"]}"
+        return web.Response(body=page, content_type="application/geo+json")
+
+    def _bytes(self, feature: dict[str, Any]) -> bytes:
+        key = id(feature)
+        cached = self._cache.get(key)
+        if cached is None:
+            cached = self._cache[key] = orjson.dumps(feature)
+        return cached

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import os
 import subprocess
 import sys
@@ -21,15 +22,22 @@ from stacbatch.stage import load
 
 
 def catalog(n_coll: int = 3, per: int = 230) -> dict[str, list[dict[str, Any]]]:
+    # two items a day at the same instant (window boundaries hit some), 7-digit fractions as CMR-STAC has them
     return {
         f"C{c}_1.0": [
             item(
-                f"G{c}.{i:05d}", collection=f"C{c}_1.0", properties={"datetime": "2021-06-01T10:00:00.1234567Z", "n": i}
+                f"G{c}.{i:05d}",
+                collection=f"C{c}_1.0",
+                properties={"datetime": f"{_day(i // 2)}T10:00:00.1234567Z", "n": i},
             )
             for i in range(per)
         ]
         for c in range(n_coll)
     }
+
+
+def _day(n: int) -> str:
+    return (datetime.date(2021, 1, 1) + datetime.timedelta(days=n)).isoformat()
 
 
 @pytest.fixture
@@ -69,9 +77,10 @@ def test_every_item_staged_exactly_once(server: FakeStac, tmp_path: Path) -> Non
     stage = str(tmp_path / "stage")
     res = load(stage, [server.base], api=ApiOptions(concurrency=4, limit=100))
     assert res.failed == 0 and res.api.retries > 0
+    assert res.api.queries > len(server.items)  # each collection's time range was split into windows
     got = staged(stage)
     want = {(c, f["id"]): f for c, feats in server.items.items() for f in feats}
-    assert got.keys() == want.keys() and res.staged == len(want)
+    assert got.keys() == want.keys() and res.staged == len(want)  # none missing, none twice
     for key, doc in got.items():
         expected = dict(want[key])
         if not server.search_enabled:
@@ -127,9 +136,13 @@ def test_a_failing_query_is_recorded_and_the_rest_goes_on(server: FakeStac, tmp_
     assert p.returncode == 3, p.stderr
     assert {c for c, _ in staged(stage)} == {"C0_1.0", "C2_1.0"}
     run_dir = next(Path(stage, "runs").iterdir())
-    (rec,) = [orjson.loads(x) for x in (run_dir / "failures.ndjson").read_bytes().splitlines()]
-    assert rec["collection"] == "C1_1.0" and rec["status"] == 500 and rec["request"]["method"] == "POST"
-    assert "Oops" in rec["reason"] and "after 1 retries" in rec["reason"]
+    recs = [orjson.loads(x) for x in (run_dir / "failures.ndjson").read_bytes().splitlines()]
+    assert recs  # one per time window of the broken collection, each with what it asked
+    for rec in recs:
+        assert rec["collection"] == "C1_1.0" and rec["status"] == 500 and rec["request"]["method"] == "POST"
+        assert "Oops" in rec["reason"] and "after 1 retries" in rec["reason"]
+        assert rec["request"]["body"]["collections"] == ["C1_1.0"]
+    assert len({r["request"]["body"].get("datetime") for r in recs}) == len(recs)
     for text in (p.stdout, p.stderr, (run_dir / "failures.ndjson").read_text(), (run_dir / "summary.json").read_text()):
         assert "s3cr3t" not in text
 

@@ -78,18 +78,22 @@ class RateLimiter:
         self.interval = 1.0 / rate if rate else 0.0
         #: host -> earliest next start; shared between the clients of one source (each event loop has its own)
         self._next: dict[str, float] = state if state is not None else {}
+        self._paused: dict[str, float] = {}
         self._lock = asyncio.Lock()
 
     async def wait(self, host: str) -> None:
         """Return when a request to ``host`` may start. Spacing is measured from the actual start (after the sleep
         woke up), so a late wake-up never lets two later requests bunch up."""
-        if not self.interval:
-            return
         async with self._lock:
-            delay = self._next.get(host, 0.0) - time.monotonic()
+            delay = max(self._next.get(host, 0.0), self._paused.get(host, 0.0)) - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
-            self._next[host] = time.monotonic() + self.interval
+            if self.interval:
+                self._next[host] = time.monotonic() + self.interval
+
+    def pause(self, host: str, seconds: float) -> None:
+        """A 429 with Retry-After speaks for the whole host: no request to it starts before then."""
+        self._paused[host] = max(self._paused.get(host, 0.0), time.monotonic() + seconds)
 
 
 class Http:
@@ -180,6 +184,8 @@ class Http:
             delay = min(self.backoff_cap, self.backoff * 2 ** (attempt - 1)) * random.uniform(0.5, 1.5)
             if retry_after is not None:
                 delay = max(delay, retry_after)
+                if status == 429:
+                    self.limiter.pause(host, retry_after)
             await asyncio.sleep(delay)
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from stacbatch.api._http import Http, HttpError
 from stacbatch.api._stac import list_collections, match_collections, open_api, pages, search_request
+from stacbatch.api._windows import time_windows
 from stacbatch.errors import InputError
 from stacbatch.sources._units import DictsUnit
 
@@ -38,6 +39,8 @@ class ApiOptions:
     headers: dict[str, str] = field(default_factory=dict)
     limit: int = 100
     method: str = "auto"
+    #: time windows per collection (None: enough to keep ``concurrency`` requests busy; 1: no splitting)
+    windows: int | None = None
 
 
 @dataclass
@@ -93,6 +96,16 @@ def check_datetime(text: str) -> str:
     return "/".join(out)
 
 
+def _instant(value: Any) -> _dt.datetime | None:
+    if not isinstance(value, str) or value in ("", ".."):
+        return None
+    try:
+        parsed = _dt.datetime.fromisoformat(value.replace("z", "Z"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=_dt.UTC)
+
+
 class ApiSource:
     """Iterate ``units()`` once; afterwards ``stats``, ``failures`` and ``collections`` describe what happened."""
 
@@ -108,6 +121,7 @@ class ApiSource:
         self._stop = threading.Event()
         self._api: Any = None
         self._rate_state: dict[str, float] = {}
+        self._edge: set[tuple[str, str]] = set()
 
     def prepare(self) -> None:
         """Open the API and resolve the collections before anything is written: an unreachable URL, a response that
@@ -193,11 +207,44 @@ class ApiSource:
                 if o.ids:
                     params["ids"] = o.ids
                 budget = [o.max_items]
-                await asyncio.gather(*(self._collection(http, api, str(c["id"]), params, budget) for c in chosen))
+                per = o.windows if o.windows is not None else max(1, -(-2 * o.concurrency // len(chosen)))
+                queries = [
+                    (str(c["id"]), window)
+                    for c in chosen
+                    for window in (time_windows(c, o.datetime, per) if not o.ids else [o.datetime])
+                ]
+                await asyncio.gather(
+                    *(
+                        self._collection(http, api, cid, {**params, "datetime": w} if w else params, budget)
+                        for cid, w in queries
+                    )
+                )
             finally:
                 self.stats.requests = http.stats.requests
                 self.stats.retries = http.stats.retries
                 self.stats.request_starts = http.stats.starts
+
+    def _seen_at_edge(self, cid: str, feature: Any, window: str | None) -> bool:
+        """Whether this item was already taken from the adjacent window: only items touching a window edge can come
+        twice, so only they are remembered (memory stays small however many items)."""
+        if not window or "/" not in window or not isinstance(feature, dict):
+            return False
+        props = feature.get("properties")
+        if not isinstance(props, dict):
+            return False
+        lo, hi = (_instant(v) for v in window.split("/", 1))
+        start = _instant(props.get("datetime") or props.get("start_datetime"))
+        end = _instant(props.get("datetime") or props.get("end_datetime"))
+        if start is None or end is None:
+            return False
+        touches = (lo is not None and start <= lo <= end) or (hi is not None and start <= hi <= end)
+        if not touches:
+            return False
+        key = (cid, str(feature.get("id")))
+        if key in self._edge:
+            return True
+        self._edge.add(key)
+        return False
 
     async def _collection(
         self, http: Http, api: Any, cid: str, params: dict[str, Any], budget: list[int | None]
@@ -208,7 +255,7 @@ class ApiSource:
             async for req_url, doc, _nxt in pages(http, method, url, body):
                 if self._stop.is_set():
                     return
-                feats = [f for f in doc.get("features") or []]
+                feats = [f for f in doc.get("features") or [] if not self._seen_at_edge(cid, f, params.get("datetime"))]
                 self.stats.pages += 1
                 matched = doc.get("numberMatched", (doc.get("context") or {}).get("matched"))
                 if isinstance(matched, int) and self.stats.pages == 1:

@@ -36,6 +36,11 @@ def load_cmd(
     timeout: float = typer.Option(60.0, "--timeout", help="API: seconds per request."),
     header: list[str] = typer.Option([], "--header", "-H", help='API: "Name: value" (${ENV} expanded; repeatable).'),
     method: str = typer.Option("auto", "--method", help="API: auto | GET | POST item search."),
+    windows: int | None = typer.Option(
+        None,
+        "--windows",
+        help="API: time windows per collection fetched concurrently (default: to fill --concurrency).",
+    ),
 ) -> None:
     path = require_stage(stage)
     api = None
@@ -44,6 +49,8 @@ def load_cmd(
 
         if method.upper() not in ("AUTO", "GET", "POST"):
             raise InputError(f"--method must be auto, GET or POST, got {method!r}")
+        if windows is not None and windows < 1:
+            raise InputError(f"--windows must be at least 1, got {windows}")
         if max_items is not None and max_items < 1:
             raise InputError(f"--max-items must be at least 1, got {max_items}")
         api = ApiOptions(
@@ -58,6 +65,7 @@ def load_cmd(
             timeout=timeout,
             headers=parse_headers(header),
             method=method.upper() if method.upper() != "AUTO" else "auto",
+            windows=windows,
         )
     elif collection or bbox or datetime_ or ids or max_items:
         raise InputError("--collection, --bbox, --datetime, --ids and --max-items apply to STAC API URLs only")

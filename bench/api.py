@@ -1,0 +1,84 @@
+"""STAC API ingestion next to pystac-client, against the project's CMR-STAC-like test server (tests/stac_server.py)
+with 200 ms of latency per page and 100 items per page: where CMR-STAC's cost is, parallelism must come from
+splitting the query (collections, time windows), which pystac-client does not do.
+
+    python -m bench.api --items 20000
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from bench._measure import Measurement, run
+from bench.generate import generate
+
+ROOT = Path(__file__).resolve().parent.parent
+PY = sys.executable
+
+PYSTAC_CLIENT = """
+import sys, orjson
+from pystac_client import Client
+client = Client.open(sys.argv[1])
+search = client.search(collections=sys.argv[3].split(","), limit=100)
+with open(sys.argv[2], "wb") as f:
+    for item in search.items_as_dicts():
+        f.write(orjson.dumps(item) + b"\\n")
+"""
+
+
+def bench_api(
+    n: int, work: Path, sb: list[str], add: Callable[[str, str, Measurement], None], latency: float = 0.2
+) -> None:
+    sys.path.insert(0, str(ROOT / "tests"))
+    from stac_server import FakeStac  # the test server: same quirks as the tests prove against
+
+    items: dict[str, list[dict[str, Any]]] = {}
+    for item in generate(n, seed=11):
+        items.setdefault(item["collection"], []).append(item)
+    srv = FakeStac(items, latency=latency)
+    srv.start()
+    try:
+        colls = ",".join(sorted(items))
+        stage = work / "api-stage"
+        if stage.exists():
+            shutil.rmtree(stage)
+        add(
+            "API load (16 in flight)",
+            "stacbatch",
+            run([*sb, "load", srv.base, "--stage", str(stage), "--concurrency", "16"]),
+        )
+        add(
+            "API load (16 in flight)",
+            "pystac-client",
+            run([PY, "-c", PYSTAC_CLIENT, srv.base, str(work / "pc.ndjson"), colls]),
+        )
+    finally:
+        srv.stop()
+
+
+def main() -> None:
+    from bench.run import OUT, Row, _tool, report
+
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--items", type=int, default=20_000)
+    ap.add_argument("--latency", type=float, default=0.2)
+    args = ap.parse_args()
+    rows: list[Row] = []
+    work = OUT / "work-api"
+    work.mkdir(parents=True, exist_ok=True)
+
+    def add(step: str, tool: str, m: Measurement) -> None:
+        rows.append(Row(step, tool, args.items, m))
+        print(f"  {step} {tool}: {m.seconds:.1f} s rc={m.returncode} {m.stderr.strip()[-200:]}", file=sys.stderr)
+
+    bench_api(args.items, work, [_tool("stacbatch"), "-q"], add, args.latency)
+    print(report(rows))
+
+
+if __name__ == "__main__":
+    main()
