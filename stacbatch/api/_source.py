@@ -18,6 +18,7 @@ from typing import Any
 
 from stacbatch.api._http import Http, HttpError
 from stacbatch.api._stac import list_collections, match_collections, open_api, pages, search_request
+from stacbatch.api._windows import parse_instant as _instant
 from stacbatch.api._windows import time_windows
 from stacbatch.errors import InputError
 from stacbatch.sources._units import DictsUnit
@@ -94,16 +95,6 @@ def check_datetime(text: str) -> str:
     if len(parts) == 1 and len(text) == 10:
         out = [out[0], text + "T23:59:59Z"]
     return "/".join(out)
-
-
-def _instant(value: Any) -> _dt.datetime | None:
-    if not isinstance(value, str) or value in ("", ".."):
-        return None
-    try:
-        parsed = _dt.datetime.fromisoformat(value.replace("z", "Z"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=_dt.UTC)
 
 
 class ApiSource:

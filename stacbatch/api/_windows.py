@@ -15,7 +15,7 @@ from typing import Any
 UTC = _dt.UTC
 
 
-def _parse(value: Any) -> _dt.datetime | None:
+def parse_instant(value: Any) -> _dt.datetime | None:
     if not isinstance(value, str) or value in ("", ".."):
         return None
     try:
@@ -37,8 +37,8 @@ def time_windows(collection: dict[str, Any], user: str | None, count: int) -> li
         return [user]  # a single instant
     spans = ((collection.get("extent") or {}).get("temporal") or {}).get("interval") or [[None, None]]
     first = spans[0] if isinstance(spans[0], list) and len(spans[0]) == 2 else [None, None]
-    lo = max(filter(None, [_parse(lo_u), _parse(first[0])]), default=None)
-    hi = min(filter(None, [_parse(hi_u), _parse(first[1]) or _dt.datetime.now(UTC)]), default=None)
+    lo = max(filter(None, [parse_instant(lo_u), parse_instant(first[0])]), default=None)
+    hi = min(filter(None, [parse_instant(hi_u), parse_instant(first[1]) or _dt.datetime.now(UTC)]), default=None)
     if count <= 1 or lo is None or hi is None or hi <= lo:
         return [user]
     step = (hi - lo) / count
