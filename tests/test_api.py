@@ -199,3 +199,19 @@ def test_discover_lists_filters_and_stores(server: FakeStac, tmp_path: Path) -> 
     p = cli("discover", server.base, "--stage", stage)
     assert p.returncode == 0 and "C0_1.0" in p.stdout
     assert sorted(stacbatch.open_stage(stage).manifest.collections) == ["C0_1.0", "C1_1.0", "C2_1.0"]
+
+
+def test_progress_line_shows_pages_rate_and_eta() -> None:
+    import io
+    import time
+
+    from stacbatch.api import ApiStats
+    from stacbatch.stage._load import print_progress
+
+    out = io.StringIO()
+    report = print_progress(out)
+    time.sleep(0.01)
+    report(500, ApiStats(pages=5, requests=6, retries=1, matched=1000))
+    line = out.getvalue()
+    assert "read 500 items" in line and "5 pages" in line and "1 retries" in line
+    assert "ETA" in line and "of ~1,000" in line

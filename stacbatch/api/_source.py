@@ -242,6 +242,7 @@ class ApiSource:
     ) -> None:
         method, url, body = search_request(api, cid, params, self.options.limit, self.options.method)
         self.stats.queries += 1
+        first = True
         try:
             async for req_url, doc, _nxt in pages(http, method, url, body):
                 if self._stop.is_set():
@@ -249,8 +250,9 @@ class ApiSource:
                 feats = [f for f in doc.get("features") or [] if not self._seen_at_edge(cid, f, params.get("datetime"))]
                 self.stats.pages += 1
                 matched = doc.get("numberMatched", (doc.get("context") or {}).get("matched"))
-                if isinstance(matched, int) and self.stats.pages == 1:
-                    self.stats.matched = matched
+                if isinstance(matched, int) and first:  # the total to expect: the first page of every query
+                    self.stats.matched = (self.stats.matched or 0) + matched
+                first = False
                 if budget[0] is not None:
                     feats = feats[: budget[0]]
                     budget[0] -= len(feats)

@@ -79,7 +79,7 @@ def load(
     batch_size: int = DEFAULT_BATCH_SIZE,
     workers: int | None = None,
     time_bucket: str | None = None,
-    progress: Callable[[int], None] | None = None,
+    progress: Callable[[int, Any], None] | None = None,
     api: Any = None,
 ) -> LoadResult:
     """Stage items from files, folders, static catalogs and stac-geoparquet; replace (collection, id) matches."""
@@ -128,7 +128,7 @@ def load(
                     lines_before[source] = base + lines
                 seq = _take(res, run, writer, collections, seq, result)
                 if progress:
-                    progress(result.read)
+                    progress(result.read, plan.api_sources[0].stats if plan.api_sources else None)
             new_entries = writer.finish()
         for label, doc in plan.collections:  # a catalog with collections but no items
             collections[str(doc.get("id"))] = (label, doc)
@@ -363,14 +363,27 @@ def _prune_empty_dirs(root: str) -> None:
                 os.rmdir(dirpath)
 
 
-def print_progress(stream: Any = sys.stderr) -> Callable[[int], None]:
+def print_progress(stream: Any = sys.stderr) -> Callable[[int, Any], None]:
+    """A one-line progress report on stderr, at most once a second; for STAC API sources it adds pages, requests,
+    retries, the item rate and an ETA from the server's count when it gives one."""
     last = [0.0]
+    t0 = time.monotonic()
 
-    def report(n: int) -> None:
+    def report(n: int, api: Any = None) -> None:
         now = time.monotonic()
-        if now - last[0] >= 1.0:
-            last[0] = now
-            stream.write(f"\rread {n:,} items")
-            stream.flush()
+        if now - last[0] < 1.0:
+            return
+        last[0] = now
+        line = f"read {n:,} items"
+        if api is not None:
+            rate = n / (now - t0) if now > t0 else 0.0
+            line += (
+                f" · {api.pages:,} pages · {api.requests:,} requests · {api.retries:,} retries · {rate:,.0f} items/s"
+            )
+            if api.matched and rate:
+                left = max(0, api.matched - n) / rate
+                line += f" · ETA {int(left // 60)}:{int(left % 60):02d} (of ~{api.matched:,})"
+        stream.write("\r" + line + "\x1b[K")
+        stream.flush()
 
     return report
