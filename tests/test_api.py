@@ -215,3 +215,25 @@ def test_progress_line_shows_pages_rate_and_eta() -> None:
     line = out.getvalue()
     assert "read 500 items" in line and "5 pages" in line and "1 retries" in line
     assert "ETA" in line and "of ~1,000" in line
+
+
+@pytest.mark.parametrize("server", [{"broken": ("C1_1.0",)}], indirect=True)
+def test_retry_failed_fetches_just_the_failed_queries(server: FakeStac, tmp_path: Path) -> None:
+    stage = str(tmp_path / "stage")
+    p = cli("load", server.base, "--stage", stage, "--max-retries", "0")
+    assert p.returncode == 3
+    run_id = stacbatch.open_stage(stage).manifest.last_run["run_id"]  # type: ignore[index]
+    failed = len((Path(stage) / "runs" / run_id / "failures.ndjson").read_bytes().splitlines())
+    server.broken = ()  # the server recovered
+    before = len(server.log)
+    p = cli("load", "--retry-failed", run_id, "--stage", stage)
+    assert p.returncode == 0, p.stderr
+    got = staged(stage)
+    assert len(got) == sum(len(v) for v in server.items.values())
+    again = [x for x in server.log[before:] if x[2].startswith("/stac/PROV/search")]
+    # only C1's failed window queries were asked again (one POST each, then their GET next links); C0 and C2 were
+    # not fetched a second time
+    assert len([x for x in again if x[1] == "POST"]) == failed
+    assert all("C1_1.0" in path for _t, method, path, _s in again if method == "GET")
+    p = cli("load", "--retry-failed", "no-such-run", "--stage", stage)
+    assert p.returncode == 4 and "no such run" in p.stderr

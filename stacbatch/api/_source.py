@@ -42,6 +42,8 @@ class ApiOptions:
     method: str = "auto"
     #: time windows per collection (None: enough to keep ``concurrency`` requests busy; 1: no splitting)
     windows: int | None = None
+    #: failure records of an earlier run (collection, request): fetch from exactly those requests on
+    requests: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -128,7 +130,8 @@ class ApiSource:
                 rate_state=self._rate_state,
             ) as http:
                 api = await open_api(http, self.url)
-                chosen = match_collections(await list_collections(http, api), o.collections)
+                wanted = sorted({str(r["collection"]) for r in o.requests}) if o.requests else o.collections
+                chosen = match_collections(await list_collections(http, api), wanted)
                 if not chosen:
                     raise InputError(f"{self.url}: no collection matches {', '.join(o.collections) or '*'}")
                 self.collections = chosen
@@ -204,6 +207,14 @@ class ApiSource:
                     for c in chosen
                     for window in (time_windows(c, o.datetime, per) if not o.ids else [o.datetime])
                 ]
+                if o.requests:  # --retry-failed: exactly the requests that failed, and the pages after them
+                    await asyncio.gather(
+                        *(
+                            self._collection(http, api, str(r["collection"]), {}, budget, start=r["request"])
+                            for r in o.requests
+                        )
+                    )
+                    return
                 await asyncio.gather(
                     *(
                         self._collection(http, api, cid, {**params, "datetime": w} if w else params, budget)
@@ -238,9 +249,20 @@ class ApiSource:
         return False
 
     async def _collection(
-        self, http: Http, api: Any, cid: str, params: dict[str, Any], budget: list[int | None]
+        self,
+        http: Http,
+        api: Any,
+        cid: str,
+        params: dict[str, Any],
+        budget: list[int | None],
+        start: dict[str, Any] | None = None,
     ) -> None:
-        method, url, body = search_request(api, cid, params, self.options.limit, self.options.method)
+        if start is not None:
+            method, url, body = str(start["method"]), str(start["url"]), start.get("body")
+            window = body.get("datetime") if isinstance(body, dict) else None
+            params = {"datetime": window} if isinstance(window, str) else {}
+        else:
+            method, url, body = search_request(api, cid, params, self.options.limit, self.options.method)
         self.stats.queries += 1
         first = True
         try:

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
+import orjson
 import typer
 
 from stacbatch.cli._common import info, require_stage, stage_option, state
@@ -13,7 +15,7 @@ from stacbatch.stage._runs import format_failure
 
 def load_cmd(
     sources: list[str] = typer.Argument(
-        ...,
+        None,
         metavar="SOURCE...",
         help="NDJSON (.gz), JSON, folder, catalog.json, collection.json or stac-geoparquet file.",
     ),
@@ -36,6 +38,9 @@ def load_cmd(
     timeout: float = typer.Option(60.0, "--timeout", help="API: seconds per request."),
     header: list[str] = typer.Option([], "--header", "-H", help='API: "Name: value" (${ENV} expanded; repeatable).'),
     method: str = typer.Option("auto", "--method", help="API: auto | GET | POST item search."),
+    retry_failed: str | None = typer.Option(
+        None, "--retry-failed", help="API: fetch again just the queries that failed in this run of the stage."
+    ),
     windows: int | None = typer.Option(
         None,
         "--windows",
@@ -43,6 +48,12 @@ def load_cmd(
     ),
 ) -> None:
     path = require_stage(stage)
+    sources = list(sources or [])
+    retry: list[dict[str, Any]] = []
+    if retry_failed:
+        sources, retry = _failed_requests(path, retry_failed, sources)
+    if not sources:
+        raise InputError("load: give at least one SOURCE (a file, folder, catalog, stac-geoparquet file or API URL)")
     api = None
     if any(s.startswith(("http://", "https://")) for s in sources):
         from stacbatch.api import ApiOptions, check_datetime, parse_bbox, parse_headers
@@ -66,6 +77,7 @@ def load_cmd(
             headers=parse_headers(header),
             method=method.upper() if method.upper() != "AUTO" else "auto",
             windows=windows,
+            requests=retry,
         )
     elif collection or bbox or datetime_ or ids or max_items:
         raise InputError("--collection, --bbox, --datetime, --ids and --max-items apply to STAC API URLs only")
@@ -104,3 +116,25 @@ def load_cmd(
             file=sys.stderr,
         )
         state.exit_code = ExitCode.PARTIAL
+
+
+def _failed_requests(stage: str, run_id: str, sources: list[str]) -> tuple[list[str], list[dict[str, Any]]]:
+    """The API queries that failed in an earlier run: (their API URLs, their failure records)."""
+    from stacbatch import _fs
+    from stacbatch.stage._layout import RUNS
+
+    fs, root = _fs.filesystem(stage)
+    path = _fs.join(root, RUNS, run_id, "failures.ndjson")
+    if not fs.exists(_fs.join(root, RUNS, run_id)):
+        raise InputError(f"--retry-failed {run_id}: no such run in {stage} (see its runs/ folder)")
+    records = []
+    if fs.exists(path):
+        with fs.open(path, "rb") as f:
+            records = [orjson.loads(line) for line in f.read().splitlines() if line.strip()]
+    failed = [r for r in records if isinstance(r.get("request"), dict) and r.get("collection")]
+    if not failed:
+        raise InputError(f"--retry-failed {run_id}: that run has no failed API queries to retry")
+    urls = sorted({str(r["source"]) for r in failed})
+    if len(urls) > 1 or (sources and sources != urls):
+        raise InputError(f"--retry-failed {run_id}: its failures come from {', '.join(urls)}; give that URL or none")
+    return urls, failed
