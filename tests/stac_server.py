@@ -135,6 +135,7 @@ class FakeStac:
         self.collections_page = collections_page
         self.search_enabled = search
         self._cache: dict[int, bytes] = {}
+        self.posts: list[str] = []  # POST search bodies, as received (sorted keys)
         self.log: list[tuple[float, str, str, int]] = []  # (arrival time, method, path_qs, status)
         self._n = 0
         self._faults = 0
@@ -349,6 +350,7 @@ class FakeStac:
     async def search(self, request: web.Request) -> web.Response:
         if request.method == "POST":
             body = await request.json()
+            self.posts.append(orjson.dumps(body, option=orjson.OPT_SORT_KEYS).decode())
         else:
             body = _from_query(request.query)
         size = self._limit(body.get("limit"))

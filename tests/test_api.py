@@ -237,3 +237,43 @@ def test_retry_failed_fetches_just_the_failed_queries(server: FakeStac, tmp_path
     assert all("C1_1.0" in path for _t, method, path, _s in again if method == "GET")
     p = cli("load", "--retry-failed", "no-such-run", "--stage", stage)
     assert p.returncode == 4 and "no such run" in p.stderr
+
+
+@pytest.mark.parametrize("server", [{"latency": 0.05}], indirect=True)
+def test_killed_load_resumes_where_it_stopped(server: FakeStac, tmp_path: Path) -> None:
+    """Kill a load after its first checkpoint; --resume stages the rest: every item once, finished work not asked
+    for again."""
+    import signal
+    import time
+
+    stage = tmp_path / "stage"
+    args = ["--stage", str(stage), "--checkpoint-every", "200", "--concurrency", "2", "--windows", "2"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "stacbatch", "-q", "load", server.base, *args],
+        stderr=subprocess.DEVNULL,
+    )
+    checkpoint = stage / "runs" / "api-checkpoint.json"
+    deadline = time.monotonic() + 60
+    while not checkpoint.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert checkpoint.exists()
+    pending = orjson.loads(checkpoint.read_bytes())["pending"]
+    done_before = stacbatch.open_stage(str(stage)).manifest.item_count()
+    total = sum(len(v) for v in server.items.values())
+    assert 0 < done_before < total
+    before, posts_before = len(server.log), len(server.posts)
+    p = cli("load", "--resume", *args)
+    assert p.returncode == 0, p.stderr
+    assert len(staged(str(stage))) == total and stacbatch.open_stage(str(stage)).manifest.item_count() == total
+    assert not checkpoint.exists()  # finished: nothing left to resume
+    # the resumed run went on from the checkpoint's requests: no query finished before the kill was asked again
+    # (each query starts with a POST of its window; GET next links carry the server's cursor)
+    key = lambda b: orjson.dumps(b, option=orjson.OPT_SORT_KEYS).decode()  # noqa: E731
+    pending_posts = {key(p["request"]["body"]) for p in pending if p["request"]["method"] == "POST"}
+    assert set(server.posts[posts_before:]) <= pending_posts
+    gets = [path for _t, m, path, _s in server.log[before:] if m == "GET" and path.startswith("/stac/PROV/search")]
+    assert all("cursor=" in path for path in gets)
+    p = cli("load", "--resume", "--stage", str(stage))
+    assert p.returncode == 4 and "no interrupted API load" in p.stderr

@@ -44,6 +44,8 @@ class ApiOptions:
     windows: int | None = None
     #: failure records of an earlier run (collection, request): fetch from exactly those requests on
     requests: list[dict[str, Any]] = field(default_factory=list)
+    #: stop after about this many items so that the caller can commit a checkpoint (0: never)
+    segment_items: int = 0
 
 
 @dataclass
@@ -115,6 +117,9 @@ class ApiSource:
         self._api: Any = None
         self._rate_state: dict[str, float] = {}
         self._edge: set[tuple[str, str]] = set()
+        #: query -> (collection, the request that continues it, or None when finished), as far as pages were taken
+        self._frontier: dict[int, tuple[str, dict[str, Any] | None]] = {}
+        self.exhausted = False
 
     def prepare(self) -> None:
         """Open the API and resolve the collections before anything is written: an unreachable URL, a response that
@@ -147,12 +152,20 @@ class ApiSource:
         thread = threading.Thread(target=self._thread, name="stacbatch-api", daemon=True)
         thread.start()
         try:
+            taken = 0
+            segment = self.options.segment_items
             while True:
                 got = self._queue.get()
                 if got is _DONE:
+                    self.exhausted = self._error is None
                     break
-                label, items = got
-                yield DictsUnit(self.url, [f"{label}#features[{i}]" for i in range(len(items))], items)
+                label, items, q, nxt = got
+                self._frontier[q] = (self._frontier[q][0], nxt)  # what to ask next, once this page is staged
+                if items:
+                    yield DictsUnit(self.url, [f"{label}#features[{i}]" for i in range(len(items))], items)
+                    taken += len(items)
+                if segment and taken >= segment:
+                    break  # a checkpoint: the caller commits, then goes on from pending()
         finally:
             self._stop.set()
             while thread.is_alive():  # unblock a producer waiting on a full queue
@@ -163,6 +176,10 @@ class ApiSource:
             self.stats.seconds = time.monotonic() - t0
         if self._error is not None:
             raise self._error
+
+    def pending(self) -> list[dict[str, Any]]:
+        """The queries not finished by the pages taken so far, each as the request that continues it."""
+        return [{"collection": cid, "request": req} for cid, req in self._frontier.values() if req is not None]
 
     def _thread(self) -> None:
         try:
@@ -264,11 +281,14 @@ class ApiSource:
         else:
             method, url, body = search_request(api, cid, params, self.options.limit, self.options.method)
         self.stats.queries += 1
+        q = len(self._frontier)
+        self._frontier[q] = (cid, {"method": method, "url": url, "body": body, "headers": None})
         first = True
         try:
-            async for req_url, doc, _nxt in pages(http, method, url, body):
+            async for req_url, doc, nxt in pages(http, method, url, body):
                 if self._stop.is_set():
                     return
+                done = not doc.get("features")
                 feats = [f for f in doc.get("features") or [] if not self._seen_at_edge(cid, f, params.get("datetime"))]
                 self.stats.pages += 1
                 matched = doc.get("numberMatched", (doc.get("context") or {}).get("matched"))
@@ -278,12 +298,13 @@ class ApiSource:
                 if budget[0] is not None:
                     feats = feats[: budget[0]]
                     budget[0] -= len(feats)
-                if feats:
-                    self.stats.items += len(feats)
-                    await asyncio.to_thread(self._put, (f"{req_url}", feats))
-                if budget[0] is not None and budget[0] <= 0:
+                self.stats.items += len(feats)
+                over = budget[0] is not None and budget[0] <= 0
+                await asyncio.to_thread(self._put, (req_url, feats, q, None if done or over else nxt))
+                if over:
                     return
         except HttpError as err:
             self.stats.failed_queries += 1
             rec = {"source": self.url, "collection": cid, **err.record()}
             self.failures.append(rec)
+            await asyncio.to_thread(self._put, (err.url, [], q, None))  # recorded: --retry-failed takes it up

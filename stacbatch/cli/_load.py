@@ -38,6 +38,14 @@ def load_cmd(
     timeout: float = typer.Option(60.0, "--timeout", help="API: seconds per request."),
     header: list[str] = typer.Option([], "--header", "-H", help='API: "Name: value" (${ENV} expanded; repeatable).'),
     method: str = typer.Option("auto", "--method", help="API: auto | GET | POST item search."),
+    resume: bool = typer.Option(
+        False, "--resume", help="API: go on where the last interrupted load from an API stopped (its checkpoint)."
+    ),
+    checkpoint_every: int = typer.Option(
+        100_000,
+        "--checkpoint-every",
+        help="API: commit and checkpoint after about this many items (0: only at the end).",
+    ),
     retry_failed: str | None = typer.Option(
         None, "--retry-failed", help="API: fetch again just the queries that failed in this run of the stage."
     ),
@@ -47,11 +55,17 @@ def load_cmd(
         help="API: time windows per collection fetched concurrently (default: to fill --concurrency).",
     ),
 ) -> None:
+    if not sources and not resume and not retry_failed:
+        raise typer.BadParameter("give at least one SOURCE (or --resume / --retry-failed RUN_ID)", param_hint="SOURCE")
     path = require_stage(stage)
     sources = list(sources or [])
     retry: list[dict[str, Any]] = []
+    if retry_failed and resume:
+        raise InputError("--retry-failed and --resume do not go together; run one, then the other")
     if retry_failed:
         sources, retry = _failed_requests(path, retry_failed, sources)
+    if resume:
+        sources, retry = _checkpoint(path, sources)
     if not sources:
         raise InputError("load: give at least one SOURCE (a file, folder, catalog, stac-geoparquet file or API URL)")
     api = None
@@ -78,21 +92,35 @@ def load_cmd(
             method=method.upper() if method.upper() != "AUTO" else "auto",
             windows=windows,
             requests=retry,
+            segment_items=0 if max_items else checkpoint_every,
         )
     elif collection or bbox or datetime_ or ids or max_items:
         raise InputError("--collection, --bbox, --datetime, --ids and --max-items apply to STAC API URLs only")
     progress = print_progress() if sys.stderr.isatty() and not state.quiet else None
-    res = load(
-        path,
-        sources,
-        batch_size=batch_size,
-        workers=workers,
-        time_bucket=time_bucket,
-        progress=progress,
-        api=api,
-    )
-    if progress:
-        sys.stderr.write("\r")
+    while True:
+        res = load(
+            path,
+            sources,
+            batch_size=batch_size,
+            workers=workers,
+            time_bucket=time_bucket,
+            progress=progress,
+            api=api,
+        )
+        if progress:
+            sys.stderr.write("\r")
+        _report(res)
+        if api is None:
+            return
+        # Committed: record where every unfinished query goes on, so that a kill loses at most one segment.
+        _write_checkpoint(path, sources[0], res)
+        if res.api_done or not res.api_pending:
+            _write_checkpoint(path, sources[0], None)
+            return
+        api.requests = res.api_pending
+
+
+def _report(res: Any) -> None:
     rate = res.read / res.seconds if res.seconds else 0.0
     info(
         f"load {res.run_id}: read {res.read:,}, staged {res.staged:,} ({res.new:,} new, {res.replaced:,} "
@@ -138,3 +166,40 @@ def _failed_requests(stage: str, run_id: str, sources: list[str]) -> tuple[list[
     if len(urls) > 1 or (sources and sources != urls):
         raise InputError(f"--retry-failed {run_id}: its failures come from {', '.join(urls)}; give that URL or none")
     return urls, failed
+
+
+CHECKPOINT = "api-checkpoint.json"
+
+
+def _write_checkpoint(stage: str, url: str, res: Any) -> None:
+    """``runs/api-checkpoint.json``: the API, and for each unfinished query the request that continues it. Written
+    after the segment's commit (a kill in between only means one segment is fetched again; staging is idempotent:
+    last wins). Removed when the load finishes. Request headers are not stored: they may hold secrets."""
+    from stacbatch import _fs
+    from stacbatch.stage._layout import RUNS
+
+    fs, root = _fs.filesystem(stage)
+    target = _fs.join(root, RUNS, CHECKPOINT)
+    if res is None:
+        if fs.exists(target):
+            fs.rm(target)
+        return
+    doc = {"url": url, "run_id": res.run_id, "pending": res.api_pending}
+    _fs.atomic_write_bytes(fs, target, orjson.dumps(doc, option=orjson.OPT_INDENT_2))
+
+
+def _checkpoint(stage: str, sources: list[str]) -> tuple[list[str], list[dict[str, Any]]]:
+    from stacbatch import _fs
+    from stacbatch.stage._layout import RUNS
+
+    fs, root = _fs.filesystem(stage)
+    target = _fs.join(root, RUNS, CHECKPOINT)
+    if not fs.exists(target):
+        raise InputError(f"--resume: {stage} has no interrupted API load to resume (no runs/{CHECKPOINT})")
+    with fs.open(target, "rb") as f:
+        doc = orjson.loads(f.read())
+    if sources and sources != [doc["url"]]:
+        raise InputError(f"--resume: the interrupted load was from {doc['url']}; give that URL or none")
+    if not doc["pending"]:
+        raise InputError("--resume: nothing left to fetch")
+    return [doc["url"]], list(doc["pending"])

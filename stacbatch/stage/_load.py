@@ -55,6 +55,9 @@ class LoadResult:
     stage_version: int = 0
     #: for STAC API sources: items, pages, requests, retries, failed queries, seconds
     api: Any = None
+    #: for STAC API sources: the queries left when the run stopped at a checkpoint, and whether all were done
+    api_pending: list[dict[str, Any]] = field(default_factory=list)
+    api_done: bool = True
 
     def counts(self) -> dict[str, Any]:
         return {
@@ -137,6 +140,8 @@ def load(
                 run.fail(rec)
                 result.failed += 1
             result.api = source.stats
+            result.api_pending = source.pending()
+            result.api_done = source.exhausted
         for label, where, reason in plan.problems:
             rec = {"source": label, "reason": reason}
             if where:
