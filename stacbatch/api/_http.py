@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import orjson
 
+from stacbatch import _json
 from stacbatch.errors import InputError
 
 RETRY_STATUS = {429, 500, 502, 503, 504}
@@ -165,8 +166,8 @@ class Http:
                         retry_after = _retry_after(resp.headers.get("Retry-After"))
                 if status == 200:
                     try:
-                        return orjson.loads(raw), raw
-                    except orjson.JSONDecodeError:
+                        return _json.loads(raw), raw  # the stdlib fallback keeps integers beyond 64 bits
+                    except ValueError:
                         raise HttpError(
                             method, url, status, "response is not JSON (is this a STAC API?)", body
                         ) from None
