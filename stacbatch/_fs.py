@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from typing import Any
 
 import fsspec
@@ -40,6 +42,28 @@ def atomic_write_bytes(fs: Any, path: str, data: bytes) -> None:
     else:
         with fs.open(path, "wb") as f:
             f.write(data)
+
+
+@contextlib.contextmanager
+def atomic_sink(fs: Any, path: str) -> Iterator[Any]:
+    """A binary file to stream into that appears at ``path`` only when complete (a temporary sibling renamed on
+    success, removed on failure); object stores publish on close, which is atomic already."""
+    if not is_local(fs):
+        with fs.open(path, "wb") as f:
+            yield f
+        return
+    tmp = f"{path}.tmp-{os.getpid()}"
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    try:
+        with open(tmp, "wb") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
 
 
 def _fsync_dir(path: str) -> None:

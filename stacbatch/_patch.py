@@ -26,15 +26,6 @@ def patch_paths(patch: object, prefix: tuple[str, ...] = ()) -> list[tuple[str, 
     return out
 
 
-def get_path(doc: object, segments: tuple[str, ...]) -> object:
-    """The value at a path, or the string ``<absent>``."""
-    for s in segments:
-        if not isinstance(doc, dict) or s not in doc:
-            return "<absent>"
-        doc = doc[s]
-    return doc
-
-
 def changed_paths(patches: list[str | None]) -> list[list[str] | None]:
     """Merge patch texts (from DuckDB's ``json_merge_patch_diff``) -> the changed paths of each (None stays None)."""
     from stacbatch import _json

@@ -156,8 +156,14 @@ def test_max_items_and_filters_are_sent(server: FakeStac, tmp_path: Path) -> Non
         ),
     )
     assert res.staged == 120
-    posts = [p for _t, m, p, _s in server.log if m == "POST"]
-    assert posts
+    bodies = [orjson.loads(b) for b in server.posts]
+    assert bodies and all(b["collections"] == ["C2_1.0"] and b["limit"] == 100 for b in bodies)
+    assert all(b["bbox"] == [-10.0, -10.0, 10.0, 10.0] for b in bodies)
+    # the windows stay inside the asked interval: each starts at or after its start; only the last is open-ended
+    windows = sorted({b["datetime"] for b in bodies})
+    assert windows[0].startswith("2021-01-01T00:00:00Z/")
+    assert all(w.split("/")[0] >= "2021-01-01T00:00:00Z" for w in windows)
+    assert sum(w.endswith("/..") for w in windows) <= 1
 
 
 @pytest.mark.parametrize(

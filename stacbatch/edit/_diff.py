@@ -12,7 +12,6 @@ import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -20,8 +19,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from stacbatch import _fs, _json, _sql
+from stacbatch._patch import format_path, patch_paths
 from stacbatch._rows import BBOX, TS
-from stacbatch.edit._paths import format_path, parse_path, patch_paths
+from stacbatch.edit._paths import parse_path
 from stacbatch.errors import InputError, QueryError
 from stacbatch.stage._layout import MANIFEST
 from stacbatch.stage._stage import Stage
@@ -161,11 +161,9 @@ def to_changeset(table: pa.Table) -> pa.Table:
     cols = []
     for f in CHANGESET_SCHEMA:
         col = table[f.name]
-        if f.name == "item":
-            storage = col.cast(pa.string()) if not isinstance(col.type, pa.ExtensionType) else col
-            cols.append(storage.cast(f.type) if not isinstance(col.type, pa.ExtensionType) else col)
-        else:
-            cols.append(col.cast(f.type))
+        if f.name == "item" and not isinstance(col.type, pa.ExtensionType):
+            col = col.cast(pa.string())  # DuckDB's JSON comes as text: wrap it as Arrow JSON
+        cols.append(col.cast(f.type))
     return pa.Table.from_arrays(cols, schema=CHANGESET_SCHEMA)
 
 
@@ -201,38 +199,32 @@ def _write_changes(
     out: str | None,
     ndjson: str | None,
 ) -> int:
-    writers: list[Any] = []
-    pq_writer = None
-    nd = None
+    """Stream the change set to Parquet and/or NDJSON; each file appears only once complete."""
     written = 0
-    try:
+    kept: dict[str, int] = {}  # modified rows left after ignoring paths, per collection
+    with contextlib.ExitStack() as stack:
+        pq_writer = None
+        nd = None
         if out:
             fs, path = _fs.filesystem(out)
-            sink = fs.open(path, "wb")
-            writers.append(sink)
             schema = CHANGESET_SCHEMA.with_metadata(
                 {b"stacbatch": CHANGESET_FORMAT, b"a": res.a.encode(), b"b": res.b.encode()}
             )
-            pq_writer = pq.ParquetWriter(sink, schema, compression="zstd", compression_level=1)
+            sink = stack.enter_context(_fs.atomic_sink(fs, path))
+            pq_writer = stack.enter_context(pq.ParquetWriter(sink, schema, compression="zstd", compression_level=1))
         if ndjson:
             fs, path = _fs.filesystem(ndjson)
-            nd = fs.open(path, "wb")
-            writers.append(nd)
-        kept: dict[str, int] = {}  # modified rows left after ignoring paths, per collection
+            nd = stack.enter_context(_fs.atomic_sink(fs, path))
         for table in change_batches(con, ignore):
             if ignore:
-                for c in table.filter(pc.equal(table["kind"], "modified"))["collection"].to_pylist():
-                    kept[c] = kept.get(c, 0) + 1
+                modified = table.filter(pc.equal(table["kind"], "modified"))["collection"]
+                for row in pc.value_counts(modified).to_pylist():
+                    kept[row["values"]] = kept.get(row["values"], 0) + row["counts"]
             if pq_writer is not None:
                 pq_writer.write_table(table)
             if nd is not None:
                 nd.write(_ndjson_lines(table))
             written += table.num_rows
-    finally:
-        if pq_writer is not None:
-            pq_writer.close()
-        for w in writers:
-            w.close()
     if ignore:  # a modified row whose changes are all ignored counts as unchanged
         for c, counts in res.counts.items():
             moved = counts["modified"] - kept.get(c, 0)

@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 
 from stacbatch import _fs, _sql
 from stacbatch._rows import STAGE_SCHEMA
-from stacbatch.edit._diff import CHANGESET_FORMAT, KINDS, as_stage, change_batches, compare_keys, source_sql
+from stacbatch.edit._diff import CHANGESET_FORMAT, as_stage, change_batches, compare_keys, source_sql
 from stacbatch.edit._rewrite import apply_results, make_jobs, run_jobs
 from stacbatch.edit._select import select_rows
 from stacbatch.errors import InputError, QueryError
@@ -241,4 +241,4 @@ def _upserts(
     manifest.files.extend(new_entries)
 
 
-__all__ = ["KINDS", "MODES", "MergeResult", "merge"]
+__all__ = ["MODES", "MergeResult", "merge"]

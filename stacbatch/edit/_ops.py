@@ -12,11 +12,11 @@ from typing import Any
 import duckdb
 
 from stacbatch import _sql
+from stacbatch._patch import format_path
 from stacbatch.edit._paths import (
     TOKEN,
     PathError,
     find_references,
-    format_path,
     item_segments,
     parse_path,
     pointer,
@@ -101,6 +101,9 @@ def parse_ops_document(doc: Any, source: str) -> tuple[list[Op], str | None, str
         if unknown:
             raise InputError(f"{source}: unknown key(s) {', '.join(sorted(unknown))}; expected where, ids, operations")
         where, ids, doc = doc.get("where"), doc.get("ids"), doc.get("operations")
+        for key, value in (("where", where), ("ids", ids)):
+            if value is not None and not isinstance(value, str):
+                raise InputError(f"{source}: {key} must be a string, got {value!r}")
     if not isinstance(doc, list) or not doc:
         raise InputError(f"{source}: expected a non-empty list of operations (set, unset, rename)")
     ops: list[Op] = []

@@ -10,10 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from stacbatch._patch import format_path, get_path, patch_paths
 from stacbatch.errors import InputError
-
-__all__ = ["format_path", "get_path", "patch_paths"]
 
 #: Roots a path may start with inside SQL; ``item`` reaches any top-level key (``item.stac_extensions``).
 SQL_ROOTS = ("properties", "assets", "links", "item")

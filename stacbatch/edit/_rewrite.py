@@ -136,16 +136,12 @@ def _delete(job: FileJob, table: pa.Table) -> FileResult:
         job.run_id, job.run_time, "delete", gone["collection"], gone["id"], None, gone["content_hash"], None
     )
     if job.dry_run:
-        res.samples = [{"collection": c, "id": i} for c, i in zip(*_head(gone, ["collection", "id"]), strict=True)]
+        res.samples = gone.select(["collection", "id"]).slice(0, SAMPLE_SIZE).to_pylist()
         return res
     keep = table.filter(pa.array(~mask))
     if keep.num_rows:
         res.new_entries = _write(job, {job.entry.get("bucket"): keep})
     return res
-
-
-def _head(table: pa.Table, cols: list[str]) -> list[list[Any]]:
-    return [table[c].slice(0, SAMPLE_SIZE).to_pylist() for c in cols]
 
 
 _ABSENT = object()

@@ -23,7 +23,10 @@ def read_ids(path: str) -> pa.Table:
         raise InputError(f"{path}: no such ids file")
     suffix = p.suffix.lower()
     if suffix == ".parquet":
-        table = pq.read_table(p)
+        try:
+            table = pq.read_table(p)
+        except (OSError, pa.ArrowException) as err:
+            raise InputError(f"{path}: not a readable Parquet file: {err}") from None
     elif suffix == ".csv":
         con = _sql.connect()
         try:

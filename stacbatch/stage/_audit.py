@@ -16,9 +16,6 @@ from stacbatch import _fs
 from stacbatch._rows import TS
 from stacbatch.stage._layout import AUDIT, TOMBSTONES
 
-#: insert (new key), replace (load or merge of a new version), update, delete.
-OPERATIONS = ("insert", "replace", "update", "delete")
-
 AUDIT_SCHEMA = pa.schema(
     [
         pa.field("run_id", pa.string(), nullable=False),
