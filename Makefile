@@ -6,8 +6,11 @@ PYTHON_VERSION := $(shell cat .python-version)
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# Real peers for the tests (PostgreSQL + PostGIS + pgstac + stac-fastapi-pgstac): tests/peers/install.sh
+PEERS := .peers
+PEERS_STAMP := $(PEERS)/.installed
 
-.PHONY: help venv demo test lint typecheck unit bench clean
+.PHONY: help venv peers demo test lint typecheck unit bench clean
 
 help:
 	@echo "make demo   set up, then load the bundled sample into ./demo-stage, query it and emit it"
@@ -30,6 +33,11 @@ $(STAMP): $(PY) pyproject.toml
 
 venv: $(STAMP)
 
+$(PEERS_STAMP): tests/peers/install.sh | $(PY)
+	tests/peers/install.sh "$(abspath $(PY))" "$(PEERS)"
+
+peers: $(PEERS_STAMP)
+
 demo: $(STAMP)
 	$(PY) -m stacbatch.demo
 
@@ -40,14 +48,16 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
-unit: $(STAMP)
-	$(PY) -m pytest -q
+unit: $(STAMP) $(PEERS_STAMP)
+	STACBATCH_REQUIRE_PEERS=1 $(PY) -m pytest -q
 
 test: lint typecheck unit
 
-bench: $(STAMP)
+bench: $(STAMP) $(PEERS_STAMP)
 	$(PY) -m pip install -q "rustac>=0.9"
+	@# byte-compile as a wheel install would (this checkout is an editable install; PYTHONDONTWRITEBYTECODE may be set)
+	$(PY) -m compileall -q stacbatch >/dev/null
 	$(PY) -m bench.run $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) demo-stage demo-out .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(PEERS) demo-stage demo-out .pytest_cache .mypy_cache .ruff_cache

@@ -1,6 +1,10 @@
-"""STAC API ingestion next to pystac-client, against the project's CMR-STAC-like test server (tests/stac_server.py)
-with 200 ms of latency per page and 100 items per page: where CMR-STAC's cost is, parallelism must come from
-splitting the query (collections, time windows), which pystac-client does not do.
+"""STAC API ingestion next to pystac-client, 100 items per page for both:
+
+(a) against the project's CMR-STAC-like test server (tests/stac_server.py) with 200 ms of latency per page: where
+    CMR-STAC's cost is, parallelism must come from splitting the query (collections, time windows), which
+    pystac-client does not do;
+(b) against a real stac-fastapi-pgstac on PostgreSQL + pgstac (tests/pgstac_peer.py, installed by `make peers`),
+    sharing the two cores with both clients.
 
     python -m bench.api --items 20000
 """
@@ -15,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from bench._measure import Measurement, run
-from bench.generate import generate
+from bench.generate import COLLECTIONS, generate, make_collection
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
@@ -48,15 +52,39 @@ def bench_api(
         if stage.exists():
             shutil.rmtree(stage)
         add(
-            "API load (16 in flight)",
+            "API load (CMR-like, 16)",
             "stacbatch",
             run([*sb, "load", srv.base, "--stage", str(stage), "--concurrency", "16"]),
         )
         add(
-            "API load (16 in flight)",
+            "API load (CMR-like, 16)",
             "pystac-client",
             run([PY, "-c", PYSTAC_CLIENT, srv.base, str(work / "pc.ndjson"), colls]),
         )
+    finally:
+        srv.stop()
+
+
+def bench_pgstac(n: int, work: Path, sb: list[str], add: Callable[[str, str, Measurement], None]) -> None:
+    sys.path.insert(0, str(ROOT / "tests"))
+    from pgstac_peer import PgstacPeer, missing
+
+    why = missing()
+    if why:
+        print(f"  skipped stac-fastapi-pgstac: {why}", file=sys.stderr)
+        return
+    srv = PgstacPeer().start()
+    try:
+        items = list(generate(n, seed=12))
+        used = {i["collection"] for i in items}
+        srv.load((make_collection(c) for c in COLLECTIONS if c["id"] in used), items)
+        del items
+        stage = work / "pgstac-stage"
+        if stage.exists():
+            shutil.rmtree(stage)
+        step = "API load (pgstac, 16)"
+        add(step, "stacbatch", run([*sb, "load", srv.base, "--stage", str(stage), "--concurrency", "16"]))
+        add(step, "pystac-client", run([PY, "-c", PYSTAC_CLIENT, srv.base, str(work / "pc2.ndjson"), ",".join(used)]))
     finally:
         srv.stop()
 
@@ -77,6 +105,7 @@ def main() -> None:
         print(f"  {step} {tool}: {m.seconds:.1f} s rc={m.returncode} {m.stderr.strip()[-200:]}", file=sys.stderr)
 
     bench_api(args.items, work, [_tool("stacbatch"), "-q"], add, args.latency)
+    bench_pgstac(args.items, work, [_tool("stacbatch"), "-q"], add)
     print(report(rows))
 
 

@@ -146,16 +146,13 @@ def bench_size(n: int, rows: list[Row], anchors: bool, tree_max: int, edits: boo
 
 def report(rows: list[Row]) -> str:
     lines = [
-        f"{'step':<24} {'items':>9}  {'tool':<28} {'seconds':>8} {'items/s':>10} {'peak MB':>8}  {'stacbatch is':>14}"
+        f"{'step':<30} {'items':>9}  {'tool':<28} {'seconds':>8} {'items/s':>10} {'peak MB':>8}  {'stacbatch is':>14}"
     ]
     for row in rows:
-        ours = next(
-            (
-                r
-                for r in rows
-                if r.step.split(" (")[0] == row.step.split(" (")[0] and r.items == row.items and r.tool == "stacbatch"
-            ),
-            None,
+        same = [r for r in rows if r.items == row.items and r.tool == "stacbatch"]
+        # the same step, else the same kind of step (e.g. a load from NDJSON next to a load from Parquet)
+        ours = next((r for r in same if r.step == row.step), None) or next(
+            (r for r in same if r.step.split(" (")[0] == row.step.split(" (")[0]), None
         )
         ratio = ""
         if ours and row.tool != "stacbatch" and row.rate:
@@ -163,7 +160,7 @@ def report(rows: list[Row]) -> str:
         elif row.tool != "stacbatch":
             ratio = "(tool failed)"
         lines.append(
-            f"{row.step:<24} {row.items:>9,}  {row.tool:<28} {row.m.seconds:>8,.1f} {row.rate:>10,.0f} "
+            f"{row.step:<30} {row.items:>9,}  {row.tool:<28} {row.m.seconds:>8,.1f} {row.rate:>10,.0f} "
             f"{row.m.peak_mb:>8,.0f}  {ratio:>14}"
         )
     return "\n".join(lines)
@@ -191,7 +188,7 @@ def main() -> None:
         print(f"\n{n:,} items", file=sys.stderr, flush=True)
         bench_size(n, rows, not args.no_anchors, args.tree_max, not args.no_edits)
     if args.api_items:
-        from bench.api import bench_api
+        from bench.api import bench_api, bench_pgstac
 
         print(f"\nSTAC API, {args.api_items:,} items, 200 ms a page", file=sys.stderr, flush=True)
         work = OUT / "work-api"
@@ -201,6 +198,8 @@ def main() -> None:
             rows.append(Row(step, tool, args.api_items, m))
 
         bench_api(args.api_items, work, [_tool("stacbatch"), "-q"], add)
+        print(f"\nstac-fastapi-pgstac, {args.api_items:,} items", file=sys.stderr, flush=True)
+        bench_pgstac(args.api_items, work, [_tool("stacbatch"), "-q"], add)
     text = report(rows)
     head = (
         f"stacbatch bench, {started:%Y-%m-%d %H:%M} UTC, {platform.machine()}, "

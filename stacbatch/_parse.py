@@ -18,7 +18,7 @@ import pyarrow as pa
 
 from stacbatch import _json
 from stacbatch._rows import BatchBuilder, ItemError
-from stacbatch.sources import DictsUnit, LinesUnit, RangeUnit, Unit
+from stacbatch.sources import DictsUnit, LinesUnit, PagesUnit, RangeUnit, Unit
 
 
 @dataclass
@@ -138,6 +138,12 @@ def parse_unit(unit: Unit, batch_size: int) -> ParseResult:
         elif isinstance(unit, DictsUnit):
             for label, obj in zip(unit.labels, unit.items, strict=True):
                 out.add(obj, label, None)
+        elif isinstance(unit, PagesUnit):
+            for label, body, keep in unit.pages:
+                # bytes were decoded once already by the fetcher: they are valid
+                features = _json.loads(body)["features"] if isinstance(body, bytes) else body
+                for i in range(len(features)) if keep is None else keep:
+                    out.add(features[i], f"{label}#features[{i}]", None)
         else:
             for path in unit.paths:
                 _parse_file(path, out)

@@ -9,21 +9,25 @@ from __future__ import annotations
 
 import asyncio
 import datetime as _dt
+import itertools
 import queue
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from stacbatch.api._http import Http, HttpError
 from stacbatch.api._stac import list_collections, match_collections, open_api, pages, search_request
 from stacbatch.api._windows import parse_instant as _instant
-from stacbatch.api._windows import time_windows
+from stacbatch.api._windows import split_window, time_windows
 from stacbatch.errors import InputError
-from stacbatch.sources._units import DictsUnit
+from stacbatch.sources._units import PagesUnit
 
 _DONE = object()
+#: items per parse unit at most (pages already fetched are grouped up to this)
+_UNIT_ITEMS = 2000
 
 
 @dataclass
@@ -46,6 +50,8 @@ class ApiOptions:
     requests: list[dict[str, Any]] = field(default_factory=list)
     #: stop after about this many items so that the caller can commit a checkpoint (0: never)
     segment_items: int = 0
+    #: a window whose count (numberMatched) says more pages than this is split further (0: never)
+    window_pages: int = 10
 
 
 @dataclass
@@ -53,6 +59,7 @@ class ApiStats:
     items: int = 0
     pages: int = 0
     queries: int = 0
+    splits: int = 0
     failed_queries: int = 0
     requests: int = 0
     retries: int = 0
@@ -119,6 +126,10 @@ class ApiSource:
         self._edge: set[tuple[str, str]] = set()
         #: query -> (collection, the request that continues it, or None when finished), as far as pages were taken
         self._frontier: dict[int, tuple[str, dict[str, Any] | None]] = {}
+        self._query_ids = itertools.count()
+        #: hand pages on as the bytes received (for worker processes) rather than decoded
+        self.raw_pages = False
+        self._tasks: asyncio.TaskGroup
         self.exhausted = False
 
     def prepare(self) -> None:
@@ -147,23 +158,39 @@ class ApiSource:
         except HttpError as err:
             raise InputError(f"{err.url}: {err.reason}") from None
 
-    def units(self) -> Iterator[DictsUnit]:
+    def units(self) -> Iterator[PagesUnit]:
         t0 = time.monotonic()
         thread = threading.Thread(target=self._thread, name="stacbatch-api", daemon=True)
         thread.start()
         try:
             taken = 0
             segment = self.options.segment_items
-            while True:
+            finished = False
+            while not finished:
                 got = self._queue.get()
-                if got is _DONE:
-                    self.exhausted = self._error is None
-                    break
-                label, items, q, nxt = got
-                self._frontier[q] = (self._frontier[q][0], nxt)  # what to ask next, once this page is staged
-                if items:
-                    yield DictsUnit(self.url, [f"{label}#features[{i}]" for i in range(len(items))], items)
-                    taken += len(items)
+                pages: list[tuple[str, bytes | list[Any], tuple[int, ...] | None]] = []
+                count = 0
+                while True:  # the pages already waiting go out together: fewer, larger units for the workers
+                    if got is _DONE:
+                        self.exhausted = self._error is None
+                        finished = True
+                        break
+                    label, page, q, nxt, children = got
+                    self._frontier[q] = (self._frontier[q][0], nxt)  # what to ask next, once this page is staged
+                    for child, cid, request in children:  # a split window: its parts replace it in the same step
+                        self._frontier[child] = (cid, request)
+                    if page is not None and page[2]:
+                        pages.append((label, page[0], page[1]))
+                        count += page[2]
+                    if count >= _UNIT_ITEMS or (segment and taken + count >= segment):
+                        break
+                    try:
+                        got = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                if pages:
+                    yield PagesUnit(self.url, pages)
+                    taken += count
                 if segment and taken >= segment:
                     break  # a checkpoint: the caller commits, then goes on from pending()
         finally:
@@ -224,20 +251,15 @@ class ApiSource:
                     for c in chosen
                     for window in (time_windows(c, o.datetime, per) if not o.ids else [o.datetime])
                 ]
-                if o.requests:  # --retry-failed: exactly the requests that failed, and the pages after them
-                    await asyncio.gather(
-                        *(
-                            self._collection(http, api, str(r["collection"]), {}, budget, start=r["request"])
-                            for r in o.requests
-                        )
-                    )
-                    return
-                await asyncio.gather(
-                    *(
-                        self._collection(http, api, cid, {**params, "datetime": w} if w else params, budget)
-                        for cid, w in queries
-                    )
-                )
+                async with asyncio.TaskGroup() as tg:
+                    self._tasks = tg
+                    if o.requests:  # --retry-failed / --resume: exactly those requests, and the pages after them
+                        for r in o.requests:
+                            tg.create_task(self._query(http, api, str(r["collection"]), budget, start=r["request"]))
+                    else:
+                        for cid, w in queries:
+                            sub = {**params, "datetime": w} if w else params
+                            tg.create_task(self._query(http, api, cid, budget, sub))
             finally:
                 self.stats.requests = http.stats.requests
                 self.stats.retries = http.stats.retries
@@ -265,46 +287,105 @@ class ApiSource:
         self._edge.add(key)
         return False
 
-    async def _collection(
+    async def _query(
         self,
         http: Http,
         api: Any,
         cid: str,
-        params: dict[str, Any],
         budget: list[int | None],
+        params: dict[str, Any] | None = None,
         start: dict[str, Any] | None = None,
+        q: int | None = None,
     ) -> None:
+        """One query's pages, in order. ``start``: continue from that request (resume, retry). A fresh query whose
+        first page counts more pages than ``window_pages`` is replaced by parts of its time window instead."""
+        fresh = start is None
         if start is not None:
             method, url, body = str(start["method"]), str(start["url"]), start.get("body")
-            window = body.get("datetime") if isinstance(body, dict) else None
-            params = {"datetime": window} if isinstance(window, str) else {}
+            params = {"datetime": _window_of(start)}
         else:
+            params = params or {}
             method, url, body = search_request(api, cid, params, self.options.limit, self.options.method)
+        window = params.get("datetime")
         self.stats.queries += 1
-        q = len(self._frontier)
-        self._frontier[q] = (cid, {"method": method, "url": url, "body": body, "headers": None})
-        first = True
+        if q is None:
+            q = next(self._query_ids)
+            self._frontier[q] = (cid, {"method": method, "url": url, "body": body, "headers": None})
+        first, taken, matched = True, 0, None
         try:
-            async for req_url, doc, nxt in pages(http, method, url, body):
+            async for req_url, doc, body_bytes, nxt in pages(http, method, url, body):
                 if self._stop.is_set():
                     return
-                done = not doc.get("features")
-                feats = [f for f in doc.get("features") or [] if not self._seen_at_edge(cid, f, params.get("datetime"))]
-                self.stats.pages += 1
-                matched = doc.get("numberMatched", (doc.get("context") or {}).get("matched"))
-                if isinstance(matched, int) and first:  # the total to expect: the first page of every query
-                    self.stats.matched = (self.stats.matched or 0) + matched
+                raw = doc.get("features") or []
+                count = doc.get("numberMatched", (doc.get("context") or {}).get("matched"))
+                if first and fresh and isinstance(count, int):
+                    matched = count
+                    if await self._split(http, api, cid, budget, params, q, req_url, raw, count):
+                        return
+                    self.stats.matched = (self.stats.matched or 0) + count  # the total to expect
                 first = False
+                taken += len(raw)
+                # a short page that completes the count ends the query: no request for the empty page after it
+                done = not raw or (matched is not None and taken >= matched and len(raw) < self.options.limit)
+                keep = [i for i, f in enumerate(raw) if not self._seen_at_edge(cid, f, window)]
+                self.stats.pages += 1
                 if budget[0] is not None:
-                    feats = feats[: budget[0]]
-                    budget[0] -= len(feats)
-                self.stats.items += len(feats)
+                    keep = keep[: budget[0]]
+                    budget[0] -= len(keep)
+                self.stats.items += len(keep)
                 over = budget[0] is not None and budget[0] <= 0
-                await asyncio.to_thread(self._put, (req_url, feats, q, None if done or over else nxt))
-                if over:
+                chosen = None if len(keep) == len(raw) else tuple(keep)
+                page = (body_bytes if self.raw_pages else raw, chosen, len(keep))
+                await asyncio.to_thread(self._put, (req_url, page, q, None if done or over else nxt, []))
+                if over or done:
                     return
         except HttpError as err:
             self.stats.failed_queries += 1
             rec = {"source": self.url, "collection": cid, **err.record()}
             self.failures.append(rec)
-            await asyncio.to_thread(self._put, (err.url, [], q, None))  # recorded: --retry-failed takes it up
+            await asyncio.to_thread(self._put, (err.url, None, q, None, []))  # recorded: --retry-failed takes it up
+
+    async def _split(
+        self,
+        http: Http,
+        api: Any,
+        cid: str,
+        budget: list[int | None],
+        params: dict[str, Any],
+        q: int,
+        req_url: str,
+        raw: list[Any],
+        count: int,
+    ) -> bool:
+        """Replace query ``q`` by parts of its window when its count says it is too deep to page through alone. The
+        first page is dropped (its items come again from the parts): one request spent, many gained in parallel."""
+        o = self.options
+        per_page = max(1, len(raw) or o.limit)  # servers may cap the page size below the limit asked
+        depth = -(-count // per_page)
+        if not o.window_pages or o.ids or depth <= o.window_pages:
+            return False
+        coll = next((c for c in self.collections if str(c.get("id")) == cid), {})
+        parts = split_window(params.get("datetime"), coll, min(1000, -(-depth // o.window_pages)))
+        if not parts:
+            return False
+        self.stats.splits += 1
+        children = []
+        for part in parts:
+            sub = {**params, "datetime": part}
+            method, url, body = search_request(api, cid, sub, o.limit, o.method)
+            children.append((next(self._query_ids), sub, {"method": method, "url": url, "body": body, "headers": None}))
+        # the parts are registered (for checkpoints) by the same message that closes the split query
+        await asyncio.to_thread(self._put, (req_url, None, q, None, [(c, cid, r) for c, _, r in children]))
+        for child, sub, _ in children:
+            self._tasks.create_task(self._query(http, api, cid, budget, sub, q=child))
+        return True
+
+
+def _window_of(request: dict[str, Any]) -> str | None:
+    """The datetime filter of a saved request (POST body or GET query): edge de-duplication needs it on resume."""
+    body = request.get("body")
+    if isinstance(body, dict):
+        value = body.get("datetime")
+        return value if isinstance(value, str) else None
+    values = parse_qs(urlsplit(str(request.get("url"))).query).get("datetime")
+    return values[0] if values else None

@@ -53,15 +53,15 @@ async def open_api(http: Http, url: str) -> Api:
 
 async def pages(
     http: Http, method: str, url: str, body: dict[str, Any] | None
-) -> AsyncIterator[tuple[str, dict[str, Any], dict[str, Any] | None]]:
-    """(request URL, page, the request that returns the next page or None) for each page of one query."""
+) -> AsyncIterator[tuple[str, dict[str, Any], bytes, dict[str, Any] | None]]:
+    """(request URL, page, its bytes, the request that returns the next page or None) for each page of one query."""
     request: dict[str, Any] | None = {"method": method, "url": url, "body": body, "headers": None}
     while request is not None:
-        doc, _ = await http.json(request["method"], request["url"], request["body"], request["headers"])
+        doc, raw = await http.json(request["method"], request["url"], request["body"], request["headers"])
         if not isinstance(doc, dict):
             raise HttpError(request["method"], request["url"], 200, "page is not a JSON object", request["body"])
         nxt = next_request(request, doc)
-        yield request["url"], doc, nxt
+        yield request["url"], doc, raw, nxt
         features = doc.get("features", doc.get("collections"))
         if not features:  # some servers keep a next link on the last non-empty page
             return
@@ -99,7 +99,7 @@ async def list_collections(http: Http, api: Api) -> list[dict[str, Any]]:
                 out += await list_collections(http, sub)
         return out
     found: list[dict[str, Any]] = []
-    async for _url, doc, _nxt in pages(http, "GET", api.collections_url, None):
+    async for _url, doc, _raw, _nxt in pages(http, "GET", api.collections_url, None):
         found += [c for c in doc.get("collections") or [] if isinstance(c, dict)]
     return found
 

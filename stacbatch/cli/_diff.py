@@ -1,14 +1,17 @@
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 import orjson
 import typer
 
 from stacbatch.cli._common import info, require_stage, stage_option, state
-from stacbatch.edit._diff import KINDS, DiffResult, diff
-from stacbatch.edit._merge import MODES, MergeResult, merge
 from stacbatch.errors import ExitCode, InputError
+
+if TYPE_CHECKING:  # the edit layer (DuckDB, Arrow compute) is imported by the commands that use it
+    from stacbatch.edit._diff import DiffResult
+    from stacbatch.edit._merge import MergeResult
 
 
 def diff_cmd(
@@ -23,6 +26,8 @@ def diff_cmd(
 ) -> None:
     if fmt not in ("table", "json"):
         raise InputError(f"--format must be table or json, got {fmt!r}")
+    from stacbatch.edit._diff import diff
+
     res = diff(a, b, out=out, ndjson=ndjson, ignore=ignore, collections=collections or None)
     sys.stdout.write(_json(res) if fmt == "json" else _table(res))
     t = res.totals()
@@ -36,6 +41,8 @@ def diff_cmd(
 
 
 def _table(res: DiffResult) -> str:
+    from stacbatch.edit._diff import KINDS
+
     rows = [[c, *(f"{k[x]:,}" for x in KINDS)] for c, k in sorted(res.counts.items())]
     rows.append(["total", *(f"{v:,}" for v in res.totals().values())])
     head = ["collection", *KINDS]
@@ -65,6 +72,8 @@ def merge_cmd(
     mode: str = typer.Option("upsert", "--mode", "-m", help="upsert | insert-only | mirror (upsert + deletions)."),
     workers: int | None = typer.Option(None, "--workers", help="Worker processes for file rewrites."),
 ) -> None:
+    from stacbatch.edit._merge import MODES, merge
+
     if mode not in MODES:
         raise InputError(f"--mode must be one of {', '.join(MODES)}, got {mode!r}")
     res = merge(require_stage(stage), source, mode=mode, workers=workers)

@@ -2,15 +2,17 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import typer
 
 from stacbatch.cli._common import info, require_stage, stage_option, state
-from stacbatch.edit import EditResult, delete, parse_cli_ops, parse_ops_document, update
 from stacbatch.errors import ExitCode, InputError
 from stacbatch.stage._runs import format_failure
+
+if TYPE_CHECKING:
+    from stacbatch.edit import EditResult
 
 WHERE_HELP = (
     "SQL predicate over the item's columns and fields, e.g. "
@@ -48,6 +50,8 @@ def update_cmd(
     ignore_unknown_ids: bool = typer.Option(False, "--ignore-unknown-ids", help="Report unknown ids, go on."),
     workers: int | None = typer.Option(None, "--workers", help="Worker processes (default: one per core)."),
 ) -> None:
+    from stacbatch.edit import parse_cli_ops, parse_ops_document, update
+
     path = require_stage(stage)
     ops = parse_cli_ops(sets, unsets, renames)
     if file:
@@ -69,6 +73,8 @@ def delete_cmd(
     ignore_unknown_ids: bool = typer.Option(False, "--ignore-unknown-ids", help="Report unknown ids, go on."),
     workers: int | None = typer.Option(None, "--workers", help="Worker processes (default: one per core)."),
 ) -> None:
+    from stacbatch.edit import delete
+
     res = delete(
         require_stage(stage),
         where=where,
@@ -131,6 +137,7 @@ def update_collection_cmd(
     extent: bool = typer.Option(False, "--extent-from-items", help="Recompute the extent from the staged items."),
     dry_run: bool = typer.Option(False, "--dry-run", "-n", help="Show what would change; write nothing."),
 ) -> None:
+    from stacbatch.edit import parse_cli_ops
     from stacbatch.edit._collections import update_collection
 
     ops = parse_cli_ops(sets, unsets, renames)

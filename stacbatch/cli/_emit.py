@@ -3,8 +3,6 @@ from __future__ import annotations
 import typer
 
 from stacbatch.cli._common import info, require_stage, stage_option
-from stacbatch.edit._ops import compile_where
-from stacbatch.emit import emit_geoparquet, emit_json_tree, emit_ndjson
 from stacbatch.errors import InputError
 from stacbatch.stage import open_stage
 
@@ -21,6 +19,10 @@ def emit_cmd(
     catalog_id: str = typer.Option("stacbatch", "--catalog-id", help="json: id of the root catalog."),
     title: str | None = typer.Option(None, "--title", help="json: title of the root catalog."),
 ) -> None:
+    # imported here: the emit layer pulls in PySTAC, which other commands do not need
+    from stacbatch.edit._ops import compile_where
+    from stacbatch.emit import emit_geoparquet, emit_json_tree, emit_ndjson
+
     st = open_stage(require_stage(stage))
     colls = collection or None
     if fmt not in ("ndjson", "json", "geoparquet"):

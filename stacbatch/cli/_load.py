@@ -54,6 +54,11 @@ def load_cmd(
         "--windows",
         help="API: time windows per collection fetched concurrently (default: to fill --concurrency).",
     ),
+    window_pages: int = typer.Option(
+        10,
+        "--window-pages",
+        help="API: split a window further when the server's count says it has more pages than this (0: never).",
+    ),
 ) -> None:
     if not sources and not resume and not retry_failed:
         raise typer.BadParameter("give at least one SOURCE (or --resume / --retry-failed RUN_ID)", param_hint="SOURCE")
@@ -76,6 +81,8 @@ def load_cmd(
             raise InputError(f"--method must be auto, GET or POST, got {method!r}")
         if windows is not None and windows < 1:
             raise InputError(f"--windows must be at least 1, got {windows}")
+        if window_pages < 0:
+            raise InputError(f"--window-pages must be 0 (never split) or more, got {window_pages}")
         if max_items is not None and max_items < 1:
             raise InputError(f"--max-items must be at least 1, got {max_items}")
         api = ApiOptions(
@@ -91,6 +98,7 @@ def load_cmd(
             headers=parse_headers(header),
             method=method.upper() if method.upper() != "AUTO" else "auto",
             windows=windows,
+            window_pages=window_pages,
             requests=retry,
             segment_items=0 if max_items else checkpoint_every,
         )
@@ -131,8 +139,8 @@ def _report(res: Any) -> None:
         a = res.api
         info(
             f"  API: {a.items:,} items in {a.pages:,} pages, {a.requests:,} requests, {a.retries:,} retries, "
-            f"{a.failed_queries:,} failed queries; {a.seconds:.1f} s, {a.items / a.seconds if a.seconds else 0:,.0f} "
-            "items/s"
+            f"{a.queries:,} queries ({a.splits:,} windows split by count), {a.failed_queries:,} failed queries; "
+            f"{a.seconds:.1f} s, {a.items / a.seconds if a.seconds else 0:,.0f} items/s"
         )
     if res.failed:
         for rec in res.first_failures:

@@ -6,6 +6,6 @@ row building happen in the parser, in parallel.
 """
 
 from stacbatch.sources._detect import SourcePlan, plan_sources
-from stacbatch.sources._units import DictsUnit, FilesUnit, LinesUnit, RangeUnit, Unit
+from stacbatch.sources._units import DictsUnit, FilesUnit, LinesUnit, PagesUnit, RangeUnit, Unit
 
-__all__ = ["DictsUnit", "FilesUnit", "LinesUnit", "RangeUnit", "SourcePlan", "Unit", "plan_sources"]
+__all__ = ["DictsUnit", "FilesUnit", "LinesUnit", "PagesUnit", "RangeUnit", "SourcePlan", "Unit", "plan_sources"]

@@ -44,4 +44,14 @@ class DictsUnit:
     items: list[Any]
 
 
-Unit = LinesUnit | RangeUnit | FilesUnit | DictsUnit
+@dataclass(frozen=True, slots=True)
+class PagesUnit:
+    """STAC API pages: (label, features, indices of the features to take or None for all). For worker processes the
+    features are the page as the server sent it (bytes cross a process boundary far cheaper than decoded dicts;
+    the worker decodes them again), inline they are the decoded list."""
+
+    source: str
+    pages: list[tuple[str, bytes | list[Any], tuple[int, ...] | None]]
+
+
+Unit = LinesUnit | RangeUnit | FilesUnit | DictsUnit | PagesUnit

@@ -107,8 +107,12 @@ def load(
         _cleanup_orphans(stage)
         partitioning = {c: m["partitioning"] for c, m in manifest.collections.items()}
         n_workers = workers if workers is not None else default_workers()
+        # API pages stage inline unless --workers says otherwise: measured with the server on the same two cores,
+        # worker processes lost more to the second decode and start-up than they gained
         if workers is None and plan.total_bytes < PARALLEL_MIN_BYTES:
             n_workers = 1
+        for api_source in plan.api_sources:
+            api_source.raw_pages = n_workers > 1
         seq = 0
         collections: dict[str, tuple[str, dict[str, Any]]] = {}
         lines_before: dict[str, int] = {}  # per source, lines in the byte ranges already taken
