@@ -18,7 +18,7 @@ import pyarrow as pa
 
 from stacbatch import _json
 from stacbatch._rows import BatchBuilder, ItemError
-from stacbatch.sources import DictsUnit, LinesUnit, PagesUnit, RangeUnit, Unit
+from stacbatch.sources import DictsUnit, LinesUnit, MappedUnit, PagesUnit, RangeUnit, Unit
 
 
 @dataclass
@@ -36,11 +36,20 @@ class ParseResult:
 
 
 def _failure(
-    source: str, reason: str, *, line: int | None = None, item_id: Any = None, field: str | None = None, hint: str = ""
+    source: str,
+    reason: str,
+    *,
+    line: int | None = None,
+    item_id: Any = None,
+    field: str | None = None,
+    hint: str = "",
+    row: int | None = None,
 ) -> dict[str, Any]:
     rec: dict[str, Any] = {"source": source}
     if line is not None:
         rec["line"] = line
+    if row is not None:
+        rec["row"] = row
     if isinstance(item_id, str):
         rec["id"] = item_id
     if field:
@@ -57,18 +66,18 @@ class _Collector:
         self.builder = BatchBuilder()
         self.res = ParseResult()
 
-    def add(self, obj: Any, source: str, line: int | None, raw: bytes | None = None) -> None:
+    def add(self, obj: Any, source: str, line: int | None, raw: bytes | None = None, row: int | None = None) -> None:
         self.res.read += 1
         try:
             self.builder.add(obj, raw)
         except ItemError as err:
             item_id = obj.get("id") if isinstance(obj, dict) else None
             self.res.failures.append(
-                _failure(source, str(err), line=line, item_id=item_id, field=err.field, hint=err.hint)
+                _failure(source, str(err), line=line, item_id=item_id, field=err.field, hint=err.hint, row=row)
             )
             return
         except RecursionError:
-            self.res.failures.append(_failure(source, "item is nested too deeply", line=line))
+            self.res.failures.append(_failure(source, "item is nested too deeply", line=line, row=row))
             return
         if len(self.builder) >= self.batch_size:
             self.flush()
@@ -138,6 +147,11 @@ def parse_unit(unit: Unit, batch_size: int) -> ParseResult:
         elif isinstance(unit, DictsUnit):
             for label, obj in zip(unit.labels, unit.items, strict=True):
                 out.add(obj, label, None)
+        elif isinstance(unit, MappedUnit):
+            for row, raw in zip(unit.rows, unit.data.split(b"\n") if unit.rows else [], strict=True):
+                out.add(orjson.loads(raw), unit.source, None, raw, row=row)  # DuckDB wrote it: valid JSON
+            out.res.read += len(unit.failures)
+            out.res.failures.extend(unit.failures)
         elif isinstance(unit, PagesUnit):
             for label, body, keep in unit.pages:
                 # bytes were decoded once already by the fetcher: they are valid

@@ -54,6 +54,10 @@ def load_cmd(
         "--windows",
         help="API: time windows per collection fetched concurrently (default: to fill --concurrency).",
     ),
+    mapping: str | None = typer.Option(
+        None, "--mapping", "-m", help="Make items from tabular SOURCEs (CSV, JSON, NDJSON, Parquet) with this mapping."
+    ),
+    explain: bool = typer.Option(False, "--explain", help="With --mapping: print the compiled SQL; stage nothing."),
     window_pages: int = typer.Option(
         10,
         "--window-pages",
@@ -74,7 +78,21 @@ def load_cmd(
     if not sources:
         raise InputError("load: give at least one SOURCE (a file, folder, catalog, stac-geoparquet file or API URL)")
     api = None
-    if any(s.startswith(("http://", "https://")) for s in sources):
+    doc = None
+    if mapping is not None:
+        from stacbatch.cli._mapping import explain_text
+        from stacbatch.mapping import MappedSource, read_mapping
+
+        doc = read_mapping(mapping)
+        if any(s.startswith(("http://", "https://")) for s in sources):
+            raise InputError("--mapping reads files (CSV, JSON, NDJSON, Parquet); HTTP sources are not built yet")
+        if explain:
+            for src in sources:
+                sys.stdout.write(explain_text(MappedSource(src, doc)))
+            return
+    elif explain:
+        raise InputError("--explain goes with --mapping")
+    if doc is None and any(s.startswith(("http://", "https://")) for s in sources):
         from stacbatch.api import ApiOptions, check_datetime, parse_bbox, parse_headers
 
         if method.upper() not in ("AUTO", "GET", "POST"):
@@ -114,10 +132,15 @@ def load_cmd(
             time_bucket=time_bucket,
             progress=progress,
             api=api,
+            mapping=doc,
         )
         if progress:
             sys.stderr.write("\r")
         _report(res)
+        if res.mapping:
+            from stacbatch.cli._mapping import report
+
+            report(res.mapping)
         if api is None:
             return
         # Committed: record where every unfinished query goes on, so that a kill loses at most one segment.

@@ -8,7 +8,7 @@ import traceback
 import typer
 from typer.exceptions import TyperException
 
-from stacbatch.cli import _api, _diff, _edit, _emit, _info, _load, _sql
+from stacbatch.cli import _api, _diff, _edit, _emit, _info, _load, _mapping, _sql
 from stacbatch.cli._common import state
 from stacbatch.errors import ExitCode, StacbatchError
 
@@ -56,6 +56,7 @@ app.command("diff", help="Compare two stages (or sources): added, deleted, modif
 app.command("merge", help="Apply a stage, change set or source to a stage (upsert, insert-only, mirror).")(
     _diff.merge_cmd
 )
+app.add_typer(_mapping.mapping_app, name="mapping")
 app.command("emit", help="Write staged items as NDJSON, a static JSON catalog, or stac-geoparquet.")(_emit.emit_cmd)
 
 

@@ -6,6 +6,16 @@ row building happen in the parser, in parallel.
 """
 
 from stacbatch.sources._detect import SourcePlan, plan_sources
-from stacbatch.sources._units import DictsUnit, FilesUnit, LinesUnit, PagesUnit, RangeUnit, Unit
+from stacbatch.sources._units import DictsUnit, FilesUnit, LinesUnit, MappedUnit, PagesUnit, RangeUnit, Unit
 
-__all__ = ["DictsUnit", "FilesUnit", "LinesUnit", "PagesUnit", "RangeUnit", "SourcePlan", "Unit", "plan_sources"]
+__all__ = [
+    "DictsUnit",
+    "FilesUnit",
+    "LinesUnit",
+    "MappedUnit",
+    "PagesUnit",
+    "RangeUnit",
+    "SourcePlan",
+    "Unit",
+    "plan_sources",
+]

@@ -35,19 +35,31 @@ class SourcePlan:
     #: options for STAC API sources (URLs); their sources, once started, with stats and failure records
     api: Any = None
     api_sources: list[Any] = field(default_factory=list)
+    #: files read through a mapping (``load --mapping``), prepared: columns known, mapping compiled and checked
+    mapped_sources: list[Any] = field(default_factory=list)
 
     def units(self) -> Iterator[Unit]:
+        for mapped in self.mapped_sources:
+            yield from mapped.units()
         for path in self.paths:
-            yield from _units_for(path, self)
+            if not any(m.path == path for m in self.mapped_sources):
+                yield from _units_for(path, self)
 
 
-def plan_sources(sources: list[str], batch_size: int, api: Any = None) -> SourcePlan:
+def plan_sources(sources: list[str], batch_size: int, api: Any = None, mapping: Any = None) -> SourcePlan:
     if not sources:
         raise InputError("load: give at least one SOURCE (a file, folder, catalog or stac-geoparquet file)")
     if batch_size < 1:
         raise InputError(f"--batch-size must be at least 1, got {batch_size}")
     total = 0
     prepared: list[Any] = []
+    if mapping is not None:  # tabular files through a mapping (a parsed mapping document)
+        from stacbatch.mapping import MappedSource
+
+        mapped = [MappedSource(src, mapping, max(batch_size, 10_000)) for src in sources]
+        for src in sources:
+            total += os.path.getsize(src) if os.path.isfile(src) else 0
+        return SourcePlan(paths=list(sources), batch_size=batch_size, total_bytes=total, mapped_sources=mapped)
     for src in sources:
         if src.startswith(("http://", "https://")):
             from stacbatch.api import ApiOptions, ApiSource

@@ -54,4 +54,15 @@ class PagesUnit:
     pages: list[tuple[str, bytes | list[Any], tuple[int, ...] | None]]
 
 
-Unit = LinesUnit | RangeUnit | FilesUnit | DictsUnit | PagesUnit
+@dataclass(frozen=True, slots=True)
+class MappedUnit:
+    """Items made by a mapping from source records: their JSON texts as NDJSON lines, the source record number of
+    each line, and the records that could not become items (with their record number and reason)."""
+
+    source: str
+    rows: list[int]
+    data: bytes
+    failures: list[dict[str, Any]]
+
+
+Unit = LinesUnit | RangeUnit | FilesUnit | DictsUnit | PagesUnit | MappedUnit

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import os
 import shutil
@@ -58,6 +59,8 @@ class LoadResult:
     #: for STAC API sources: the queries left when the run stopped at a checkpoint, and whether all were done
     api_pending: list[dict[str, Any]] = field(default_factory=list)
     api_done: bool = True
+    #: for ``load --mapping``: per source, rows read / made items / failed, and per output field set/defaulted/failed
+    mapping: dict[str, Any] = field(default_factory=dict)
 
     def counts(self) -> dict[str, Any]:
         return {
@@ -84,12 +87,13 @@ def load(
     time_bucket: str | None = None,
     progress: Callable[[int, Any], None] | None = None,
     api: Any = None,
+    mapping: Any = None,
 ) -> LoadResult:
     """Stage items from files, folders, static catalogs and stac-geoparquet; replace (collection, id) matches."""
     t0 = time.perf_counter()
     if time_bucket is not None and time_bucket not in TIME_BUCKETS:
         raise InputError(f"--time-bucket must be one of {', '.join(TIME_BUCKETS)}, got {time_bucket!r}")
-    plan = plan_sources(sources, batch_size, api)
+    plan = plan_sources(sources, batch_size, api, mapping)
     stage = Stage.open_or_new(stage_path)
     with stage.write_lock():
         stage = Stage.open_or_new(stage_path)  # re-read under the lock: another writer may have committed
@@ -146,6 +150,8 @@ def load(
             result.api = source.stats
             result.api_pending = source.pending()
             result.api_done = source.exhausted
+        for mapped in plan.mapped_sources:
+            result.mapping[mapped.path] = mapped.stats
         for label, where, reason in plan.problems:
             rec = {"source": label, "reason": reason}
             if where:
@@ -171,7 +177,8 @@ def load(
             status,
             result.counts(),
             audit,
-            {"seconds": round(result.seconds, 3)},
+            {"seconds": round(result.seconds, 3)}
+            | ({"mapping": {k: dataclasses.asdict(v) for k, v in result.mapping.items()}} if result.mapping else {}),
             audit_written=audit_written,
         )
     return result

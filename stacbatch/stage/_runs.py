@@ -62,6 +62,8 @@ def format_failure(rec: dict[str, Any]) -> str:
     where = rec.get("source", "?")
     if "line" in rec:
         where += f":{rec['line']}"
+    if "row" in rec:
+        where += f" record {rec['row']}"
     parts = [where]
     if "id" in rec:
         parts.append(f"item {rec['id']!r}")

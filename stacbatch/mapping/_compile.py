@@ -1,0 +1,311 @@
+"""A mapping compiled to one DuckDB SELECT over a batch of source records (relation ``__batch``), producing per
+row: ``__row`` (the source record number), ``__error`` (why the row cannot be an item, or NULL) and ``item`` (the
+item's JSON text).
+
+Values are SQL expressions; every identifier goes through ``_sql.ident`` and every constant through
+``_sql.literal`` (DuckDB's prepared parameters cannot reach into the projections of a registered Arrow batch run
+many times, and the compiled text is what ``--explain`` shows).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from stacbatch._sql import ident, literal
+from stacbatch.mapping._doc import Doc
+
+Key = tuple[str | int, ...]
+SPEC_KEYS = ("column", "columns", "template", "const", "sql", "case", "lookup")
+_TEMPLATE = re.compile(r"\{\{|\}\}|\{([^{}]*)\}|[{}]")
+#: columns added to every batch before the compiled query runs (see ``_geometry.prepare``)
+GEOM_JSON, GEOM_XMIN, GEOM_YMIN, GEOM_XMAX, GEOM_YMAX = (
+    "__geom_json",
+    "__geom_xmin",
+    "__geom_ymin",
+    "__geom_xmax",
+    "__geom_ymax",
+)
+
+
+@dataclass
+class Field:
+    """An output field whose outcome the run reports: set, defaulted (a default stood in for null) or failed (the
+    source had a value that did not convert)."""
+
+    name: str
+    value: str
+    source: str | None = None
+    defaulted: str | None = None
+    failed: str | None = None
+
+
+@dataclass
+class Compiled:
+    sql: str
+    fields: list[Field] = field(default_factory=list)
+    #: lookup table name -> (path, key column, delimiter)
+    lookups: dict[str, tuple[str, str, str | None]] = field(default_factory=dict)
+    #: the source column the geometry step reads with shapely (wkt, wkb, geojson, column), or None
+    geometry: tuple[str, str] | None = None
+
+
+def _ts_text(ts: str) -> str:
+    """A TIMESTAMPTZ as RFC 3339 UTC text: seconds always, a fraction only when there is one."""
+    return (
+        f"(strftime(timezone('UTC', {ts}), '%Y-%m-%dT%H:%M:%S') || "
+        f"CASE WHEN epoch_us({ts}) % 1000000 = 0 THEN '' "
+        f"ELSE '.' || rtrim(lpad(CAST(((epoch_us({ts}) % 1000000) + 1000000) % 1000000 AS VARCHAR), 6, '0'), '0') "
+        f"END || 'Z')"
+    )
+
+
+class Compiler:
+    def __init__(self, doc: Doc, columns: dict[str, str]) -> None:
+        self.doc = doc
+        self.columns = columns  # name -> DuckDB type, as the source reads
+        self.fields: list[Field] = []
+        self.lookups: dict[str, tuple[str, str, str | None]] = {}
+        for name, table in (doc.data.get("lookups") or {}).items():
+            self.lookups[name] = (str(table["path"]), str(table["key"]), table.get("delimiter"))
+
+    # -- references -------------------------------------------------------------------------------------------
+    def column(self, name: str, key: Key) -> str:
+        if name in self.columns:
+            return f"__batch.{ident(name)}"
+        head, _, rest = name.partition(".")
+        if rest and head in self.columns and self.columns[head].upper().startswith("STRUCT"):
+            return f"__batch.{ident(head)}" + "".join(f".{ident(p)}" for p in rest.split("."))
+        shown = ", ".join(list(self.columns)[:12]) + (", ..." if len(self.columns) > 12 else "")
+        raise self.doc.error(key, f"no column {name!r} in the source (it has: {shown})")
+
+    def template(self, text: str, key: Key) -> str:
+        parts: list[str] = []
+        pos = 0
+        for m in _TEMPLATE.finditer(text):
+            if m.start() > pos:
+                parts.append(literal(text[pos : m.start()]))
+            token = m.group(0)
+            if token in ("{{", "}}"):
+                parts.append(literal(token[0]))
+            elif token in ("{", "}") or not (m.group(1) or "").strip():
+                raise self.doc.error(key, f"malformed template {text!r}: write {{column}}, and {{{{ }}}} for braces")
+            else:
+                parts.append(f"CAST({self.column(m.group(1).strip(), key)} AS VARCHAR)")
+            pos = m.end()
+        if pos < len(text):
+            parts.append(literal(text[pos:]))
+        return "(" + " || ".join(parts or ["''"]) + ")"
+
+    # -- values -----------------------------------------------------------------------------------------------
+    def constant(self, value: Any, as_json: bool = False) -> str:
+        """A string as VARCHAR (unless ``as_json``); any other JSON value as a JSON-typed SQL constant."""
+        if isinstance(value, str) and not as_json:
+            return literal(value)
+        return f"json({literal(json.dumps(value, ensure_ascii=False))})"
+
+    def value(self, spec: Any, key: Key, *, as_datetime: bool = False, report: bool = True) -> str:
+        """The SQL of one value spec (any type; JSON for constants); ``as_datetime``: RFC 3339 text."""
+        if not isinstance(spec, dict):
+            if isinstance(spec, str) and ("{" in spec or "}" in spec):
+                base = self.template(spec, key)
+                return self._datetime(base, {}, key, report) if as_datetime else base
+            if as_datetime and isinstance(spec, str):
+                return self._datetime(literal(spec), {}, key, report)
+            return self.constant(spec) if spec is not None else "NULL"
+        if "column" in spec:
+            base = self.column(str(spec["column"]), (*key, "column"))
+        elif "columns" in spec:
+            cols = [self.column(str(c), (*key, "columns", i)) for i, c in enumerate(spec["columns"])]
+            base = f"concat_ws({literal(str(spec.get('join', '')))}, {', '.join(cols)})"
+        elif "template" in spec:
+            base = self.template(str(spec["template"]), (*key, "template"))
+        elif "const" in spec:
+            base = self.constant(spec["const"])
+        elif "sql" in spec:
+            base = f"({spec['sql']})"
+        elif "case" in spec:
+            arms = " ".join(
+                f"WHEN ({arm['when']}) THEN to_json({self.value(arm['then'], (*key, 'case', i, 'then'), report=False)})"
+                for i, arm in enumerate(spec["case"])
+            )
+            other = f" ELSE to_json({self.value(spec['else'], (*key, 'else'), report=False)})" if "else" in spec else ""
+            base = f"(CASE {arms}{other} END)"
+        else:
+            base = self._lookup(spec["lookup"], (*key, "lookup"))
+        source = base
+        if "split" in spec:
+            base = f"string_split(CAST({base} AS VARCHAR), {literal(str(spec['split']))})"
+        if "index" in spec:
+            index = int(spec["index"])
+            base = f"list_extract({base}, {index + 1 if index >= 0 else index})"
+        converted = base
+        cast = spec.get("cast")
+        if as_datetime or cast == "datetime":
+            converted = self._datetime(base, spec, key, report=False)
+        elif cast:
+            sql_type = {"int": "BIGINT", "float": "DOUBLE", "bool": "BOOLEAN", "string": "VARCHAR"}[str(cast)]
+            converted = f"TRY_CAST({base} AS {sql_type})"
+        final = converted
+        if "default" in spec:
+            final = f"coalesce(to_json({converted}), {self.constant(spec['default'], as_json=True)})"
+        if report:
+            self.fields.append(
+                Field(
+                    name=".".join(str(k) for k in key),
+                    value=final,
+                    source=source,
+                    defaulted=f"({converted}) IS NULL" if "default" in spec else None,
+                    failed=f"({base}) IS NOT NULL AND ({converted}) IS NULL" if converted != base else None,
+                )
+            )
+        return final
+
+    def _datetime(self, base: str, spec: dict[str, Any], key: Key, report: bool) -> str:
+        tz = spec.get("timezone")
+        if spec.get("epoch") == "s":
+            ts = f"to_timestamp(TRY_CAST({base} AS DOUBLE))"
+        elif spec.get("epoch") == "ms":
+            ts = f"epoch_ms(TRY_CAST({base} AS BIGINT))"
+        elif "format" in spec:
+            fmt = str(spec["format"])
+            parsed = f"try_strptime(CAST({base} AS VARCHAR), {literal(fmt)})"
+            if "%z" in fmt or "%Z" in fmt:
+                ts = parsed
+            else:
+                ts = f"timezone({literal(str(tz or 'UTC'))}, CAST({parsed} AS TIMESTAMP))"
+        elif tz:
+            ts = f"timezone({literal(str(tz))}, TRY_CAST({base} AS TIMESTAMP))"
+        else:
+            ts = f"TRY_CAST({base} AS TIMESTAMPTZ)"
+        text = _ts_text(ts)
+        if report:
+            self.fields.append(
+                Field(".".join(str(k) for k in key), text, base, None, f"({base}) IS NOT NULL AND ({ts}) IS NULL")
+            )
+        return text
+
+    def _lookup(self, spec: dict[str, Any], key: Key) -> str:
+        name = str(spec["table"])
+        if name not in self.lookups:
+            raise self.doc.error((*key, "table"), f"no lookup table {name!r}: declare it under lookups:")
+        table = f"__lookup_{name}"
+        _path, lookup_key, _delim = self.lookups[name]
+        on = self.column(str(spec["match"]), (*key, "match"))
+        return (
+            f"(SELECT {ident(table)}.{ident(str(spec['value']))} FROM {ident(table)} "
+            f"WHERE {ident(table)}.{ident(lookup_key)} = {on})"
+        )
+
+    def nested(self, spec: Any, key: Key) -> str:
+        """A JSON-typed expression for a value, an array of nested values, or an object of them (nulls dropped)."""
+        if isinstance(spec, list):
+            return "to_json([" + ", ".join(f"to_json({self.nested(v, (*key, i))})" for i, v in enumerate(spec)) + "])"
+        if isinstance(spec, dict) and not any(k in spec for k in SPEC_KEYS):
+            return self.obj(spec, key)
+        return f"to_json({self.value(spec, key)})"
+
+    def obj(self, members: dict[str, Any], key: Key, first: list[tuple[str, str]] | None = None) -> str:
+        """A JSON object whose null members are left out (absent, not null: STAC's convention); ``first``: members
+        (name, JSON SQL) put before them and kept even when null."""
+        kept = ", ".join(f"{{'k': {literal(k)}, 'v': {v}}}" for k, v in first or [])
+        entries = ", ".join(
+            f"{{'k': {literal(str(k))}, 'v': {self.nested(v, (*key, str(k)))}}}" for k, v in members.items()
+        )
+        if not entries and not kept:
+            return "json('{}')"
+        filtered = (
+            f"list_filter([{entries}], lambda __kv: __kv.v IS NOT NULL AND CAST(__kv.v AS VARCHAR) <> 'null')"
+            if entries
+            else None
+        )
+        parts = [p for p in (f"[{kept}]" if kept else None, filtered) if p]
+        merged = parts[0] if len(parts) == 1 else f"list_concat({parts[0]}, {parts[1]})"
+        return f"coalesce(to_json(map_from_entries({merged})), json('{{}}'))"
+
+
+def _geometry(c: Compiler, spec: dict[str, Any]) -> tuple[str, str, str, tuple[str, str] | None]:
+    """(geometry JSON, bbox JSON, error condition, the column shapely prepares)."""
+    key: Key = ("geometry",)
+    if "lonlat" in spec:
+        cols = [f"TRY_CAST({c.column(str(n), (*key, 'lonlat', i))} AS DOUBLE)" for i, n in enumerate(spec["lonlat"])]
+        lon, lat = cols[0], cols[1]
+        coords = f"[{', '.join(cols)}]"
+        geom = f"json_object('type', 'Point', 'coordinates', to_json({coords}))"
+        bbox = f"to_json([{lon}, {lat}, {lon}, {lat}])"
+        bad = f"{lon} IS NULL OR {lat} IS NULL OR abs({lon}) > 180 OR abs({lat}) > 90"
+        return geom, bbox, bad, None
+    if "bbox" in spec:
+        w, s, e, n = (f"TRY_CAST({c.column(str(v), (*key, 'bbox', i))} AS DOUBLE)" for i, v in enumerate(spec["bbox"]))
+        ring = f"[[{w}, {s}], [{e}, {s}], [{e}, {n}], [{w}, {n}], [{w}, {s}]]"
+        geom = f"json_object('type', 'Polygon', 'coordinates', to_json([{ring}]))"
+        bbox = f"to_json([{w}, {s}, {e}, {n}])"
+        bad = f"{w} IS NULL OR {s} IS NULL OR {e} IS NULL OR {n} IS NULL OR {s} > {n}"
+        return geom, bbox, bad, None
+    kind = next(iter(spec))
+    col = c.column(str(spec[kind]), (*key, kind))
+    geom = f"json(__batch.{GEOM_JSON})"
+    bbox = f"to_json([__batch.{GEOM_XMIN}, __batch.{GEOM_YMIN}, __batch.{GEOM_XMAX}, __batch.{GEOM_YMAX}])"
+    bad = f"__batch.{GEOM_JSON} IS NULL AND {col} IS NOT NULL"
+    return geom, bbox, bad, (kind, str(spec[kind]))
+
+
+def compile_mapping(doc: Doc, columns: dict[str, str]) -> Compiled:
+    """The SELECT that turns a batch of source records into items. Raises MappingError (file, line, key) for a
+    missing column, a malformed template or an unknown lookup table."""
+    data = doc.data
+    c = Compiler(doc, columns)
+    has_time = "datetime" in data or ("start_datetime" in data and "end_datetime" in data)
+    if not has_time:
+        raise doc.error((), "give datetime, or start_datetime and end_datetime (STAC needs one or the other)")
+    item_id = f"CAST({c.value(data['id'], ('id',))} AS VARCHAR)"
+    collection = f"CAST({c.value(data['collection'], ('collection',))} AS VARCHAR)" if "collection" in data else None
+    time_keys = [k for k in ("datetime", "start_datetime", "end_datetime") if k in data]
+    for k in time_keys:
+        if k in (data.get("properties") or {}):
+            raise doc.error(("properties", k), f"{k} is set at the top level of the mapping; remove it here")
+    times = {k: c.value(data[k], (k,), as_datetime=True) for k in time_keys}
+    geom, bbox, geom_bad, prepared = _geometry(c, data["geometry"])
+    assets = c.obj(data.get("assets") or {}, ("assets",))
+    link_specs = list(data.get("links") or [])
+    if "collection" in data and not any(isinstance(ln, dict) and ln.get("rel") == "collection" for ln in link_specs):
+        # STAC 1.1 requires it next to a collection id; the href fits the tree `emit --format json` writes
+        link_specs.append({"rel": "collection", "href": "../collection.json", "type": "application/json"})
+    links = c.nested(link_specs, ("links",))
+    first = [(k, f"to_json({v})") for k, v in times.items()]
+    if "datetime" not in times:
+        first.insert(0, ("datetime", "json('null')"))  # STAC: null when a range is given
+    properties = c.obj(data.get("properties") or {}, ("properties",), first)
+    members = [
+        "'type', 'Feature'",
+        f"'stac_version', {literal(str(data.get('stac_version', '1.1.0')))}",
+    ]
+    if data.get("stac_extensions"):
+        members.append(f"'stac_extensions', {c.constant(list(data['stac_extensions']))}")
+    members.append(f"'id', {item_id}")
+    if collection:
+        members.append(f"'collection', {collection}")
+    members += [
+        f"'geometry', {geom}",
+        f"'bbox', {bbox}",
+        f"'properties', {properties}",
+        f"'links', {links}",
+        f"'assets', {assets}",
+    ]
+    checks = [f"WHEN {item_id} IS NULL THEN 'id: no value (check the id column or template)'"]
+    for name, fld in ((f.name, f) for f in c.fields if f.name in times):
+        checks.append(
+            f"WHEN {fld.failed} THEN {literal(name + ': ')} || CAST({fld.source} AS VARCHAR) || "
+            f"{literal(' does not parse as a date/time')}"
+        )
+    checks.append(f"WHEN {' AND '.join(f'({v}) IS NULL' for v in times.values())} THEN 'no datetime: all empty'")
+    checks.append(f"WHEN {geom_bad} THEN 'geometry: missing, out of range or does not parse'")
+    sql = (
+        "SELECT __batch.__row AS __row,\n"
+        f"  CASE {' '.join(checks)} END AS __error,\n"
+        f"  CAST(json_object({', '.join(members)}) AS VARCHAR) AS item\n"
+        "FROM __batch"
+    )
+    return Compiled(sql=sql, fields=c.fields, lookups=c.lookups, geometry=prepared)

@@ -1,0 +1,217 @@
+"""Running a mapping over a tabular source: DuckDB reads the source in record batches; geometries given as WKT,
+WKB or GeoJSON are converted per batch by shapely's vectorised functions (DuckDB's spatial extension is not
+available offline); the compiled SELECT turns each batch into item texts, which stage like NDJSON lines.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+from stacbatch._sql import ident, literal, one_line
+from stacbatch.errors import InputError
+from stacbatch.mapping._compile import (
+    GEOM_JSON,
+    GEOM_XMAX,
+    GEOM_XMIN,
+    GEOM_YMAX,
+    GEOM_YMIN,
+    Compiled,
+    compile_mapping,
+)
+from stacbatch.mapping._doc import Doc, MappingError
+from stacbatch.sources._units import MappedUnit
+
+#: source records per batch: DuckDB's vectorised work wants thousands; memory stays bounded by it
+BATCH_ROWS = 20_000
+FORMATS = {".csv": "csv", ".tsv": "csv", ".txt": "csv", ".json": "json", ".geojson": "json"}
+FORMATS |= {".ndjson": "ndjson", ".jsonl": "ndjson", ".parquet": "parquet", ".geoparquet": "parquet"}
+
+
+def _format(path: str, options: dict[str, Any]) -> str:
+    if options.get("format"):
+        return str(options["format"])
+    name = path.lower().removesuffix(".gz")
+    for suffix, fmt in FORMATS.items():
+        if name.endswith(suffix):
+            return fmt
+    raise InputError(f"{path}: cannot tell the format from the name; set source.format in the mapping")
+
+
+def source_sql(path: str, options: dict[str, Any]) -> str:
+    """The SELECT that reads a source file's records, with the mapping's source options."""
+    fmt = _format(path, options)
+    if fmt == "csv":
+        args = [literal(path), f"header = {'true' if options.get('header', True) else 'false'}"]
+        for opt, name in (("delimiter", "delim"), ("quote", "quote"), ("escape", "escape"), ("encoding", "encoding")):
+            if opt in options:
+                args.append(f"{name} = {literal(str(options[opt]))}")
+        return f"SELECT * FROM read_csv({', '.join(args)})"
+    if fmt == "parquet":
+        return f"SELECT * FROM read_parquet({literal(path)})"
+    json_format = "newline_delimited" if fmt == "ndjson" else "auto"
+    scan = f"read_json({literal(path)}, format = {literal(json_format)})"
+    records = options.get("records")
+    if not records:
+        return f"SELECT * FROM {scan}"
+    # a record array inside the document, e.g. {"data": [...]}: one row per element, its fields as columns
+    path_sql = ".".join(ident(p) for p in str(records).split("."))
+    return f"SELECT unnest(__r, recursive := false) FROM (SELECT unnest({path_sql}) AS __r FROM {scan})"
+
+
+def _connect(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute("SET enable_geoparquet_conversion = false")  # WKB stays a BLOB; shapely reads it
+    con.execute("SET enable_progress_bar = false")
+    return con
+
+
+@dataclass
+class FieldStats:
+    set: int = 0
+    defaulted: int = 0
+    failed: int = 0
+    sample: Any = None
+
+
+@dataclass
+class MappingRun:
+    """Per source: rows read, rows that became items, rows that failed; per output field: set/defaulted/failed."""
+
+    rows: int = 0
+    items: int = 0
+    failed: int = 0
+    fields: dict[str, FieldStats] = field(default_factory=dict)
+
+
+class MappedSource:
+    def __init__(self, path: str, doc: Doc, batch_rows: int = BATCH_ROWS) -> None:
+        self.path = path
+        self.doc = doc
+        self.batch_rows = batch_rows
+        self.stats = MappingRun()
+        self.con = _connect(duckdb.connect())
+        if not os.path.exists(path) and "://" not in path:
+            raise InputError(f"{path}: no such file")
+        self.select = source_sql(path, doc.data.get("source") or {})
+        try:
+            described = self.con.sql(f"DESCRIBE {self.select}").fetchall()
+        except duckdb.Error as err:
+            fmt = _format(path, doc.data.get("source") or {})
+            raise InputError(f"{path}: cannot read as {fmt}: {one_line(err)}") from None
+        self.columns = {str(r[0]): str(r[1]) for r in described}
+        self.compiled: Compiled = compile_mapping(doc, self.columns)
+        self._load_lookups()
+        self._check_sql()
+
+    def _load_lookups(self) -> None:
+        for name, (path, key, delim) in self.compiled.lookups.items():
+            base = os.path.dirname(self.doc.path)
+            full = path if os.path.isabs(path) or "://" in path else os.path.join(base, path)
+            opts = {"delimiter": delim} if delim else {}
+            try:
+                self.con.execute(
+                    f"CREATE OR REPLACE TEMP TABLE {ident('__lookup_' + name)} AS "
+                    f"SELECT DISTINCT ON ({ident(key)}) * FROM ({source_sql(full, opts)})"
+                )
+            except duckdb.Error as err:
+                raise self.doc.error(("lookups", name), f"cannot read {full}: {one_line(err)}") from None
+
+    def _check_sql(self) -> None:
+        """Bind every field's SQL on an empty batch: an unknown function or column names its key."""
+        empty = self._prepare(self.con.sql(f"{self.select} LIMIT 0").to_arrow_table(), 0)
+        self.con.register("__batch", empty)
+        try:
+            for fld in self.compiled.fields:
+                try:
+                    self.con.sql(f"SELECT {fld.value} FROM __batch").fetchall()
+                except duckdb.Error as err:
+                    key = tuple(int(p) if p.isdigit() else p for p in fld.name.split("."))
+                    raise self.doc.error(key, one_line(err)) from None
+            try:
+                self.con.sql(self.compiled.sql).fetchall()
+            except duckdb.Error as err:
+                raise MappingError(f"{self.doc.path}: the compiled mapping does not run: {one_line(err)}") from None
+        finally:
+            self.con.unregister("__batch")
+
+    def _prepare(self, table: pa.Table, first_row: int) -> pa.Table:
+        table = table.append_column("__row", pa.array(np.arange(first_row, first_row + table.num_rows), pa.int64()))
+        if self.compiled.geometry is None:
+            return table
+        import shapely
+
+        kind, col = self.compiled.geometry
+        values = table.column(col.split(".")[0]).to_numpy(zero_copy_only=False)
+        if kind == "wkt":
+            geoms = shapely.from_wkt(values, on_invalid="ignore")
+        elif kind == "geojson":
+            geoms = shapely.from_geojson(values, on_invalid="ignore")
+        else:
+            geoms = shapely.from_wkb(values, on_invalid="ignore")
+        text = shapely.to_geojson(geoms)
+        bounds = shapely.bounds(geoms)
+        table = table.append_column(GEOM_JSON, pa.array(text, pa.string()))
+        for i, name in enumerate((GEOM_XMIN, GEOM_YMIN, GEOM_XMAX, GEOM_YMAX)):
+            column = bounds[:, i]
+            table = table.append_column(name, pa.array(column, pa.float64(), mask=np.isnan(column)))
+        return table
+
+    def units(self) -> Iterator[MappedUnit]:
+        # a connection of its own: the open reader would block the queries run on each batch
+        reader = _connect(self.con.cursor()).sql(self.select).to_arrow_reader(self.batch_rows)
+        row = 1
+        for batch in reader:
+            if batch.num_rows == 0:
+                continue
+            table = self._prepare(pa.Table.from_batches([batch]), row)
+            row += batch.num_rows
+            yield self._run(table)
+
+    def _run(self, table: pa.Table) -> MappedUnit:
+        self.con.register("__batch", table)
+        try:
+            out = self.con.sql(self.compiled.sql).to_arrow_table()
+            self._count(table.num_rows)
+        finally:
+            self.con.unregister("__batch")
+        rows = out.column("__row").to_pylist()
+        errors = out.column("__error").to_pylist()
+        items = out.column("item").to_pylist()
+        good_rows = [r for r, e in zip(rows, errors, strict=True) if e is None]
+        data = "\n".join(i for i, e in zip(items, errors, strict=True) if e is None).encode()
+        failures = [
+            {"source": self.path, "row": r, "reason": e, "hint": "fix the record or the mapping"}
+            for r, e in zip(rows, errors, strict=True)
+            if e is not None
+        ]
+        self.stats.rows += table.num_rows
+        self.stats.items += len(good_rows)
+        self.stats.failed += len(failures)
+        return MappedUnit(self.path, good_rows, data, failures)
+
+    def _count(self, n: int) -> None:
+        fields = self.compiled.fields
+        if not fields:
+            return
+        aggs = []
+        for f in fields:
+            set_only = f" AND NOT ({f.defaulted})" if f.defaulted else ""
+            aggs.append(f"count(*) FILTER (WHERE ({f.value}) IS NOT NULL{set_only})")
+            aggs.append(f"count(*) FILTER (WHERE {f.defaulted})" if f.defaulted else "0")
+            aggs.append(f"count(*) FILTER (WHERE {f.failed})" if f.failed else "0")
+            aggs.append(f"CAST(any_value({f.source}) FILTER (WHERE {f.failed}) AS VARCHAR)" if f.failed else "NULL")
+        got = self.con.sql(f"SELECT {', '.join(aggs)} FROM __batch").fetchall()[0]
+        for i, f in enumerate(fields):
+            st = self.stats.fields.setdefault(f.name, FieldStats())
+            st.set += int(got[4 * i])
+            st.defaulted += int(got[4 * i + 1])
+            st.failed += int(got[4 * i + 2])
+            if st.sample is None and got[4 * i + 3] is not None:
+                st.sample = got[4 * i + 3]

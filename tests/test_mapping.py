@@ -1,0 +1,268 @@
+"""Declarative mappings: tabular records to valid STAC 1.1.0 items, compiled to DuckDB SQL."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import shapely
+from helpers import read_ndjson
+from stac_schemas import validate_item
+
+import stacbatch
+from stacbatch.mapping import read_mapping
+from stacbatch.stage import load
+
+CSV = """scene,platform,tile,acquired,start_epoch,end_date,lon,lat,cloud,bands,sensor,wkt
+S1,landsat-8,T31UFQ,2021-06-01 10:20:30,1622541600,2021-06-02,4.35,50.85,12.5,B1|B2,OLI,"POLYGON((4 50,5 50,5 51,4 50))"
+S2,sentinel-2a,T32ABC,2021-06-02 11:00:00,1622628000,2021-06-03,5.1,51.2,,B3|B4,MSI,"POLYGON ((5 51, 6 51, 6 52, 5 51))"
+S3,landsat-9,T33XYZ,not a date,1622714400,2021-06-04,6.0,52.0,3,B5,OLI,"POINT (6 52)"
+S4,landsat-9,T33XYZ,2021-06-04 00:00:00,1622800800,2021-06-05,7.0,53.0,abc,B6,TIRS,garbage
+"""
+SENSORS = "code,name\nOLI,Operational Land Imager\nMSI,MultiSpectral Instrument\n"
+EO = "https://stac-extensions.github.io/eo/v1.1.0/schema.json"
+MAPPING = f"""
+collection: inventory
+id: "{{platform}}_{{tile}}_{{scene}}"
+datetime: {{column: acquired, format: "%Y-%m-%d %H:%M:%S", timezone: Europe/Brussels}}
+start_datetime: {{column: start_epoch, epoch: s}}
+end_datetime: {{column: end_date, cast: datetime}}
+geometry: {{wkt: wkt}}
+stac_extensions: ["{EO}"]
+lookups:
+  sensors: {{path: sensors.csv, key: code}}
+properties:
+  platform: {{column: platform}}
+  eo:cloud_cover: {{column: cloud, cast: float, default: 0}}
+  first_band: {{column: bands, split: "|", index: 0}}
+  label: {{columns: [platform, tile], join: " / "}}
+  origin: "{{lon}},{{lat}}"
+  instruments: [{{column: sensor, cast: string}}]
+  instrument_name: {{lookup: {{table: sensors, match: sensor, value: name}}}}
+  constellation: {{case: [{{when: "platform LIKE 'landsat%'", then: landsat}}], else: sentinel-2}}
+  gsd: {{sql: "CASE WHEN platform LIKE 'landsat%' THEN 30 ELSE 10 END"}}
+  provider_note: {{const: null}}
+  eo:bands: [{{name: {{column: sensor}}, common_name: red}}]
+assets:
+  data:
+    href: "s3://bucket/{{scene}}.tif"
+    type: image/tiff; application=geotiff
+    roles: [data]
+    eo:bands: [{{name: b1}}]
+  metadata: {{href: "https://example.com/{{scene}}.xml", roles: [metadata], title: Metadata}}
+  thumbnail: {{href: "https://example.com/{{scene}}.png", type: image/png, roles: [thumbnail]}}
+links:
+  - {{rel: via, href: "https://example.com/scenes/{{scene}}"}}
+"""
+
+
+def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "stacbatch", *args], capture_output=True, text=True, timeout=120, cwd=cwd
+    )
+
+
+def staged(stage: str) -> dict[str, Any]:
+    rows = stacbatch.open_stage(stage).sql("SELECT id, item FROM items").fetchall()
+    return {i: orjson.loads(j) for i, j in rows}
+
+
+@pytest.fixture
+def inventory(tmp_path: Path) -> Path:
+    (tmp_path / "inv.csv").write_text(CSV)
+    (tmp_path / "sensors.csv").write_text(SENSORS)
+    (tmp_path / "map.yaml").write_text(MAPPING)
+    return tmp_path
+
+
+def test_csv_makes_valid_items_and_reports_failed_records(inventory: Path) -> None:
+    stage = str(inventory / "stage")
+    res = load(stage, [str(inventory / "inv.csv")], mapping=read_mapping(str(inventory / "map.yaml")))
+    assert (res.read, res.staged, res.failed) == (4, 2, 2)
+    items = staged(stage)
+    assert sorted(items) == ["landsat-8_T31UFQ_S1", "sentinel-2a_T32ABC_S2"]
+    for item in items.values():
+        validate_item(item)
+    one = items["landsat-8_T31UFQ_S1"]
+    p = one["properties"]
+    assert p["datetime"] == "2021-06-01T08:20:30Z"  # Brussels summer time to UTC
+    assert p["start_datetime"] == "2021-06-01T10:00:00Z" and p["end_datetime"] == "2021-06-02T00:00:00Z"
+    assert p["eo:cloud_cover"] == 12.5 and p["first_band"] == "B1" and p["label"] == "landsat-8 / T31UFQ"
+    assert p["origin"] == "4.35,50.85" and p["instruments"] == ["OLI"] and p["gsd"] == 30
+    assert p["instrument_name"] == "Operational Land Imager" and p["constellation"] == "landsat"
+    assert "provider_note" not in p  # null values are left out, not written as null
+    assert p["eo:bands"] == [{"name": "OLI", "common_name": "red"}]
+    assert one["bbox"] == [4.0, 50.0, 5.0, 51.0] and one["geometry"]["type"] == "Polygon"
+    assert one["collection"] == "inventory" and one["stac_extensions"] == [EO]
+    assert sorted(one["assets"]) == ["data", "metadata", "thumbnail"]
+    assert one["assets"]["data"] == {
+        "href": "s3://bucket/S1.tif",
+        "type": "image/tiff; application=geotiff",
+        "roles": ["data"],
+        "eo:bands": [{"name": "b1"}],
+    }
+    assert one["links"] == [
+        {"rel": "via", "href": "https://example.com/scenes/S1"},
+        {"rel": "collection", "href": "../collection.json", "type": "application/json"},  # added: STAC 1.1 needs it
+    ]
+    two = items["sentinel-2a_T32ABC_S2"]["properties"]
+    assert two["eo:cloud_cover"] == 0 and two["constellation"] == "sentinel-2" and two["gsd"] == 10  # defaulted
+    # the records that could not become items: their number and why
+    failures = read_ndjson(Path(stage) / "runs" / res.run_id / "failures.ndjson")
+    assert [(f["row"], f["reason"].split(":")[0]) for f in failures] == [(3, "datetime"), (4, "geometry")]
+    fields = res.mapping[str(inventory / "inv.csv")].fields
+    cc = fields["properties.eo:cloud_cover"]
+    assert (cc.set, cc.defaulted, cc.failed, cc.sample) == (2, 2, 1, "abc")
+    summary = orjson.loads((Path(stage) / "runs" / res.run_id / "summary.json").read_bytes())
+    assert summary["mapping"][str(inventory / "inv.csv")]["fields"]["datetime"]["failed"] == 1
+
+
+RECORDS: list[dict[str, Any]] = [
+    {"id": "r1", "t": "2020-01-01T00:00:00Z", "w": 1.0, "s": 2.0, "e": 3.0, "n": 4.0, "meta": {"sensor": "A"}},
+    {
+        "id": "r2",
+        "t": "2020-01-02T12:30:00.5+02:00",
+        "w": -10.0,
+        "s": -5.0,
+        "e": -9.0,
+        "n": -4.0,
+        "meta": {"sensor": None},
+    },
+]
+SIMPLE = """
+collection: recs
+id: {column: id}
+datetime: {column: t}
+geometry: {bbox: [w, s, e, n]}
+properties:
+  sensor: {column: meta.sensor, default: unknown}
+"""
+
+
+@pytest.mark.parametrize("fmt", ["json-records", "json-array", "ndjson", "parquet"])
+def test_json_ndjson_and_parquet_sources(tmp_path: Path, fmt: str) -> None:
+    mapping = SIMPLE
+    if fmt == "json-records":
+        src = tmp_path / "recs.json"
+        src.write_bytes(orjson.dumps({"data": RECORDS, "next": None}))
+        mapping += "source: {records: data}\n"
+    elif fmt == "json-array":
+        src = tmp_path / "recs.json"
+        src.write_bytes(orjson.dumps(RECORDS))
+    elif fmt == "ndjson":
+        src = tmp_path / "recs.ndjson"
+        src.write_bytes(b"\n".join(orjson.dumps(r) for r in RECORDS) + b"\n")
+    else:
+        src = tmp_path / "recs.parquet"
+        pq.write_table(pa.Table.from_pylist(RECORDS), src)
+    (tmp_path / "m.yaml").write_text(mapping)
+    stage = str(tmp_path / "stage")
+    res = load(stage, [str(src)], mapping=read_mapping(str(tmp_path / "m.yaml")))
+    assert res.failed == 0 and res.staged == 2
+    items = staged(stage)
+    for item in items.values():
+        validate_item(item)
+    assert items["r1"]["bbox"] == [1.0, 2.0, 3.0, 4.0] and items["r1"]["properties"]["sensor"] == "A"
+    assert items["r2"]["properties"] == {"datetime": "2020-01-02T10:30:00.5Z", "sensor": "unknown"}
+    assert items["r2"]["geometry"]["coordinates"][0][0] == [-10.0, -5.0]
+
+
+def test_geoparquet_geometry_column_and_lonlat(tmp_path: Path) -> None:
+    geoms = [shapely.Polygon([(0, 0), (2, 0), (2, 1), (0, 0)]), shapely.Point(10.5, -3.25)]
+    table = pa.table(
+        {
+            "name": ["a", "b"],
+            "day": ["2022-03-01", "2022-03-02"],
+            "geometry": shapely.to_wkb(geoms),
+            "x": [1.5, 2.5],
+            "y": [3.5, 4.5],
+        }
+    )
+    meta = {
+        b"geo": orjson.dumps(
+            {"version": "1.1.0", "primary_column": "geometry", "columns": {"geometry": {"encoding": "WKB"}}}
+        )
+    }
+    pq.write_table(table.replace_schema_metadata(meta), tmp_path / "g.parquet")
+    for n, geometry in enumerate(["{column: geometry}", "{lonlat: [x, y]}"]):
+        (tmp_path / "m.yaml").write_text(
+            "collection: g\nid: {column: name}\ndatetime: {column: day, format: '%Y-%m-%d'}\n"
+            f"geometry: {geometry}\n"
+        )
+        stage = str(tmp_path / f"stage{n}")
+        res = load(stage, [str(tmp_path / "g.parquet")], mapping=read_mapping(str(tmp_path / "m.yaml")))
+        assert res.failed == 0
+        items = staged(stage)
+        for item in items.values():
+            validate_item(item)
+        assert items["a"]["properties"]["datetime"] == "2022-03-01T00:00:00Z"
+        if n == 0:
+            assert items["a"]["bbox"] == [0.0, 0.0, 2.0, 1.0] and items["b"]["geometry"]["type"] == "Point"
+        else:
+            assert items["b"]["geometry"] == {"type": "Point", "coordinates": [2.5, 4.5]}
+            assert items["b"]["bbox"] == [2.5, 4.5, 2.5, 4.5]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "id: {column: scene}\ndatetime: {column: acquired}\ngeometry: {wkt: wkt}\ncolour: red\n",
+            ":4: colour: unknown key",
+        ),
+        ("id: {column: nope}\ndatetime: {column: acquired}\ngeometry: {wkt: wkt}\n", ":1: id.column: no column 'nope'"),
+        (
+            "id: '{scene'\ndatetime: {column: acquired}\ngeometry: {wkt: wkt}\n",
+            ":1: id: malformed template",
+        ),
+        (
+            "id: {column: scene}\ndatetime: {column: acquired}\ngeometry: {wkt: wkt}\nproperties:\n"
+            "  x: {sql: 'no_such_function(scene)'}\n",
+            ":5: properties.x: ",
+        ),
+        (
+            "id: {column: scene}\ndatetime: {column: acquired}\ngeometry: {wkt: wkt}\nproperties:\n"
+            "  x: {lookup: {table: missing, match: scene, value: v}}\n",
+            ":5: properties.x.lookup.table: no lookup table",
+        ),
+        ("id: {column: scene}\ngeometry: {wkt: wkt}\n", "give datetime, or start_datetime and end_datetime"),
+        ("id: {column: scene\n", "not valid YAML/JSON"),
+        ("id: {column: scene, cast: decimal}\ndatetime: {column: acquired}\ngeometry: {wkt: wkt}\n", ":1: id"),
+    ],
+    ids=["unknown-key", "missing-column", "template", "unknown-function", "lookup", "no-datetime", "yaml", "cast"],
+)
+def test_bad_mappings_are_one_line_with_file_line_and_key(inventory: Path, text: str, expected: str) -> None:
+    (inventory / "bad.yaml").write_text(text)
+    p = cli("load", "inv.csv", "--mapping", "bad.yaml", "--stage", "stage", cwd=inventory)
+    assert p.returncode == 4, p.stderr
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("stacbatch: error: bad.yaml") and expected in lines[0], lines
+    assert not (inventory / "stage").exists()  # rejected before any work
+
+
+def test_check_and_explain(inventory: Path) -> None:
+    p = cli("mapping", "check", "map.yaml", cwd=inventory)
+    assert p.returncode == 0 and "valid" in p.stderr
+    p = cli("mapping", "check", "map.yaml", "inv.csv", "--explain", cwd=inventory)
+    assert p.returncode == 0 and p.stdout.count("SELECT") >= 2 and "read_csv" in p.stdout
+    p = cli("load", "inv.csv", "--mapping", "map.yaml", "--explain", "--stage", "stage", cwd=inventory)
+    assert p.returncode == 0 and "json_object" in p.stdout and not (inventory / "stage").exists()
+    p = cli("load", "inv.csv", "--mapping", "map.yaml", "--stage", "stage", cwd=inventory)
+    assert p.returncode == 3  # partial: two records failed
+    assert "inv.csv record 3: datetime" in p.stderr and "properties.eo:cloud_cover: 2 set, 2 defaulted" in p.stderr
+
+
+def test_mapping_schema_is_valid_json_schema() -> None:
+    import jsonschema
+
+    from stacbatch.mapping import mapping_schema
+
+    jsonschema.Draft202012Validator.check_schema(mapping_schema())
+    assert os.path.basename(str(Path(stacbatch.__file__).parent / "mapping" / "mapping.schema.json"))
