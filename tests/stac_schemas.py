@@ -11,7 +11,6 @@ from conftest import SHARED
 from referencing import Registry, Resource
 
 SCHEMAS = SHARED / "schemas"
-ITEM_1_1 = "https://schemas.stacspec.org/v1.1.0/item-spec/json-schema/item.json"
 
 
 @cache
@@ -25,15 +24,17 @@ def _registry() -> Registry:  # type: ignore[type-arg]
     return Registry().with_resources(resources)
 
 
-def validate_item(item: dict[str, Any]) -> None:
-    """Raise jsonschema.ValidationError unless the item is valid STAC (its version and its extensions)."""
+def validate(doc: dict[str, Any], kind: str) -> None:
+    """Raise jsonschema.ValidationError unless ``doc`` is a valid STAC ``kind`` (item, collection, catalog) of its
+    version, and valid against each of its extensions."""
     registry = _registry()
-    version = item.get("stac_version", "1.1.0")
-    urls = [
-        f"https://schemas.stacspec.org/v{version}/item-spec/json-schema/item.json",
-        *item.get("stac_extensions", []),
-    ]
-    for url in urls:
+    version = doc.get("stac_version", "1.1.0")
+    base = f"https://schemas.stacspec.org/v{version}/{kind}-spec/json-schema/{kind}.json"
+    for url in [base, *doc.get("stac_extensions", [])]:
         schema = registry.contents(url)
         cls = jsonschema.validators.validator_for(schema)
-        cls(schema, registry=registry).validate(item)
+        cls(schema, registry=registry).validate(doc)
+
+
+def validate_item(item: dict[str, Any]) -> None:
+    validate(item, "item")

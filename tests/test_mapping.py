@@ -266,3 +266,153 @@ def test_mapping_schema_is_valid_json_schema() -> None:
 
     jsonschema.Draft202012Validator.check_schema(mapping_schema())
     assert os.path.basename(str(Path(stacbatch.__file__).parent / "mapping" / "mapping.schema.json"))
+
+
+def test_astral_api_through_configs_astral_yaml(tmp_path: Path) -> None:
+    """The Astral example rows, served like the real list endpoint (relative next URLs, limit capped at 100, 429s,
+    a bearer token from the environment), become valid STAC items through the shipped mapping."""
+    from astral_server import AstralServer, rows_from_examples
+    from conftest import ROOT, SHARED
+
+    rows = rows_from_examples(SHARED / "corpus" / "astral", 230)
+    srv = AstralServer(rows, token="s3cret-token", fault_every=4).start()
+    try:
+        stage = str(tmp_path / "stage")
+        env = {**os.environ, "ASTRAL_API_KEY": "s3cret-token"}
+        p = subprocess.run(
+            [
+                *(sys.executable, "-m", "stacbatch", "load", srv.url),
+                *("--mapping", str(ROOT / "configs" / "astral.yaml"), "--stage", stage),
+                *("-H", "Authorization: Bearer ${ASTRAL_API_KEY}", "--max-retries", "3"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=env,
+        )
+        no_location = [r for r in rows if r["location"] is None]
+        assert p.returncode == 3, p.stderr  # partial: proofs without any location cannot be items
+        assert "s3cret-token" not in p.stderr + p.stdout
+        items = staged(stage)
+        assert len(items) == len(rows) - len(no_location) and no_location
+        for item in items.values():
+            validate_item(item)
+        by_uid = {r["uid"]: r for r in rows}
+        for uid, item in items.items():
+            row = by_uid[uid]
+            assert item["properties"]["datetime"] == row["event_timestamp"].replace("+00:00", "Z")
+            assert item["geometry"]["coordinates"] == [row["longitude"], row["latitude"]]
+            assert item["properties"]["astral:chain"] == "sepolia"
+            assert item["properties"]["astral:revoked"] is row["revoked"]
+        assert any(r["location_type"] == "lat-lng" for r in rows if r["uid"] in items)  # the lon/lat fallback
+        offsets = [q for q in srv.requests if "offset=" in q]
+        assert "limit=100" in offsets[0] and any("offset=200" in q for q in offsets)  # the relative next links
+    finally:
+        srv.stop()
+
+
+def test_http_paging_by_offset_and_link_header(tmp_path: Path) -> None:
+    import asyncio
+    import socket
+    import threading
+
+    from aiohttp import web
+
+    records = [{"k": f"r{i}", "t": f"2021-01-{1 + i % 28:02d}", "x": i % 90, "y": -(i % 45)} for i in range(57)]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+
+    async def by_offset(request: web.Request) -> web.Response:
+        off, lim = int(request.query["start"]), int(request.query["size"])
+        return web.json_response({"results": records[off : off + lim]})
+
+    async def by_link(request: web.Request) -> web.Response:
+        page = int(request.query.get("page", "0"))
+        headers = {"Link": f'</link?page={page + 1}>; rel="next"'} if (page + 1) * 10 < len(records) else {}
+        return web.json_response(records[page * 10 : page * 10 + 10], headers=headers)
+
+    loop = asyncio.new_event_loop()
+    app = web.Application()
+    app.router.add_get("/offset", by_offset)
+    app.router.add_get("/link", by_link)
+    runner = web.AppRunner(app)
+    loop.run_until_complete(runner.setup())
+    loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", port).start())
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        base = "id: {column: k}\ndatetime: {column: t}\ngeometry: {lonlat: [x, y]}\n"
+        for name, source in (
+            ("offset", "source: {records: results, http: {offset: {param: start, limit_param: size, limit: 25}}}\n"),
+            ("link", "source: {http: {link: true}}\n"),
+        ):
+            (tmp_path / f"{name}.yaml").write_text(base + source)
+            stage = str(tmp_path / name)
+            res = load(stage, [f"http://127.0.0.1:{port}/{name}"], mapping=read_mapping(str(tmp_path / f"{name}.yaml")))
+            assert res.failed == 0 and sorted(staged(stage)) == sorted(r["k"] for r in records), name
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+        loop.run_until_complete(runner.cleanup())
+        loop.close()
+
+
+def test_scaffold_creates_valid_collections_and_a_catalog(inventory: Path) -> None:
+    from stac_schemas import validate
+
+    p = cli(
+        *("scaffold", "inv.csv", "--mapping", "map.yaml", "--stage", "stage", "--description", "Scenes"),
+        *("--license", "CC-BY-4.0", "--provider", "ACME:producer,host", "--keyword", "demo", "--to", "tree"),
+        cwd=inventory,
+    )
+    assert p.returncode == 3, p.stderr  # two records failed; the rest is staged and described
+    coll = orjson.loads((inventory / "tree" / "inventory" / "collection.json").read_bytes())
+    validate(coll, "collection")
+    validate(orjson.loads((inventory / "tree" / "catalog.json").read_bytes()), "catalog")
+    assert coll["description"] == "Scenes" and coll["license"] == "CC-BY-4.0" and coll["keywords"] == ["demo"]
+    assert coll["providers"] == [{"name": "ACME", "roles": ["producer", "host"]}]
+    assert coll["extent"]["spatial"]["bbox"] == [[4.0, 50.0, 6.0, 52.0]]
+    # first start to last end (the items have ranges)
+    assert coll["extent"]["temporal"]["interval"] == [["2021-06-01T10:00:00Z", "2021-06-03T00:00:00Z"]]
+    assert coll["summaries"]["platform"] == ["landsat-8", "sentinel-2a"]
+    assert coll["summaries"]["instruments"] == ["MSI", "OLI"]  # array members, flattened
+    items = list((inventory / "tree" / "inventory").glob("*/*.json"))
+    assert len(items) == 2
+    for path in items:
+        validate_item(orjson.loads(path.read_bytes()))
+
+
+def test_transform_applies_the_language_to_staged_items(inventory: Path) -> None:
+    stage = str(inventory / "stage")
+    load(stage, [str(inventory / "inv.csv")], mapping=read_mapping(str(inventory / "map.yaml")))
+    before = staged(stage)
+    (inventory / "t.yaml").write_text(
+        """
+where: "properties.platform LIKE 'landsat%'"
+properties:
+  platform: {sql: "upper(properties.platform)"}
+  title: "{properties.platform} {id}"
+  quality: {case: [{when: "properties.\\"eo:cloud_cover\\" < 20", then: good}], else: poor}
+assets:
+  data: {href: {sql: "replace(assets.data.href, 's3://bucket/', 's3://other/')"}}
+rename: {properties.label: properties.name_label}
+unset: [properties.origin]
+"""
+    )
+    p = cli("transform", "--stage", "stage", "--mapping", "t.yaml", cwd=inventory)
+    assert p.returncode == 0, p.stderr
+    after = staged(stage)
+    one, two = after["landsat-8_T31UFQ_S1"], after["sentinel-2a_T32ABC_S2"]
+    assert two == before["sentinel-2a_T32ABC_S2"]  # not selected: untouched
+    props = one["properties"]
+    assert props["platform"] == "LANDSAT-8" and props["title"] == "LANDSAT-8 landsat-8_T31UFQ_S1"
+    assert props["quality"] == "good" and props["name_label"] == "landsat-8 / T31UFQ" and "label" not in props
+    assert "origin" not in props and "updated" in props
+    assert one["assets"]["data"]["href"] == "s3://other/S1.tif"
+    assert one["assets"]["data"]["roles"] == ["data"]  # only the leaf that was named changed
+    paths = stacbatch.open_stage(stage).sql("SELECT paths FROM audit WHERE operation = 'update'").fetchall()
+    assert "assets.data.href" in paths[0][0] and "properties.name_label" in paths[0][0]
+    (inventory / "bad.yaml").write_text("properties:\n  x: {column: properties.nope, cast: int}\nfoo: 1\n")
+    p = cli("transform", "--stage", "stage", "--mapping", "bad.yaml", cwd=inventory)
+    assert p.returncode == 4 and "bad.yaml:3: foo: unknown key" in p.stderr

@@ -144,6 +144,13 @@ class Http:
         self, method: str, url: str, body: Any = None, headers: dict[str, str] | None = None
     ) -> tuple[Any, bytes]:
         """The decoded JSON document and its raw bytes; raises ``HttpError`` once retries are spent."""
+        doc, raw, _headers = await self.json_with_headers(method, url, body, headers)
+        return doc, raw
+
+    async def json_with_headers(
+        self, method: str, url: str, body: Any = None, headers: dict[str, str] | None = None
+    ) -> tuple[Any, bytes, dict[str, str]]:
+        """``json`` plus the response headers (a ``Link`` header may carry the next page)."""
         assert self._session is not None
         host = urlsplit(url).netloc
         attempt = 0
@@ -164,9 +171,10 @@ class Http:
                         status = resp.status
                         raw = await resp.read()
                         retry_after = _retry_after(resp.headers.get("Retry-After"))
+                        got_headers = dict(resp.headers)
                 if status == 200:
                     try:
-                        return _json.loads(raw), raw  # the stdlib fallback keeps integers beyond 64 bits
+                        return _json.loads(raw), raw, got_headers  # the stdlib keeps integers beyond 64 bits
                     except ValueError:
                         raise HttpError(
                             method, url, status, "response is not JSON (is this a STAC API?)", body

@@ -80,12 +80,17 @@ def load_cmd(
     api = None
     doc = None
     if mapping is not None:
+        from stacbatch.api import parse_headers
         from stacbatch.cli._mapping import explain_text
         from stacbatch.mapping import MappedSource, read_mapping
 
         doc = read_mapping(mapping)
-        if any(s.startswith(("http://", "https://")) for s in sources):
-            raise InputError("--mapping reads files (CSV, JSON, NDJSON, Parquet); HTTP sources are not built yet")
+        doc.http = {
+            "rate_limit": rate_limit,
+            "max_retries": max_retries,
+            "timeout": timeout,
+            "headers": parse_headers(header),
+        }
         if explain:
             for src in sources:
                 sys.stdout.write(explain_text(MappedSource(src, doc)))

@@ -57,6 +57,12 @@ app.command("merge", help="Apply a stage, change set or source to a stage (upser
     _diff.merge_cmd
 )
 app.add_typer(_mapping.mapping_app, name="mapping")
+app.command("transform", help="Apply the mapping language to staged items (set, rename, unset; audited).")(
+    _mapping.transform_cmd
+)
+app.command("scaffold", help="Stage items from tabular records with a mapping; create their Collections.")(
+    _mapping.scaffold_cmd
+)
 app.command("emit", help="Write staged items as NDJSON, a static JSON catalog, or stac-geoparquet.")(_emit.emit_cmd)
 
 

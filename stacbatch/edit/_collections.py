@@ -57,10 +57,62 @@ def extent_from_items(stage: Stage, collection: str) -> dict[str, Any]:
     return {"spatial": {"bbox": bbox}, "temporal": {"interval": [[stamp(row[4]), stamp(row[5])]]}}
 
 
+#: properties summarised by default when a collection is scaffolded (those present in its items)
+SUMMARY_DEFAULTS = (
+    "platform",
+    "constellation",
+    "instruments",
+    "gsd",
+    "eo:cloud_cover",
+    "proj:code",
+    "sar:instrument_mode",
+)
+#: a property with more distinct values than this is summarised by range only (numbers) or not at all
+MAX_DISTINCT = 50
+
+
+def summaries_from_items(stage: Stage, collection: str, names: list[str]) -> dict[str, Any]:
+    """STAC summaries computed by DuckDB from the staged items: a range for numbers, the distinct values (array
+    members flattened) for the rest; properties no item has, or with too many values, are left out."""
+    view = _sql.ident(stage.items_view([collection]))
+    out: dict[str, Any] = {}
+    for name in names:
+        path = _sql.literal("/properties/" + name.replace("~", "~0").replace("/", "~1"))  # a JSON Pointer
+        row = stage.sql(
+            f"WITH v AS (SELECT json_extract(item, {path}) AS j FROM {view}), "
+            "e AS (SELECT unnest(CASE WHEN json_type(j) = 'ARRAY' THEN CAST(j AS JSON[]) ELSE [j] END) AS j FROM v "
+            "WHERE j IS NOT NULL AND json_type(j) <> 'NULL') "
+            "SELECT count(*), bool_and(json_type(j) IN ('BIGINT', 'UBIGINT', 'DOUBLE')), "
+            "min(TRY_CAST(j AS DOUBLE)), max(TRY_CAST(j AS DOUBLE)), count(DISTINCT j), "
+            "list(DISTINCT CAST(j AS VARCHAR) ORDER BY CAST(j AS VARCHAR)) FROM e"
+        ).fetchall()[0]
+        count, numeric, lo, hi, distinct, values = row
+        if not count:
+            continue
+        if numeric and distinct > 10:
+            out[name] = {"minimum": _number(lo), "maximum": _number(hi)}
+        elif distinct <= MAX_DISTINCT:
+            out[name] = [_json.loads(v) for v in values]
+    return out
+
+
+def _number(value: float) -> int | float:
+    return int(value) if float(value).is_integer() else value
+
+
 def update_collection(
-    stage_path: str, collection: str, ops: list[Op], *, extent: bool = False, dry_run: bool = False
+    stage_path: str,
+    collection: str,
+    ops: list[Op],
+    *,
+    extent: bool = False,
+    dry_run: bool = False,
+    fields: dict[str, Any] | None = None,
+    summaries: list[str] | None = None,
 ) -> CollectionUpdate:
-    if not ops and not extent:
+    """Apply ``ops``; ``fields``: top-level members set as given (scaffold's description, license, providers...);
+    ``extent``/``summaries``: computed from the staged items."""
+    if not ops and not extent and not fields and summaries is None:
         raise InputError("nothing to do: give --set, --unset, --rename or --extent-from-items")
     t0 = time.perf_counter()
     stage = Stage.open(stage_path)
@@ -87,14 +139,20 @@ def update_collection(
             _apply(doc, steps, values, {}, overlapping=True)
         except _NotAnObject as err:
             raise InputError(f"cannot set below {err.args[0]}: it is not a JSON object in the collection") from None
+        doc.update(copy.deepcopy(fields or {}))
         if extent:
             doc["extent"] = extent_from_items(stage, collection)
+        if summaries is not None:
+            found = summaries_from_items(stage, collection, summaries)
+            if found:
+                doc["summaries"] = {**(doc.get("summaries") or {}), **found}
         if doc.get("id") != collection:
             raise InputError("a collection's id cannot be changed by an update")
         res = CollectionUpdate(collection, None, before=before, after=doc)
         paths = {format_path(p) for _k, p, to, _v in steps for p in ([p] if to is None else [p, to])}
         if extent:
             paths.add("extent")
+        paths |= set(fields or {}) | ({"summaries"} if summaries is not None else set())
         res.changed = sorted(p for p in paths if not _same(_get(before, _split(p)), _get(doc, _split(p))))
         if dry_run or _json.content_hash(before) == _json.content_hash(doc):
             res.seconds = time.perf_counter() - t0

@@ -20,14 +20,11 @@ from stacbatch.mapping._doc import Doc
 Key = tuple[str | int, ...]
 SPEC_KEYS = ("column", "columns", "template", "const", "sql", "case", "lookup")
 _TEMPLATE = re.compile(r"\{\{|\}\}|\{([^{}]*)\}|[{}]")
-#: columns added to every batch before the compiled query runs (see ``_geometry.prepare``)
-GEOM_JSON, GEOM_XMIN, GEOM_YMIN, GEOM_XMAX, GEOM_YMAX = (
-    "__geom_json",
-    "__geom_xmin",
-    "__geom_ymin",
-    "__geom_xmax",
-    "__geom_ymax",
-)
+
+
+#: columns added to a batch for geometry alternative N before the compiled query runs (see ``_run._prepare``)
+def geom_columns(n: int) -> tuple[str, str, str, str, str]:
+    return (f"__geom{n}_json", f"__geom{n}_xmin", f"__geom{n}_ymin", f"__geom{n}_xmax", f"__geom{n}_ymax")
 
 
 @dataclass
@@ -48,8 +45,8 @@ class Compiled:
     fields: list[Field] = field(default_factory=list)
     #: lookup table name -> (path, key column, delimiter)
     lookups: dict[str, tuple[str, str, str | None]] = field(default_factory=dict)
-    #: the source column the geometry step reads with shapely (wkt, wkb, geojson, column), or None
-    geometry: tuple[str, str] | None = None
+    #: per geometry alternative that shapely reads (wkt, wkb, geojson, column): (alternative number, kind, column)
+    geometry: list[tuple[int, str, str]] = field(default_factory=list)
 
 
 def _ts_text(ts: str) -> str:
@@ -93,7 +90,8 @@ class Compiler:
             elif token in ("{", "}") or not (m.group(1) or "").strip():
                 raise self.doc.error(key, f"malformed template {text!r}: write {{column}}, and {{{{ }}}} for braces")
             else:
-                parts.append(f"CAST({self.column(m.group(1).strip(), key)} AS VARCHAR)")
+                # to_json, then unquoted: the same text for a VARCHAR, a number or a JSON string
+                parts.append(f"(to_json({self.column(m.group(1).strip(), key)}) ->> '$')")
             pos = m.end()
         if pos < len(text):
             parts.append(literal(text[pos:]))
@@ -226,30 +224,46 @@ class Compiler:
         return f"coalesce(to_json(map_from_entries({merged})), json('{{}}'))"
 
 
-def _geometry(c: Compiler, spec: dict[str, Any]) -> tuple[str, str, str, tuple[str, str] | None]:
-    """(geometry JSON, bbox JSON, error condition, the column shapely prepares)."""
-    key: Key = ("geometry",)
+def _alternative(c: Compiler, spec: dict[str, Any], n: int, key: Key) -> tuple[str, str, str, str | None]:
+    """(geometry JSON, bbox JSON, condition under which this alternative holds, the column shapely reads)."""
     if "lonlat" in spec:
-        cols = [f"TRY_CAST({c.column(str(n), (*key, 'lonlat', i))} AS DOUBLE)" for i, n in enumerate(spec["lonlat"])]
+        cols = [f"TRY_CAST({c.column(str(v), (*key, 'lonlat', i))} AS DOUBLE)" for i, v in enumerate(spec["lonlat"])]
         lon, lat = cols[0], cols[1]
-        coords = f"[{', '.join(cols)}]"
-        geom = f"json_object('type', 'Point', 'coordinates', to_json({coords}))"
+        geom = f"json_object('type', 'Point', 'coordinates', to_json([{', '.join(cols)}]))"
         bbox = f"to_json([{lon}, {lat}, {lon}, {lat}])"
-        bad = f"{lon} IS NULL OR {lat} IS NULL OR abs({lon}) > 180 OR abs({lat}) > 90"
-        return geom, bbox, bad, None
+        ok = f"({lon} IS NOT NULL AND {lat} IS NOT NULL AND abs({lon}) <= 180 AND abs({lat}) <= 90)"
+        return geom, bbox, ok, None
     if "bbox" in spec:
-        w, s, e, n = (f"TRY_CAST({c.column(str(v), (*key, 'bbox', i))} AS DOUBLE)" for i, v in enumerate(spec["bbox"]))
-        ring = f"[[{w}, {s}], [{e}, {s}], [{e}, {n}], [{w}, {n}], [{w}, {s}]]"
+        w, s, e, n_ = (f"TRY_CAST({c.column(str(v), (*key, 'bbox', i))} AS DOUBLE)" for i, v in enumerate(spec["bbox"]))
+        ring = f"[[{w}, {s}], [{e}, {s}], [{e}, {n_}], [{w}, {n_}], [{w}, {s}]]"
         geom = f"json_object('type', 'Polygon', 'coordinates', to_json([{ring}]))"
-        bbox = f"to_json([{w}, {s}, {e}, {n}])"
-        bad = f"{w} IS NULL OR {s} IS NULL OR {e} IS NULL OR {n} IS NULL OR {s} > {n}"
-        return geom, bbox, bad, None
+        bbox = f"to_json([{w}, {s}, {e}, {n_}])"
+        ok = f"({w} IS NOT NULL AND {s} IS NOT NULL AND {e} IS NOT NULL AND {n_} IS NOT NULL AND {s} <= {n_})"
+        return geom, bbox, ok, None
     kind = next(iter(spec))
-    col = c.column(str(spec[kind]), (*key, kind))
-    geom = f"json(__batch.{GEOM_JSON})"
-    bbox = f"to_json([__batch.{GEOM_XMIN}, __batch.{GEOM_YMIN}, __batch.{GEOM_XMAX}, __batch.{GEOM_YMAX}])"
-    bad = f"__batch.{GEOM_JSON} IS NULL AND {col} IS NOT NULL"
-    return geom, bbox, bad, (kind, str(spec[kind]))
+    c.column(str(spec[kind]), (*key, kind))  # it must exist
+    js, xmin, ymin, xmax, ymax = (f"__batch.{name}" for name in geom_columns(n))
+    return f"json({js})", f"to_json([{xmin}, {ymin}, {xmax}, {ymax}])", f"({js} IS NOT NULL)", str(spec[kind])
+
+
+def _geometry(c: Compiler, spec: Any) -> tuple[str, str, str, list[tuple[int, str, str]]]:
+    """(geometry JSON, bbox JSON, error condition, what shapely prepares): the first alternative that holds."""
+    specs = spec if isinstance(spec, list) else [spec]
+    alts = []
+    prepared = []
+    for n, one in enumerate(specs):
+        key: Key = ("geometry", n) if isinstance(spec, list) else ("geometry",)
+        geom, bbox, ok, col = _alternative(c, one, n, key)
+        alts.append((geom, bbox, ok))
+        if col is not None:
+            prepared.append((n, next(iter(one)), col))
+    if len(alts) == 1:
+        geom, bbox, ok = alts[0]
+        return geom, bbox, f"NOT {ok}", prepared
+    geom = "CASE " + " ".join(f"WHEN {ok} THEN {g}" for g, _b, ok in alts) + " END"
+    bbox = "CASE " + " ".join(f"WHEN {ok} THEN {b}" for _g, b, ok in alts) + " END"
+    bad = "NOT (" + " OR ".join(ok for _g, _b, ok in alts) + ")"
+    return geom, bbox, bad, prepared
 
 
 def compile_mapping(doc: Doc, columns: dict[str, str]) -> Compiled:

@@ -26,6 +26,8 @@ class Doc:
         self.path = path
         self.data = data
         self._lines = lines
+        #: how HTTP sources are fetched (headers, rate limit, retries, timeout), from the command line
+        self.http: dict[str, Any] = {}
 
     def line(self, key: tuple[str | int, ...]) -> int | None:
         while key:
@@ -53,8 +55,9 @@ def _walk(node: yaml.Node, key: tuple[str | int, ...], lines: dict[tuple[str | i
             _walk(v, (*key, i), lines)
 
 
-def read_mapping(path: str) -> Doc:
-    """Read and check a mapping file (JSON is YAML too, so one reader keeps lines for both)."""
+def read_mapping(path: str, schema: dict[str, Any] | None = None) -> Doc:
+    """Read and check a mapping file (JSON is YAML too, so one reader keeps lines for both) against the mapping
+    schema (or ``schema``)."""
     try:
         with open(path, encoding="utf-8") as f:
             text = f.read()
@@ -71,7 +74,7 @@ def read_mapping(path: str) -> Doc:
     if node is not None:
         _walk(node, (), lines)
     doc = Doc(path, data, lines)
-    check_schema(doc)
+    check_schema(doc, schema)
     return doc
 
 
@@ -82,11 +85,11 @@ def mapping_schema() -> dict[str, Any]:
     return schema
 
 
-def check_schema(doc: Doc) -> None:
+def check_schema(doc: Doc, schema: dict[str, Any] | None = None) -> None:
     """The first schema violation (the deepest, most specific one), as a MappingError."""
     import jsonschema
 
-    validator = jsonschema.Draft202012Validator(mapping_schema())
+    validator = jsonschema.Draft202012Validator(schema or mapping_schema())
     errors = list(validator.iter_errors(doc.data))
     if not errors:
         return

@@ -6,6 +6,9 @@ available offline); the compiled SELECT turns each batch into item texts, which 
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,15 +19,7 @@ import pyarrow as pa
 
 from stacbatch._sql import ident, literal, one_line
 from stacbatch.errors import InputError
-from stacbatch.mapping._compile import (
-    GEOM_JSON,
-    GEOM_XMAX,
-    GEOM_XMIN,
-    GEOM_YMAX,
-    GEOM_YMIN,
-    Compiled,
-    compile_mapping,
-)
+from stacbatch.mapping._compile import Compiled, compile_mapping, geom_columns
 from stacbatch.mapping._doc import Doc, MappingError
 from stacbatch.sources._units import MappedUnit
 
@@ -48,7 +43,9 @@ def source_sql(path: str, options: dict[str, Any]) -> str:
     """The SELECT that reads a source file's records, with the mapping's source options."""
     fmt = _format(path, options)
     if fmt == "csv":
-        args = [literal(path), f"header = {'true' if options.get('header', True) else 'false'}"]
+        # no date/time guessing: 05/07/2021 is ambiguous, and a mapping's datetime spec parses text itself
+        candidates = "auto_type_candidates = ['BOOLEAN', 'BIGINT', 'DOUBLE', 'VARCHAR']"
+        args = [literal(path), f"header = {'true' if options.get('header', True) else 'false'}", candidates]
         for opt, name in (("delimiter", "delim"), ("quote", "quote"), ("escape", "escape"), ("encoding", "encoding")):
             if opt in options:
                 args.append(f"{name} = {literal(str(options[opt]))}")
@@ -97,13 +94,23 @@ class MappedSource:
         self.batch_rows = batch_rows
         self.stats = MappingRun()
         self.con = _connect(duckdb.connect())
-        if not os.path.exists(path) and "://" not in path:
+        options = dict(doc.data.get("source") or {})
+        read_path = path
+        if path.startswith(("http://", "https://")):  # an HTTP JSON API: its records spill to a temporary NDJSON
+            from stacbatch.mapping._http import fetch_records
+
+            tmp = tempfile.mkdtemp(prefix="stacbatch-records-")
+            weakref.finalize(self, shutil.rmtree, tmp, True)
+            read_path = os.path.join(tmp, "records.ndjson")
+            fetch_records(path, options, doc.http, read_path)
+            options = {"format": "ndjson"}
+        elif not os.path.exists(path) and "://" not in path:
             raise InputError(f"{path}: no such file")
-        self.select = source_sql(path, doc.data.get("source") or {})
+        self.select = source_sql(read_path, options)
         try:
             described = self.con.sql(f"DESCRIBE {self.select}").fetchall()
         except duckdb.Error as err:
-            fmt = _format(path, doc.data.get("source") or {})
+            fmt = _format(read_path, options)
             raise InputError(f"{path}: cannot read as {fmt}: {one_line(err)}") from None
         self.columns = {str(r[0]): str(r[1]) for r in described}
         self.compiled: Compiled = compile_mapping(doc, self.columns)
@@ -143,24 +150,24 @@ class MappedSource:
 
     def _prepare(self, table: pa.Table, first_row: int) -> pa.Table:
         table = table.append_column("__row", pa.array(np.arange(first_row, first_row + table.num_rows), pa.int64()))
-        if self.compiled.geometry is None:
+        if not self.compiled.geometry:
             return table
         import shapely
 
-        kind, col = self.compiled.geometry
-        values = table.column(col.split(".")[0]).to_numpy(zero_copy_only=False)
-        if kind == "wkt":
-            geoms = shapely.from_wkt(values, on_invalid="ignore")
-        elif kind == "geojson":
-            geoms = shapely.from_geojson(values, on_invalid="ignore")
-        else:
-            geoms = shapely.from_wkb(values, on_invalid="ignore")
-        text = shapely.to_geojson(geoms)
-        bounds = shapely.bounds(geoms)
-        table = table.append_column(GEOM_JSON, pa.array(text, pa.string()))
-        for i, name in enumerate((GEOM_XMIN, GEOM_YMIN, GEOM_XMAX, GEOM_YMAX)):
-            column = bounds[:, i]
-            table = table.append_column(name, pa.array(column, pa.float64(), mask=np.isnan(column)))
+        for n, kind, col in self.compiled.geometry:
+            values = table.column(col.split(".")[0]).to_numpy(zero_copy_only=False)
+            if kind == "wkt":
+                geoms = shapely.from_wkt(values, on_invalid="ignore")
+            elif kind == "geojson":
+                geoms = shapely.from_geojson(values, on_invalid="ignore")
+            else:
+                geoms = shapely.from_wkb(values, on_invalid="ignore")
+            names = geom_columns(n)
+            table = table.append_column(names[0], pa.array(shapely.to_geojson(geoms), pa.string()))
+            bounds = shapely.bounds(geoms)
+            for i, name in enumerate(names[1:]):
+                column = bounds[:, i]
+                table = table.append_column(name, pa.array(column, pa.float64(), mask=np.isnan(column)))
         return table
 
     def units(self) -> Iterator[MappedUnit]:
