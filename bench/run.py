@@ -174,6 +174,7 @@ def main() -> None:
     ap.add_argument("--no-edits", action="store_true", help="skip update/delete/diff/merge")
     ap.add_argument("--api-items", type=int, default=20_000, help="items served by the test STAC API (0: skip)")
     ap.add_argument("--tree-max", type=int, default=100_000, help="largest N for the JSON tree emit")
+    ap.add_argument("--mapping-rows", type=int, default=1_000_000, help="CSV rows staged through a mapping (0: skip)")
     args = ap.parse_args()
     sizes = (
         [int(s) for s in args.sizes.split(",")]
@@ -200,6 +201,12 @@ def main() -> None:
         bench_api(args.api_items, work, [_tool("stacbatch"), "-q"], add)
         print(f"\nstac-fastapi-pgstac, {args.api_items:,} items", file=sys.stderr, flush=True)
         bench_pgstac(args.api_items, work, [_tool("stacbatch"), "-q"], add)
+    if args.mapping_rows:
+        from bench.mapping import bench_mapping
+
+        print(f"\nCSV + mapping, {args.mapping_rows:,} rows", file=sys.stderr, flush=True)
+        m = bench_mapping(args.mapping_rows, OUT / "work-mapping", [_tool("stacbatch"), "-q"])
+        rows.append(Row("CSV + mapping -> stage", "stacbatch", args.mapping_rows, m))
     text = report(rows)
     head = (
         f"stacbatch bench, {started:%Y-%m-%d %H:%M} UTC, {platform.machine()}, "

@@ -79,6 +79,12 @@ def main() -> None:
         "--collection",
         "sentinel-2-l2a",
     )
+    # a CSV inventory through a mapping: items, their Collection (extent, summaries) and a static catalog
+    _run(
+        *("scaffold", "samples/inventory.csv", "--mapping", "samples/inventory.yaml"),
+        *("--stage", "demo-out/inventory-stage", "--description", "Demo scenes from a CSV inventory"),
+        *("--license", "CC0-1.0", "--provider", "stacbatch demo:producer", "--to", "demo-out/inventory-catalog"),
+    )
     print(
         "\nDone. Where everything went:\n"
         f"  stage (GeoParquet + manifest)  {stage}\n"
@@ -86,6 +92,7 @@ def main() -> None:
         f"  NDJSON, one file a collection  {out / 'ndjson'}\n"
         f"  stac-geoparquet                {out / 'geoparquet'}\n"
         f"  change set of the edits        {out / 'changes.parquet'}\n"
+        f"  catalog made from a CSV        {out / 'inventory-catalog' / 'catalog.json'}\n"
         "Open the stage in Python:  import stacbatch; stacbatch.open_stage('demo-stage').items"
     )
 

@@ -253,7 +253,7 @@ def test_check_and_explain(inventory: Path) -> None:
     p = cli("mapping", "check", "map.yaml", "inv.csv", "--explain", cwd=inventory)
     assert p.returncode == 0 and p.stdout.count("SELECT") >= 2 and "read_csv" in p.stdout
     p = cli("load", "inv.csv", "--mapping", "map.yaml", "--explain", "--stage", "stage", cwd=inventory)
-    assert p.returncode == 0 and "json_object" in p.stdout and not (inventory / "stage").exists()
+    assert p.returncode == 0 and "AS item" in p.stdout and not (inventory / "stage").exists()
     p = cli("load", "inv.csv", "--mapping", "map.yaml", "--stage", "stage", cwd=inventory)
     assert p.returncode == 3  # partial: two records failed
     assert "inv.csv record 3: datetime" in p.stderr and "properties.eo:cloud_cover: 2 set, 2 defaulted" in p.stderr

@@ -210,7 +210,8 @@ class MappedSource:
         aggs = []
         for f in fields:
             set_only = f" AND NOT ({f.defaulted})" if f.defaulted else ""
-            aggs.append(f"count(*) FILTER (WHERE ({f.value}) IS NOT NULL{set_only})")
+            present = f.present or f"({f.value}) IS NOT NULL"
+            aggs.append(f"count(*) FILTER (WHERE {present}{set_only})")
             aggs.append(f"count(*) FILTER (WHERE {f.defaulted})" if f.defaulted else "0")
             aggs.append(f"count(*) FILTER (WHERE {f.failed})" if f.failed else "0")
             aggs.append(f"CAST(any_value({f.source}) FILTER (WHERE {f.failed}) AS VARCHAR)" if f.failed else "NULL")

@@ -77,7 +77,7 @@ def compile_transform(path: str) -> tuple[list[Any], str | None]:
             for k, v in spec.items():
                 leaves(v, (*prefix, str(k)), (*key, str(k)))
         else:
-            sets.append(f"{'.'.join(_quote(p) for p in prefix)}={c.nested(spec, key)}")
+            sets.append(f"{'.'.join(_quote(p) for p in prefix)}={c.nested_json(spec, key)}")
 
     for root in _ROOTS:
         if root in data:
