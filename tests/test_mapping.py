@@ -311,7 +311,7 @@ def test_astral_api_through_configs_astral_yaml(tmp_path: Path) -> None:
         srv.stop()
 
 
-def test_http_paging_by_offset_and_link_header(tmp_path: Path) -> None:
+def test_http_paging_by_offset_link_header_and_cursor(tmp_path: Path) -> None:
     import asyncio
     import socket
     import threading
@@ -332,10 +332,16 @@ def test_http_paging_by_offset_and_link_header(tmp_path: Path) -> None:
         headers = {"Link": f'</link?page={page + 1}>; rel="next"'} if (page + 1) * 10 < len(records) else {}
         return web.json_response(records[page * 10 : page * 10 + 10], headers=headers)
 
+    async def by_cursor(request: web.Request) -> web.Response:
+        at = int(request.query.get("after", "0"))
+        page = records[at : at + 20]
+        return web.json_response({"items": page, "meta": {"cursor": str(at + 20) if at + 20 < len(records) else None}})
+
     loop = asyncio.new_event_loop()
     app = web.Application()
     app.router.add_get("/offset", by_offset)
     app.router.add_get("/link", by_link)
+    app.router.add_get("/cursor", by_cursor)
     runner = web.AppRunner(app)
     loop.run_until_complete(runner.setup())
     loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", port).start())
@@ -346,6 +352,7 @@ def test_http_paging_by_offset_and_link_header(tmp_path: Path) -> None:
         for name, source in (
             ("offset", "source: {records: results, http: {offset: {param: start, limit_param: size, limit: 25}}}\n"),
             ("link", "source: {http: {link: true}}\n"),
+            ("cursor", "source: {records: items, http: {cursor: {path: meta.cursor, param: after}}}\n"),
         ):
             (tmp_path / f"{name}.yaml").write_text(base + source)
             stage = str(tmp_path / name)
@@ -416,3 +423,20 @@ unset: [properties.origin]
     (inventory / "bad.yaml").write_text("properties:\n  x: {column: properties.nope, cast: int}\nfoo: 1\n")
     p = cli("transform", "--stage", "stage", "--mapping", "bad.yaml", cwd=inventory)
     assert p.returncode == 4 and "bad.yaml:3: foo: unknown key" in p.stderr
+
+
+def test_csv_dialect_options(tmp_path: Path) -> None:
+    """Delimiter, quoting (a delimiter and a quote inside a field), a Latin-1 file, no header."""
+    text = 'r1;2021-05-01;"Café; ""quoted""";1.5;2.5\nr2;2021-05-02;plain;3.5;4.5\n'
+    (tmp_path / "data.txt").write_bytes(text.encode("latin-1"))
+    (tmp_path / "m.yaml").write_text(
+        "source: {format: csv, delimiter: ';', encoding: latin-1, header: false}\n"
+        "id: {column: column0}\ndatetime: {column: column1}\ngeometry: {lonlat: [column3, column4]}\n"
+        "properties: {label: {column: column2}}\n"
+    )
+    stage = str(tmp_path / "stage")
+    res = load(stage, [str(tmp_path / "data.txt")], mapping=read_mapping(str(tmp_path / "m.yaml")))
+    assert res.failed == 0
+    items = staged(stage)
+    assert items["r1"]["properties"] == {"datetime": "2021-05-01T00:00:00Z", "label": 'Café; "quoted"'}
+    assert items["r2"]["geometry"] == {"type": "Point", "coordinates": [3.5, 4.5]}
