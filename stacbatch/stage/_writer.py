@@ -167,13 +167,32 @@ class PartitionWriter:
         jobs: dict[tuple[str, str | None], list[str]] = {}
         for (collection, bucket), paths in self._spills.items():
             jobs.setdefault((collection, None if collection in small else bucket), []).extend(paths)
+        # A partition is sorted whole when it fits a few files; a larger one (a million items in one year) is
+        # sorted in groups of spill files of about a file's size each, so memory stays bounded whatever its size
+        # (its files then overlap in time; each is still sorted).
+        groups = [(key, g, part) for key, paths in sorted(jobs.items()) for g, part in enumerate(self._groups(paths))]
         # pyarrow sorts, gathers and compresses without the GIL: two threads use both cores.
         with ThreadPoolExecutor(max_workers=2, thread_name_prefix="stacbatch-writer") as pool:
-            results = list(pool.map(self._write_partition, sorted(jobs.items())))
+            results = list(pool.map(self._write_partition, groups))
         return [e for entries in results for e in entries]
 
-    def _write_partition(self, job: tuple[tuple[str, str | None], list[str]]) -> list[dict[str, Any]]:
-        (collection, bucket), paths = job
+    def _groups(self, paths: list[str]) -> list[list[str]]:
+        limit = int(self.settings["file_max_bytes"])
+        sizes = [os.path.getsize(p) for p in paths]
+        if sum(sizes) <= 4 * limit:
+            return [paths]
+        out: list[list[str]] = [[]]
+        total = 0
+        for path, size in zip(paths, sizes, strict=True):
+            if out[-1] and total + size > limit:
+                out.append([])
+                total = 0
+            out[-1].append(path)
+            total += size
+        return out
+
+    def _write_partition(self, job: tuple[tuple[str, str | None], int, list[str]]) -> list[dict[str, Any]]:
+        (collection, bucket), group, paths = job
         scheme = self.partitioning[collection]
         tables = [pa.ipc.open_file(pa.memory_map(p)).read_all() for p in paths]
         table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
@@ -187,7 +206,7 @@ class PartitionWriter:
         out = []
         for n, (lo, hi) in enumerate(_chunks(sizes, self.settings["file_max_rows"], self.settings["file_max_bytes"])):
             chunk = table.take(order[lo:hi])
-            name = f"part-{self.run_id}-{n:05d}.parquet"  # one job per partition folder in a run
+            name = f"part-{self.run_id}-{group:03d}{n:05d}.parquet"  # unique per partition folder in a run
             entry = write_stage_file(self.fs, self.root, f"{folder}/{name}", chunk, self.settings["row_group_rows"])
             entry["bucket"] = bucket
             entry["run"] = self.run_id

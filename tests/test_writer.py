@@ -1,0 +1,42 @@
+"""The partition writer keeps memory bounded for a partition far larger than a file: it sorts groups of spills."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pyarrow.parquet as pq
+import pytest
+from conftest import canon
+from helpers import item, write_ndjson
+
+import stacbatch
+from stacbatch.stage import _manifest, _writer, load
+
+
+def test_a_partition_larger_than_four_files_is_written_in_sorted_groups(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_writer, "BUFFER_CAP_BYTES", 40_000)  # many spills
+    settings = {**_manifest.DEFAULT_SETTINGS, "file_max_bytes": 60_000, "file_max_rows": 1_000}
+    monkeypatch.setattr(_manifest, "DEFAULT_SETTINGS", settings)
+    # one collection, one year: a single partition of ~1 MB of item text (the files hold ~60 KB each)
+    docs: list[dict[str, Any]] = [
+        item(f"i{n:05d}", dt=f"2021-{1 + (n * 7) % 12:02d}-{1 + n % 28:02d}T{n % 24:02d}:00:00Z", props={"n": n})
+        for n in range(3000)
+    ]
+    src = write_ndjson(tmp_path / "in.ndjson", docs)
+    stage = str(tmp_path / "stage")
+    res = load(stage, [str(src)], workers=1)
+    assert res.staged == 3000 and res.failed == 0
+    st = stacbatch.open_stage(stage)
+    got = {i: orjson.loads(j) for i, j in st.sql("SELECT id, item FROM items").fetchall()}
+    assert got.keys() == {d["id"] for d in docs}
+    assert all(canon(got[d["id"]]) == canon(d) for d in docs)
+    files = [Path(stage) / f["path"] for f in st.manifest.files]
+    names = {p.name.split("-")[-1][:3] for p in files}
+    assert len(names) > 1  # several sort groups were written
+    for path in files:  # each file is sorted by datetime
+        times = pq.ParquetFile(path).read(columns=["datetime"]).column(0).to_pylist()
+        assert times == sorted(times)
