@@ -13,11 +13,13 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from stacbatch import _json
-from stacbatch._rows import BatchBuilder, ItemError
+from stacbatch._rows import BBOX, DEFAULT_COLLECTION, PARSED_SCHEMA, TS, BatchBuilder, ItemError
 from stacbatch.sources import DictsUnit, LinesUnit, MappedUnit, PagesUnit, RangeUnit, Unit
 
 
@@ -148,9 +150,10 @@ def parse_unit(unit: Unit, batch_size: int) -> ParseResult:
             for label, obj in zip(unit.labels, unit.items, strict=True):
                 out.add(obj, label, None)
         elif isinstance(unit, MappedUnit):
-            for row, raw in zip(unit.rows, unit.data.split(b"\n") if unit.rows else [], strict=True):
-                out.add(orjson.loads(raw), unit.source, None, raw, row=row)  # DuckDB wrote it: valid JSON
-            out.res.read += len(unit.failures)
+            out.flush()
+            if unit.columns is not None and unit.columns.num_rows:
+                out.res.batches.append(mapped_batch(unit.columns))
+            out.res.read += len(unit.rows) + len(unit.failures)
             out.res.failures.extend(unit.failures)
         elif isinstance(unit, PagesUnit):
             for label, body, keep in unit.pages:
@@ -166,6 +169,33 @@ def parse_unit(unit: Unit, batch_size: int) -> ParseResult:
     finally:
         if enabled:
             gc.enable()
+
+
+def mapped_batch(cols: pa.RecordBatch) -> pa.RecordBatch:
+    """A stage batch from a mapping's output: the query columns are already there (DuckDB computed them), the
+    geometry becomes WKB and bounds in shapely's vectorised functions, and only the content hash needs each item
+    parsed (its canonical form must be the one every other path hashes)."""
+    import shapely
+
+    texts = cols.column("item").to_pylist()
+    hashes = [_json.content_hash(orjson.loads(t)) for t in texts]
+    geoms = shapely.from_geojson(cols.column("__geometry").to_numpy(zero_copy_only=False), on_invalid="ignore")
+    bounds = shapely.bounds(geoms)
+    xmin = pa.array(bounds[:, 0], pa.float64(), mask=np.isnan(bounds[:, 0]))
+    bbox = pa.StructArray.from_arrays(
+        [xmin, *(pa.array(bounds[:, i], pa.float64()) for i in (1, 2, 3))], fields=list(BBOX), mask=xmin.is_null()
+    )
+    colls = pc.fill_null(cols.column("__collection"), DEFAULT_COLLECTION)
+    arrays = [
+        colls,
+        cols.column("__id"),
+        *(cols.column(f"__{k}").cast(pa.int64()).view(TS) for k in ("datetime", "start_datetime", "end_datetime")),
+        bbox,
+        pa.array(shapely.to_wkb(geoms, flavor="iso"), pa.binary()),
+        pa.ExtensionArray.from_storage(pa.json_(pa.string()), cols.column("item").cast(pa.string())),
+        pa.array(hashes, pa.string()),
+    ]
+    return pa.RecordBatch.from_arrays(arrays, schema=PARSED_SCHEMA)
 
 
 def _parse_lines(source: str, data: bytes, first_line: int, out: _Collector) -> None:

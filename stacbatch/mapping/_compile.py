@@ -66,6 +66,7 @@ class Compiler:
         self.doc = doc
         self.columns = columns  # name -> DuckDB type, as the source reads
         self.fields: list[Field] = []
+        self.last_ts = ""
         self.lookups: dict[str, tuple[str, str, str | None]] = {}
         for name, table in (doc.data.get("lookups") or {}).items():
             self.lookups[name] = (str(table["path"]), str(table["key"]), table.get("delimiter"))
@@ -181,6 +182,7 @@ class Compiler:
         else:
             ts = f"TRY_CAST({base} AS TIMESTAMPTZ)"
         text = _ts_text(ts)
+        self.last_ts = ts  # compile_mapping computes it once per row and reuses it
         if report:
             name = ".".join(str(k) for k in key)
             failed = f"({base}) IS NOT NULL AND ({ts}) IS NULL"
@@ -268,6 +270,11 @@ def _geometry(c: Compiler, spec: Any) -> tuple[str, str, str, list[tuple[int, st
     return geom, bbox, bad, prepared
 
 
+def _epoch(stamps: dict[str, str], key: str) -> str:
+    name = ident("__" + key)
+    return f"epoch_us(__batch.{ident('__ts_' + key)}) AS {name}" if key in stamps else f"CAST(NULL AS BIGINT) AS {name}"
+
+
 def compile_mapping(doc: Doc, columns: dict[str, str]) -> Compiled:
     """The SELECT that turns a batch of source records into items. Raises MappingError (file, line, key) for a
     missing column, a malformed template or an unknown lookup table."""
@@ -282,7 +289,11 @@ def compile_mapping(doc: Doc, columns: dict[str, str]) -> Compiled:
     for k in time_keys:
         if k in (data.get("properties") or {}):
             raise doc.error(("properties", k), f"{k} is set at the top level of the mapping; remove it here")
-    times = {k: c.value(data[k], (k,), as_datetime=True) for k in time_keys}
+    times: dict[str, str] = {}
+    stamps: dict[str, str] = {}
+    for k in time_keys:
+        times[k] = c.value(data[k], (k,), as_datetime=True)
+        stamps[k] = c.last_ts
     geom, bbox, geom_bad, prepared = _geometry(c, data["geometry"])
     assets = c.obj(data.get("assets") or {}, ("assets",))
     link_specs = list(data.get("links") or [])
@@ -292,8 +303,8 @@ def compile_mapping(doc: Doc, columns: dict[str, str]) -> Compiled:
     links = c.nested(link_specs, ("links",))
     # values used twice (in the checks and in the item) are computed once, in a first projection
     inner = [f"{item_id} AS __id", f"({geom_bad}) AS __geom_bad"]
-    inner += [f"{v} AS {ident('__t_' + k)}" for k, v in times.items()]
-    first = [(k, f"CAST(to_json(__batch.{ident('__t_' + k)}) AS VARCHAR)") for k in times]
+    inner += [f"{v} AS {ident('__ts_' + k)}" for k, v in stamps.items()]
+    first = [(k, f"CAST(to_json({_ts_text('__batch.' + ident('__ts_' + k))}) AS VARCHAR)") for k in times]
     if "datetime" not in times:
         first.insert(0, ("datetime", "'null'"))  # STAC: null when a range is given
     properties = c.obj(data.get("properties") or {}, ("properties",), first)
@@ -309,17 +320,21 @@ def compile_mapping(doc: Doc, columns: dict[str, str]) -> Compiled:
     checks = ["WHEN __batch.__id IS NULL THEN 'id: no value (check the id column or template)'"]
     for name, fld in ((f.name, f) for f in c.fields if f.name in times):
         checks.append(
-            f"WHEN ({fld.source}) IS NOT NULL AND __batch.{ident('__t_' + name)} IS NULL THEN "
+            f"WHEN ({fld.source}) IS NOT NULL AND __batch.{ident('__ts_' + name)} IS NULL THEN "
             f"{literal(name + ': ')} || CAST({fld.source} AS VARCHAR) || {literal(' does not parse as a date/time')}"
         )
-    all_empty = " AND ".join(f"__batch.{ident('__t_' + k)} IS NULL" for k in times)
+    all_empty = " AND ".join(f"__batch.{ident('__ts_' + k)} IS NULL" for k in times)
     checks.append(f"WHEN {all_empty} THEN 'no datetime: all empty'")
     checks.append("WHEN __batch.__geom_bad THEN 'geometry: missing, out of range or does not parse'")
     sql = (
         f"WITH __v AS (SELECT __batch.*, {', '.join(inner)} FROM __batch)\n"
         "SELECT __batch.__row AS __row,\n"
         f"  CASE {' '.join(checks)} END AS __error,\n"
-        f"  {' || '.join(parts)} AS item\n"
+        f"  {' || '.join(parts)} AS item,\n"
+        # the query columns the stage indexes, so that staging need not parse the item again
+        f"  __batch.__id AS __id, {collection or 'CAST(NULL AS VARCHAR)'} AS __collection,\n"
+        f"  {', '.join(_epoch(stamps, k) for k in ('datetime', 'start_datetime', 'end_datetime'))},\n"
+        f"  {geom} AS __geometry\n"
         "FROM __v AS __batch"
     )
     return Compiled(sql=sql, fields=c.fields, lookups=c.lookups, geometry=prepared)

@@ -16,6 +16,7 @@ from typing import Any
 import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from stacbatch._sql import ident, literal, one_line
 from stacbatch.errors import InputError
@@ -188,20 +189,20 @@ class MappedSource:
             self._count(table.num_rows)
         finally:
             self.con.unregister("__batch")
-        rows = out.column("__row").to_pylist()
-        errors = out.column("__error").to_pylist()
-        items = out.column("item").to_pylist()
-        good_rows = [r for r, e in zip(rows, errors, strict=True) if e is None]
-        data = "\n".join(i for i, e in zip(items, errors, strict=True) if e is None).encode()
+        ok = pc.is_null(out.column("__error"))
+        bad = out.filter(pc.invert(ok))
+        good = out.filter(ok)
         failures = [
             {"source": self.path, "row": r, "reason": e, "hint": "fix the record or the mapping"}
-            for r, e in zip(rows, errors, strict=True)
-            if e is not None
+            for r, e in zip(bad.column("__row").to_pylist(), bad.column("__error").to_pylist(), strict=True)
         ]
+        names = ["item", "__id", "__collection", "__datetime", "__start_datetime", "__end_datetime", "__geometry"]
+        columns = good.select(names).combine_chunks().to_batches()
+        batch = columns[0] if columns else None
         self.stats.rows += table.num_rows
-        self.stats.items += len(good_rows)
+        self.stats.items += good.num_rows
         self.stats.failed += len(failures)
-        return MappedUnit(self.path, good_rows, data, failures)
+        return MappedUnit(self.path, good.column("__row").to_pylist(), batch, failures)
 
     def _count(self, n: int) -> None:
         fields = self.compiled.fields

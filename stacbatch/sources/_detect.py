@@ -56,7 +56,7 @@ def plan_sources(sources: list[str], batch_size: int, api: Any = None, mapping: 
     if mapping is not None:  # tabular files through a mapping (a parsed mapping document)
         from stacbatch.mapping import MappedSource
 
-        mapped = [MappedSource(src, mapping, max(batch_size, 10_000)) for src in sources]
+        mapped = [MappedSource(src, mapping, max(batch_size, 50_000)) for src in sources]
         for src in sources:
             total += os.path.getsize(src) if os.path.isfile(src) else 0
         return SourcePlan(paths=list(sources), batch_size=batch_size, total_bytes=total, mapped_sources=mapped)

@@ -56,12 +56,13 @@ class PagesUnit:
 
 @dataclass(frozen=True, slots=True)
 class MappedUnit:
-    """Items made by a mapping from source records: their JSON texts as NDJSON lines, the source record number of
-    each line, and the records that could not become items (with their record number and reason)."""
+    """Items made by a mapping from source records, with the query columns the mapping computed alongside (item,
+    id, collection, datetime/start/end in microseconds, geometry as GeoJSON text), the source record number of each,
+    and the records that could not become items (with their record number and reason)."""
 
     source: str
     rows: list[int]
-    data: bytes
+    columns: Any  # a pyarrow RecordBatch (kept untyped here: this module stays import-light)
     failures: list[dict[str, Any]]
 
 
