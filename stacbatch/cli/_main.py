@@ -41,9 +41,10 @@ def _global(
     state.quiet = quiet
 
 
-app.command("load", help="Stage items from files, folders, static catalogs, stac-geoparquet and STAC APIs.")(
-    _load.load_cmd
-)
+app.command(
+    "load",
+    help="Stage items from files, folders, static catalogs, stac-geoparquet and STAC APIs; tables with --mapping.",
+)(_load.load_cmd)
 app.command("discover", help="List the collections of a STAC API (CMR-STAC providers too).")(_api.discover_cmd)
 app.command("info", help="Summarise a stage per collection.")(_info.info_cmd)
 app.command("sql", help="Run SQL (DuckDB) over views `items` and `collections`.")(_sql.sql_cmd)
