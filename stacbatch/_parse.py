@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 
 from stacbatch import _json
 from stacbatch._rows import BBOX, DEFAULT_COLLECTION, PARSED_SCHEMA, TS, BatchBuilder, ItemError
-from stacbatch.sources import DictsUnit, LinesUnit, MappedUnit, PagesUnit, RangeUnit, Unit
+from stacbatch.sources import DictsUnit, LinesUnit, MappedUnit, PagesUnit, RangeUnit, RecordsUnit, Unit
 
 
 @dataclass
@@ -35,6 +35,8 @@ class ParseResult:
     skipped: int = 0
     #: For byte-range units: (source, lines in the range); failure line numbers are relative to the range.
     relative_lines: tuple[str, int] | None = None
+    #: for mapped records: (source, that batch's per-field counts), folded into the source's by the loader
+    mapping: tuple[str, Any] | None = None
 
 
 def _failure(
@@ -149,7 +151,12 @@ def parse_unit(unit: Unit, batch_size: int) -> ParseResult:
         elif isinstance(unit, DictsUnit):
             for label, obj in zip(unit.labels, unit.items, strict=True):
                 out.add(obj, label, None)
-        elif isinstance(unit, MappedUnit):
+        elif isinstance(unit, MappedUnit | RecordsUnit):
+            if isinstance(unit, RecordsUnit):
+                from stacbatch.mapping._run import map_records
+
+                unit, stats = map_records(unit)
+                out.res.mapping = (unit.source, stats)
             out.flush()
             if unit.columns is not None and unit.columns.num_rows:
                 out.res.batches.append(mapped_batch(unit.columns))

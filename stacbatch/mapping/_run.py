@@ -5,6 +5,7 @@ available offline); the compiled SELECT turns each batch into item texts, which 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -22,7 +23,7 @@ from stacbatch._sql import ident, literal, one_line
 from stacbatch.errors import InputError
 from stacbatch.mapping._compile import Compiled, compile_mapping, geom_columns
 from stacbatch.mapping._doc import Doc, MappingError
-from stacbatch.sources._units import MappedUnit
+from stacbatch.sources._units import MappedUnit, RecordsUnit
 
 #: source records per batch: DuckDB's vectorised work wants thousands; memory stays bounded by it
 BATCH_ROWS = 20_000
@@ -88,35 +89,17 @@ class MappingRun:
     fields: dict[str, FieldStats] = field(default_factory=dict)
 
 
-class MappedSource:
-    def __init__(self, path: str, doc: Doc, batch_rows: int = BATCH_ROWS) -> None:
-        self.path = path
-        self.doc = doc
-        self.batch_rows = batch_rows
-        self.stats = MappingRun()
-        self.con = _connect(duckdb.connect())
-        options = dict(doc.data.get("source") or {})
-        read_path = path
-        if path.startswith(("http://", "https://")):  # an HTTP JSON API: its records spill to a temporary NDJSON
-            from stacbatch.mapping._http import fetch_records
+class Mapper:
+    """The compiled mapping, its lookups and a DuckDB connection: turns batches of records into stage-ready
+    columns. One per process (worker processes build theirs once, see ``map_records``)."""
 
-            tmp = tempfile.mkdtemp(prefix="stacbatch-records-")
-            weakref.finalize(self, shutil.rmtree, tmp, True)
-            read_path = os.path.join(tmp, "records.ndjson")
-            fetch_records(path, options, doc.http, read_path)
-            options = {"format": "ndjson"}
-        elif not os.path.exists(path) and "://" not in path:
-            raise InputError(f"{path}: no such file")
-        self.select = source_sql(read_path, options)
-        try:
-            described = self.con.sql(f"DESCRIBE {self.select}").fetchall()
-        except duckdb.Error as err:
-            fmt = _format(read_path, options)
-            raise InputError(f"{path}: cannot read as {fmt}: {one_line(err)}") from None
-        self.columns = {str(r[0]): str(r[1]) for r in described}
-        self.compiled: Compiled = compile_mapping(doc, self.columns)
+    def __init__(self, doc: Doc, columns: dict[str, str]) -> None:
+        self.doc = doc
+        self.columns = columns
+        self.con = _connect(duckdb.connect())
+        self.compiled: Compiled = compile_mapping(doc, columns)
+        self.stats = MappingRun()
         self._load_lookups()
-        self._check_sql()
 
     def _load_lookups(self) -> None:
         for name, (path, key, delim) in self.compiled.lookups.items():
@@ -131,10 +114,9 @@ class MappedSource:
             except duckdb.Error as err:
                 raise self.doc.error(("lookups", name), f"cannot read {full}: {one_line(err)}") from None
 
-    def _check_sql(self) -> None:
+    def check(self, empty: pa.Table) -> None:
         """Bind every field's SQL on an empty batch: an unknown function or column names its key."""
-        empty = self._prepare(self.con.sql(f"{self.select} LIMIT 0").to_arrow_table(), 0)
-        self.con.register("__batch", empty)
+        self.con.register("__batch", self._prepare(empty, 0))
         try:
             for fld in self.compiled.fields:
                 try:
@@ -171,18 +153,10 @@ class MappedSource:
                 table = table.append_column(name, pa.array(column, pa.float64(), mask=np.isnan(column)))
         return table
 
-    def units(self) -> Iterator[MappedUnit]:
-        # a connection of its own: the open reader would block the queries run on each batch
-        reader = _connect(self.con.cursor()).sql(self.select).to_arrow_reader(self.batch_rows)
-        row = 1
-        for batch in reader:
-            if batch.num_rows == 0:
-                continue
-            table = self._prepare(pa.Table.from_batches([batch]), row)
-            row += batch.num_rows
-            yield self._run(table)
-
-    def _run(self, table: pa.Table) -> MappedUnit:
+    def run(self, source: str, records: pa.Table, first_row: int) -> MappedUnit:
+        """Items (with their query columns) and failures of one batch of records; counts go to ``stats``."""
+        self.stats = MappingRun()
+        table = self._prepare(records, first_row)
         self.con.register("__batch", table)
         try:
             out = self.con.sql(self.compiled.sql).to_arrow_table()
@@ -193,16 +167,15 @@ class MappedSource:
         bad = out.filter(pc.invert(ok))
         good = out.filter(ok)
         failures = [
-            {"source": self.path, "row": r, "reason": e, "hint": "fix the record or the mapping"}
+            {"source": source, "row": r, "reason": e, "hint": "fix the record or the mapping"}
             for r, e in zip(bad.column("__row").to_pylist(), bad.column("__error").to_pylist(), strict=True)
         ]
         names = ["item", "__id", "__collection", "__datetime", "__start_datetime", "__end_datetime", "__geometry"]
         columns = good.select(names).combine_chunks().to_batches()
-        batch = columns[0] if columns else None
         self.stats.rows += table.num_rows
         self.stats.items += good.num_rows
         self.stats.failed += len(failures)
-        return MappedUnit(self.path, good.column("__row").to_pylist(), batch, failures)
+        return MappedUnit(source, good.column("__row").to_pylist(), columns[0] if columns else None, failures)
 
     def _count(self, n: int) -> None:
         fields = self.compiled.fields
@@ -224,3 +197,74 @@ class MappedSource:
             st.failed += int(got[4 * i + 2])
             if st.sample is None and got[4 * i + 3] is not None:
                 st.sample = got[4 * i + 3]
+
+
+class MappedSource:
+    """A tabular source read through a mapping: checked and compiled up front (errors before any work); its
+    ``units()`` are batches of records that ``map_records`` turns into items, in worker processes or inline."""
+
+    def __init__(self, path: str, doc: Doc, batch_rows: int = BATCH_ROWS) -> None:
+        self.path = path
+        self.doc = doc
+        self.batch_rows = batch_rows
+        self.stats = MappingRun()
+        con = _connect(duckdb.connect())
+        options = dict(doc.data.get("source") or {})
+        read_path = path
+        if path.startswith(("http://", "https://")):  # an HTTP JSON API: its records spill to a temporary NDJSON
+            from stacbatch.mapping._http import fetch_records
+
+            tmp = tempfile.mkdtemp(prefix="stacbatch-records-")
+            weakref.finalize(self, shutil.rmtree, tmp, True)
+            read_path = os.path.join(tmp, "records.ndjson")
+            fetch_records(path, options, doc.http, read_path)
+            options = {"format": "ndjson"}
+        elif not os.path.exists(path) and "://" not in path:
+            raise InputError(f"{path}: no such file")
+        self.select = source_sql(read_path, options)
+        try:
+            described = con.sql(f"DESCRIBE {self.select}").fetchall()
+            empty = con.sql(f"{self.select} LIMIT 0").to_arrow_table()
+        except duckdb.Error as err:
+            fmt = _format(read_path, options)
+            raise InputError(f"{path}: cannot read as {fmt}: {one_line(err)}") from None
+        self.columns = {str(r[0]): str(r[1]) for r in described}
+        self.mapper = Mapper(doc, self.columns)
+        self.mapper.check(empty)
+        self.compiled = self.mapper.compiled
+        self._con = con
+
+    def units(self) -> Iterator[RecordsUnit]:
+        reader = self._con.sql(self.select).to_arrow_reader(self.batch_rows)
+        row = 1
+        for batch in reader:
+            if batch.num_rows == 0:
+                continue
+            yield RecordsUnit(self.path, row, pa.Table.from_batches([batch]), self.doc, self.columns)
+            row += batch.num_rows
+
+    def add(self, stats: MappingRun) -> None:
+        """Fold one batch's counts (from whichever process mapped it) into this source's."""
+        self.stats.rows += stats.rows
+        self.stats.items += stats.items
+        self.stats.failed += stats.failed
+        for name, f in stats.fields.items():
+            mine = self.stats.fields.setdefault(name, FieldStats())
+            mine.set += f.set
+            mine.defaulted += f.defaulted
+            mine.failed += f.failed
+            if mine.sample is None:
+                mine.sample = f.sample
+
+
+_MAPPERS: dict[tuple[str, str], Mapper] = {}
+
+
+def map_records(unit: RecordsUnit) -> tuple[MappedUnit, MappingRun]:
+    """Map one batch of records; a process builds its ``Mapper`` (compiled SQL, lookups) once per mapping."""
+    # the document's content, not its path: a file edited between two loads of one process must recompile
+    key = (json.dumps(unit.doc.data, sort_keys=True, default=str), repr(sorted(unit.columns.items())))
+    mapper = _MAPPERS.get(key)
+    if mapper is None:
+        mapper = _MAPPERS[key] = Mapper(unit.doc, unit.columns)
+    return mapper.run(unit.source, unit.records, unit.first_row), mapper.stats

@@ -6,7 +6,16 @@ row building happen in the parser, in parallel.
 """
 
 from stacbatch.sources._detect import SourcePlan, plan_sources
-from stacbatch.sources._units import DictsUnit, FilesUnit, LinesUnit, MappedUnit, PagesUnit, RangeUnit, Unit
+from stacbatch.sources._units import (
+    DictsUnit,
+    FilesUnit,
+    LinesUnit,
+    MappedUnit,
+    PagesUnit,
+    RangeUnit,
+    RecordsUnit,
+    Unit,
+)
 
 __all__ = [
     "DictsUnit",
@@ -15,6 +24,7 @@ __all__ = [
     "MappedUnit",
     "PagesUnit",
     "RangeUnit",
+    "RecordsUnit",
     "SourcePlan",
     "Unit",
     "plan_sources",

@@ -66,4 +66,16 @@ class MappedUnit:
     failures: list[dict[str, Any]]
 
 
-Unit = LinesUnit | RangeUnit | FilesUnit | DictsUnit | PagesUnit | MappedUnit
+@dataclass(frozen=True, slots=True)
+class RecordsUnit:
+    """A batch of source records (a pyarrow Table) for a mapping (its parsed document and the source's columns):
+    the worker that takes it runs the compiled mapping (``stacbatch.mapping.map_records``)."""
+
+    source: str
+    first_row: int
+    records: Any
+    doc: Any
+    columns: dict[str, str]
+
+
+Unit = LinesUnit | RangeUnit | FilesUnit | DictsUnit | PagesUnit | MappedUnit | RecordsUnit
