@@ -307,6 +307,20 @@ def test_astral_api_through_configs_astral_yaml(tmp_path: Path) -> None:
         assert any(r["location_type"] == "lat-lng" for r in rows if r["uid"] in items)  # the lon/lat fallback
         offsets = [q for q in srv.requests if "offset=" in q]
         assert "limit=100" in offsets[0] and any("offset=200" in q for q in offsets)  # the relative next links
+        before = len(srv.requests)
+        p = subprocess.run(
+            [
+                *(sys.executable, "-m", "stacbatch", "load", srv.url, "--explain", "--stage", stage + "-x"),
+                *("--mapping", str(ROOT / "configs" / "astral.yaml"), "-H", "Authorization: Bearer ${ASTRAL_API_KEY}"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=env,
+        )
+        assert p.returncode == 0 and "AS item" in p.stdout, p.stderr
+        # explaining needs the columns, not the records: the first page (and a retry after an injected 429)
+        assert len(srv.requests) - before <= 2 and not os.path.exists(stage + "-x")
     finally:
         srv.stop()
 

@@ -93,7 +93,7 @@ def load_cmd(
         }
         if explain:
             for src in sources:
-                sys.stdout.write(explain_text(MappedSource(src, doc)))
+                sys.stdout.write(explain_text(MappedSource(src, doc, sample=True)))
             return
     elif explain:
         raise InputError("--explain goes with --mapping")

@@ -29,7 +29,7 @@ def check_cmd(
     if source is None:
         info(f"mapping {file}: valid")
         return
-    mapped = MappedSource(source, doc)
+    mapped = MappedSource(source, doc, sample=True)
     if explain:
         sys.stdout.write(explain_text(mapped))
     info(f"mapping {file}: valid; compiles for {source} ({len(mapped.columns)} columns)")

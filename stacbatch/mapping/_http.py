@@ -56,7 +56,7 @@ def _records(doc: Any, path: str | None, url: str) -> list[Any]:
     return found
 
 
-async def _fetch(url: str, http_opts: dict[str, Any], source: dict[str, Any], out: Any) -> int:
+async def _fetch(url: str, http_opts: dict[str, Any], source: dict[str, Any], out: Any, max_pages: int) -> int:
     paging = source.get("http") or {}
     records_path = source.get("records")
     offset = paging.get("offset")
@@ -77,7 +77,7 @@ async def _fetch(url: str, http_opts: dict[str, Any], source: dict[str, Any], ou
             for record in records:
                 out.write(orjson.dumps(record) + b"\n")
             count += len(records)
-            if not records:
+            if not records or len(seen) >= max_pages:
                 break
             if "next" in paging:
                 nxt = dig(doc, str(paging["next"]))
@@ -98,10 +98,13 @@ async def _fetch(url: str, http_opts: dict[str, Any], source: dict[str, Any], ou
     return count
 
 
-def fetch_records(url: str, source: dict[str, Any], http_opts: dict[str, Any], path: str) -> int:
-    """Fetch every page of ``url`` into the NDJSON file ``path``; the number of records. One-line errors."""
+def fetch_records(
+    url: str, source: dict[str, Any], http_opts: dict[str, Any], path: str, max_pages: int = 2**62
+) -> int:
+    """Fetch the pages of ``url`` (every one, or the first ``max_pages``) into the NDJSON file ``path``; the number
+    of records. One-line errors."""
     with open(path, "wb") as out:
         try:
-            return asyncio.run(_fetch(url, http_opts, source, out))
+            return asyncio.run(_fetch(url, http_opts, source, out, max_pages))
         except HttpError as err:
             raise InputError(f"{err.url}: {err.reason}") from None

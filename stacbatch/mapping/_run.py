@@ -203,7 +203,8 @@ class MappedSource:
     """A tabular source read through a mapping: checked and compiled up front (errors before any work); its
     ``units()`` are batches of records that ``map_records`` turns into items, in worker processes or inline."""
 
-    def __init__(self, path: str, doc: Doc, batch_rows: int = BATCH_ROWS) -> None:
+    def __init__(self, path: str, doc: Doc, batch_rows: int = BATCH_ROWS, sample: bool = False) -> None:
+        """``sample``: for an HTTP source, fetch the first page only (enough to compile and explain)."""
         self.path = path
         self.doc = doc
         self.batch_rows = batch_rows
@@ -217,7 +218,7 @@ class MappedSource:
             tmp = tempfile.mkdtemp(prefix="stacbatch-records-")
             weakref.finalize(self, shutil.rmtree, tmp, True)
             read_path = os.path.join(tmp, "records.ndjson")
-            fetch_records(path, options, doc.http, read_path)
+            fetch_records(path, options, doc.http, read_path, max_pages=1 if sample else 2**62)
             options = {"format": "ndjson"}
         elif not os.path.exists(path) and "://" not in path:
             raise InputError(f"{path}: no such file")
