@@ -366,7 +366,8 @@ def test_http_paging_by_offset_link_header_and_cursor(tmp_path: Path) -> None:
         for name, source in (
             ("offset", "source: {records: results, http: {offset: {param: start, limit_param: size, limit: 25}}}\n"),
             ("link", "source: {http: {link: true}}\n"),
-            ("cursor", "source: {records: items, http: {cursor: {path: meta.cursor, param: after}}}\n"),
+            # no records path: the "items" envelope is found (and the cursor object is not taken for a record)
+            ("cursor", "source: {http: {cursor: {path: meta.cursor, param: after}}}\n"),
         ):
             (tmp_path / f"{name}.yaml").write_text(base + source)
             stage = str(tmp_path / name)

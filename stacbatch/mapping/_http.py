@@ -42,13 +42,18 @@ def _with_params(url: str, params: dict[str, Any]) -> str:
     return urlunsplit(parts._replace(query=urlencode(query)))
 
 
+_ENVELOPES = ("data", "results", "items", "features", "records")
+
+
 def _records(doc: Any, path: str | None, url: str) -> list[Any]:
-    found = dig(doc, path)
-    if found is None and path is None and isinstance(doc, dict):
-        # envelopes seen in the wild: take the first list among the usual names
-        for name in ("data", "results", "items", "features", "records"):
-            if isinstance(doc.get(name), list):
-                return list(doc[name])
+    """The records of one response: at ``path``, else in the first usual envelope member that is a list, else the
+    response itself (a list of records, or one record)."""
+    if path:
+        found = dig(doc, path)
+    elif isinstance(doc, dict):
+        found = next((doc[name] for name in _ENVELOPES if isinstance(doc.get(name), list)), doc)
+    else:
+        found = doc
     if isinstance(found, dict):
         found = [found]  # a single record (e.g. /location-proofs/{uid})
     if not isinstance(found, list):
