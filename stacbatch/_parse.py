@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 
 from stacbatch import _json
 from stacbatch._rows import BBOX, DEFAULT_COLLECTION, PARSED_SCHEMA, TS, BatchBuilder, ItemError
-from stacbatch.sources import DictsUnit, LinesUnit, MappedUnit, PagesUnit, RangeUnit, RecordsUnit, Unit
+from stacbatch.sources import DictsUnit, LinesUnit, PagesUnit, RangeUnit, RecordsUnit, Unit
 
 
 @dataclass
@@ -151,17 +151,16 @@ def parse_unit(unit: Unit, batch_size: int) -> ParseResult:
         elif isinstance(unit, DictsUnit):
             for label, obj in zip(unit.labels, unit.items, strict=True):
                 out.add(obj, label, None)
-        elif isinstance(unit, MappedUnit | RecordsUnit):
-            if isinstance(unit, RecordsUnit):
-                from stacbatch.mapping._run import map_records
+        elif isinstance(unit, RecordsUnit):
+            from stacbatch.mapping._run import map_records
 
-                unit, stats = map_records(unit)
-                out.res.mapping = (unit.source, stats)
+            mapped = map_records(unit)
+            out.res.mapping = (unit.source, mapped.stats)
             out.flush()
-            if unit.columns is not None and unit.columns.num_rows:
-                out.res.batches.append(mapped_batch(unit.columns))
-            out.res.read += len(unit.rows) + len(unit.failures)
-            out.res.failures.extend(unit.failures)
+            if mapped.columns is not None and mapped.columns.num_rows:
+                out.res.batches.append(mapped_batch(mapped.columns))
+            out.res.read += mapped.stats.rows
+            out.res.failures.extend(mapped.failures)
         elif isinstance(unit, PagesUnit):
             for label, body, keep in unit.pages:
                 # bytes were decoded once already by the fetcher: they are valid

@@ -1,6 +1,7 @@
 """A mapping compiled to one DuckDB SELECT over a batch of source records (relation ``__batch``), producing per
-row: ``__row`` (the source record number), ``__error`` (why the row cannot be an item, or NULL) and ``item`` (the
-item's JSON text).
+row: ``__row`` (the source record number), ``__error`` (why the row cannot be an item, or NULL), ``item`` (the
+item's JSON text) and the query columns the stage indexes (``__id``, ``__collection``, ``__datetime``,
+``__start_datetime``, ``__end_datetime`` in microseconds, ``__geometry`` as GeoJSON text).
 
 Values are SQL expressions; every identifier goes through ``_sql.ident`` and every constant through
 ``_sql.literal`` (DuckDB's prepared parameters cannot reach into the projections of a registered Arrow batch run

@@ -1,6 +1,7 @@
-"""Running a mapping over a tabular source: DuckDB reads the source in record batches; geometries given as WKT,
-WKB or GeoJSON are converted per batch by shapely's vectorised functions (DuckDB's spatial extension is not
-available offline); the compiled SELECT turns each batch into item texts, which stage like NDJSON lines.
+"""Running a mapping over a tabular source: DuckDB reads the source in record batches (``MappedSource``, in the
+loading process); in whichever process takes a batch (``map_records``), geometries given as WKT, WKB or GeoJSON are
+converted by shapely's vectorised functions (DuckDB's spatial extension is not available offline) and the compiled
+SELECT turns the batch into item texts with their query columns.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from stacbatch._sql import ident, literal, one_line
 from stacbatch.errors import InputError
 from stacbatch.mapping._compile import Compiled, compile_mapping, geom_columns
 from stacbatch.mapping._doc import Doc, MappingError
-from stacbatch.sources._units import MappedUnit, RecordsUnit
+from stacbatch.sources._units import RecordsUnit
 
 #: source records per batch: DuckDB's vectorised work wants thousands; memory stays bounded by it
 BATCH_ROWS = 20_000
@@ -88,6 +89,29 @@ class MappingRun:
     failed: int = 0
     fields: dict[str, FieldStats] = field(default_factory=dict)
 
+    def add(self, other: MappingRun) -> None:
+        """Fold another batch's counts (from whichever process mapped it) into these."""
+        self.rows += other.rows
+        self.items += other.items
+        self.failed += other.failed
+        for name, f in other.fields.items():
+            mine = self.fields.setdefault(name, FieldStats())
+            mine.set += f.set
+            mine.defaulted += f.defaulted
+            mine.failed += f.failed
+            if mine.sample is None:
+                mine.sample = f.sample
+
+
+@dataclass
+class MappedBatch:
+    """One batch of records, mapped: the items with their query columns (item, __id, __collection, __datetime,
+    __start_datetime, __end_datetime, __geometry), the records that could not become items, and the counts."""
+
+    columns: pa.RecordBatch | None
+    failures: list[dict[str, Any]]
+    stats: MappingRun
+
 
 class Mapper:
     """The compiled mapping, its lookups and a DuckDB connection: turns batches of records into stage-ready
@@ -98,7 +122,6 @@ class Mapper:
         self.columns = columns
         self.con = _connect(duckdb.connect())
         self.compiled: Compiled = compile_mapping(doc, columns)
-        self.stats = MappingRun()
         self._load_lookups()
 
     def _load_lookups(self) -> None:
@@ -153,34 +176,32 @@ class Mapper:
                 table = table.append_column(name, pa.array(column, pa.float64(), mask=np.isnan(column)))
         return table
 
-    def run(self, source: str, records: pa.Table, first_row: int) -> MappedUnit:
-        """Items (with their query columns) and failures of one batch of records; counts go to ``stats``."""
-        self.stats = MappingRun()
+    def run(self, source: str, records: pa.Table, first_row: int) -> MappedBatch:
+        """Items (with their query columns), failures and per-field counts of one batch of records."""
         table = self._prepare(records, first_row)
         self.con.register("__batch", table)
         try:
             out = self.con.sql(self.compiled.sql).to_arrow_table()
-            self._count(table.num_rows)
+            stats = self._count()
         finally:
             self.con.unregister("__batch")
         ok = pc.is_null(out.column("__error"))
         bad = out.filter(pc.invert(ok))
-        good = out.filter(ok)
         failures = [
             {"source": source, "row": r, "reason": e, "hint": "fix the record or the mapping"}
             for r, e in zip(bad.column("__row").to_pylist(), bad.column("__error").to_pylist(), strict=True)
         ]
         names = ["item", "__id", "__collection", "__datetime", "__start_datetime", "__end_datetime", "__geometry"]
-        columns = good.select(names).combine_chunks().to_batches()
-        self.stats.rows += table.num_rows
-        self.stats.items += good.num_rows
-        self.stats.failed += len(failures)
-        return MappedUnit(source, good.column("__row").to_pylist(), columns[0] if columns else None, failures)
+        good = out.filter(ok).select(names).combine_chunks().to_batches()
+        stats.rows, stats.items, stats.failed = table.num_rows, table.num_rows - len(failures), len(failures)
+        return MappedBatch(good[0] if good else None, failures, stats)
 
-    def _count(self, n: int) -> None:
+    def _count(self) -> MappingRun:
+        """Per output field of the batch registered as ``__batch``: set, defaulted, failed, a failing sample."""
+        stats = MappingRun()
         fields = self.compiled.fields
         if not fields:
-            return
+            return stats
         aggs = []
         for f in fields:
             set_only = f" AND NOT ({f.defaulted})" if f.defaulted else ""
@@ -191,12 +212,9 @@ class Mapper:
             aggs.append(f"CAST(any_value({f.source}) FILTER (WHERE {f.failed}) AS VARCHAR)" if f.failed else "NULL")
         got = self.con.sql(f"SELECT {', '.join(aggs)} FROM __batch").fetchall()[0]
         for i, f in enumerate(fields):
-            st = self.stats.fields.setdefault(f.name, FieldStats())
-            st.set += int(got[4 * i])
-            st.defaulted += int(got[4 * i + 1])
-            st.failed += int(got[4 * i + 2])
-            if st.sample is None and got[4 * i + 3] is not None:
-                st.sample = got[4 * i + 3]
+            n_set, n_default, n_failed, sample = got[4 * i : 4 * i + 4]
+            stats.fields[f.name] = FieldStats(int(n_set), int(n_default), int(n_failed), sample)
+        return stats
 
 
 class MappedSource:
@@ -244,28 +262,15 @@ class MappedSource:
             yield RecordsUnit(self.path, row, pa.Table.from_batches([batch]), self.doc, self.columns)
             row += batch.num_rows
 
-    def add(self, stats: MappingRun) -> None:
-        """Fold one batch's counts (from whichever process mapped it) into this source's."""
-        self.stats.rows += stats.rows
-        self.stats.items += stats.items
-        self.stats.failed += stats.failed
-        for name, f in stats.fields.items():
-            mine = self.stats.fields.setdefault(name, FieldStats())
-            mine.set += f.set
-            mine.defaulted += f.defaulted
-            mine.failed += f.failed
-            if mine.sample is None:
-                mine.sample = f.sample
-
 
 _MAPPERS: dict[tuple[str, str], Mapper] = {}
 
 
-def map_records(unit: RecordsUnit) -> tuple[MappedUnit, MappingRun]:
+def map_records(unit: RecordsUnit) -> MappedBatch:
     """Map one batch of records; a process builds its ``Mapper`` (compiled SQL, lookups) once per mapping."""
     # the document's content, not its path: a file edited between two loads of one process must recompile
     key = (json.dumps(unit.doc.data, sort_keys=True, default=str), repr(sorted(unit.columns.items())))
     mapper = _MAPPERS.get(key)
     if mapper is None:
         mapper = _MAPPERS[key] = Mapper(unit.doc, unit.columns)
-    return mapper.run(unit.source, unit.records, unit.first_row), mapper.stats
+    return mapper.run(unit.source, unit.records, unit.first_row)

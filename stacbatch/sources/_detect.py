@@ -39,11 +39,12 @@ class SourcePlan:
     mapped_sources: list[Any] = field(default_factory=list)
 
     def units(self) -> Iterator[Unit]:
-        for mapped in self.mapped_sources:
-            yield from mapped.units()
+        if self.mapped_sources:  # with a mapping, every source is mapped
+            for mapped in self.mapped_sources:
+                yield from mapped.units()
+            return
         for path in self.paths:
-            if not any(m.path == path for m in self.mapped_sources):
-                yield from _units_for(path, self)
+            yield from _units_for(path, self)
 
 
 def plan_sources(sources: list[str], batch_size: int, api: Any = None, mapping: Any = None) -> SourcePlan:

@@ -55,18 +55,6 @@ class PagesUnit:
 
 
 @dataclass(frozen=True, slots=True)
-class MappedUnit:
-    """Items made by a mapping from source records, with the query columns the mapping computed alongside (item,
-    id, collection, datetime/start/end in microseconds, geometry as GeoJSON text), the source record number of each,
-    and the records that could not become items (with their record number and reason)."""
-
-    source: str
-    rows: list[int]
-    columns: Any  # a pyarrow RecordBatch (kept untyped here: this module stays import-light)
-    failures: list[dict[str, Any]]
-
-
-@dataclass(frozen=True, slots=True)
 class RecordsUnit:
     """A batch of source records (a pyarrow Table) for a mapping (its parsed document and the source's columns):
     the worker that takes it runs the compiled mapping (``stacbatch.mapping.map_records``)."""
@@ -78,4 +66,4 @@ class RecordsUnit:
     columns: dict[str, str]
 
 
-Unit = LinesUnit | RangeUnit | FilesUnit | DictsUnit | PagesUnit | MappedUnit | RecordsUnit
+Unit = LinesUnit | RangeUnit | FilesUnit | DictsUnit | PagesUnit | RecordsUnit

@@ -139,7 +139,7 @@ def load(
                     lines_before[source] = base + lines
                 if res.mapping is not None:
                     source_path, stats = res.mapping
-                    next(m for m in plan.mapped_sources if m.path == source_path).add(stats)
+                    next(m for m in plan.mapped_sources if m.path == source_path).stats.add(stats)
                 seq = _take(res, run, writer, collections, seq, result)
                 if progress:
                     progress(result.read, plan.api_sources[0].stats if plan.api_sources else None)
