@@ -111,11 +111,12 @@ class Compiler:
     def value(self, spec: Any, key: Key, *, as_datetime: bool = False, report: bool = True) -> str:
         """The SQL of one value spec (any type; JSON for constants); ``as_datetime``: RFC 3339 text."""
         if not isinstance(spec, dict):
-            if isinstance(spec, str) and ("{" in spec or "}" in spec):
-                base = self.template(spec, key)
-                return self._datetime(base, {}, key, report) if as_datetime else base
-            if as_datetime and isinstance(spec, str):
-                return self._datetime(literal(spec), {}, key, report)
+            templated = isinstance(spec, str) and ("{" in spec or "}" in spec)
+            if as_datetime:  # a template or a constant, read as a date/time like any other value
+                text = self.template(spec, key) if templated else "NULL" if spec is None else literal(str(spec))
+                return self._datetime(text, {}, key, report)
+            if templated:
+                return self.template(spec, key)
             return self.constant(spec) if spec is not None else "NULL"
         if "column" in spec:
             base = self.column(str(spec["column"]), (*key, "column"))
@@ -183,7 +184,7 @@ class Compiler:
         else:
             ts = f"TRY_CAST({base} AS TIMESTAMPTZ)"
         text = _ts_text(ts)
-        self.last_ts = ts  # compile_mapping computes it once per row and reuses it
+        self.last_ts = ts  # compile_mapping computes the timestamp once per row and formats it from there
         if report:
             name = ".".join(str(k) for k in key)
             failed = f"({base}) IS NOT NULL AND ({ts}) IS NULL"
@@ -290,10 +291,9 @@ def compile_mapping(doc: Doc, columns: dict[str, str]) -> Compiled:
     for k in time_keys:
         if k in (data.get("properties") or {}):
             raise doc.error(("properties", k), f"{k} is set at the top level of the mapping; remove it here")
-    times: dict[str, str] = {}
-    stamps: dict[str, str] = {}
+    stamps: dict[str, str] = {}  # time field -> its TIMESTAMPTZ expression
     for k in time_keys:
-        times[k] = c.value(data[k], (k,), as_datetime=True)
+        c.value(data[k], (k,), as_datetime=True)
         stamps[k] = c.last_ts
     geom, bbox, geom_bad, prepared = _geometry(c, data["geometry"])
     assets = c.obj(data.get("assets") or {}, ("assets",))
@@ -305,8 +305,8 @@ def compile_mapping(doc: Doc, columns: dict[str, str]) -> Compiled:
     # values used twice (in the checks and in the item) are computed once, in a first projection
     inner = [f"{item_id} AS __id", f"({geom_bad}) AS __geom_bad"]
     inner += [f"{v} AS {ident('__ts_' + k)}" for k, v in stamps.items()]
-    first = [(k, f"CAST(to_json({_ts_text('__batch.' + ident('__ts_' + k))}) AS VARCHAR)") for k in times]
-    if "datetime" not in times:
+    first = [(k, f"CAST(to_json({_ts_text('__batch.' + ident('__ts_' + k))}) AS VARCHAR)") for k in stamps]
+    if "datetime" not in stamps:
         first.insert(0, ("datetime", "'null'"))  # STAC: null when a range is given
     properties = c.obj(data.get("properties") or {}, ("properties",), first)
     head: dict[str, Any] = {"type": "Feature", "stac_version": str(data.get("stac_version", "1.1.0"))}
@@ -319,12 +319,12 @@ def compile_mapping(doc: Doc, columns: dict[str, str]) -> Compiled:
         parts += [literal(f',"{name}":'), text]
     parts += [literal(',"assets":'), assets, "'}'"]
     checks = ["WHEN __batch.__id IS NULL THEN 'id: no value (check the id column or template)'"]
-    for name, fld in ((f.name, f) for f in c.fields if f.name in times):
+    for name, fld in ((f.name, f) for f in c.fields if f.name in stamps):
         checks.append(
             f"WHEN ({fld.source}) IS NOT NULL AND __batch.{ident('__ts_' + name)} IS NULL THEN "
             f"{literal(name + ': ')} || CAST({fld.source} AS VARCHAR) || {literal(' does not parse as a date/time')}"
         )
-    all_empty = " AND ".join(f"__batch.{ident('__ts_' + k)} IS NULL" for k in times)
+    all_empty = " AND ".join(f"__batch.{ident('__ts_' + k)} IS NULL" for k in stamps)
     checks.append(f"WHEN {all_empty} THEN 'no datetime: all empty'")
     checks.append("WHEN __batch.__geom_bad THEN 'geometry: missing, out of range or does not parse'")
     sql = (
