@@ -111,10 +111,9 @@ def check_datetime(text: str) -> str:
 class ApiSource:
     """Iterate ``units()`` once; afterwards ``stats``, ``failures`` and ``collections`` describe what happened."""
 
-    def __init__(self, url: str, options: ApiOptions, batch_size: int) -> None:
+    def __init__(self, url: str, options: ApiOptions) -> None:
         self.url = url
         self.options = options
-        self.batch_size = batch_size
         self.stats = ApiStats()
         self.failures: list[dict[str, Any]] = []
         self.collections: list[dict[str, Any]] = []

@@ -66,7 +66,7 @@ def plan_sources(sources: list[str], batch_size: int, api: Any = None, mapping: 
             from stacbatch.api import ApiOptions, ApiSource
 
             api = api if api is not None else ApiOptions()
-            source = ApiSource(src, api, batch_size)
+            source = ApiSource(src, api)
             source.prepare()
             prepared.append(source)
             continue
