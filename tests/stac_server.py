@@ -137,6 +137,7 @@ class FakeStac:
         self._cache: dict[int, bytes] = {}
         self.posts: list[str] = []  # POST search bodies, as received (sorted keys)
         self.log: list[tuple[float, str, str, int]] = []  # (arrival time, method, path_qs, status)
+        self.empty_pages = 0  # item pages served with no features
         self._n = 0
         self._faults = 0
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -336,6 +337,7 @@ class FakeStac:
                 }
             )
         n = len(pool)
+        self.empty_pages += not out
         return _json(
             {
                 "type": "FeatureCollection",
@@ -389,6 +391,7 @@ class FakeStac:
                 "links": links,
             }
         )
+        self.empty_pages += not feats
         page = head[:-1] + b',"features":[' + b",".join(self._bytes(f) for f in feats) + b"]}"
         return web.Response(body=page, content_type="application/geo+json")
 
