@@ -6,10 +6,9 @@ by documents, so inter-process hand-off stays cheap whatever the batch size.
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import os
-import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,16 +17,14 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from stacbatch import _json
-from stacbatch._rows import BBOX, DEFAULT_COLLECTION, PARSED_SCHEMA, TS, BatchBuilder, ItemError
+from stacbatch import _json, _scan
+from stacbatch._rows import BBOX, DEFAULT_COLLECTION, PARSED_SCHEMA, STAGE_SCHEMA, TS, BatchBuilder, ItemError
 from stacbatch.sources import DictsUnit, LinesUnit, PagesUnit, RangeUnit, RecordsUnit, Unit
 
 
 @dataclass
 class ParseResult:
     batches: list[pa.RecordBatch] = field(default_factory=list)
-    #: Set by worker processes: the batches are in this Arrow IPC file instead (see ``take_batches``).
-    spill: str | None = None
     read: int = 0
     failures: list[dict[str, Any]] = field(default_factory=list)
     collections: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
@@ -37,6 +34,8 @@ class ParseResult:
     relative_lines: tuple[str, int] | None = None
     #: for mapped records: (source, that batch's per-field counts), folded into the source's by the loader
     mapping: tuple[str, Any] | None = None
+    #: set by ``parse_routed`` (the batches are then empty): (collection, bucket, spill file, rows)
+    parts: list[Any] = field(default_factory=list)
 
 
 def _failure(
@@ -86,6 +85,13 @@ class _Collector:
         if len(self.builder) >= self.batch_size:
             self.flush()
 
+    def extend(self, batch: pa.RecordBatch, read: int) -> None:
+        """Rows parsed elsewhere (the kernel), after what the builder holds, cut to ``batch_size`` rows."""
+        self.flush()
+        self.res.read += read
+        for start in range(0, batch.num_rows, self.batch_size):
+            self.res.batches.append(batch.slice(start, self.batch_size))
+
     def fail(self, rec: dict[str, Any]) -> None:
         self.res.read += 1
         self.res.failures.append(rec)
@@ -96,37 +102,44 @@ class _Collector:
             self.builder = BatchBuilder()
 
 
-def parse_unit_to_spill(unit: Unit, batch_size: int, spill_dir: str) -> ParseResult:
-    """``parse_unit`` for worker processes: batches go to a memory-backed Arrow IPC file, not through the pipe.
+#: ``(table) -> (table grouped by partition, groups)``: the stage writer's router (picklable)
+Route = Callable[[pa.Table], tuple[pa.Table, list[Any]]]
 
-    Pickling ~5 MB of Arrow buffers through a pipe cost ~15% of load time; a file in ``/dev/shm`` costs one copy
-    and the parent maps it without another.
+
+def parse_routed(job: tuple[int, Unit], batch_size: int, run_id: str, route: Route, spill_dir: str) -> ParseResult:
+    """Parse unit number ``job[0]`` into stage rows and write them, one Arrow IPC file per partition, to
+    ``spill_dir``; ``parts`` names the files.
+
+    Runs in worker processes: parsing, routing and spilling all happen there, so the loading process only
+    collects file names (handing rows back to it cost two more copies of every item and kept it busy).
+    ``stage_seq`` is the unit number in the high 32 bits and the row in the low ones: it orders rows as the
+    input did whichever process parsed them ("last wins").
     """
+    index, unit = job
     res = parse_unit(unit, batch_size)
-    if res.batches:
-        path = os.path.join(spill_dir, f"{os.getpid()}-{uuid.uuid4().hex}.arrow")
-        try:
-            with pa.OSFile(path, "wb") as sink, pa.ipc.new_file(sink, res.batches[0].schema) as writer:
-                for batch in res.batches:
-                    writer.write_batch(batch)
-        except OSError:  # e.g. a small /dev/shm in a container: hand the batches over through the pipe
-            with contextlib.suppress(OSError):
-                os.unlink(path)
-            return res
-        res.batches = []
-        res.spill = path
+    if not res.batches:
+        return res
+    # contiguous first: the router's gather is several times faster over one chunk than over a few
+    table = pa.Table.from_batches(res.batches).combine_chunks()
+    n = table.num_rows
+    table = pa.Table.from_arrays(
+        [*table.columns, pa.repeat(pa.scalar(run_id), n), pa.arange(index << 32, (index << 32) + n)],
+        schema=STAGE_SCHEMA,
+    )
+    res.batches = []
+    res.parts = write_parts(*route(table), spill_dir, f"u{index:07d}")
     return res
 
 
-def take_batches(res: ParseResult) -> list[pa.RecordBatch]:
-    """The result's batches, reading (memory-mapping) and unlinking its spill file if it has one."""
-    if res.spill is None:
-        return res.batches
-    source = pa.memory_map(res.spill)
-    reader = pa.ipc.open_file(source)
-    batches = [reader.get_batch(i) for i in range(reader.num_record_batches)]
-    os.unlink(res.spill)  # the mapping keeps the pages alive until the batches are released
-    return batches
+def write_parts(table: pa.Table, groups: list[Any], spill_dir: str, prefix: str) -> list[Any]:
+    """Each group's rows (``Router.route``) to a spill file of its own; returns (collection, bucket, path, rows)."""
+    parts = []
+    for g, (collection, bucket, start, n) in enumerate(groups):
+        path = os.path.join(spill_dir, f"{prefix}-{g:05d}.arrow")
+        with pa.OSFile(path, "wb") as sink, pa.ipc.new_file(sink, STAGE_SCHEMA) as writer:
+            writer.write_table(table.slice(start, n))
+        parts.append((collection, bucket, path, n))
+    return parts
 
 
 def parse_unit(unit: Unit, batch_size: int) -> ParseResult:
@@ -146,8 +159,8 @@ def parse_unit(unit: Unit, batch_size: int) -> ParseResult:
             except OSError as err:
                 out.fail(_failure(unit.source, f"cannot read: {err}"))
             else:
-                _parse_lines(unit.source, data, 1, out)
-                out.res.relative_lines = (unit.source, data.count(b"\n") + (0 if data.endswith(b"\n") else 1))
+                newlines = _parse_lines(unit.source, data, 1, out)
+                out.res.relative_lines = (unit.source, newlines + (0 if data.endswith(b"\n") else 1))
         elif isinstance(unit, DictsUnit):
             for label, obj in zip(unit.labels, unit.items, strict=True):
                 out.add(obj, label, None)
@@ -179,12 +192,11 @@ def parse_unit(unit: Unit, batch_size: int) -> ParseResult:
 
 def mapped_batch(cols: pa.RecordBatch) -> pa.RecordBatch:
     """A stage batch from a mapping's output: the query columns are already there (DuckDB computed them), the
-    geometry becomes WKB and bounds in shapely's vectorised functions, and only the content hash needs each item
-    parsed (its canonical form must be the one every other path hashes)."""
+    geometry becomes WKB and bounds in shapely's vectorised functions, and the content hash is taken of each item's
+    text (by the kernel, without parsing it into Python objects)."""
     import shapely
 
-    texts = cols.column("item").to_pylist()
-    hashes = [_json.content_hash(orjson.loads(t)) for t in texts]
+    hashes = [_json.content_hash_text(t) for t in cols.column("item").to_pylist()]
     geoms = shapely.from_geojson(cols.column("__geometry").to_numpy(zero_copy_only=False), on_invalid="ignore")
     bounds = shapely.bounds(geoms)
     xmin = pa.array(bounds[:, 0], pa.float64(), mask=np.isnan(bounds[:, 0]))
@@ -204,22 +216,71 @@ def mapped_batch(cols: pa.RecordBatch) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays(arrays, schema=PARSED_SCHEMA)
 
 
-def _parse_lines(source: str, data: bytes, first_line: int, out: _Collector) -> None:
-    for n, raw in enumerate(data.split(b"\n"), first_line):
-        if not raw or raw.isspace():
-            continue
+_SCAN_BYTES = 4 * 1024 * 1024
+
+
+def _parse_lines(source: str, data: bytes, first_line: int, out: _Collector) -> int:
+    """Parse an NDJSON block; return how many newline characters it holds."""
+    if not _scan.AVAILABLE:
+        for n, raw in enumerate(data.split(b"\n"), first_line):
+            _parse_line(source, raw, n, out)
+        return data.count(b"\n")
+    # bound the kernel's buffers: whole lines, a few MB at a time
+    start = 0
+    newlines = 0
+    while start < len(data):
+        end = data.find(b"\n", start + _SCAN_BYTES)
+        end = len(data) if end < 0 else end + 1
+        block = data if start == 0 and end == len(data) else data[start:end]
+        n = _scan_lines(source, block, first_line, out)
+        first_line += n
+        newlines += n
+        start = end
+    return newlines
+
+
+def _scan_lines(source: str, data: bytes, first_line: int, out: _Collector) -> int:
+    scanned = _scan.scan_block(data)
+    if not scanned.rest:
+        if scanned.batch is not None:
+            out.extend(scanned.batch, scanned.batch.num_rows)
+        return scanned.newlines
+    # Lines the kernel left to Python: parsed into a builder of their own, then merged with the kernel's rows in
+    # line order, so that the last of duplicate items still wins.
+    out.flush()
+    size, out.batch_size = out.batch_size, 1 << 62
+    py_lines: list[int] = []
+    for idx, start, end in scanned.rest:
+        before = len(out.builder)
+        _parse_line(source, data[start:end], first_line + idx, out)
+        if len(out.builder) > before:
+            py_lines.append(idx)
+    out.batch_size = size
+    parts = [b for b in (scanned.batch, out.builder.finish() if py_lines else None) if b is not None]
+    out.builder = BatchBuilder()
+    if not parts:
+        return scanned.newlines
+    order = np.argsort(np.concatenate([scanned.lines, np.array(py_lines, np.int64)]), kind="stable")
+    merged = pa.Table.from_batches(parts).take(order).combine_chunks().to_batches()[0]
+    out.extend(merged, 0 if scanned.batch is None else scanned.batch.num_rows)
+    return scanned.newlines
+
+
+def _parse_line(source: str, raw: bytes, n: int, out: _Collector) -> None:
+    if not raw or raw.isspace():
+        return
+    try:
+        obj = orjson.loads(raw)
+        exact = True
+    except orjson.JSONDecodeError:
+        # The stdlib may still read it (integers beyond 64 bits, NaN): then a re-serialisation is stored.
+        exact = False
         try:
-            obj = orjson.loads(raw)
-            exact = True
-        except orjson.JSONDecodeError:
-            # The stdlib may still read it (integers beyond 64 bits, NaN): then a re-serialisation is stored.
-            exact = False
-            try:
-                obj = _json.loads(raw)
-            except ValueError as err:
-                out.fail(_failure(source, f"not valid JSON ({err})", line=n, hint="fix or remove the line"))
-                continue
-        out.add(obj, source, n, raw if exact else None)
+            obj = _json.loads(raw)
+        except ValueError as err:
+            out.fail(_failure(source, f"not valid JSON ({err})", line=n, hint="fix or remove the line"))
+            return
+    out.add(obj, source, n, raw if exact else None)
 
 
 def _read(path: str) -> bytes:

@@ -123,6 +123,8 @@ class BatchBuilder:
         else:
             dt = start = end = None
         corners: tuple[float | None, ...] = _NO_BOX if box is None else box
+        # The hash is taken of the stored text, whichever path made it (the kernel hashes raw lines).
+        text = (raw if raw[-1] > 32 else raw.rstrip()) if raw is not None else _json.dumps(obj)
         self.rows.append(
             (
                 coll,
@@ -132,8 +134,8 @@ class BatchBuilder:
                 parse_datetime(end),
                 *corners,
                 wkb,
-                (raw if raw[-1] > 32 else raw.rstrip()) if raw is not None else _json.dumps(obj),
-                _json.content_hash(obj),
+                text,
+                _json.content_hash_text(text),
             )
         )
         return item_id

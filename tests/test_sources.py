@@ -191,10 +191,23 @@ def test_stage_on_an_fsspec_filesystem(tmp_path: Path) -> None:
                 mem.rm(p.removeprefix("memory://"), recursive=True)
 
 
-def test_handoff_falls_back_when_spill_space_fails(tmp_path: Path) -> None:
-    from stacbatch._parse import parse_unit_to_spill, take_batches
+def test_workers_spill_their_rows_by_partition(tmp_path: Path) -> None:
+    """A worker routes and spills its own rows: one Arrow file per partition, stage_seq = unit << 32 | row."""
+    import pyarrow as pa
+
+    from stacbatch._parse import parse_routed
     from stacbatch.sources import LinesUnit
+    from stacbatch.stage._writer import Router
 
     data = b"".join(orjson.dumps(i) + b"\n" for i in ITEMS)
-    res = parse_unit_to_spill(LinesUnit("x", 1, data), 4, str(tmp_path / "missing-dir"))
-    assert res.spill is None and sum(b.num_rows for b in take_batches(res)) == 10
+    res = parse_routed((3, LinesUnit("x", 1, data)), 4, "run1", Router({}, "year").route, str(tmp_path))
+    assert res.batches == [] and res.read == len(ITEMS)
+    rows = []
+    for coll, _bucket, path, n in res.parts:
+        table = pa.ipc.open_file(pa.memory_map(path)).read_all()
+        assert table.num_rows == n and set(table["collection"].to_pylist()) == {coll}
+        rows += table.select(["id", "stage_run", "stage_seq"]).to_pylist()
+    assert sorted(r["stage_seq"] for r in rows) == [(3 << 32) + i for i in range(len(ITEMS))]
+    by_seq = sorted(rows, key=lambda r: r["stage_seq"])
+    assert [r["id"] for r in by_seq] == [i["id"] for i in ITEMS]
+    assert {r["stage_run"] for r in rows} == {"run1"}

@@ -12,13 +12,14 @@ from conftest import canon
 from helpers import item, write_ndjson
 
 import stacbatch
-from stacbatch.stage import _manifest, _writer, load
+from stacbatch.sources import _detect
+from stacbatch.stage import _manifest, load
 
 
 def test_a_partition_larger_than_four_files_is_written_in_sorted_groups(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(_writer, "BUFFER_CAP_BYTES", 40_000)  # many spills
+    monkeypatch.setattr(_detect, "CHUNK_BYTES", 5_000)  # many units, so many spill files (one per unit)
     settings = {**_manifest.DEFAULT_SETTINGS, "file_max_bytes": 60_000, "file_max_rows": 1_000}
     monkeypatch.setattr(_manifest, "DEFAULT_SETTINGS", settings)
     # one collection, one year: a single partition of ~1 MB of item text (the files hold ~60 KB each)

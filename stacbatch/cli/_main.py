@@ -31,8 +31,9 @@ def _global(
 ) -> None:
     if version:
         from stacbatch import __version__
+        from stacbatch._scan import AVAILABLE
 
-        print(f"stacbatch {__version__}")
+        print(f"stacbatch {__version__} ({'C kernel' if AVAILABLE else 'pure Python: no C kernel was built'})")
         raise typer.Exit(0)
     if ctx.invoked_subcommand is None:
         print(ctx.get_help())

@@ -214,7 +214,7 @@ def _update(job: FileJob, table: pa.Table) -> FileResult:
                 continue
         else:
             new_texts.append(_json.dumps(doc))
-            new_hashes.append(_json.content_hash(doc))
+            new_hashes.append(_json.content_hash_text(new_texts[-1]))
         changed.append(i)
         paths.append(list(dict.fromkeys(moved)))
         if len(res.samples) < SAMPLE_SIZE:

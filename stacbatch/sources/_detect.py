@@ -119,6 +119,9 @@ def _open(fs: Any, path: str) -> Any:
 
 #: Bytes per NDJSON parse unit: big enough to amortise inter-process hand-off, small enough to bound memory.
 CHUNK_BYTES = 4 * 1024 * 1024
+#: Local files are cut into ranges of this many CHUNK_BYTES: a worker reads its range itself and spills its
+#: rows per partition, so bigger ranges mean fewer, larger spill files (and nothing crosses the pipe).
+RANGE_CHUNKS = 8
 
 
 def _ndjson_units(fs: Any, path: str, label: str, plan: SourcePlan) -> Iterator[Unit]:
@@ -156,7 +159,7 @@ def _range_units(path: str, label: str, plan: SourcePlan) -> Iterator[Unit]:
         with open(path, "rb") as f:
             offset = 0
             while offset < size:
-                end = min(offset + CHUNK_BYTES, size)
+                end = min(offset + CHUNK_BYTES * RANGE_CHUNKS, size)
                 if end < size:
                     f.seek(end)
                     while True:

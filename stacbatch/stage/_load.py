@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from stacbatch import _fs, _json, _sql
-from stacbatch._parse import ParseResult, parse_unit, parse_unit_to_spill, take_batches
+from stacbatch._parse import ParseResult, parse_routed
 from stacbatch._pool import default_workers, ordered_map
 from stacbatch._rows import STAGE_SCHEMA
 from stacbatch.errors import InputError, StageError
@@ -117,17 +117,18 @@ def load(
             n_workers = 1
         for api_source in plan.api_sources:
             api_source.raw_pages = n_workers > 1
-        seq = 0
         collections: dict[str, tuple[str, dict[str, Any]]] = {}
         lines_before: dict[str, int] = {}  # per source, lines in the byte ranges already taken
-        with _spill_dir() as handoff, _stage_tmp(stage, run.id) as spill:
+        with _stage_tmp(stage, run.id) as spill:
             writer = PartitionWriter(stage.fs, stage.root, run.id, manifest.settings, partitioning, spill)
-            parse: Callable[[Any], ParseResult] = (
-                functools.partial(parse_unit, batch_size=batch_size)
-                if n_workers <= 1
-                else functools.partial(parse_unit_to_spill, batch_size=batch_size, spill_dir=handoff)
+            parse: Callable[[Any], ParseResult] = functools.partial(
+                parse_routed,
+                batch_size=batch_size,
+                run_id=run.id,
+                route=writer.router().route,
+                spill_dir=spill,
             )
-            for res in ordered_map(parse, plan.units(), n_workers):
+            for res in ordered_map(parse, enumerate(plan.units()), n_workers):
                 res.collections[:0] = plan.collections  # found by the catalog walker, in walk order
                 plan.collections.clear()
                 if res.relative_lines is not None:
@@ -140,7 +141,7 @@ def load(
                 if res.mapping is not None:
                     source_path, stats = res.mapping
                     next(m for m in plan.mapped_sources if m.path == source_path).stats.add(stats)
-                seq = _take(res, run, writer, collections, seq, result)
+                _take(res, run, writer, collections, result)
                 if progress:
                     progress(result.read, plan.api_sources[0].stats if plan.api_sources else None)
             new_entries = writer.finish()
@@ -188,14 +189,6 @@ def load(
 
 
 @contextlib.contextmanager
-def _spill_dir() -> Iterator[str]:
-    """Where workers hand batches over: memory-backed when /dev/shm exists (Linux), else the temp dir."""
-    base = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
-    with tempfile.TemporaryDirectory(prefix="stacbatch-", dir=base) as d:
-        yield d
-
-
-@contextlib.contextmanager
 def _stage_tmp(stage: Stage, run_id: str) -> Iterator[str]:
     """Spill space for a load: inside a local stage (same disk, removed by the next write if we crash), else a
     local temporary folder."""
@@ -216,9 +209,8 @@ def _take(
     run: Run,
     writer: Any,
     collections: dict[str, tuple[str, dict[str, Any]]],
-    seq: int,
     result: LoadResult,
-) -> int:
+) -> None:
     result.read += res.read
     for rec in res.failures:
         run.fail(rec)
@@ -237,14 +229,7 @@ def _take(
             result.failed += 1
             continue
         collections[cid] = (label, doc)
-    for parsed in take_batches(res):
-        n = parsed.num_rows
-        batch = pa.RecordBatch.from_arrays(
-            [*parsed.columns, pa.repeat(run.id, n), pa.arange(seq, seq + n)], schema=STAGE_SCHEMA
-        )
-        writer.add(batch)
-        seq += n
-    return seq
+    writer.add_parts(res.parts)
 
 
 def _stage_collection(

@@ -13,7 +13,8 @@ from stacbatch.errors import StageError
 from stacbatch.stage._layout import MANIFEST, TIME_BUCKETS, now_rfc3339
 
 FORMAT = "stacbatch-stage"
-FORMAT_VERSION = 1
+#: 2: content hashes are taken of the canonical stream (_json.py), not of sorted-key JSON text.
+FORMAT_VERSION = 2
 
 DEFAULT_SETTINGS: dict[str, Any] = {
     # Collections with at least time_bucket_min_items items at their first write are split by this time bucket;
@@ -109,6 +110,11 @@ def read_manifest(fs: Any, root: str) -> Manifest | None:
         raise StageError(f"{path}: the manifest is not valid JSON ({err}); restore it from a backup") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise StageError(f"{path}: not a stacbatch stage manifest")
+    if doc.get("format_version") == 1:
+        raise StageError(
+            f"{path}: this stage was written by an older stacbatch (format 1, other content hashes); "
+            "emit it with that version (emit --format ndjson) and load the output into a new stage"
+        )
     if doc.get("format_version") != FORMAT_VERSION:
         raise StageError(
             f"{path}: stage format version {doc.get('format_version')} is not supported by this stacbatch "

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -88,13 +89,53 @@ def write_stage_file(fs: Any, root: str, rel: str, table: pa.Table, row_group_ro
     return entry
 
 
+#: (collection, bucket or None, first row, rows): one partition's contiguous slice of a routed table
+Group = tuple[str, str | None, int, int]
+
+
+@dataclass(frozen=True)
+class Router:
+    """Assigns rows to partitions. Picklable: worker processes route their own rows, so the loading process only
+    appends ready slices to spill files."""
+
+    partitioning: dict[str, str]
+    default: str
+
+    def route(self, table: pa.Table) -> tuple[pa.Table, list[Group]]:
+        """The table with each partition's rows contiguous (input order kept within one), and the slices."""
+        colls = table["collection"]
+        names = pc.unique(colls).to_pylist()
+        schemes = {c: self.partitioning.get(c, self.default) for c in names}
+        buckets = _bucket_column(table, colls, schemes)
+        key = pc.binary_join_element_wise(colls, buckets, "\x00")
+        codes = pc.dictionary_encode(key).combine_chunks()
+        dictionary = codes.dictionary.to_pylist()
+        if len(dictionary) == 1:
+            grouped = table
+            bounds = [0, table.num_rows]
+            values = [0]
+        else:
+            order = pc.sort_indices(codes.indices)  # stable: input order within a partition
+            grouped = table.take(order)
+            sorted_codes = codes.indices.take(order).to_numpy()
+            vals, starts = np.unique(sorted_codes, return_index=True)
+            values = vals.tolist()
+            bounds = [*starts.tolist(), len(sorted_codes)]
+        groups: list[Group] = []
+        for i, code in enumerate(values):
+            collection, bucket = dictionary[code].split("\x00", 1)
+            groups.append((collection, bucket or None, bounds[i], bounds[i + 1] - bounds[i]))
+        return grouped, groups
+
+
 class PartitionWriter:
     """Routes stage-schema rows to partitions through Arrow IPC spill files, then writes each partition as sorted,
     bounded GeoParquet files.
 
-    ``add`` buffers batches; a full buffer is grouped by partition with one gather and each slice is appended to
-    its partition's spill (memory-mapped later, never Parquet-encoded). ``finish`` sorts each partition by its keys
-    only and gathers the output files chunk by chunk, written once, compressed once. Memory is bounded by the
+    Rows arrive as spill files already (``add_parts``: worker processes route and spill their own rows) or as
+    batches (``add``: buffered, then routed and spilled here). A spill file is one partition's rows in Arrow IPC
+    (memory-mapped later, never Parquet-encoded). ``finish`` sorts each partition by its
+    keys only and gathers the output files chunk by chunk, written once, compressed once. Memory is bounded by the
     buffer plus one output file per writer thread, whatever the input order or size.
     """
 
@@ -110,12 +151,16 @@ class PartitionWriter:
         self.new_schemes: dict[str, str] = {}
         self.spill_dir = spill_dir
         self._spills: dict[tuple[str, str | None], list[str]] = {}
-        self._rows: dict[str, int] = {}
         self._batches: list[pa.RecordBatch] = []
+        self._rows: dict[str, int] = {}
         self._buffered = 0
         self._n = 0
 
+    def router(self) -> Router:
+        return Router(dict(self.partitioning), self.settings["time_bucket"])
+
     def add(self, batch: pa.RecordBatch) -> None:
+        """Rows not routed yet (merge): buffered, then routed and spilled here."""
         self._batches.append(batch)
         self._buffered += batch.column(7).nbytes
         if self._buffered >= BUFFER_CAP_BYTES:
@@ -136,26 +181,17 @@ class PartitionWriter:
         table = pa.Table.from_batches(self._batches, schema=STAGE_SCHEMA).combine_chunks()
         self._batches = []
         self._buffered = 0
-        colls = table["collection"]
-        schemes = {c: self._scheme(c) for c in pc.unique(colls).to_pylist()}
-        buckets = _bucket_column(table, colls, schemes)
-        key = pc.binary_join_element_wise(colls, buckets, "\x00")
-        codes = pc.dictionary_encode(key).combine_chunks()
-        order = pc.sort_indices(codes.indices)
-        grouped = table.take(order)
-        sorted_codes = codes.indices.take(order).to_numpy()
-        values, starts = np.unique(sorted_codes, return_index=True)
-        dictionary = codes.dictionary.to_pylist()
-        bounds = [*starts.tolist(), len(sorted_codes)]
-        for i, code in enumerate(values.tolist()):
-            collection, bucket = dictionary[code].split("\x00", 1)
-            part = grouped.slice(bounds[i], bounds[i + 1] - bounds[i])
-            self._n += 1
-            path = os.path.join(self.spill_dir, f"{self._n:07d}.arrow")
-            with pa.OSFile(path, "wb") as sink, pa.ipc.new_file(sink, STAGE_SCHEMA) as writer:
-                writer.write_table(part)
-            self._spills.setdefault((collection, bucket or None), []).append(path)
-            self._rows[collection] = self._rows.get(collection, 0) + part.num_rows
+        self._n += 1
+        from stacbatch._parse import write_parts
+
+        self.add_parts(write_parts(*self.router().route(table), self.spill_dir, f"w{self._n:07d}"))
+
+    def add_parts(self, parts: list[tuple[str, str | None, str, int]]) -> None:
+        """Adopt spill files written by ``_parse.write_parts``: (collection, bucket, path, rows)."""
+        for collection, bucket, path, n in parts:
+            self._scheme(collection)
+            self._spills.setdefault((collection, bucket), []).append(path)
+            self._rows[collection] = self._rows.get(collection, 0) + n
 
     def finish(self) -> list[dict[str, Any]]:
         """Write every partition; return the manifest entries. New collections with fewer than

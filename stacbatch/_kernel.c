@@ -1,0 +1,636 @@
+/* stacbatch._kernel: the per-item work of staging, in C, over raw JSON bytes.
+ *
+ * Two entry points:
+ *   canonical(data, strict=False) -> bytes
+ *       the canonical stream of one JSON document (see _json.py for the format, and the pure-Python twin that
+ *       must agree with it byte for byte);
+ *   scan_lines(data) -> tuple
+ *       for an NDJSON block: per line, the stage's query columns, WKB geometry, the line itself and its canonical
+ *       stream, as raw Arrow buffers (see _scan.py). Lines it cannot take whole (anything unusual: bad JSON, errors,
+ *       escapes in ids, odd geometries, uncommon datetime forms) are handed back by line number for the Python
+ *       path, which owns every error message. So this file holds no policy, only the fast common case.
+ *
+ * Everything here runs with the GIL held and keeps no state between calls but reusable buffers.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <math.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---------------------------------------------------------------- growable byte buffer */
+
+typedef struct {
+    char *p;
+    size_t len, cap;
+} Buf;
+
+static int buf_reserve(Buf *b, size_t n) {
+    if (b->len + n <= b->cap) return 0;
+    size_t cap = b->cap ? b->cap : 4096;
+    while (cap < b->len + n) cap *= 2;
+    char *q = realloc(b->p, cap);
+    if (!q) return -1;
+    b->p = q;
+    b->cap = cap;
+    return 0;
+}
+
+static inline int buf_put(Buf *b, const void *s, size_t n) {
+    if (buf_reserve(b, n)) return -1;
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    return 0;
+}
+
+static inline int buf_byte(Buf *b, char c) {
+    if (b->len == b->cap && buf_reserve(b, 1)) return -1;
+    b->p[b->len++] = c;
+    return 0;
+}
+
+static inline int buf_u32(Buf *b, uint32_t v) {
+    unsigned char s[4] = {(unsigned char)v, (unsigned char)(v >> 8), (unsigned char)(v >> 16),
+                          (unsigned char)(v >> 24)};
+    return buf_put(b, s, 4);
+}
+
+static inline int buf_u64(Buf *b, uint64_t v) {
+    unsigned char s[8];
+    for (int i = 0; i < 8; i++) s[i] = (unsigned char)(v >> (8 * i));
+    return buf_put(b, s, 8);
+}
+
+static inline int buf_f64(Buf *b, double d) {
+    uint64_t v;
+    memcpy(&v, &d, 8);
+    return buf_u64(b, v);
+}
+
+static void buf_free(Buf *b) {
+    free(b->p);
+    b->p = NULL;
+    b->len = b->cap = 0;
+}
+
+/* ---------------------------------------------------------------- canonical stream
+ *
+ * null n | true t | false f | integer in int64 (also an integral double): i + int64 LE
+ * | integer beyond int64: I + u32 length + decimal text | other number: d + float64 LE (NaN as one bit pattern)
+ * | string: s + u32 length + UTF-8 (lone surrogates as 3 bytes, as Python's 'surrogatepass')
+ * | array: [ values ] | object: { (key value)* } with keys sorted by their UTF-8 bytes, the last of equal keys kept.
+ */
+
+#define MAX_DEPTH 512
+
+typedef struct {
+    size_t seg;     /* offset in out of the member (key then value) */
+    size_t seglen;  /* length of the member */
+    uint32_t order; /* position in the source object */
+} Member;
+
+typedef struct {
+    const unsigned char *p, *end;
+    int strict; /* orjson's rules: no NaN/Infinity, no lone surrogates */
+    int depth;
+    const char *err;
+    Buf out;
+    Buf scratch;
+    Member *members;
+    size_t nmembers, capmembers;
+    /* spans of chosen members of the top-level object (scan_lines): start and end offsets in the input */
+    int want_fields;
+    const unsigned char *f_start[8], *f_end[8];
+} Parser;
+
+enum { F_ID, F_COLLECTION, F_BBOX, F_GEOMETRY, F_PROPERTIES, F_DATETIME, F_START, F_END };
+
+static const char *g_base; /* qsort has no context argument; the GIL serialises callers */
+
+static int key_cmp(const Member *x, const Member *y) {
+    const unsigned char *kx = (const unsigned char *)g_base + x->seg + 1;
+    const unsigned char *ky = (const unsigned char *)g_base + y->seg + 1;
+    uint32_t lx = kx[0] | kx[1] << 8 | kx[2] << 16 | (uint32_t)kx[3] << 24;
+    uint32_t ly = ky[0] | ky[1] << 8 | ky[2] << 16 | (uint32_t)ky[3] << 24;
+    int c = memcmp(kx + 4, ky + 4, lx < ly ? lx : ly);
+    if (c) return c;
+    return lx < ly ? -1 : lx > ly;
+}
+
+static int member_cmp(const void *a, const void *b) {
+    const Member *x = a, *y = b;
+    int c = key_cmp(x, y);
+    if (c) return c;
+    return x->order < y->order ? -1 : x->order > y->order; /* equal keys: source order, the last is kept */
+}
+
+static inline void skip_ws(Parser *ps) {
+    while (ps->p < ps->end && (*ps->p == ' ' || *ps->p == '\n' || *ps->p == '\r' || *ps->p == '\t')) ps->p++;
+}
+
+static int fail(Parser *ps, const char *msg) {
+    if (!ps->err) ps->err = msg;
+    return -1;
+}
+
+static int oom(Parser *ps) { return fail(ps, "out of memory"); }
+
+static inline int hexval(unsigned char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+static int read_hex4(Parser *ps, uint32_t *cp) {
+    if (ps->end - ps->p < 4) return fail(ps, "truncated \\u escape");
+    uint32_t v = 0;
+    for (int i = 0; i < 4; i++) {
+        int h = hexval(ps->p[i]);
+        if (h < 0) return fail(ps, "bad \\u escape");
+        v = v << 4 | (uint32_t)h;
+    }
+    ps->p += 4;
+    *cp = v;
+    return 0;
+}
+
+static int put_utf8(Buf *b, uint32_t cp) {
+    unsigned char s[4];
+    size_t n;
+    if (cp < 0x80) {
+        s[0] = (unsigned char)cp;
+        n = 1;
+    } else if (cp < 0x800) {
+        s[0] = (unsigned char)(0xC0 | cp >> 6);
+        s[1] = (unsigned char)(0x80 | (cp & 0x3F));
+        n = 2;
+    } else if (cp < 0x10000) {
+        s[0] = (unsigned char)(0xE0 | cp >> 12);
+        s[1] = (unsigned char)(0x80 | (cp >> 6 & 0x3F));
+        s[2] = (unsigned char)(0x80 | (cp & 0x3F));
+        n = 3;
+    } else {
+        s[0] = (unsigned char)(0xF0 | cp >> 18);
+        s[1] = (unsigned char)(0x80 | (cp >> 12 & 0x3F));
+        s[2] = (unsigned char)(0x80 | (cp >> 6 & 0x3F));
+        s[3] = (unsigned char)(0x80 | (cp & 0x3F));
+        n = 4;
+    }
+    return buf_put(b, s, n);
+}
+
+/* Length of the valid UTF-8 sequence at p (non-ASCII lead byte), or 0 when invalid (surrogates included). */
+static inline int utf8_len(const unsigned char *p, const unsigned char *end) {
+    unsigned char c = p[0];
+    ptrdiff_t left = end - p;
+#define CONT(i) (left > (i) && (p[i] & 0xC0) == 0x80)
+    if (c >= 0xC2 && c <= 0xDF) return CONT(1) ? 2 : 0;
+    if (c == 0xE0) return left > 2 && p[1] >= 0xA0 && p[1] <= 0xBF && CONT(2) ? 3 : 0;
+    if ((c >= 0xE1 && c <= 0xEC) || c == 0xEE || c == 0xEF) return CONT(1) && CONT(2) ? 3 : 0;
+    if (c == 0xED) return left > 2 && p[1] >= 0x80 && p[1] <= 0x9F && CONT(2) ? 3 : 0;
+    if (c == 0xF0) return left > 3 && p[1] >= 0x90 && p[1] <= 0xBF && CONT(2) && CONT(3) ? 4 : 0;
+    if (c >= 0xF1 && c <= 0xF3) return CONT(1) && CONT(2) && CONT(3) ? 4 : 0;
+    if (c == 0xF4) return left > 3 && p[1] >= 0x80 && p[1] <= 0x8F && CONT(2) && CONT(3) ? 4 : 0;
+#undef CONT
+    return 0;
+}
+
+/* The end of the run of plain ASCII string bytes at p: no quote, backslash, control or non-ASCII byte. Eight bytes
+ * at a time (SWAR): a word is skipped when none of its bytes can be special; false alarms only mean the byte loop
+ * looks at that word. */
+static inline const unsigned char *plain_run(const unsigned char *p, const unsigned char *end) {
+    const uint64_t ones = 0x0101010101010101ULL, high = 0x8080808080808080ULL;
+    while (end - p >= 8) {
+        uint64_t x;
+        memcpy(&x, p, 8);
+        uint64_t quote = x ^ (ones * '"'), slash = x ^ (ones * '\\');
+        uint64_t special = ((quote - ones) & ~quote) | ((slash - ones) & ~slash) | ((x - ones * 0x20) & ~x) | x;
+        if (special & high) break;
+        p += 8;
+    }
+    while (p < end && *p != '"' && *p != '\\' && *p >= 0x20 && *p < 0x80) p++;
+    return p;
+}
+
+/* A string (ps->p after the opening quote) written as s + length + UTF-8. */
+static int parse_string(Parser *ps) {
+    Buf *o = &ps->out;
+    if (buf_byte(o, 's') || buf_u32(o, 0)) return oom(ps);
+    size_t at = o->len;
+    for (;;) {
+        const unsigned char *q = plain_run(ps->p, ps->end);
+        if (q > ps->p && buf_put(o, ps->p, (size_t)(q - ps->p))) return oom(ps);
+        ps->p = q;
+        if (q >= ps->end) return fail(ps, "unterminated string");
+        unsigned char c = *q;
+        if (c == '"') {
+            ps->p++;
+            break;
+        }
+        if (c < 0x20) return fail(ps, "control character in string");
+        if (c >= 0x80) {
+            int n = utf8_len(q, ps->end);
+            if (!n) return fail(ps, "invalid UTF-8");
+            if (buf_put(o, q, (size_t)n)) return oom(ps);
+            ps->p += n;
+            continue;
+        }
+        /* backslash */
+        if (ps->end - q < 2) return fail(ps, "truncated escape");
+        ps->p += 2;
+        char e;
+        switch (q[1]) {
+            case '"': e = '"'; break;
+            case '\\': e = '\\'; break;
+            case '/': e = '/'; break;
+            case 'b': e = '\b'; break;
+            case 'f': e = '\f'; break;
+            case 'n': e = '\n'; break;
+            case 'r': e = '\r'; break;
+            case 't': e = '\t'; break;
+            case 'u': {
+                uint32_t cp;
+                if (read_hex4(ps, &cp)) return -1;
+                if (cp >= 0xD800 && cp <= 0xDBFF && ps->end - ps->p >= 6 && ps->p[0] == '\\' && ps->p[1] == 'u') {
+                    const unsigned char *save = ps->p;
+                    uint32_t lo;
+                    ps->p += 2;
+                    if (read_hex4(ps, &lo)) return -1;
+                    if (lo >= 0xDC00 && lo <= 0xDFFF) {
+                        cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+                    } else {
+                        ps->p = save; /* a lone high surrogate followed by another escape */
+                    }
+                }
+                if (cp >= 0xD800 && cp <= 0xDFFF && ps->strict) return fail(ps, "lone surrogate");
+                if (put_utf8(o, cp)) return oom(ps);
+                continue;
+            }
+            default:
+                return fail(ps, "bad escape");
+        }
+        if (buf_byte(o, e)) return oom(ps);
+    }
+    size_t n = o->len - at;
+    if (n > 0xFFFFFFFFu) return fail(ps, "string too long");
+    unsigned char *L = (unsigned char *)o->p + at - 4;
+    L[0] = (unsigned char)n;
+    L[1] = (unsigned char)(n >> 8);
+    L[2] = (unsigned char)(n >> 16);
+    L[3] = (unsigned char)(n >> 24);
+    return 0;
+}
+
+static const double POW10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
+                               1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+
+/* A JSON number at ps->p. Sets *is_int (and *ival) for integer literals within int64, else *dval; *big for integer
+ * literals beyond int64 (then the caller uses the text span). Returns -1 on a grammar error. */
+static int lex_number(Parser *ps, int *kind, int64_t *ival, double *dval) {
+    const unsigned char *s = ps->p, *p = ps->p, *end = ps->end;
+    int neg = 0;
+    if (p < end && *p == '-') {
+        neg = 1;
+        p++;
+    }
+    if (p >= end || *p < '0' || *p > '9') return fail(ps, "bad number");
+    uint64_t m = 0;
+    int digits = 0, dropped = 0; /* significant digits kept in m; integer digits beyond 19 */
+    if (*p == '0') {
+        p++;
+    } else {
+        while (p < end && *p >= '0' && *p <= '9') {
+            if (digits < 19) {
+                m = m * 10 + (uint64_t)(*p - '0');
+                digits++;
+            } else {
+                dropped++;
+            }
+            p++;
+        }
+    }
+    int frac = 0, exp10 = 0, isfloat = 0;
+    if (p < end && *p == '.') {
+        isfloat = 1;
+        p++;
+        if (p >= end || *p < '0' || *p > '9') return fail(ps, "bad number");
+        while (p < end && *p >= '0' && *p <= '9') {
+            if (m == 0 && *p == '0') {
+                frac++; /* zeros before the first significant digit add none */
+            } else if (digits < 19) {
+                m = m * 10 + (uint64_t)(*p - '0');
+                digits++;
+                frac++;
+            } else {
+                dropped++; /* too many digits for the fast path */
+            }
+            p++;
+        }
+    }
+    if (p < end && (*p == 'e' || *p == 'E')) {
+        isfloat = 1;
+        p++;
+        int eneg = 0;
+        if (p < end && (*p == '+' || *p == '-')) eneg = *p++ == '-';
+        if (p >= end || *p < '0' || *p > '9') return fail(ps, "bad number");
+        int e = 0;
+        while (p < end && *p >= '0' && *p <= '9') {
+            if (e < 100000) e = e * 10 + (*p - '0');
+            p++;
+        }
+        exp10 = eneg ? -e : e;
+    }
+    ps->p = p;
+    if (!isfloat) {
+        if (!dropped && (digits < 19 || m <= (uint64_t)INT64_MAX + (uint64_t)neg)) {
+            *ival = neg ? (int64_t)(0 - m) : (int64_t)m;
+            *kind = 'i';
+            return 0;
+        }
+        *kind = 'I';
+        return 0;
+    }
+    int e10 = exp10 - frac;
+    if (digits <= 19 && !dropped && m < (1ULL << 53) && e10 >= -22 && e10 <= 22) {
+        /* Clinger's fast path: both operands exact, one correctly rounded operation */
+        double d = (double)m;
+        d = e10 < 0 ? d / POW10[-e10] : d * POW10[e10];
+        *dval = neg ? -d : d;
+        *kind = 'd';
+        return 0;
+    }
+    size_t n = (size_t)(p - s);
+    char local[64];
+    char *txt = n < sizeof local ? local : malloc(n + 1);
+    if (!txt) return oom(ps);
+    memcpy(txt, s, n);
+    txt[n] = 0;
+    double d = PyOS_string_to_double(txt, NULL, NULL); /* correctly rounded, locale-free; inf on overflow */
+    if (txt != local) free(txt);
+    if (d == -1.0 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return fail(ps, "bad number");
+    }
+    if (ps->strict && isinf(d)) return fail(ps, "number is infinite as a double"); /* as orjson */
+    *dval = d;
+    *kind = 'd';
+    return 0;
+}
+
+static int put_double(Buf *o, double d) {
+    if (d == floor(d) && d >= -9223372036854775808.0 && d < 9223372036854775808.0) {
+        return buf_byte(o, 'i') || buf_u64(o, (uint64_t)(int64_t)d);
+    }
+    if (d != d) return buf_byte(o, 'd') || buf_u64(o, 0x7ff8000000000000ULL);
+    return buf_byte(o, 'd') || buf_f64(o, d);
+}
+
+static int parse_value(Parser *ps, int field_depth);
+
+static int parse_number(Parser *ps) {
+    const unsigned char *s = ps->p;
+    int kind;
+    int64_t iv = 0;
+    double dv = 0;
+    if (lex_number(ps, &kind, &iv, &dv)) return -1;
+    Buf *o = &ps->out;
+    int r;
+    if (kind == 'i') {
+        r = buf_byte(o, 'i') || buf_u64(o, (uint64_t)iv);
+    } else if (kind == 'I') {
+        size_t n = (size_t)(ps->p - s);
+        r = buf_byte(o, 'I') || buf_u32(o, (uint32_t)n) || buf_put(o, s, n);
+    } else {
+        r = put_double(o, dv);
+    }
+    return r ? oom(ps) : 0;
+}
+
+static int match_word(Parser *ps, const char *w, size_t n) {
+    if ((size_t)(ps->end - ps->p) < n || memcmp(ps->p, w, n)) return 0;
+    ps->p += n;
+    return 1;
+}
+
+/* field_depth: 1 while parsing the top-level object's members (record spans of id, collection, ...), 2 inside
+ * its "properties" (datetime fields), 0 elsewhere. */
+static int parse_object(Parser *ps, int field_depth) {
+    Buf *o = &ps->out;
+    if (buf_byte(o, '{')) return oom(ps);
+    size_t first = ps->nmembers;
+    size_t region = o->len;
+    uint32_t order = 0;
+    skip_ws(ps);
+    if (ps->p < ps->end && *ps->p == '}') {
+        ps->p++;
+        return buf_byte(o, '}') ? oom(ps) : 0;
+    }
+    for (;;) {
+        skip_ws(ps);
+        if (ps->p >= ps->end || *ps->p != '"') return fail(ps, "expected a key");
+        ps->p++;
+        size_t seg = o->len;
+        if (parse_string(ps)) return -1;
+        skip_ws(ps);
+        if (ps->p >= ps->end || *ps->p != ':') return fail(ps, "expected ':'");
+        ps->p++;
+        skip_ws(ps);
+        int which = -1, sub = 0;
+        if (field_depth) {
+            const char *k = o->p + seg + 5;
+            size_t kl = o->len - seg - 5;
+#define IS(lit) (kl == sizeof(lit) - 1 && !memcmp(k, lit, kl))
+            if (field_depth == 1) {
+                if (IS("id")) which = F_ID;
+                else if (IS("collection")) which = F_COLLECTION;
+                else if (IS("bbox")) which = F_BBOX;
+                else if (IS("geometry")) which = F_GEOMETRY;
+                else if (IS("properties")) which = F_PROPERTIES, sub = 2;
+            } else {
+                if (IS("datetime")) which = F_DATETIME;
+                else if (IS("start_datetime")) which = F_START;
+                else if (IS("end_datetime")) which = F_END;
+            }
+#undef IS
+        }
+        const unsigned char *vstart = ps->p;
+        if (which == F_PROPERTIES) {
+            /* a later "properties" replaces an earlier one: forget datetimes seen in the earlier one */
+            ps->f_start[F_DATETIME] = ps->f_start[F_START] = ps->f_start[F_END] = NULL;
+        }
+        if (parse_value(ps, sub)) return -1;
+        if (which >= 0) {
+            ps->f_start[which] = vstart;
+            ps->f_end[which] = ps->p;
+        }
+        if (ps->nmembers == ps->capmembers) {
+            size_t cap = ps->capmembers ? ps->capmembers * 2 : 64;
+            Member *m = realloc(ps->members, cap * sizeof(Member));
+            if (!m) return oom(ps);
+            ps->members = m;
+            ps->capmembers = cap;
+        }
+        ps->members[ps->nmembers++] = (Member){seg, o->len - seg, order++};
+        skip_ws(ps);
+        if (ps->p < ps->end && *ps->p == ',') {
+            ps->p++;
+            continue;
+        }
+        if (ps->p < ps->end && *ps->p == '}') {
+            ps->p++;
+            break;
+        }
+        return fail(ps, "expected ',' or '}'");
+    }
+    size_t n = ps->nmembers - first;
+    Member *ms = ps->members + first;
+    int sorted = 1; /* strictly increasing keys: nothing to move or drop (the common case) */
+    g_base = o->p;
+    for (size_t i = 1; i < n && sorted; i++)
+        if (key_cmp(&ms[i - 1], &ms[i]) >= 0) sorted = 0;
+    if (!sorted) {
+        g_base = o->p;
+        qsort(ms, n, sizeof(Member), member_cmp);
+        size_t total = o->len - region;
+        ps->scratch.len = 0;
+        if (buf_put(&ps->scratch, o->p + region, total)) return oom(ps);
+        o->len = region;
+        for (size_t i = 0; i < n; i++) {
+            if (i + 1 < n) { /* equal keys sort together by order: keep the last */
+                const unsigned char *a = (const unsigned char *)ps->scratch.p + (ms[i].seg - region) + 1;
+                const unsigned char *b = (const unsigned char *)ps->scratch.p + (ms[i + 1].seg - region) + 1;
+                uint32_t la = a[0] | a[1] << 8 | a[2] << 16 | (uint32_t)a[3] << 24;
+                uint32_t lb = b[0] | b[1] << 8 | b[2] << 16 | (uint32_t)b[3] << 24;
+                if (la == lb && !memcmp(a + 4, b + 4, la)) continue;
+            }
+            if (buf_put(o, ps->scratch.p + (ms[i].seg - region), ms[i].seglen)) return oom(ps);
+        }
+    }
+    ps->nmembers = first;
+    return buf_byte(o, '}') ? oom(ps) : 0;
+}
+
+static int parse_array(Parser *ps) {
+    Buf *o = &ps->out;
+    if (buf_byte(o, '[')) return oom(ps);
+    skip_ws(ps);
+    if (ps->p < ps->end && *ps->p == ']') {
+        ps->p++;
+        return buf_byte(o, ']') ? oom(ps) : 0;
+    }
+    for (;;) {
+        skip_ws(ps);
+        if (parse_value(ps, 0)) return -1;
+        skip_ws(ps);
+        if (ps->p < ps->end && *ps->p == ',') {
+            ps->p++;
+            continue;
+        }
+        if (ps->p < ps->end && *ps->p == ']') {
+            ps->p++;
+            break;
+        }
+        return fail(ps, "expected ',' or ']'");
+    }
+    return buf_byte(o, ']') ? oom(ps) : 0;
+}
+
+static int parse_value(Parser *ps, int field_depth) {
+    if (ps->p >= ps->end) return fail(ps, "expected a value");
+    unsigned char c = *ps->p;
+    int r;
+    switch (c) {
+        case '{':
+        case '[':
+            if (++ps->depth > MAX_DEPTH) return fail(ps, "nested too deeply");
+            ps->p++;
+            r = c == '{' ? parse_object(ps, field_depth) : parse_array(ps);
+            ps->depth--;
+            return r;
+        case '"':
+            ps->p++;
+            return parse_string(ps);
+        case 't':
+            if (match_word(ps, "true", 4)) return buf_byte(&ps->out, 't') ? oom(ps) : 0;
+            break;
+        case 'f':
+            if (match_word(ps, "false", 5)) return buf_byte(&ps->out, 'f') ? oom(ps) : 0;
+            break;
+        case 'n':
+            if (match_word(ps, "null", 4)) return buf_byte(&ps->out, 'n') ? oom(ps) : 0;
+            break;
+        case 'N':
+            if (!ps->strict && match_word(ps, "NaN", 3)) return put_double(&ps->out, NAN) ? oom(ps) : 0;
+            break;
+        case 'I':
+            if (!ps->strict && match_word(ps, "Infinity", 8)) return put_double(&ps->out, INFINITY) ? oom(ps) : 0;
+            break;
+        case '-':
+            if (!ps->strict && match_word(ps, "-Infinity", 9)) return put_double(&ps->out, -INFINITY) ? oom(ps) : 0;
+            return parse_number(ps);
+        default:
+            if (c >= '0' && c <= '9') return parse_number(ps);
+    }
+    return fail(ps, "unexpected character");
+}
+
+/* Canonical stream of the document in [p, end) into ps->out (reset first). */
+static int canonicalise(Parser *ps, const unsigned char *p, const unsigned char *end, int fields) {
+    ps->p = p;
+    ps->end = end;
+    ps->err = NULL;
+    ps->depth = 0;
+    ps->nmembers = 0;
+    ps->out.len = 0;
+    memset(ps->f_start, 0, sizeof ps->f_start);
+    memset(ps->f_end, 0, sizeof ps->f_end);
+    skip_ws(ps);
+    if (parse_value(ps, fields)) return -1;
+    skip_ws(ps);
+    if (ps->p != ps->end) return fail(ps, "trailing characters");
+    return 0;
+}
+
+static void parser_free(Parser *ps) {
+    buf_free(&ps->out);
+    buf_free(&ps->scratch);
+    free(ps->members);
+    ps->members = NULL;
+}
+
+static PyObject *py_canonical(PyObject *self, PyObject *args, PyObject *kw) {
+    static char *names[] = {"data", "strict", NULL};
+    Py_buffer view;
+    int strict = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "y*|p", names, &view, &strict)) return NULL;
+    Parser ps = {0};
+    ps.strict = strict;
+    const unsigned char *s = view.buf;
+    int r = canonicalise(&ps, s, s + view.len, 0);
+    PyObject *res = NULL;
+    if (r) {
+        PyErr_Format(PyExc_ValueError, "%s at byte %zd", ps.err, (Py_ssize_t)(ps.p - s));
+    } else {
+        res = PyBytes_FromStringAndSize(ps.out.p, (Py_ssize_t)ps.out.len);
+    }
+    parser_free(&ps);
+    PyBuffer_Release(&view);
+    return res;
+}
+
+#include "_kernel_scan.h"
+
+static PyMethodDef methods[] = {
+    {"canonical", (PyCFunction)(void (*)(void))py_canonical, METH_VARARGS | METH_KEYWORDS,
+     "canonical(data, strict=False) -> bytes: the canonical stream of one JSON document."},
+    {"scan_lines", (PyCFunction)(void (*)(void))py_scan_lines, METH_VARARGS,
+     "scan_lines(data, default_collection) -> tuple: stage columns of an NDJSON block as raw buffers, the lines\n"
+     "left to Python, and the number of lines."},
+    {NULL, NULL, 0, NULL}};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_kernel", NULL, -1, methods, NULL, NULL, NULL, NULL};
+
+PyMODINIT_FUNC PyInit__kernel(void) { return PyModule_Create(&module); }

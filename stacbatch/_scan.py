@@ -1,0 +1,96 @@
+"""NDJSON blocks -> stage batches through the C kernel (``_kernel.scan_lines``), zero Python objects per item.
+
+The kernel takes every line it can compute exactly as the Python path would and hands back the others (bad JSON,
+items with errors, escapes in ids, uncommon geometries or datetime forms) by line; the caller parses those with
+``_rows.BatchBuilder``, which owns every error message. Rows keep their line order either way, so "last wins"
+among duplicates holds whichever path a line took.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import xxhash
+
+from stacbatch._rows import BBOX, DEFAULT_COLLECTION, PARSED_SCHEMA, TS
+
+try:  # see _json: without the kernel, callers take the pure-Python path
+    from stacbatch import _kernel
+except ImportError:  # pragma: no cover - a build without a C compiler
+    _kernel = None  # type: ignore[assignment]
+
+AVAILABLE = _kernel is not None
+
+
+class Scanned:
+    """One block: the kernel's rows as a record batch (with their line indexes) and the lines left to Python."""
+
+    def __init__(
+        self, batch: pa.RecordBatch | None, lines: np.ndarray, rest: list[tuple[int, int, int]], newlines: int
+    ) -> None:
+        self.batch = batch
+        #: newline characters in the block
+        self.newlines = newlines
+        #: 0-based index of each batch row's line within the block
+        self.lines = lines
+        #: (line index, start, end) of each line the kernel left to Python
+        self.rest = rest
+
+
+def scan_block(data: bytes) -> Scanned:
+    assert _kernel is not None
+    (taken, coll_off, coll, id_off, ids, ts, ts_valid, box, box_valid, geom_off, geom, geom_valid, item_off, item,
+     canon_off, canon, line, fallback, count) = _kernel.scan_lines(data, DEFAULT_COLLECTION)  # fmt: skip
+    newlines = count - 1 if data and not data.endswith(b"\n") else count
+    rest_arr = np.frombuffer(fallback, np.int64).reshape(-1, 3)
+    rest = [(int(a), int(b), int(c)) for a, b, c in rest_arr.tolist()]
+    lines = np.frombuffer(line, np.int64)
+    if not taken:
+        return Scanned(None, lines, rest, newlines)
+    n = taken
+    stamps = np.frombuffer(ts, np.int64).reshape(n, 3)
+    stamp_ok = np.frombuffer(ts_valid, np.bool_).reshape(n, 3)
+    corners = np.frombuffer(box, np.float64).reshape(n, 4)
+    box_ok = np.frombuffer(box_valid, np.bool_)
+    box_mask = _validity(box_ok)
+    bbox = pa.StructArray.from_arrays(
+        [pa.Array.from_buffers(pa.float64(), n, [box_mask, pa.py_buffer(corners[:, i].copy())]) for i in range(4)],
+        fields=list(BBOX),
+        mask=pa.array(~box_ok),
+    )
+    arrays = [
+        _strings(pa.string(), n, coll_off, coll),
+        _strings(pa.string(), n, id_off, ids),
+        *(
+            pa.Array.from_buffers(TS, n, [_validity(stamp_ok[:, k]), pa.py_buffer(stamps[:, k].copy())])
+            for k in range(3)
+        ),
+        bbox,
+        pa.Array.from_buffers(
+            pa.binary(), n, [_validity(np.frombuffer(geom_valid, np.bool_)), pa.py_buffer(geom_off), pa.py_buffer(geom)]
+        ),
+        pa.ExtensionArray.from_storage(pa.json_(pa.string()), _strings(pa.string(), n, item_off, item)),
+        pa.array(_hashes(canon_off, canon), pa.string()),
+    ]
+    return Scanned(pa.RecordBatch.from_arrays(arrays, schema=PARSED_SCHEMA), lines, rest, newlines)
+
+
+def _strings(kind: pa.DataType, n: int, offsets: bytes, data: bytes) -> pa.Array:
+    return pa.Array.from_buffers(kind, n, [None, pa.py_buffer(offsets), pa.py_buffer(data)])
+
+
+def _validity(ok: np.ndarray) -> Any:
+    if ok.all():
+        return None
+    return pa.py_buffer(np.packbits(ok, bitorder="little"))
+
+
+def _hashes(offsets: bytes, data: bytes) -> list[str]:
+    """xxh3-128 of each item's canonical stream (the kernel wrote them end to end)."""
+    view = memoryview(data)
+    ends = np.frombuffer(offsets, np.uint32).tolist()
+    digest = xxhash.xxh3_128_hexdigest
+    return [digest(view[a:b]) for a, b in itertools.pairwise(ends)]

@@ -1,0 +1,280 @@
+"""The C kernel must agree with the pure-Python path byte for byte: canonical streams (hence content hashes) and
+every stage column of every line, on real items and on the odd ones; lines it cannot take go to Python intact."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from stacbatch import _json, _parse, _scan
+from stacbatch.sources import LinesUnit
+from tests.conftest import corpus_files
+
+kernel = pytest.importorskip("stacbatch._kernel")
+
+
+def _python_stream(value: Any) -> bytes:
+    out = bytearray()
+    _json._stream(value, out)
+    return bytes(out)
+
+
+def _corpus_lines() -> list[bytes]:
+    return [line for f in corpus_files("items") for line in f.read_bytes().splitlines() if line.strip()]
+
+
+def test_canonical_matches_python_on_real_items() -> None:
+    lines = _corpus_lines()
+    assert len(lines) > 1000
+    for line in lines:
+        assert kernel.canonical(line, strict=True) == _python_stream(json.loads(line)), line[:120]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        b"1",
+        b"1.0",
+        b"-0",
+        b"-0.0",
+        b"1e2",
+        b"1E-2",
+        b"0.1",
+        b"123456789.123456789",
+        b"1.7976931348623157e308",
+        b"5e-324",
+        b"9223372036854775807",
+        b"9223372036854775808",
+        b"-9223372036854775808",
+        b"-9223372036854775809",
+        b"18446744073709551616",
+        b"123456789012345678901234567890.5",
+        b"0.000000000000000000000000001",
+        b"1e400",
+        b"NaN",
+        b"-Infinity",
+        b'"\\ud800x"',
+        b'"\\ud83d\\ude00 \\u00e9 \\u0000 \\/ \\b\\f\\n\\r\\t"',
+        b'{"\\u00e9":1,"e":2,"\xc3\xa9a":3}',
+        b'{"b":{"z":1,"y":[1.5,2]},"a":null}',
+        b" [ true , false , null , {} , [] ] ",
+    ],
+)
+def test_canonical_matches_python_on_edge_values(text: bytes) -> None:
+    assert kernel.canonical(text) == _python_stream(json.loads(text))
+
+
+def test_duplicate_keys_keep_the_last_as_python_does() -> None:
+    assert kernel.canonical(b'{"a":1,"b":0,"a":2}') == _python_stream({"a": 2, "b": 0})
+    assert kernel.canonical(b'{"a":1,"a":2}') == _python_stream({"a": 2})
+
+
+def test_key_order_and_integral_floats_do_not_change_the_stream() -> None:
+    assert kernel.canonical(b'{"a":1,"b":[2.0]}') == kernel.canonical(b'{ "b" : [2], "a" : 1.0 }')
+
+
+@pytest.mark.parametrize("text", [b"NaN", b'"\\udc00"', b"1e400", b"[1,]", b'{"a" 1}', b'"\x01"', b'"\xff"', b"01"])
+def test_strict_mode_refuses_what_orjson_refuses(text: bytes) -> None:
+    with pytest.raises(ValueError):
+        kernel.canonical(text, strict=True)
+
+
+_json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=5), children, max_size=4),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_json_values, st.booleans(), st.sampled_from([None, 1]))
+def test_canonical_matches_python_on_generated_values(value: Any, ascii_only: bool, indent: int | None) -> None:
+    text = json.dumps(value, ensure_ascii=ascii_only, indent=indent).encode("utf-8", "surrogatepass")
+    assert kernel.canonical(text) == _python_stream(json.loads(text))
+
+
+def test_hashes_agree_without_the_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
+    lines = _corpus_lines()[:300]
+    with_kernel = [(_json.content_hash_text(line), _json.content_hash(orjson.loads(line))) for line in lines]
+    monkeypatch.setattr(_json, "_kernel", None)
+    without = [(_json.content_hash_text(line), _json.content_hash(orjson.loads(line))) for line in lines]
+    assert with_kernel == without
+    assert all(a == b for a, b in with_kernel)
+
+
+# ---- scan_lines against the Python path, column by column
+
+
+def _both_paths(data: bytes, monkeypatch: pytest.MonkeyPatch, batch_size: int = 50_000) -> tuple[Any, Any]:
+    def run() -> tuple[list[dict[str, Any]], list[dict[str, Any]], int]:
+        res = _parse.parse_unit(LinesUnit("src.ndjson", 1, data), batch_size)
+        rows = [r for b in res.batches for r in b.to_pylist()]
+        return rows, res.failures, res.read
+
+    fast = run()
+    with monkeypatch.context() as m:
+        m.setattr(_scan, "AVAILABLE", False)
+        slow = run()
+    return fast, slow
+
+
+def _item(**over: Any) -> dict[str, Any]:
+    item: dict[str, Any] = {
+        "type": "Feature",
+        "stac_version": "1.1.0",
+        "id": "a",
+        "collection": "c",
+        "geometry": {"type": "Polygon", "coordinates": [[[0, 0], [1, 0], [1, 1], [0, 0]]]},
+        "bbox": [0, 0, 1, 1],
+        "properties": {"datetime": "2020-01-01T00:00:00Z"},
+        "links": [],
+        "assets": {},
+    }
+    item.update(over)
+    return item
+
+
+def _dump(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _odd_lines() -> list[bytes]:
+    dt: list[Any] = [
+        *("2020-01-01T00:00:00.1234567Z", "2020-01-01t00:00:00z", "2020-01-01", "2020-01-01 10:00:00+05:30"),
+        *("2020-02-30T00:00:00Z", "2020-01-01T24:00:00Z", "2020-01-01T10:00Z", "2020-01-01T10:00:00,5Z", "2020"),
+        *("0001-01-01T00:00:00-01:00", "2020-01-01T00:00:00.Z", "\u00e9" * 5, 20200101, None),
+    ]
+    geoms: list[Any] = [
+        None,
+        {"type": "Point", "coordinates": [1, 2, 3]},
+        {"type": "Point", "coordinates": []},
+        {"type": "Point", "coordinates": [1, 2, 3, 4]},
+        {"type": "Point", "coordinates": [1]},
+        {"type": "Point", "coordinates": [True, 2]},
+        {"type": "Point"},
+        {"type": "LineString", "coordinates": []},
+        {"type": "LineString", "coordinates": [[0, 0, 1], [1, 1]]},
+        {"type": "MultiPoint", "coordinates": [[0, 0], [1, 1]]},
+        {"type": "MultiLineString", "coordinates": [[[0, 0], [1, 1]], []]},
+        {"type": "Polygon", "coordinates": [[[0, 0, 5], [1, 0, 5], [1, 1, 5]]]},
+        {"type": "Polygon", "coordinates": []},
+        {"type": "MultiPolygon", "coordinates": [[[[0, 0], [1, 0], [1, 1]]], [[[5, 5], [6, 5], [6, 6], [5, 5]]]]},
+        {
+            "type": "GeometryCollection",
+            "geometries": [{"type": "Point", "coordinates": [9, 9]}, {"type": "GeometryCollection", "geometries": []}],
+        },
+        {"type": "Circle", "coordinates": [0, 0]},
+        {"type": "Polygon", "coordinates": "x"},
+        {"coordinates": [0, 0], "type": "Point", "bbox": [0, 0, 0, 0]},
+        [1, 2],
+        {"type": "Point", "coordinates": [1e308, -1e308]},
+        {"type": "Point", "coordinates": [123456789012345678901234567890, 0]},
+    ]
+    boxes: list[Any] = [
+        *(None, [0, 0, 1, 1, 2, 2], [0, 0, 0, 1, 1, 1], [0, "0", 1, 1], [0, 0, "z", 1, 1, "z"], [True, 0, 1, 1]),
+        *([0, 0, 1], [2**70, 0, 1, 1], "x", [], [0, 0, 1, 1, 2, 2, 3]),
+    ]
+    lines: list[bytes] = []
+    for i, d in enumerate(dt):
+        lines.append(_dump(_item(id=f"dt{i}", properties={"datetime": d, "start_datetime": d})))
+    for i, g in enumerate(geoms):
+        lines.append(_dump(_item(id=f"g{i}", geometry=g)))
+        lines.append(_dump({k: v for k, v in _item(id=f"gb{i}", geometry=g).items() if k != "bbox"}))
+    for i, b in enumerate(boxes):
+        lines.append(_dump(_item(id=f"b{i}", bbox=b)))
+    lines += [
+        _dump(_item(id="")),
+        _dump(_item(id=7)),
+        _dump({k: v for k, v in _item().items() if k != "id"}),
+        _dump(_item(id='esc"aped')),
+        _dump(_item(id="\u00e9t\u00e9")),
+        _dump(_item(collection=None, id="nocoll")),
+        _dump({k: v for k, v in _item(id="nocoll2").items() if k != "collection"}),
+        _dump(_item(collection="", id="emptycoll")),
+        _dump(_item(collection=5, id="numcoll")),
+        _dump(_item(id="noprops", properties=None)),
+        _dump(_item(id="listprops", properties=[1])),
+        b'{"id":"twice","id":"twice2","collection":"c","properties":{"datetime":"2020-01-01T00:00:00Z"},'
+        b'"properties":{"start_datetime":"2021-01-01T00:00:00Z"},"geometry":null}',
+        b'{"id":"nan","collection":"c","geometry":null,"properties":{"x":NaN}}',
+        b'{"id":"big","collection":"c","geometry":null,"properties":{"x":18446744073709551616}}',
+        b'{"id":"surrogate","collection":"c","geometry":null,"properties":{"x":"\\ud800"}}',
+        b'{"id":"inf","collection":"c","geometry":null,"properties":{"x":1e400}}',
+        b"[1, 2]",
+        b"not json",
+        b"   ",
+        b"",
+        _dump(_item(id="crlf")) + b"\r",
+        b"  " + _dump(_item(id="lead")) + b"  \t",
+        _dump(_item(id="a")),  # a duplicate of the first "a": order decides which wins
+    ]
+    return lines
+
+
+def test_scan_matches_python_on_odd_lines(monkeypatch: pytest.MonkeyPatch) -> None:
+    data = b"\n".join(_odd_lines())
+    fast, slow = _both_paths(data, monkeypatch)
+    assert fast[2] == slow[2]
+    assert fast[1] == slow[1]
+    assert len(fast[0]) == len(slow[0])
+    for a, b in zip(fast[0], slow[0], strict=True):
+        assert a == b or _same_nan(a, b), (a["id"], a, b)
+
+
+def _same_nan(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    return a.keys() == b.keys() and all(
+        x == y or (isinstance(x, float) and isinstance(y, float) and math.isnan(x) and math.isnan(y))
+        for x, y in zip(a.values(), b.values(), strict=True)
+    )
+
+
+@pytest.mark.parametrize("batch_size", [1, 2, 50_000])
+def test_scan_matches_python_on_real_items(monkeypatch: pytest.MonkeyPatch, batch_size: int) -> None:
+    for path in corpus_files("items")[:: 1 if batch_size == 50_000 else 7]:
+        fast, slow = _both_paths(Path(path).read_bytes(), monkeypatch, batch_size)
+        assert fast == slow, path
+
+
+def test_the_kernel_takes_the_common_lines() -> None:
+    data = b"\n".join(line for f in corpus_files("items") for line in f.read_bytes().splitlines())
+    scanned = _scan.scan_block(data)
+    assert scanned.batch is not None
+    assert scanned.batch.num_rows > 0.95 * (scanned.batch.num_rows + len(scanned.rest))
+
+
+_coord = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False) | st.integers(-(10**6), 10**6)
+_pos = st.lists(_coord, min_size=2, max_size=3)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.one_of(
+        st.builds(lambda p: {"type": "Point", "coordinates": p}, _pos),
+        st.builds(lambda r: {"type": "LineString", "coordinates": r}, st.lists(_pos, max_size=5)),
+        st.builds(lambda r: {"type": "Polygon", "coordinates": [r]}, st.lists(_pos, min_size=1, max_size=6)),
+        st.builds(
+            lambda rs: {"type": "MultiPolygon", "coordinates": [[r] for r in rs]},
+            st.lists(st.lists(_pos, min_size=1, max_size=4), max_size=3),
+        ),
+    ),
+    st.booleans(),
+)
+def test_scan_matches_python_on_generated_geometries(geom: dict[str, Any], own_bbox: bool) -> None:
+    item = _item(geometry=geom)
+    if not own_bbox:
+        del item["bbox"]
+    data = orjson.dumps(item)
+    with pytest.MonkeyPatch.context() as m:
+        fast, slow = _both_paths(data, m)
+    assert fast == slow
