@@ -4,6 +4,8 @@
  *   canonical(data, strict=False) -> bytes
  *       the canonical stream of one JSON document (see _json.py for the format, and the pure-Python twin that
  *       must agree with it byte for byte);
+ *   patch_items(...) -> tuple
+ *       `update --set` over stored item texts, in place in the text (see _kernel_patch.h);
  *   scan_lines(data) -> tuple
  *       for an NDJSON block: per line, the stage's query columns, WKB geometry, the line itself and its canonical
  *       stream, as raw Arrow buffers (see _scan.py). Lines it cannot take whole (anything unusual: bad JSON, errors,
@@ -199,18 +201,21 @@ static inline int utf8_len(const unsigned char *p, const unsigned char *end) {
 }
 
 /* The end of the run of plain ASCII string bytes at p: no quote, backslash, control or non-ASCII byte. Eight bytes
- * at a time (SWAR): a word is skipped when none of its bytes can be special; false alarms only mean the byte loop
- * looks at that word. */
+ * at a time (SWAR) while eight remain in the buffer (short keys too: a line goes on after them). */
 static inline const unsigned char *plain_run(const unsigned char *p, const unsigned char *end) {
+#if defined(__GNUC__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
     const uint64_t ones = 0x0101010101010101ULL, high = 0x8080808080808080ULL;
     while (end - p >= 8) {
         uint64_t x;
         memcpy(&x, p, 8);
         uint64_t quote = x ^ (ones * '"'), slash = x ^ (ones * '\\');
         uint64_t special = ((quote - ones) & ~quote) | ((slash - ones) & ~slash) | ((x - ones * 0x20) & ~x) | x;
-        if (special & high) break;
+        special &= high;
+        /* the lowest flagged byte is a true one (false alarms only come from borrows out of a true one) */
+        if (special) return p + (__builtin_ctzll(special) >> 3);
         p += 8;
     }
+#endif
     while (p < end && *p != '"' && *p != '\\' && *p >= 0x20 && *p < 0x80) p++;
     return p;
 }
@@ -493,7 +498,19 @@ static int parse_object(Parser *ps, int field_depth) {
         if (key_cmp(&ms[i - 1], &ms[i]) >= 0) sorted = 0;
     if (!sorted) {
         g_base = o->p;
-        qsort(ms, n, sizeof(Member), member_cmp);
+        if (n <= 24) { /* insertion sort: objects are small, and qsort's indirect calls cost more */
+            for (size_t i = 1; i < n; i++) {
+                Member m = ms[i];
+                size_t j = i;
+                while (j > 0 && member_cmp(&ms[j - 1], &m) > 0) {
+                    ms[j] = ms[j - 1];
+                    j--;
+                }
+                ms[j] = m;
+            }
+        } else {
+            qsort(ms, n, sizeof(Member), member_cmp);
+        }
         size_t total = o->len - region;
         ps->scratch.len = 0;
         if (buf_put(&ps->scratch, o->p + region, total)) return oom(ps);
@@ -622,6 +639,7 @@ static PyObject *py_canonical(PyObject *self, PyObject *args, PyObject *kw) {
 }
 
 #include "_kernel_scan.h"
+#include "_kernel_patch.h"
 
 static PyMethodDef methods[] = {
     {"canonical", (PyCFunction)(void (*)(void))py_canonical, METH_VARARGS | METH_KEYWORDS,
@@ -629,6 +647,8 @@ static PyMethodDef methods[] = {
     {"scan_lines", (PyCFunction)(void (*)(void))py_scan_lines, METH_VARARGS,
      "scan_lines(data, default_collection) -> tuple: stage columns of an NDJSON block as raw buffers, the lines\n"
      "left to Python, and the number of lines."},
+    {"patch_items", (PyCFunction)py_patch_items, METH_VARARGS,
+     "patch_items(offsets, data, paths, values, stamp) -> tuple: `update --set` on item texts (see _kernel_patch.h)."},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_kernel", NULL, -1, methods, NULL, NULL, NULL, NULL};

@@ -12,27 +12,39 @@ static inline const unsigned char *ws(const unsigned char *p, const unsigned cha
     return p;
 }
 
+/* After the closing quote of the string whose contents start at p (memchr finds quotes at memory speed; a quote
+ * preceded by an odd run of backslashes is escaped). */
+static inline const unsigned char *string_end(const unsigned char *p, const unsigned char *end) {
+    const unsigned char *from = p;
+    for (;;) {
+        const unsigned char *q = memchr(from, '"', (size_t)(end - from));
+        if (!q) return end;
+        const unsigned char *b = q;
+        while (b > p && b[-1] == '\\') b--;
+        if (((q - b) & 1) == 0) return q + 1;
+        from = q + 1;
+    }
+}
+
 /* End of the (valid) value at p. */
 static const unsigned char *skip(const unsigned char *p, const unsigned char *end) {
     p = ws(p, end);
     if (p >= end) return end;
-    if (*p == '"') {
-        for (p++; p < end && *p != '"'; p++)
-            if (*p == '\\') p++;
-        return p + 1;
-    }
+    if (*p == '"') return string_end(p + 1, end);
     if (*p == '{' || *p == '[') {
         int depth = 0;
-        for (; p < end; p++) {
+        while (p < end) {
             unsigned char c = *p;
             if (c == '"') {
-                for (p++; p < end && *p != '"'; p++)
-                    if (*p == '\\') p++;
-            } else if (c == '{' || c == '[') {
+                p = string_end(p + 1, end);
+                continue;
+            }
+            if (c == '{' || c == '[') {
                 depth++;
             } else if (c == '}' || c == ']') {
                 if (--depth == 0) return p + 1;
             }
+            p++;
         }
         return end;
     }

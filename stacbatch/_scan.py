@@ -73,7 +73,7 @@ def scan_block(data: bytes) -> Scanned:
             pa.binary(), n, [_validity(np.frombuffer(geom_valid, np.bool_)), pa.py_buffer(geom_off), pa.py_buffer(geom)]
         ),
         pa.ExtensionArray.from_storage(pa.json_(pa.string()), _strings(pa.string(), n, item_off, item)),
-        pa.array(_hashes(canon_off, canon), pa.string()),
+        pa.array(stream_hashes(canon_off, canon), pa.string()),
     ]
     return Scanned(pa.RecordBatch.from_arrays(arrays, schema=PARSED_SCHEMA), lines, rest, newlines)
 
@@ -88,7 +88,7 @@ def _validity(ok: np.ndarray) -> Any:
     return pa.py_buffer(np.packbits(ok, bitorder="little"))
 
 
-def _hashes(offsets: bytes, data: bytes) -> list[str]:
+def stream_hashes(offsets: bytes, data: bytes) -> list[str]:
     """xxh3-128 of each item's canonical stream (the kernel wrote them end to end)."""
     view = memoryview(data)
     ends = np.frombuffer(offsets, np.uint32).tolist()

@@ -21,6 +21,8 @@ import pyarrow.parquet as pq
 from stacbatch import _fs, _json, _sql
 from stacbatch._patch import format_path
 from stacbatch._rows import STAGE_SCHEMA, BatchBuilder, ItemError
+from stacbatch._scan import AVAILABLE as _KERNEL
+from stacbatch._scan import stream_hashes as _stream_hashes
 from stacbatch.stage._audit import audit_table
 from stacbatch.stage._layout import partition_dir
 from stacbatch.stage._writer import _bucket_column, sort_for_stage, write_stage_file
@@ -148,8 +150,10 @@ _ABSENT = object()
 
 
 def _update(job: FileJob, table: pa.Table) -> FileResult:
-    """DuckDB computes every value to set (whole batch, from the staged item); Python puts them in place while it
-    parses each item anyway to hash it. Items whose targeted values did not change are left alone."""
+    """DuckDB computes every value to set (whole batch, from the staged item); the kernel puts them in place in
+    the stored texts (``_update_patched``), or Python does while it parses each item (renames, unsets, overlapping
+    steps, changes to the query columns, parents to create). Items whose targeted values did not change are left
+    alone."""
     sets = [n for n, step in enumerate(job.steps) if step[0] == "set"]
     every = len(job.rows) == table.num_rows
     selected = table if every else table.take(pa.array(job.rows, pa.int64()))
@@ -166,10 +170,14 @@ def _update(job: FileJob, table: pa.Table) -> FileResult:
     res = FileResult(job.entry, selected=len(job.rows))
     stamp = job.run_time.isoformat(timespec="microseconds").replace("+00:00", "Z")
     item_col = pa.chunked_array([c.storage for c in selected["item"].chunks], pa.string())
-    old_hash = selected["content_hash"].to_pylist()
-    ids = selected["id"].to_pylist()
     targets = _targets(job.steps)
     names = [format_path(t) for t in targets]
+    if _KERNEL and not job.rederive and len(sets) == len(job.steps) <= 31 and _disjoint(targets):
+        fast = _update_patched(job, table, selected, res, item_col, values, stamp, names)
+        if fast is not None:
+            return fast
+    old_hash = selected["content_hash"].to_pylist()
+    ids = selected["id"].to_pylist()
     builder = BatchBuilder() if job.rederive else None
     changed: list[int] = []
     new_texts: list[bytes] = []
@@ -244,6 +252,20 @@ def _update(job: FileJob, table: pa.Table) -> FileResult:
         after_rows = before_rows.set_column(7, STAGE_SCHEMA.field("item"), item)
         after_rows = after_rows.set_column(8, STAGE_SCHEMA.field("content_hash"), pa.array(new_hashes, pa.string()))
         after_rows = after_rows.set_column(9, STAGE_SCHEMA.field("stage_run"), pa.repeat(job.run_id, n))
+    return _finish_update(job, table, selected, res, changed, after_rows, paths)
+
+
+def _finish_update(
+    job: FileJob,
+    table: pa.Table,
+    selected: pa.Table,
+    res: FileResult,
+    changed: list[int],
+    after_rows: pa.Table,
+    paths: list[list[str]],
+) -> FileResult:
+    """Audit rows for the changed rows, and the file's replacement (unless a dry run)."""
+    before_hash = selected["content_hash"].take(pa.array(changed, pa.int64()))
     after_rows = after_rows.cast(STAGE_SCHEMA)
     res.audit = audit_table(
         job.run_id,
@@ -252,19 +274,103 @@ def _update(job: FileJob, table: pa.Table) -> FileResult:
         after_rows["collection"],
         after_rows["id"],
         pa.array(paths, pa.list_(pa.string())),
-        before_rows["content_hash"],
+        before_hash,
         after_rows["content_hash"],
     )
     if job.dry_run:
         return res
-    mask = _mask(table.num_rows, [job.rows[i] for i in changed])
+    rows = [job.rows[i] for i in changed]
+    if not job.rederive:
+        # Keys and times are unchanged, so is the order: the new texts go in place, no sort (one gather at most).
+        res.new_entries = _write(job, {job.entry.get("bucket"): _in_place(table, rows, after_rows)}, presorted=True)
+        return res
+    mask = _mask(table.num_rows, rows)
     merged = pa.concat_tables([table.filter(pa.array(~mask)), after_rows])
     res.new_entries = _write(job, _by_bucket(job, merged))
     return res
 
 
+def _in_place(table: pa.Table, rows: list[int], after_rows: pa.Table) -> pa.Table:
+    """``table`` with its rows at ``rows`` replaced by ``after_rows`` (same keys and times, so same positions)."""
+    n = table.num_rows
+    if len(rows) == n and rows == list(range(n)):
+        return after_rows
+    index = np.arange(n)
+    index[rows] = n + np.arange(len(rows))
+    take = pa.array(index)
+    out = table
+    for name in ("item", "content_hash", "stage_run"):
+        i = out.schema.get_field_index(name)
+        column = pa.chunked_array(table[name].chunks + after_rows[name].chunks, table.schema.field(name).type)
+        out = out.set_column(i, table.schema.field(name), column.combine_chunks().take(take))
+    return out
+
+
 #: Items turned into Python objects at a time: bounds a worker's heap whatever the file size.
 TEXT_CHUNK = 4096
+
+
+def _disjoint(paths: list[tuple[str, ...]]) -> bool:
+    """No path equals or contains another: then each step's change is the item's change at that path."""
+    return not any(a[: len(b)] == b for i, a in enumerate(paths) for j, b in enumerate(paths) if i != j)
+
+
+def _update_patched(
+    job: FileJob,
+    table: pa.Table,
+    selected: pa.Table,
+    res: FileResult,
+    item_col: pa.ChunkedArray,
+    values: list[list[Any]],
+    stamp: str,
+    names: list[str],
+) -> FileResult | None:
+    """``--set`` steps through the kernel, in the stored texts (no Python object per item). None when an item
+    needs the Python path (a parent to create, an error to word): the whole file then takes it."""
+    from stacbatch import _kernel
+
+    items = item_col.combine_chunks() if item_col.num_chunks != 1 else item_col.chunk(0)
+    n = len(items)
+    offsets = np.frombuffer(items.buffers()[1], np.int32)[items.offset : items.offset + n + 1]
+    data = items.buffers()[2] or b""
+    paths = tuple(tuple(step[1]) for step in job.steps)
+    status_b, moved_b, toff, texts, coff, canon = _kernel.patch_items(
+        offsets.tobytes(), data, paths, values, _json.dumps(stamp).decode() if job.auto_updated else None
+    )
+    status = np.frombuffer(status_b, np.uint8)
+    if (status == 2).any():
+        return None
+    changed = np.flatnonzero(status == 1).tolist()
+    res.changed = len(changed)
+    if not changed:
+        return res
+    masks = np.frombuffer(moved_b, np.uint32)[changed].tolist()
+    by_mask: dict[int, list[str]] = {}
+    for m in set(masks):
+        by_mask[m] = [names[k] for k in range(len(names)) if m >> k & 1] + (
+            ["properties.updated"] if m >> 31 & 1 else []
+        )
+    moved = [by_mask[m] for m in masks]
+    new_texts = pa.Array.from_buffers(pa.string(), len(changed), [None, pa.py_buffer(toff), pa.py_buffer(texts)])
+    hashes = _stream_hashes(coff, canon)
+    ids = selected["id"]
+    for j, i in enumerate(changed[:SAMPLE_SIZE]):
+        old, new = _json.loads(item_col[i].as_py()), _json.loads(new_texts[j].as_py())
+        res.samples.append(
+            {
+                "collection": job.entry["collection"],
+                "id": ids[i].as_py(),
+                "changes": {p: [_show(old, p), _show(new, p)] for p in moved[j]},
+            }
+        )
+    every = len(changed) == selected.num_rows  # then changed is every row, in order
+    before_rows = selected if every else selected.take(pa.array(changed, pa.int64()))
+    after_rows = before_rows.set_column(
+        7, STAGE_SCHEMA.field("item"), pa.ExtensionArray.from_storage(pa.json_(pa.string()), new_texts)
+    )
+    after_rows = after_rows.set_column(8, STAGE_SCHEMA.field("content_hash"), pa.array(hashes, pa.string()))
+    after_rows = after_rows.set_column(9, STAGE_SCHEMA.field("stage_run"), pa.repeat(job.run_id, len(changed)))
+    return _finish_update(job, table, selected, res, changed, after_rows, moved)
 
 
 def _texts(col: pa.ChunkedArray, out: list[bytes], done: list[pa.Array]) -> Iterator[tuple[int, str]]:
@@ -377,13 +483,14 @@ def _by_bucket(job: FileJob, table: pa.Table) -> dict[str | None, pa.Table]:
     return out
 
 
-def _write(job: FileJob, groups: dict[str | None, pa.Table]) -> list[dict[str, Any]]:
+def _write(job: FileJob, groups: dict[str | None, pa.Table], presorted: bool = False) -> list[dict[str, Any]]:
     entries = []
     collection = job.entry["collection"]
     for k, (bucket, part) in enumerate(sorted(groups.items(), key=lambda kv: str(kv[0]))):
         folder = partition_dir(collection, job.scheme, bucket)
         rel = f"{folder}/part-{job.run_id}-{job.index:05d}-{k}.parquet"
-        entry = write_stage_file(job.fs, job.root, rel, sort_for_stage(part), job.settings["row_group_rows"])
+        rows = part if presorted else sort_for_stage(part)
+        entry = write_stage_file(job.fs, job.root, rel, rows, job.settings["row_group_rows"])
         entry["bucket"] = bucket
         entry["run"] = job.run_id
         entries.append(entry)

@@ -1,0 +1,207 @@
+/* patch_items: `update --set` on stored item texts without parsing them into Python objects. Included by
+ * _kernel.c after _kernel_scan.h (it uses its readers).
+ *
+ * Per item, each step sets the value at a path of object keys to a JSON text: the member's value is replaced in
+ * place (the rest of the text keeps its bytes) or, when absent from an existing parent object, appended to it as
+ * Python's dict assignment would. A step "moves" when the value changes under canonical equality. When any step
+ * moved, properties.updated is set the same way. Anything else (a missing, null or non-object parent, duplicate or
+ * escaped keys on the way) leaves the item to the Python path, which creates parents and words the errors.
+ */
+
+typedef struct {
+    const unsigned char *vs, *ve; /* the member's value, when found */
+    const unsigned char *close;   /* the object's closing brace */
+    int empty;                    /* the object has no members */
+} Slot;
+
+/* In the object at p (its '{'), the member named key. 1 found, 0 absent, -1 leave to Python. */
+static int find_member(const unsigned char *p, const unsigned char *end, const char *key, size_t klen, Slot *slot) {
+    p = ws(p, end);
+    if (p >= end || *p != '{') return -1;
+    p = ws(p + 1, end);
+    slot->vs = slot->ve = NULL;
+    slot->empty = 0;
+    if (p < end && *p == '}') {
+        slot->close = p;
+        slot->empty = 1;
+        return 0;
+    }
+    int found = 0;
+    for (;;) {
+        const unsigned char *k;
+        size_t kl;
+        if (!plain_string(p, end, &k, &kl)) return -1; /* an escaped key might equal ours: let Python decide */
+        p = ws(k + kl + 1, end);
+        if (p >= end || *p != ':') return -1;
+        const unsigned char *v = ws(p + 1, end);
+        p = skip(v, end);
+        if (kl == klen && !memcmp(k, key, klen)) {
+            if (found) return -1; /* duplicate keys */
+            found = 1;
+            slot->vs = v;
+            slot->ve = p;
+        }
+        p = ws(p, end);
+        if (p < end && *p == ',') {
+            p = ws(p + 1, end);
+            continue;
+        }
+        if (p < end && *p == '}') {
+            slot->close = p;
+            return found;
+        }
+        return -1;
+    }
+}
+
+static int plain_key(const char *k, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)k[i];
+        if (c < 0x20 || c == '"' || c == '\\') return 0;
+    }
+    return 1;
+}
+
+/* Set path = value (JSON text) in the document held by `doc` (replaced by the result in `tmp`, then swapped).
+ * 1 moved, 0 unchanged, -1 leave to Python. optional: a missing or non-object parent means nothing to do. */
+static int set_path(Parser *cmp, Buf *doc, Buf *tmp, PyObject *path, const char *val, size_t vlen, int optional) {
+    const unsigned char *s = (const unsigned char *)doc->p, *end = s + doc->len;
+    const unsigned char *obj = s;
+    Py_ssize_t depth = PyTuple_GET_SIZE(path);
+    Slot slot;
+    for (Py_ssize_t i = 0; i < depth; i++) {
+        Py_ssize_t klen;
+        const char *key = PyUnicode_AsUTF8AndSize(PyTuple_GET_ITEM(path, i), &klen);
+        if (!key) {
+            PyErr_Clear();
+            return -1;
+        }
+        int r = find_member(obj, end, key, (size_t)klen, &slot);
+        if (r < 0) return -1;
+        if (i + 1 < depth) {
+            if (r == 0) return optional ? 0 : -1; /* a missing parent: Python creates it */
+            obj = ws(slot.vs, end);
+            if (*obj != '{') return optional ? 0 : -1; /* null (Python creates it), or not an object (an error) */
+            continue;
+        }
+        tmp->len = 0;
+        if (r == 1) {
+            /* compare under canonical equality: the old value's stream, then the new one's */
+            if (canonicalise(cmp, slot.vs, slot.ve, 0)) return -1;
+            Buf old = cmp->out;
+            cmp->out = (Buf){0};
+            int c = canonicalise(cmp, (const unsigned char *)val, (const unsigned char *)val + vlen, 0);
+            int same = !c && old.len == cmp->out.len && !memcmp(old.p, cmp->out.p, old.len);
+            buf_free(&cmp->out);
+            cmp->out = old;
+            if (c) return -1;
+            if (same) return 0;
+            if (buf_put(tmp, s, (size_t)(slot.vs - s)) || buf_put(tmp, val, vlen) ||
+                buf_put(tmp, slot.ve, (size_t)(end - slot.ve)))
+                return -1;
+        } else {
+            if (!plain_key(key, (size_t)klen)) return -1;
+            if (canonicalise(cmp, (const unsigned char *)val, (const unsigned char *)val + vlen, 0)) return -1;
+            if (buf_put(tmp, s, (size_t)(slot.close - s)) || (!slot.empty && buf_byte(tmp, ',')) ||
+                buf_byte(tmp, '"') || buf_put(tmp, key, (size_t)klen) || buf_put(tmp, "\":", 2) ||
+                buf_put(tmp, val, vlen) || buf_put(tmp, slot.close, (size_t)(end - slot.close)))
+                return -1;
+        }
+        Buf swap = *doc;
+        *doc = *tmp;
+        *tmp = swap;
+        return 1;
+    }
+    return -1;
+}
+
+/* patch_items(offsets, data, paths, values, stamp) -> (status, moved, text_offsets, texts, canon_offsets, canon)
+ * offsets/data: the item texts (int32 offsets, n + 1 of them); paths: tuple of tuples of keys; values: per step a
+ * list of n JSON texts; stamp: the JSON text of properties.updated, or None for no stamp.
+ * status per item: 0 unchanged, 1 changed, 2 left to Python; moved: per item a uint32 mask of the steps that
+ * moved (bit 31: properties.updated). Texts and streams are given for changed items only, in order. */
+static PyObject *py_patch_items(PyObject *self, PyObject *args) {
+    Py_buffer offv, datav;
+    PyObject *paths, *values, *stamp;
+    if (!PyArg_ParseTuple(args, "y*y*O!O!O", &offv, &datav, &PyTuple_Type, &paths, &PyList_Type, &values, &stamp))
+        return NULL;
+    Py_ssize_t steps = PyTuple_GET_SIZE(paths);
+    Py_ssize_t n = offv.len / 4 - 1;
+    PyObject *res = NULL, *updated = NULL;
+    const char *stamp_text = NULL;
+    Py_ssize_t stamp_len = 0;
+    if (steps > 31 || PyList_GET_SIZE(values) != steps) {
+        PyErr_SetString(PyExc_ValueError, "patch_items: one list of values per path, at most 31");
+        goto done;
+    }
+    for (Py_ssize_t k = 0; k < steps; k++) {
+        PyObject *v = PyList_GET_ITEM(values, k);
+        if (!PyList_Check(v) || PyList_GET_SIZE(v) != n || !PyTuple_Check(PyTuple_GET_ITEM(paths, k))) {
+            PyErr_SetString(PyExc_ValueError, "patch_items: values must be lists of one text per item");
+            goto done;
+        }
+    }
+    if (stamp != Py_None) {
+        stamp_text = PyUnicode_AsUTF8AndSize(stamp, &stamp_len);
+        if (!stamp_text) goto done;
+        updated = Py_BuildValue("(ss)", "properties", "updated");
+        if (!updated) goto done;
+    }
+    const int32_t *off = offv.buf;
+    const char *data = datav.buf;
+    Buf status = {0}, moved = {0}, toff = {0}, texts = {0}, coff = {0}, canon = {0}, doc = {0}, tmp = {0};
+    Parser cmp = {0};
+    int err = put_off(&toff, 0) || put_off(&coff, 0);
+    for (Py_ssize_t i = 0; i < n && !err; i++) {
+        doc.len = 0;
+        err = buf_put(&doc, data + off[i], (size_t)(off[i + 1] - off[i]));
+        uint32_t mask = 0;
+        int st = 0;
+        for (Py_ssize_t k = 0; k < steps && !err; k++) {
+            Py_ssize_t vlen;
+            const char *v = PyUnicode_AsUTF8AndSize(PyList_GET_ITEM(PyList_GET_ITEM(values, k), i), &vlen);
+            if (!v) {
+                PyErr_Clear();
+                st = 2;
+                break;
+            }
+            int r = set_path(&cmp, &doc, &tmp, PyTuple_GET_ITEM(paths, k), v, (size_t)vlen, 0);
+            if (r < 0) {
+                st = 2;
+                break;
+            }
+            if (r) mask |= 1u << k;
+        }
+        if (st == 0 && mask && updated) { /* properties.updated, when properties is an object (as Python) */
+            int u = set_path(&cmp, &doc, &tmp, updated, stamp_text, (size_t)stamp_len, 1);
+            if (u < 0) st = 2;
+            else if (u) mask |= 1u << 31;
+        }
+        if (st == 0 && mask) {
+            st = 1;
+            if (canonicalise(&cmp, (const unsigned char *)doc.p, (const unsigned char *)doc.p + doc.len, 0)) {
+                st = 2;
+            } else {
+                err = buf_put(&texts, doc.p, doc.len) || put_off(&toff, texts.len) ||
+                      buf_put(&canon, cmp.out.p, cmp.out.len) || put_off(&coff, canon.len);
+            }
+        }
+        if (!err) err = buf_byte(&status, (char)st) || buf_u32(&moved, st == 1 ? mask : 0);
+    }
+    if (err) {
+        PyErr_NoMemory();
+    } else {
+        res = Py_BuildValue("(y#y#y#y#y#y#)", status.p ? status.p : "", (Py_ssize_t)status.len,
+                            moved.p ? moved.p : "", (Py_ssize_t)moved.len, toff.p, (Py_ssize_t)toff.len,
+                            texts.p ? texts.p : "", (Py_ssize_t)texts.len, coff.p, (Py_ssize_t)coff.len,
+                            canon.p ? canon.p : "", (Py_ssize_t)canon.len);
+    }
+    buf_free(&status), buf_free(&moved), buf_free(&toff), buf_free(&texts), buf_free(&coff), buf_free(&canon);
+    buf_free(&doc), buf_free(&tmp);
+    parser_free(&cmp);
+done:
+    Py_XDECREF(updated);
+    PyBuffer_Release(&offv);
+    PyBuffer_Release(&datav);
+    return res;
+}
