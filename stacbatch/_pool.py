@@ -34,9 +34,6 @@ def ordered_map[T, R](fn: Callable[[T], R], items: Iterable[T], workers: int) ->
         return
     # forkserver: forking a process that runs DuckDB/Arrow thread pools is unsafe.
     ctx = multiprocessing.get_context("forkserver")
-    # The fork server imports the parser once; every worker forks from it ready (each importing Arrow and
-    # stacbatch on its own cost about a second before the first unit).
-    ctx.set_forkserver_preload(["stacbatch._parse", "stacbatch.stage._writer"])
     with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
         pending: deque[Future[R]] = deque()
         try:

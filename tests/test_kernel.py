@@ -319,6 +319,7 @@ def _update_both(tmp_path: Path, sets: list[str], monkeypatch: pytest.MonkeyPatc
         with monkeypatch.context() as m:
             m.setattr(_rewrite, "_KERNEL", kernel_on)
             m.setattr(_rewrite, "_update_patched", spy)
+            m.setattr(_rewrite, "PATCH_ROWS", 3)  # several kernel calls per file
             res = update(stage, parse_cli_ops(sets, [], []), where="true", workers=1)
         kernel_files.append(sum(patched))
         st = stacbatch.open_stage(stage)

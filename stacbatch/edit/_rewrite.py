@@ -308,6 +308,8 @@ def _in_place(table: pa.Table, rows: list[int], after_rows: pa.Table) -> pa.Tabl
 
 #: Items turned into Python objects at a time: bounds a worker's heap whatever the file size.
 TEXT_CHUNK = 4096
+#: Items patched by the kernel per call (bounds its output buffers).
+PATCH_ROWS = 8192
 
 
 def _disjoint(paths: list[tuple[str, ...]]) -> bool:
@@ -329,30 +331,38 @@ def _update_patched(
     needs the Python path (a parent to create, an error to word): the whole file then takes it."""
     from stacbatch import _kernel
 
-    items = item_col.combine_chunks() if item_col.num_chunks != 1 else item_col.chunk(0)
-    n = len(items)
-    offsets = np.frombuffer(items.buffers()[1], np.int32)[items.offset : items.offset + n + 1]
-    data = items.buffers()[2] or b""
     paths = tuple(tuple(step[1]) for step in job.steps)
-    status_b, moved_b, toff, texts, coff, canon = _kernel.patch_items(
-        offsets.tobytes(), data, paths, values, _json.dumps(stamp).decode() if job.auto_updated else None
-    )
-    status = np.frombuffer(status_b, np.uint8)
-    if (status == 2).any():
-        return None
+    stamp_json = _json.dumps(stamp).decode() if job.auto_updated else None
+    statuses, moves, text_parts, hashes = [], [], [], []
+    # a slice of rows at a time: the canonical streams (as large as the texts) are hashed and dropped per slice
+    for lo in range(0, len(item_col), PATCH_ROWS):
+        part = item_col.slice(lo, PATCH_ROWS).combine_chunks()
+        n = len(part)
+        offsets = np.frombuffer(part.buffers()[1], np.int32)[part.offset : part.offset + n + 1]
+        status_b, moved_b, toff, texts, coff, canon = _kernel.patch_items(
+            offsets.tobytes(), part.buffers()[2] or b"", paths, [v[lo : lo + n] for v in values], stamp_json
+        )
+        status = np.frombuffer(status_b, np.uint8)
+        if (status == 2).any():
+            return None
+        statuses.append(status)
+        moves.append(np.frombuffer(moved_b, np.uint32))
+        count = int((status == 1).sum())
+        text_parts.append(pa.Array.from_buffers(pa.string(), count, [None, pa.py_buffer(toff), pa.py_buffer(texts)]))
+        hashes += _stream_hashes(coff, canon)
+    status = np.concatenate(statuses) if statuses else np.zeros(0, np.uint8)
     changed = np.flatnonzero(status == 1).tolist()
     res.changed = len(changed)
     if not changed:
         return res
-    masks = np.frombuffer(moved_b, np.uint32)[changed].tolist()
+    masks = np.concatenate(moves)[changed].tolist()
     by_mask: dict[int, list[str]] = {}
     for m in set(masks):
         by_mask[m] = [names[k] for k in range(len(names)) if m >> k & 1] + (
             ["properties.updated"] if m >> 31 & 1 else []
         )
     moved = [by_mask[m] for m in masks]
-    new_texts = pa.Array.from_buffers(pa.string(), len(changed), [None, pa.py_buffer(toff), pa.py_buffer(texts)])
-    hashes = _stream_hashes(coff, canon)
+    new_texts = pa.chunked_array(text_parts, pa.string())  # no concatenating copy
     ids = selected["id"]
     for j, i in enumerate(changed[:SAMPLE_SIZE]):
         old, new = _json.loads(item_col[i].as_py()), _json.loads(new_texts[j].as_py())
@@ -365,9 +375,9 @@ def _update_patched(
         )
     every = len(changed) == selected.num_rows  # then changed is every row, in order
     before_rows = selected if every else selected.take(pa.array(changed, pa.int64()))
-    after_rows = before_rows.set_column(
-        7, STAGE_SCHEMA.field("item"), pa.ExtensionArray.from_storage(pa.json_(pa.string()), new_texts)
-    )
+    json_type = pa.json_(pa.string())
+    item = pa.chunked_array([pa.ExtensionArray.from_storage(json_type, c) for c in new_texts.chunks], json_type)
+    after_rows = before_rows.set_column(7, STAGE_SCHEMA.field("item"), item)
     after_rows = after_rows.set_column(8, STAGE_SCHEMA.field("content_hash"), pa.array(hashes, pa.string()))
     after_rows = after_rows.set_column(9, STAGE_SCHEMA.field("stage_run"), pa.repeat(job.run_id, len(changed)))
     return _finish_update(job, table, selected, res, changed, after_rows, moved)

@@ -232,8 +232,10 @@ class PartitionWriter:
         scheme = self.partitioning[collection]
         tables = [pa.ipc.open_file(pa.memory_map(p)).read_all() for p in paths]
         table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+        del tables
         if table["item"].nbytes <= self.settings["file_max_bytes"]:
             # Fits one file: gather from contiguous memory (much faster); bigger partitions stay memory-mapped.
+            # The mapped spill pages are released right away (they would count twice while the files are written).
             table = table.combine_chunks()
         order = stage_order(table)
         lengths = pa.chunked_array([pc.binary_length(c.storage) for c in table["item"].chunks], pa.int32())
@@ -247,7 +249,7 @@ class PartitionWriter:
             entry["bucket"] = bucket
             entry["run"] = self.run_id
             out.append(entry)
-        del table, tables
+        del table
         for p in paths:
             os.unlink(p)
         return out
