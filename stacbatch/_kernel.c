@@ -647,6 +647,8 @@ static PyMethodDef methods[] = {
     {"scan_lines", (PyCFunction)(void (*)(void))py_scan_lines, METH_VARARGS,
      "scan_lines(data, default_collection) -> tuple: stage columns of an NDJSON block as raw buffers, the lines\n"
      "left to Python, and the number of lines."},
+    {"page_features", (PyCFunction)py_page_features, METH_VARARGS,
+     "page_features(page) -> (block, count) | None: a STAC API page's features, minified, one per line."},
     {"patch_items", (PyCFunction)py_patch_items, METH_VARARGS,
      "patch_items(offsets, data, paths, values, stamp) -> tuple: `update --set` on item texts (see _kernel_patch.h)."},
     {NULL, NULL, 0, NULL}};

@@ -205,3 +205,57 @@ done:
     PyBuffer_Release(&datav);
     return res;
 }
+
+/* page_features(page) -> (block, count): the members of the page's top-level "features" array, each minified
+ * (whitespace outside strings dropped; nothing else changes) on a line of its own, for scan_lines. None when the
+ * page has no such array, or holds something the minifier does not take (the caller decodes it then). */
+static PyObject *py_page_features(PyObject *self, PyObject *args) {
+    Py_buffer view;
+    if (!PyArg_ParseTuple(args, "y*", &view)) return NULL;
+    const unsigned char *s = view.buf, *end = s + view.len;
+    PyObject *res = NULL;
+    Slot slot;
+    Buf out = {0};
+    Py_ssize_t count = 0;
+    int ok = find_member(s, end, "features", 8, &slot) == 1;
+    const unsigned char *p = ok ? ws(slot.vs, slot.ve) : NULL;
+    if (ok && (p >= slot.ve || *p != '[')) ok = 0;
+    if (ok) {
+        p = ws(p + 1, slot.ve);
+        if (p < slot.ve && *p == ']') p = slot.ve; /* no features */
+        while (ok && p < slot.ve) {
+            const unsigned char *e = skip(p, slot.ve);
+            /* copy [p, e) without whitespace outside strings */
+            const unsigned char *q = p;
+            while (q < e) {
+                unsigned char c = *q;
+                if (c == '"') {
+                    const unsigned char *t = string_end(q + 1, e);
+                    if (buf_put(&out, q, (size_t)(t - q))) ok = 0;
+                    q = t;
+                } else {
+                    if (!(c == ' ' || c == '\n' || c == '\r' || c == '\t') && buf_byte(&out, (char)c)) ok = 0;
+                    q++;
+                }
+            }
+            if (buf_byte(&out, '\n')) ok = 0;
+            count++;
+            p = ws(e, slot.ve);
+            if (p < slot.ve && *p == ',') {
+                p = ws(p + 1, slot.ve);
+            } else if (p < slot.ve && *p == ']') {
+                break;
+            } else {
+                ok = 0;
+            }
+        }
+    }
+    if (ok) {
+        res = Py_BuildValue("(y#n)", out.p ? out.p : "", (Py_ssize_t)out.len, count);
+    } else if (!PyErr_Occurred()) {
+        res = Py_NewRef(Py_None);
+    }
+    buf_free(&out);
+    PyBuffer_Release(&view);
+    return res;
+}

@@ -176,6 +176,10 @@ def parse_unit(unit: Unit, batch_size: int) -> ParseResult:
             out.res.failures.extend(mapped.failures)
         elif isinstance(unit, PagesUnit):
             for label, body, keep in unit.pages:
+                block = _scan.page_features(body) if isinstance(body, bytes) else None
+                if block is not None:
+                    _parse_features(label, block[0], keep, out)
+                    continue
                 # bytes were decoded once already by the fetcher: they are valid
                 features = _json.loads(body)["features"] if isinstance(body, bytes) else body
                 for i in range(len(features)) if keep is None else keep:
@@ -188,6 +192,20 @@ def parse_unit(unit: Unit, batch_size: int) -> ParseResult:
     finally:
         if enabled:
             gc.enable()
+
+
+def _parse_features(label: str, block: bytes, keep: tuple[int, ...] | None, out: _Collector) -> None:
+    """A page's features from the kernel (minified, one per line) through the NDJSON path; failures name the
+    feature as the decoded path did (``page#features[i]``)."""
+    if keep is not None:
+        lines = block.split(b"\n")
+        block = b"".join(lines[i] + b"\n" for i in keep)
+    first = len(out.res.failures)
+    _parse_lines(f"{label}#features", block, 1, out)
+    for rec in out.res.failures[first:]:
+        n = rec.pop("line", None)
+        if n is not None:
+            rec["source"] = f"{label}#features[{n - 1 if keep is None else keep[n - 1]}]"
 
 
 def mapped_batch(cols: pa.RecordBatch) -> pa.RecordBatch:

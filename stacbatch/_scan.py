@@ -94,3 +94,9 @@ def stream_hashes(offsets: bytes, data: bytes) -> list[str]:
     ends = np.frombuffer(offsets, np.uint32).tolist()
     digest = xxhash.xxh3_128_hexdigest
     return [digest(view[a:b]) for a, b in itertools.pairwise(ends)]
+
+
+def page_features(page: bytes) -> tuple[bytes, int] | None:
+    """A STAC API page's features as an NDJSON block (minified, one per line), or None (no kernel, or a page it
+    does not take: the caller decodes it)."""
+    return _kernel.page_features(page) if _kernel is not None else None

@@ -369,3 +369,33 @@ def test_patch_items_keeps_untouched_bytes() -> None:
         b'{"id":"a", "properties":{"datetime":"2021-01-01T00:00:00.1234567Z","v":1.50,"p":"new",'
         b'"updated":"2026-01-01T00:00:00Z"},"x":[1.0]}'
     )
+
+
+# ---- STAC API pages read by the kernel
+
+
+def test_api_pages_through_the_kernel_match_the_decoded_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    from stacbatch.sources import PagesUnit
+
+    feats: list[Any] = [json.loads(line) for line in _corpus_lines()[:40]]
+    feats += [{"type": "Feature", "collection": "c", "geometry": None, "properties": {}}, 7]  # errors
+    feats.append(_item(id="spaces", properties={"datetime": "2020-01-01T00:00:00Z", "t": 'a  b\t\\n " c'}))
+    page = json.dumps({"type": "FeatureCollection", "features": feats, "links": []}, indent=2).encode()
+    keep = tuple(i for i in range(len(feats)) if i % 3)
+
+    def run(k: tuple[int, ...] | None) -> tuple[Any, ...]:
+        res = _parse.parse_unit(PagesUnit("u", [("p1", page, k)]), 50_000)
+        rows = [r for b in res.batches for r in b.to_pylist()]
+        texts = [r.pop("item") for r in rows]
+        return rows, [_python_stream(json.loads(t)) for t in texts], res.failures, res.read, texts
+
+    for k in (None, keep):
+        fast = run(k)
+        with monkeypatch.context() as m:
+            m.setattr(_scan, "page_features", lambda _page: None)
+            slow = run(k)
+        assert fast[:4] == slow[:4]
+        assert all(b"\n" not in t.encode() for t in fast[4])  # one line each: NDJSON emit stays valid
+    assert kernel.page_features(b'{"features": 5}') is None
+    assert kernel.page_features(b'{"links": []}') is None
+    assert kernel.page_features(b'{"features": []}') == (b"", 0)

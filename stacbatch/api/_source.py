@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from stacbatch._scan import AVAILABLE as _KERNEL
 from stacbatch.api._http import Http, HttpError
 from stacbatch.api._stac import list_collections, match_collections, open_api, pages, search_request
 from stacbatch.api._windows import parse_instant as _instant
@@ -334,7 +335,8 @@ class ApiSource:
                 self.stats.items += len(keep)
                 over = budget[0] is not None and budget[0] <= 0
                 chosen = None if len(keep) == len(raw) else tuple(keep)
-                page = (body_bytes if self.raw_pages else raw, chosen, len(keep))
+                # the page's bytes when the kernel can read them (no per-item Python), else the decoded features
+                page = (body_bytes if self.raw_pages or _KERNEL else raw, chosen, len(keep))
                 await asyncio.to_thread(self._put, (req_url, page, q, None if done or over else nxt, []))
                 if over or done:
                     return
