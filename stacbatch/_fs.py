@@ -13,8 +13,10 @@ from fsspec.implementations.local import LocalFileSystem
 
 def filesystem(path: str) -> tuple[Any, str]:
     """Return (fsspec filesystem, path without protocol) for a local path or URL."""
-    fs, _, paths = fsspec.get_fs_token_paths(path)
-    return fs, paths[0]
+    # url_to_fs takes the path as it is: get_fs_token_paths expanded glob characters (a pattern matching nothing
+    # crashed, one matching several kept only the first)
+    fs, stripped = fsspec.core.url_to_fs(path)
+    return fs, stripped
 
 
 def is_local(fs: Any) -> bool:

@@ -50,8 +50,9 @@ def test_bad_items_go_to_failures_and_the_rest_is_staged(tmp_path: Path, tmp_sta
     assert summary["status"] == "partial" and summary["counts"]["failed"] == 4
 
 
-def test_missing_source_is_one_line_and_writes_nothing(tmp_path: Path, tmp_stage: str) -> None:
-    proc = run("load", str(tmp_path / "nope.ndjson"), "--stage", tmp_stage)
+@pytest.mark.parametrize("name", ["nope.ndjson", "*.ndjson"])  # a pattern that matches nothing crashed once
+def test_missing_source_is_one_line_and_writes_nothing(tmp_path: Path, tmp_stage: str, name: str) -> None:
+    proc = run("load", str(tmp_path / name), "--stage", tmp_stage)
     assert proc.returncode == ExitCode.INPUT
     assert proc.stderr.strip().count("\n") == 0, proc.stderr
     assert "no such file or folder" in proc.stderr and "Traceback" not in proc.stderr
