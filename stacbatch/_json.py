@@ -7,6 +7,7 @@ integers beyond 64 bits, NaN/Infinity tokens and lone surrogates.
 from __future__ import annotations
 
 import json
+import math
 import struct
 from typing import Any
 
@@ -25,9 +26,23 @@ def loads(data: bytes | str) -> Any:
         return orjson.loads(data)
     except orjson.JSONDecodeError as orjson_err:
         try:
-            return json.loads(data)
+            return json.loads(data, parse_constant=_non_finite, parse_float=_float)
         except (ValueError, RecursionError):
             raise ValueError(str(orjson_err)) from None
+
+
+class NonFinite(float):
+    """NaN or an infinity read by the stdlib. orjson would write it as ``null`` (silently lossy); it refuses a float
+    subclass instead, so ``dumps`` falls back to the stdlib, which writes ``NaN``/``Infinity`` back."""
+
+
+def _non_finite(token: str) -> float:
+    return NonFinite(token)
+
+
+def _float(text: str) -> float:
+    value = float(text)
+    return value if math.isfinite(value) else NonFinite(value)
 
 
 def dumps(obj: Any) -> bytes:
@@ -85,7 +100,7 @@ def _stream(obj: Any, out: bytearray) -> None:
             out += b"I"
             out += len(text).to_bytes(4, "little")
             out += text
-    elif t is float:
+    elif t is float or t is NonFinite:
         if obj.is_integer() and _INT64[0] <= obj < _INT64[1]:
             out += _I.pack(b"i", int(obj))
         elif obj != obj:

@@ -178,7 +178,7 @@ def parse_unit(unit: Unit, batch_size: int) -> ParseResult:
             for label, body, keep in unit.pages:
                 block = _scan.page_features(body) if isinstance(body, bytes) else None
                 if block is not None:
-                    _parse_features(label, block[0], keep, out)
+                    _parse_features(label, block, keep, out)
                     continue
                 # bytes were decoded once already by the fetcher: they are valid
                 features = _json.loads(body)["features"] if isinstance(body, bytes) else body

@@ -62,8 +62,8 @@ def scan_block(data: bytes) -> Scanned:
         mask=pa.array(~box_ok),
     )
     arrays = [
-        _strings(pa.string(), n, coll_off, coll),
-        _strings(pa.string(), n, id_off, ids),
+        _strings(n, coll_off, coll),
+        _strings(n, id_off, ids),
         *(
             pa.Array.from_buffers(TS, n, [_validity(stamp_ok[:, k]), pa.py_buffer(stamps[:, k].copy())])
             for k in range(3)
@@ -72,14 +72,14 @@ def scan_block(data: bytes) -> Scanned:
         pa.Array.from_buffers(
             pa.binary(), n, [_validity(np.frombuffer(geom_valid, np.bool_)), pa.py_buffer(geom_off), pa.py_buffer(geom)]
         ),
-        pa.ExtensionArray.from_storage(pa.json_(pa.string()), _strings(pa.string(), n, item_off, item)),
+        pa.ExtensionArray.from_storage(pa.json_(pa.string()), _strings(n, item_off, item)),
         pa.array(stream_hashes(canon_off, canon), pa.string()),
     ]
     return Scanned(pa.RecordBatch.from_arrays(arrays, schema=PARSED_SCHEMA), lines, rest, newlines)
 
 
-def _strings(kind: pa.DataType, n: int, offsets: bytes, data: bytes) -> pa.Array:
-    return pa.Array.from_buffers(kind, n, [None, pa.py_buffer(offsets), pa.py_buffer(data)])
+def _strings(n: int, offsets: bytes, data: bytes) -> pa.Array:
+    return pa.Array.from_buffers(pa.string(), n, [None, pa.py_buffer(offsets), pa.py_buffer(data)])
 
 
 def _validity(ok: np.ndarray) -> Any:
@@ -96,7 +96,8 @@ def stream_hashes(offsets: bytes, data: bytes) -> list[str]:
     return [digest(view[a:b]) for a, b in itertools.pairwise(ends)]
 
 
-def page_features(page: bytes) -> tuple[bytes, int] | None:
+def page_features(page: bytes) -> bytes | None:
     """A STAC API page's features as an NDJSON block (minified, one per line), or None (no kernel, or a page it
     does not take: the caller decodes it)."""
-    return _kernel.page_features(page) if _kernel is not None else None
+    found = _kernel.page_features(page) if _kernel is not None else None
+    return None if found is None else found[0]

@@ -399,3 +399,16 @@ def test_api_pages_through_the_kernel_match_the_decoded_path(monkeypatch: pytest
     assert kernel.page_features(b'{"features": 5}') is None
     assert kernel.page_features(b'{"links": []}') is None
     assert kernel.page_features(b'{"features": []}') == (b"", 0)
+
+
+@pytest.mark.parametrize("kernel_on", [True, False])
+def test_non_finite_numbers_are_kept_not_nulled(monkeypatch: pytest.MonkeyPatch, kernel_on: bool) -> None:
+    """orjson refuses NaN/1e400 on input and writes them as null on output: the stdlib path must keep them."""
+    line = (
+        b'{"type":"Feature","id":"n","collection":"c","geometry":null,"properties":{"a":NaN,"b":1e400,"c":-Infinity}}'
+    )
+    monkeypatch.setattr(_scan, "AVAILABLE", kernel_on)
+    res = _parse.parse_unit(LinesUnit("s", 1, line), 10)
+    (text,) = [r["item"] for b in res.batches for r in b.to_pylist()]
+    props = json.loads(text)["properties"]
+    assert math.isnan(props["a"]) and props["b"] == math.inf and props["c"] == -math.inf
