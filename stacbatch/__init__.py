@@ -11,8 +11,9 @@ Public API::
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from stacbatch._lazy import lazy
 
 if TYPE_CHECKING:
     from stacbatch._rows import DEFAULT_COLLECTION
@@ -25,7 +26,7 @@ __version__ = "0.1.0"
 
 # Imported on first use (PEP 562): parse workers and quick commands do not pay for DuckDB, PySTAC and
 # stac-geoparquet when they do not need them.
-_LAZY = {
+_LAZY: dict[str, str | tuple[str, str]] = {
     "DEFAULT_COLLECTION": ("stacbatch._rows", "DEFAULT_COLLECTION"),
     "EmitResult": ("stacbatch.emit", "EmitResult"),
     "emit_geoparquet": ("stacbatch.emit", "emit_geoparquet"),
@@ -43,19 +44,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    try:
-        module, attr = _LAZY[name]
-    except KeyError:
-        raise AttributeError(f"module 'stacbatch' has no attribute {name!r}") from None
-    value = getattr(importlib.import_module(module), attr)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_LAZY])
-
+__getattr__, __dir__ = lazy(__name__, _LAZY)
 
 __all__ = [
     "DEFAULT_COLLECTION",

@@ -77,6 +77,57 @@ static void buf_free(Buf *b) {
     b->len = b->cap = 0;
 }
 
+/* ---------------------------------------------------------------- Block: a Buf handed to Python without a copy
+ *
+ * A read-only buffer-protocol object that owns the Buf's memory: numpy and Arrow wrap it as it is (copying tens
+ * of megabytes into a bytes object cost as much as parsing them).
+ */
+
+typedef struct {
+    PyObject_HEAD
+    char *p;
+    Py_ssize_t len;
+} Block;
+
+static void block_dealloc(Block *self) {
+    free(self->p);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int block_getbuffer(Block *self, Py_buffer *view, int flags) {
+    return PyBuffer_FillInfo(view, (PyObject *)self, self->p ? self->p : (char *)"", self->len, 1, flags);
+}
+
+static Py_ssize_t block_length(Block *self) { return self->len; }
+
+static PyBufferProcs block_as_buffer = {(getbufferproc)block_getbuffer, NULL};
+static PySequenceMethods block_as_sequence = {.sq_length = (lenfunc)block_length};
+
+static PyTypeObject BlockType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "stacbatch._kernel.Block",
+    .tp_basicsize = sizeof(Block),
+    .tp_dealloc = (destructor)block_dealloc,
+    .tp_as_buffer = &block_as_buffer,
+    .tp_as_sequence = &block_as_sequence,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Bytes the kernel wrote, read-only, exposed through the buffer protocol.",
+};
+
+/* The Buf's memory moves into a new Block (the Buf is left empty); trailing spare capacity is given back. */
+static PyObject *buf_to_block(Buf *b) {
+    Block *blk = PyObject_New(Block, &BlockType);
+    if (!blk) return NULL;
+    if (b->p && b->cap - b->len > 65536) {
+        char *q = realloc(b->p, b->len ? b->len : 1);
+        if (q) b->p = q;
+    }
+    blk->p = b->p;
+    blk->len = (Py_ssize_t)b->len;
+    b->p = NULL;
+    b->len = b->cap = 0;
+    return (PyObject *)blk;
+}
+
 /* ---------------------------------------------------------------- canonical stream
  *
  * null n | true t | false f | integer in int64 (also an integral double): i + int64 LE
@@ -638,6 +689,42 @@ static PyObject *py_canonical(PyObject *self, PyObject *args, PyObject *kw) {
     return res;
 }
 
+/* hash_strings(offsets, data): a 64-bit hash of each string of an Arrow string column (int32 offsets). FNV-1a
+ * with a splitmix64 finish: not cryptographic, only to prove quickly that keys are distinct (equal hashes send the
+ * caller to an exact check). */
+static PyObject *py_hash_strings(PyObject *self, PyObject *args) {
+    Py_buffer offv, datav;
+    if (!PyArg_ParseTuple(args, "y*y*", &offv, &datav)) return NULL;
+    Py_ssize_t n = offv.len / 4 - 1;
+    Buf out = {0};
+    PyObject *res = NULL;
+    if (n < 0 || buf_reserve(&out, (size_t)(n > 0 ? n : 0) * 8 + 1)) {
+        if (n < 0) PyErr_SetString(PyExc_ValueError, "offsets must hold at least one int32");
+        else PyErr_NoMemory();
+        goto done;
+    }
+    const int32_t *off = offv.buf;
+    const unsigned char *d = datav.buf;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        int32_t a = off[i], b = off[i + 1];
+        if (a < 0 || b < a || (Py_ssize_t)b > datav.len) {
+            PyErr_SetString(PyExc_ValueError, "offsets out of range");
+            goto done;
+        }
+        uint64_t h = 0xcbf29ce484222325ULL;
+        for (int32_t k = a; k < b; k++) h = (h ^ d[k]) * 0x100000001b3ULL;
+        h ^= h >> 30, h *= 0xbf58476d1ce4e5b9ULL, h ^= h >> 27, h *= 0x94d049bb133111ebULL, h ^= h >> 31;
+        memcpy(out.p + out.len, &h, 8);
+        out.len += 8;
+    }
+    res = buf_to_block(&out);
+done:
+    buf_free(&out);
+    PyBuffer_Release(&offv);
+    PyBuffer_Release(&datav);
+    return res;
+}
+
 #include "_kernel_scan.h"
 #include "_kernel_patch.h"
 
@@ -649,10 +736,23 @@ static PyMethodDef methods[] = {
      "left to Python, and the number of lines."},
     {"page_features", (PyCFunction)py_page_features, METH_VARARGS,
      "page_features(page) -> (block, count) | None: a STAC API page's features, minified, one per line."},
+    {"hash_strings", (PyCFunction)py_hash_strings, METH_VARARGS,
+     "hash_strings(offsets, data) -> Block: a 64-bit hash (uint64) of each string of an Arrow string column."},
     {"patch_items", (PyCFunction)py_patch_items, METH_VARARGS,
      "patch_items(offsets, data, paths, values, stamp) -> tuple: `update --set` on item texts (see _kernel_patch.h)."},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_kernel", NULL, -1, methods, NULL, NULL, NULL, NULL};
 
-PyMODINIT_FUNC PyInit__kernel(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__kernel(void) {
+    if (PyType_Ready(&BlockType) < 0) return NULL;
+    PyObject *m = PyModule_Create(&module);
+    if (!m) return NULL;
+    Py_INCREF(&BlockType);
+    if (PyModule_AddObject(m, "Block", (PyObject *)&BlockType) < 0) {
+        Py_DECREF(&BlockType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

@@ -502,7 +502,11 @@ static PyObject *py_scan_lines(PyObject *self, PyObject *args) {
     Out o;
     memset(&o, 0, sizeof o);
     Buf *bufs = (Buf *)&o;
-    int err = put_off(&o.coll_off, 0) || put_off(&o.id_off, 0) || put_off(&o.geom_off, 0) ||
+    /* Sized for the block up front: growing by doubling copied the largest buffers several times. Untouched
+     * capacity costs no memory (pages are mapped on first write) and is trimmed before the hand-off. */
+    size_t n = (size_t)view.len;
+    int err = buf_reserve(&o.item, n + 1) || buf_reserve(&o.canon, n + n / 2 + 1) || buf_reserve(&o.geom, n / 2 + 1) ||
+              put_off(&o.coll_off, 0) || put_off(&o.id_off, 0) || put_off(&o.geom_off, 0) ||
               put_off(&o.item_off, 0) || put_off(&o.canon_off, 0);
     const unsigned char *s = view.buf, *end = s + view.len;
     size_t row = 0, taken = 0;
@@ -531,7 +535,7 @@ static PyObject *py_scan_lines(PyObject *self, PyObject *args) {
             PyTuple_SET_ITEM(res, 0, PyLong_FromSize_t(taken));
             PyTuple_SET_ITEM(res, OUT_BUFS + 1, PyLong_FromSize_t(row));
             for (int i = 0; i < OUT_BUFS; i++) {
-                PyObject *b = PyBytes_FromStringAndSize(bufs[i].p ? bufs[i].p : "", (Py_ssize_t)bufs[i].len);
+                PyObject *b = buf_to_block(&bufs[i]);
                 if (!b) {
                     Py_CLEAR(res);
                     break;

@@ -34,7 +34,7 @@ class ParseResult:
     relative_lines: tuple[str, int] | None = None
     #: for mapped records: (source, that batch's per-field counts), folded into the source's by the loader
     mapping: tuple[str, Any] | None = None
-    #: set by ``parse_routed`` (the batches are then empty): (collection, bucket, spill file, rows)
+    #: set by ``parse_routed`` (the batches are then empty): (collection, bucket, ``Spill``)
     parts: list[Any] = field(default_factory=list)
 
 
@@ -107,8 +107,8 @@ Route = Callable[[pa.Table], tuple[pa.Table, list[Any]]]
 
 
 def parse_routed(job: tuple[int, Unit], batch_size: int, run_id: str, route: Route, spill_dir: str) -> ParseResult:
-    """Parse unit number ``job[0]`` into stage rows and write them, one Arrow IPC file per partition, to
-    ``spill_dir``; ``parts`` names the files.
+    """Parse unit number ``job[0]`` into stage rows and write them, grouped by partition, to an Arrow IPC file
+    in ``spill_dir``; ``parts`` says where each partition's rows are.
 
     Runs in worker processes: parsing, routing and spilling all happen there, so the loading process only
     collects file names (handing rows back to it cost two more copies of every item and kept it busy).
@@ -131,14 +131,38 @@ def parse_routed(job: tuple[int, Unit], batch_size: int, run_id: str, route: Rou
     return res
 
 
+@dataclass(frozen=True)
+class Spill:
+    """One partition's rows in a spill file: record batches ``first`` to ``first + count - 1``."""
+
+    path: str
+    first: int
+    count: int
+    rows: int
+    #: item text bytes, to group a large partition's spills into output files of bounded size
+    nbytes: int
+
+
 def write_parts(table: pa.Table, groups: list[Any], spill_dir: str, prefix: str) -> list[Any]:
-    """Each group's rows (``Router.route``) to a spill file of its own; returns (collection, bucket, path, rows)."""
+    """Each group's rows (``Router.route``) as record batches of one Arrow IPC spill file; returns
+    (collection, bucket, ``Spill``) per group.
+
+    One file per unit, not per partition: a load over a hundred partitions would otherwise create a hundred
+    files per unit, and creating files is slow on some file systems (ext4 without a journal scans recently
+    freed inodes on each).
+    """
     parts = []
-    for g, (collection, bucket, start, n) in enumerate(groups):
-        path = os.path.join(spill_dir, f"{prefix}-{g:05d}.arrow")
-        with pa.OSFile(path, "wb") as sink, pa.ipc.new_file(sink, STAGE_SCHEMA) as writer:
-            writer.write_table(table.slice(start, n))
-        parts.append((collection, bucket, path, n))
+    path = os.path.join(spill_dir, f"{prefix}.arrow")
+    first = 0
+    with pa.OSFile(path, "wb") as sink, pa.ipc.new_file(sink, STAGE_SCHEMA) as writer:
+        for collection, bucket, start, n in groups:
+            rows = table.slice(start, n)
+            batches = rows.to_batches()
+            for batch in batches:
+                writer.write_batch(batch)
+            nbytes = sum(c.nbytes for c in rows["item"].chunks)
+            parts.append((collection, bucket, Spill(path, first, len(batches), n, nbytes)))
+            first += len(batches)
     return parts
 
 
@@ -243,21 +267,21 @@ def _parse_lines(source: str, data: bytes, first_line: int, out: _Collector) -> 
         for n, raw in enumerate(data.split(b"\n"), first_line):
             _parse_line(source, raw, n, out)
         return data.count(b"\n")
-    # bound the kernel's buffers: whole lines, a few MB at a time
+    # bound the kernel's buffers: whole lines, a few MB at a time (views of the block, not copies)
+    view = memoryview(data)
     start = 0
     newlines = 0
     while start < len(data):
         end = data.find(b"\n", start + _SCAN_BYTES)
         end = len(data) if end < 0 else end + 1
-        block = data if start == 0 and end == len(data) else data[start:end]
-        n = _scan_lines(source, block, first_line, out)
+        n = _scan_lines(source, view[start:end], first_line, out)
         first_line += n
         newlines += n
         start = end
     return newlines
 
 
-def _scan_lines(source: str, data: bytes, first_line: int, out: _Collector) -> int:
+def _scan_lines(source: str, data: memoryview, first_line: int, out: _Collector) -> int:
     scanned = _scan.scan_block(data)
     if not scanned.rest:
         if scanned.batch is not None:
@@ -270,7 +294,7 @@ def _scan_lines(source: str, data: bytes, first_line: int, out: _Collector) -> i
     py_lines: list[int] = []
     for idx, start, end in scanned.rest:
         before = len(out.builder)
-        _parse_line(source, data[start:end], first_line + idx, out)
+        _parse_line(source, bytes(data[start:end]), first_line + idx, out)
         if len(out.builder) > before:
             py_lines.append(idx)
     out.batch_size = size

@@ -8,6 +8,7 @@ import sys
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
+from typing import Any
 
 
 def default_workers() -> int:
@@ -24,25 +25,161 @@ def _main_importable() -> bool:
     return main_file is None or os.path.exists(main_file)
 
 
-def ordered_map[T, R](fn: Callable[[T], R], items: Iterable[T], workers: int) -> Iterator[R]:
-    """``map(fn, items)`` on ``workers`` processes, results in input order, at most ``2*workers`` in flight.
+#: glibc ``mallopt`` parameters (malloc.h)
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
 
-    The bound keeps memory flat however long the input; order keeps "last wins" deterministic.
+
+def _libc() -> Any:
+    if sys.platform != "linux":
+        return None
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None)
+        libc.mallopt, libc.malloc_trim  # noqa: B018  # glibc only (musl has neither)
+    except (OSError, AttributeError):
+        return None
+    return libc
+
+
+def keep_freed_memory() -> None:
+    """Let glibc's malloc keep blocks of up to 32 MB in the heap, and keep up to 256 MB freed there for reuse.
+
+    A parse worker allocates and frees tens of megabytes per unit of input; by default glibc hands each such block
+    to the kernel with mmap and back with munmap, and every reuse then faults and zeroes fresh pages (measured: a
+    quarter of a parse worker's time). ``release_freed_memory`` gives it back when a different phase begins.
     """
-    if workers <= 1 or not _main_importable():
-        yield from map(fn, items)
+    libc = _libc()
+    if libc is not None:
+        libc.mallopt(_M_MMAP_THRESHOLD, 32 * 1024 * 1024)
+        libc.mallopt(_M_TRIM_THRESHOLD, 256 * 1024 * 1024)
+
+
+def release_freed_memory() -> None:
+    """Return the heap kept by ``keep_freed_memory`` to the system (Arrow's own allocator cannot reuse it)."""
+    libc = _libc()
+    if libc is not None:
+        libc.malloc_trim(0)
+
+
+def _init_worker() -> None:
+    keep_freed_memory()
+    without_pandas()
+
+
+def without_pandas() -> None:
+    """Tell pyarrow, once, that pandas is not there, unless it is imported already.
+
+    pyarrow checks for pandas on its first conversion of any Python value (``pa.scalar(1)``, a list, a literal
+    argument of a compute function) by importing it: half a second per worker process, for nothing, as no
+    stacbatch code path hands it pandas objects. Its check runs once and, failing, is not repeated for internal
+    uses, while explicit pandas conversions (``to_pandas``) still import it. Only costs, never changes results.
+    """
+    if "pandas" in sys.modules:
         return
-    # forkserver: forking a process that runs DuckDB/Arrow thread pools is unsafe.
-    ctx = multiprocessing.get_context("forkserver")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+    import pyarrow as pa
+
+    sys.meta_path.insert(0, _NoPandas)
+    try:
+        pa.scalar(0, pa.int64())  # the Python-side check
+        pa.scalar(0)  # the C++ converter's own (type inference)
+    finally:
+        sys.meta_path.remove(_NoPandas)
+
+
+class _NoPandas:
+    @staticmethod
+    def find_spec(name: str, path: Any = None, target: Any = None) -> None:
+        if name == "pandas":
+            raise ImportError("pandas is not used here")
+
+
+_LOAD = ["stacbatch._parse", "stacbatch.stage._writer"]
+#: commands whose work goes to worker processes (when the input is large enough), and the modules their workers
+#: run, which the fork server imports before it forks them
+_POOL_COMMANDS = {
+    "load": _LOAD,
+    "scaffold": [*_LOAD, "stacbatch.mapping._run"],
+    "update": ["stacbatch.edit._rewrite"],
+    "transform": ["stacbatch.edit._rewrite"],
+}
+
+
+def prestart(argv: list[str]) -> None:
+    """For a command that will use workers, start the fork server now (from the CLI's first import).
+
+    The fork server imports the parse and write modules (pyarrow, numpy, the kernel) once, as the template its
+    workers are forked from: started here it does so on the second core while this process imports the CLI,
+    instead of each worker importing them after it. Nothing happens for other commands, in the fork server
+    (whose argv is Python's ``-c``) or in a worker (which re-imports the script, with our argv, as it starts).
+    """
+    command = next((a for a in argv[1:] if not a.startswith("-")), "")
+    # ``_inheriting``: multiprocessing's own mark of a child still importing the parent's main module
+    if command not in _POOL_COMMANDS or getattr(multiprocessing.current_process(), "_inheriting", False):
+        return
+    if default_workers() <= 1 or not _main_importable():
+        return
+    try:
+        from multiprocessing import forkserver
+
+        forkserver.set_forkserver_preload(_POOL_COMMANDS[command])
+        forkserver.ensure_running()
+    except (OSError, ValueError):  # no fork server here: the pool will say so, or run inline
+        return
+
+
+class Workers:
+    """A pool of worker processes, started on first use and shared by the phases of one command (parsing, then
+    writing partitions), so each worker pays its start-up and imports once. With ``workers <= 1`` (or no importable
+    ``__main__``) everything runs inline."""
+
+    def __init__(self, workers: int) -> None:
+        self.workers = workers if _main_importable() else 1
+        self._pool: ProcessPoolExecutor | None = None
+
+    def __enter__(self) -> Workers:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    @property
+    def parallel(self) -> bool:
+        return self.workers > 1
+
+    def _executor(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            # forkserver: forking a process that runs DuckDB/Arrow thread pools is unsafe.
+            ctx = multiprocessing.get_context("forkserver")
+            self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx, initializer=_init_worker)
+        return self._pool
+
+    def ordered_map[T, R](self, fn: Callable[[T], R], items: Iterable[T]) -> Iterator[R]:
+        """``map(fn, items)`` on the workers, results in input order, at most ``2*workers`` in flight.
+
+        The bound keeps memory flat however long the input; order keeps "last wins" deterministic.
+        """
+        if not self.parallel:
+            yield from map(fn, items)
+            return
+        pool = self._executor()
         pending: deque[Future[R]] = deque()
         try:
             for item in items:
                 pending.append(pool.submit(fn, item))
-                if len(pending) >= 2 * workers:
+                if len(pending) >= 2 * self.workers:
                     yield pending.popleft().result()
             while pending:
                 yield pending.popleft().result()
         finally:
             for fut in pending:
                 fut.cancel()
+
+
+def ordered_map[T, R](fn: Callable[[T], R], items: Iterable[T], workers: int) -> Iterator[R]:
+    """``Workers.ordered_map`` on a pool of its own."""
+    with Workers(workers) as pool:
+        yield from pool.ordered_map(fn, items)

@@ -40,11 +40,11 @@ class Scanned:
         self.rest = rest
 
 
-def scan_block(data: bytes) -> Scanned:
+def scan_block(data: bytes | memoryview) -> Scanned:
     assert _kernel is not None
     (taken, coll_off, coll, id_off, ids, ts, ts_valid, box, box_valid, geom_off, geom, geom_valid, item_off, item,
      canon_off, canon, line, fallback, count) = _kernel.scan_lines(data, DEFAULT_COLLECTION)  # fmt: skip
-    newlines = count - 1 if data and not data.endswith(b"\n") else count
+    newlines = count - 1 if len(data) and data[len(data) - 1] != 0x0A else count
     rest_arr = np.frombuffer(fallback, np.int64).reshape(-1, 3)
     rest = [(int(a), int(b), int(c)) for a, b, c in rest_arr.tolist()]
     lines = np.frombuffer(line, np.int64)
@@ -59,7 +59,7 @@ def scan_block(data: bytes) -> Scanned:
     bbox = pa.StructArray.from_arrays(
         [pa.Array.from_buffers(pa.float64(), n, [box_mask, pa.py_buffer(corners[:, i].copy())]) for i in range(4)],
         fields=list(BBOX),
-        mask=pa.array(~box_ok),
+        mask=_bools(~box_ok),
     )
     arrays = [
         _strings(n, coll_off, coll),
@@ -73,7 +73,7 @@ def scan_block(data: bytes) -> Scanned:
             pa.binary(), n, [_validity(np.frombuffer(geom_valid, np.bool_)), pa.py_buffer(geom_off), pa.py_buffer(geom)]
         ),
         pa.ExtensionArray.from_storage(pa.json_(pa.string()), _strings(n, item_off, item)),
-        pa.array(stream_hashes(canon_off, canon), pa.string()),
+        stream_hashes(canon_off, canon),
     ]
     return Scanned(pa.RecordBatch.from_arrays(arrays, schema=PARSED_SCHEMA), lines, rest, newlines)
 
@@ -82,18 +82,43 @@ def _strings(n: int, offsets: bytes, data: bytes) -> pa.Array:
     return pa.Array.from_buffers(pa.string(), n, [None, pa.py_buffer(offsets), pa.py_buffer(data)])
 
 
+def _bools(values: np.ndarray) -> pa.Array:
+    """A numpy bool vector as an Arrow one, without ``pa.array`` (which imports pandas on first use)."""
+    return pa.Array.from_buffers(pa.bool_(), len(values), [None, pa.py_buffer(np.packbits(values, bitorder="little"))])
+
+
 def _validity(ok: np.ndarray) -> Any:
     if ok.all():
         return None
     return pa.py_buffer(np.packbits(ok, bitorder="little"))
 
 
-def stream_hashes(offsets: bytes, data: bytes) -> list[str]:
-    """xxh3-128 of each item's canonical stream (the kernel wrote them end to end)."""
+def stream_hashes(offsets: bytes, data: bytes) -> pa.Array:
+    """xxh3-128 of each item's canonical stream (the kernel wrote them end to end), as hex strings.
+
+    Built from one hex text of all digests, not from a list of str: ``pa.array`` over a list imports pandas (its
+    array-likes check), which costs every worker process half a second.
+    """
     view = memoryview(data)
     ends = np.frombuffer(offsets, np.uint32).tolist()
-    digest = xxhash.xxh3_128_hexdigest
-    return [digest(view[a:b]) for a, b in itertools.pairwise(ends)]
+    digest = xxhash.xxh3_128_digest
+    text = b"".join([digest(view[a:b]) for a, b in itertools.pairwise(ends)]).hex().encode()
+    n = len(ends) - 1
+    return pa.Array.from_buffers(
+        pa.string(), n, [None, pa.py_buffer(np.arange(0, 32 * n + 1, 32, dtype=np.int32)), pa.py_buffer(text)]
+    )
+
+
+def string_hashes(strings: pa.ChunkedArray) -> np.ndarray | None:
+    """A 64-bit hash (uint64) of each string, or None without the kernel."""
+    if _kernel is None:
+        return None
+    parts = [np.zeros(0, np.uint64)]
+    for chunk in strings.chunks:
+        bufs = chunk.buffers()
+        offsets = np.frombuffer(bufs[1], np.int32)[chunk.offset : chunk.offset + len(chunk) + 1]
+        parts.append(np.frombuffer(_kernel.hash_strings(offsets, bufs[2] or b""), np.uint64))
+    return np.concatenate(parts)
 
 
 def page_features(page: bytes) -> bytes | None:

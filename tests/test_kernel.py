@@ -412,3 +412,26 @@ def test_non_finite_numbers_are_kept_not_nulled(monkeypatch: pytest.MonkeyPatch,
     (text,) = [r["item"] for b in res.batches for r in b.to_pylist()]
     props = json.loads(text)["properties"]
     assert math.isnan(props["a"]) and props["b"] == math.inf and props["c"] == -math.inf
+
+
+def test_scan_lines_hands_its_buffers_over_without_copies() -> None:
+    """The kernel's output buffers are read-only buffer objects that own their memory, valid after the call."""
+    line = b'{"type":"Feature","id":"a","geometry":null,"properties":{"datetime":null},"links":[]}\n'
+    out = kernel.scan_lines(line * 3, "dflt")
+    item_off, item = out[12], out[13]
+    assert isinstance(item, kernel.Block) and len(item) == 3 * (len(line) - 1)
+    view = memoryview(item)
+    assert view.readonly and bytes(view[: len(line) - 1]) == line[:-1]
+    assert np.frombuffer(item_off, np.int32).tolist() == [k * (len(line) - 1) for k in range(4)]
+    del out, item_off
+    assert bytes(item).count(b'"id":"a"') == 3  # still valid once the tuple is gone
+
+
+def test_scan_block_reads_a_view_of_a_larger_buffer() -> None:
+    lines = [line + b"\n" for line in _corpus_lines()[:20]]
+    data = b"".join(lines)
+    cut = len(lines[0]) + len(lines[1])
+    whole = _scan.scan_block(data[cut:])
+    view = _scan.scan_block(memoryview(data)[cut:])
+    assert view.batch is not None and whole.batch is not None
+    assert view.batch.equals(whole.batch) and view.newlines == whole.newlines == 18

@@ -137,7 +137,9 @@ def _single(stage: str, tmp_path: Path) -> Path:
 
 def test_parallel_workers_give_the_same_stage(tmp_path: Path) -> None:
     items = [item(f"p{n}", collection=f"c{n % 3}", dt=f"20{10 + n % 12}-01-01T00:00:00Z") for n in range(3000)]
-    src = write_ndjson(tmp_path / "p.ndjson", items)
+    # later versions of some items, in other partitions (another year): the last one wins whichever worker had it
+    again = [item(f"p{n}", collection=f"c{n % 3}", dt="2009-06-01T00:00:00Z") for n in range(0, 3000, 97)]
+    src = write_ndjson(tmp_path / "p.ndjson", items + again)
     from stacbatch.sources import _detect as det
 
     old = det.CHUNK_BYTES
@@ -147,8 +149,8 @@ def test_parallel_workers_give_the_same_stage(tmp_path: Path) -> None:
         b = stacbatch.load_to_stage(str(tmp_path / "sb"), [str(src)], workers=2)
     finally:
         det.CHUNK_BYTES = old
-    assert a.staged == b.staged == 3000
-    q = "SELECT collection, id, content_hash, stage_seq FROM items ORDER BY collection, id"
+    assert a.staged == b.staged == 3000 and a.duplicates == b.duplicates == len(again)
+    q = "SELECT collection, id, datetime, content_hash, stage_seq FROM items ORDER BY collection, id"
     assert (
         stacbatch.open_stage(str(tmp_path / "sa")).sql(q).fetchall()
         == stacbatch.open_stage(str(tmp_path / "sb")).sql(q).fetchall()
@@ -192,7 +194,8 @@ def test_stage_on_an_fsspec_filesystem(tmp_path: Path) -> None:
 
 
 def test_workers_spill_their_rows_by_partition(tmp_path: Path) -> None:
-    """A worker routes and spills its own rows: one Arrow file per partition, stage_seq = unit << 32 | row."""
+    """A worker routes and spills its own rows: one Arrow file, one run of batches per partition, stage_seq =
+    unit << 32 | row."""
     import pyarrow as pa
 
     from stacbatch._parse import parse_routed
@@ -203,9 +206,11 @@ def test_workers_spill_their_rows_by_partition(tmp_path: Path) -> None:
     res = parse_routed((3, LinesUnit("x", 1, data)), 4, "run1", Router({}, "year").route, str(tmp_path))
     assert res.batches == [] and res.read == len(ITEMS)
     rows = []
-    for coll, _bucket, path, n in res.parts:
-        table = pa.ipc.open_file(pa.memory_map(path)).read_all()
-        assert table.num_rows == n and set(table["collection"].to_pylist()) == {coll}
+    assert len({spill.path for _c, _b, spill in res.parts}) == 1
+    for coll, _bucket, spill in res.parts:
+        reader = pa.ipc.open_file(pa.memory_map(spill.path))
+        table = pa.Table.from_batches([reader.get_batch(spill.first + i) for i in range(spill.count)])
+        assert table.num_rows == spill.rows and set(table["collection"].to_pylist()) == {coll}
         rows += table.select(["id", "stage_run", "stage_seq"]).to_pylist()
     assert sorted(r["stage_seq"] for r in rows) == [(3 << 32) + i for i in range(len(ITEMS))]
     by_seq = sorted(rows, key=lambda r: r["stage_seq"])

@@ -41,3 +41,41 @@ def test_a_partition_larger_than_four_files_is_written_in_sorted_groups(
     for path in files:  # each file is sorted by datetime
         times = pq.ParquetFile(path).read(columns=["datetime"]).column(0).to_pylist()
         assert times == sorted(times)
+
+
+@pytest.mark.parametrize("collide", [False, True])
+def test_last_wins_whether_or_not_id_hashes_collide(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, collide: bool
+) -> None:
+    """A first load skips the duplicates query when the writer's id hashes are distinct; equal hashes (a true
+    duplicate or a collision) send it to the exact query. Both give the same stage."""
+    from stacbatch.stage import _writer
+
+    if collide:  # every id hashes alike: the exact path must still find the one real duplicate and nothing else
+        monkeypatch.setattr(_writer, "string_hashes", lambda ids: __import__("numpy").zeros(len(ids), "uint64"))
+    docs = [item(f"d{n}", collection=f"c{n % 2}", dt=f"20{10 + n % 5}-01-01T00:00:00Z") for n in range(40)]
+    docs.append(item("d3", collection="c1", dt="2030-01-01T00:00:00Z", props={"v": 2}))  # d3 again, later wins
+    stage = str(tmp_path / "stage")
+    res = load(stage, [str(write_ndjson(tmp_path / "in.ndjson", docs))], workers=1)
+    assert (res.staged, res.duplicates, res.replaced) == (40, 1, 0)
+    st = stacbatch.open_stage(stage)
+    assert st.sql("SELECT count(*) FROM items").fetchall() == [(40,)]
+    (text,) = st.sql("SELECT item FROM items WHERE id = 'd3'").fetchall()[0]
+    assert orjson.loads(text)["props"] == {"v": 2}
+
+
+def test_string_hashes_are_stable_over_slices_and_chunks() -> None:
+    import numpy as np
+    import pyarrow as pa
+
+    from stacbatch import _scan
+
+    if not _scan.AVAILABLE:
+        pytest.skip("needs the C kernel")
+    arr = pa.array(["a", "b", "", "a", "ünï", "b"])
+    whole = _scan.string_hashes(pa.chunked_array([arr]))
+    parts = _scan.string_hashes(pa.chunked_array([arr.slice(0, 2), arr.slice(2)]))
+    assert whole is not None and parts is not None and np.array_equal(whole, parts)
+    assert whole[0] == whole[3] and whole[1] == whole[5] and len(set(whole.tolist())) == 4
+    empty = _scan.string_hashes(pa.chunked_array([], pa.string()))
+    assert empty is not None and len(empty) == 0

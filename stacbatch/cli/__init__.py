@@ -1,12 +1,17 @@
 """The ``stacbatch`` command line. Data goes to stdout; progress, summaries and errors go to stderr."""
 
 import os
+import sys
 
 # numpy's OpenBLAS starts a busy-waiting thread per core at import; stacbatch does no linear algebra, and those
 # threads took CPU from the parser processes on a two-core machine. Set before numpy is first imported; worker
 # processes inherit it.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-from stacbatch.cli._main import app, main
+from stacbatch._pool import prestart  # after the environment is set: the fork server inherits it
+
+prestart(sys.argv)
+
+from stacbatch.cli._main import app, main  # noqa: E402
 
 __all__ = ["app", "main"]

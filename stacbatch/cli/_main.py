@@ -8,6 +8,7 @@ import traceback
 import typer
 from typer.exceptions import TyperException
 
+from stacbatch._pool import without_pandas
 from stacbatch.cli import _api, _diff, _edit, _emit, _info, _load, _mapping, _sql
 from stacbatch.cli._common import state
 from stacbatch.errors import ExitCode, StacbatchError
@@ -69,6 +70,7 @@ app.command("emit", help="Write staged items as NDJSON, a static JSON catalog, o
 
 
 def main(argv: list[str] | None = None) -> None:
+    without_pandas()
     try:
         rc = app(args=argv, standalone_mode=False)
         if isinstance(rc, int) and rc:  # typer returns Exit codes instead of raising in this mode

@@ -349,7 +349,7 @@ def _update_patched(
         moves.append(np.frombuffer(moved_b, np.uint32))
         count = int((status == 1).sum())
         text_parts.append(pa.Array.from_buffers(pa.string(), count, [None, pa.py_buffer(toff), pa.py_buffer(texts)]))
-        hashes += _stream_hashes(coff, canon)
+        hashes.append(_stream_hashes(coff, canon))
     status = np.concatenate(statuses) if statuses else np.zeros(0, np.uint8)
     changed = np.flatnonzero(status == 1).tolist()
     res.changed = len(changed)
@@ -378,7 +378,7 @@ def _update_patched(
     json_type = pa.json_(pa.string())
     item = pa.chunked_array([pa.ExtensionArray.from_storage(json_type, c) for c in new_texts.chunks], json_type)
     after_rows = before_rows.set_column(7, STAGE_SCHEMA.field("item"), item)
-    after_rows = after_rows.set_column(8, STAGE_SCHEMA.field("content_hash"), pa.array(hashes, pa.string()))
+    after_rows = after_rows.set_column(8, STAGE_SCHEMA.field("content_hash"), pa.chunked_array(hashes, pa.string()))
     after_rows = after_rows.set_column(9, STAGE_SCHEMA.field("stage_run"), pa.repeat(job.run_id, len(changed)))
     return _finish_update(job, table, selected, res, changed, after_rows, moved)
 

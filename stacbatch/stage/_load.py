@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 
 from stacbatch import _fs, _json, _sql
 from stacbatch._parse import ParseResult, parse_routed
-from stacbatch._pool import default_workers, ordered_map
+from stacbatch._pool import Workers, default_workers
 from stacbatch._rows import STAGE_SCHEMA
 from stacbatch.errors import InputError, StageError
 from stacbatch.sources import plan_sources
@@ -119,7 +119,7 @@ def load(
             api_source.raw_pages = n_workers > 1
         collections: dict[str, tuple[str, dict[str, Any]]] = {}
         lines_before: dict[str, int] = {}  # per source, lines in the byte ranges already taken
-        with _stage_tmp(stage, run.id) as spill:
+        with _stage_tmp(stage, run.id) as spill, Workers(n_workers) as pool:
             writer = PartitionWriter(stage.fs, stage.root, run.id, manifest.settings, partitioning, spill)
             parse: Callable[[Any], ParseResult] = functools.partial(
                 parse_routed,
@@ -128,7 +128,7 @@ def load(
                 route=writer.router().route,
                 spill_dir=spill,
             )
-            for res in ordered_map(parse, enumerate(plan.units()), n_workers):
+            for res in pool.ordered_map(parse, enumerate(plan.units())):
                 res.collections[:0] = plan.collections  # found by the catalog walker, in walk order
                 plan.collections.clear()
                 if res.relative_lines is not None:
@@ -144,7 +144,7 @@ def load(
                 _take(res, run, writer, collections, result)
                 if progress:
                     progress(result.read, plan.api_sources[0].stats if plan.api_sources else None)
-            new_entries = writer.finish()
+            new_entries = writer.finish(pool)
         for label, doc in plan.collections:  # a catalog with collections but no items
             collections[str(doc.get("id"))] = (label, doc)
         for source in plan.api_sources:
@@ -167,7 +167,7 @@ def load(
             _stage_collection(stage, manifest, cid, doc, run, result)
         touched = {e["collection"] for e in new_entries}
         old_entries = [f for f in manifest.files if f["collection"] in touched]
-        _reconcile(stage, manifest, writer.new_schemes, new_entries, run, result)
+        _reconcile(stage, manifest, writer.new_schemes, new_entries, run, result, writer.ids_distinct())
         audit, audit_written = load_audit(stage.fs, stage.root, run.id, run_time, old_entries, new_entries)
         result.files_written = len(new_entries)
         result.failures_file = run.failures_path if run.failure_count else None
@@ -254,14 +254,18 @@ def _reconcile(
     new_entries: list[dict[str, Any]],
     run: Run,
     result: LoadResult,
+    new_ids_distinct: bool = False,
 ) -> None:
-    """Apply last-wins: drop every row superseded by a later one, then fold the new files into the manifest."""
+    """Apply last-wins: drop every row superseded by a later one, then fold the new files into the manifest.
+
+    ``new_ids_distinct``: the writer proved the new rows' ids distinct per collection; then, when none of their
+    collections was staged before, nothing can be superseded and the query is skipped."""
     adopt_schemes(manifest, new_schemes)
     staged_rows = sum(e["rows"] for e in new_entries)
     touched = {e["collection"] for e in new_entries}
     old_entries = [f for f in manifest.files if f["collection"] in touched]
     consider = old_entries + new_entries
-    if consider:
+    if consider and not (new_ids_distinct and not old_entries):
         abs_of = {_fs.full_path(stage.fs, _fs.join(stage.root, e["path"])): e for e in consider}
         new_abs = [_fs.full_path(stage.fs, _fs.join(stage.root, e["path"])) for e in new_entries]
         con = _sql.connect(stage.fs)

@@ -16,7 +16,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from stacbatch import _fs
+from stacbatch._parse import Spill, write_parts
+from stacbatch._pool import Workers, release_freed_memory
 from stacbatch._rows import STAGE_SCHEMA
+from stacbatch._scan import string_hashes
 from stacbatch.stage._geoparquet import geo_metadata
 from stacbatch.stage._layout import partition_dir
 
@@ -150,11 +153,13 @@ class PartitionWriter:
         self.partitioning = dict(partitioning)
         self.new_schemes: dict[str, str] = {}
         self.spill_dir = spill_dir
-        self._spills: dict[tuple[str, str | None], list[str]] = {}
+        self._spills: dict[tuple[str, str | None], list[Spill]] = {}
         self._batches: list[pa.RecordBatch] = []
         self._rows: dict[str, int] = {}
         self._buffered = 0
         self._n = 0
+        #: per collection, the id hashes of the rows ``finish`` wrote (None: unknown, no kernel)
+        self.id_hashes: dict[str, list[np.ndarray]] | None = {}
 
     def router(self) -> Router:
         return Router(dict(self.partitioning), self.settings["time_bucket"])
@@ -182,77 +187,124 @@ class PartitionWriter:
         self._batches = []
         self._buffered = 0
         self._n += 1
-        from stacbatch._parse import write_parts
-
         self.add_parts(write_parts(*self.router().route(table), self.spill_dir, f"w{self._n:07d}"))
 
-    def add_parts(self, parts: list[tuple[str, str | None, str, int]]) -> None:
-        """Adopt spill files written by ``_parse.write_parts``: (collection, bucket, path, rows)."""
-        for collection, bucket, path, n in parts:
+    def add_parts(self, parts: list[tuple[str, str | None, Spill]]) -> None:
+        """Adopt spilled rows written by ``_parse.write_parts``: (collection, bucket, spill)."""
+        for collection, bucket, spill in parts:
             self._scheme(collection)
-            self._spills.setdefault((collection, bucket), []).append(path)
-            self._rows[collection] = self._rows.get(collection, 0) + n
+            self._spills.setdefault((collection, bucket), []).append(spill)
+            self._rows[collection] = self._rows.get(collection, 0) + spill.rows
 
-    def finish(self) -> list[dict[str, Any]]:
-        """Write every partition; return the manifest entries. New collections with fewer than
-        ``time_bucket_min_items`` rows in this load are flattened into a single partition."""
+    def finish(self, workers: Workers | None = None) -> list[dict[str, Any]]:
+        """Write every partition (on ``workers`` when given, else on two threads); return the manifest entries.
+        New collections with fewer than ``time_bucket_min_items`` rows in this load are flattened into a single
+        partition."""
         self._spill()
         small = {c for c in self.new_schemes if self._rows.get(c, 0) < self.settings["time_bucket_min_items"]}
         for c in small:
             self.new_schemes[c] = self.partitioning[c] = "none"
-        jobs: dict[tuple[str, str | None], list[str]] = {}
-        for (collection, bucket), paths in self._spills.items():
-            jobs.setdefault((collection, None if collection in small else bucket), []).extend(paths)
+        jobs: dict[tuple[str, str | None], list[Spill]] = {}
+        for (collection, bucket), spills in self._spills.items():
+            jobs.setdefault((collection, None if collection in small else bucket), []).extend(spills)
         # A partition is sorted whole when it fits a few files; a larger one (a million items in one year) is
         # sorted in groups of spill files of about a file's size each, so memory stays bounded whatever its size
         # (its files then overlap in time; each is still sorted).
-        groups = [(key, g, part) for key, paths in sorted(jobs.items()) for g, part in enumerate(self._groups(paths))]
-        # pyarrow sorts, gathers and compresses without the GIL: two threads use both cores.
-        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="stacbatch-writer") as pool:
-            results = list(pool.map(self._write_partition, groups))
-        return [e for entries in results for e in entries]
+        todo = [
+            PartitionJob(self.fs, self.root, self.run_id, self.settings, c, self.partitioning[c], b, g, part)
+            for (c, b), spills in sorted(jobs.items(), key=lambda kv: (kv[0][0], kv[0][1] or ""))
+            for g, part in enumerate(self._groups(spills))
+        ]
+        # Largest first, so that the writers finish together rather than one waiting on a big partition.
+        todo.sort(key=lambda job: -sum(s.nbytes for s in job.spills))
+        if workers is not None and workers.parallel:
+            # processes: the GIL and one address space's page-fault locks kept two threads at ~1.4x one
+            results = list(workers.ordered_map(write_partition, todo))
+        else:
+            # pyarrow sorts, gathers and compresses without the GIL: two threads use both cores.
+            with ThreadPoolExecutor(max_workers=2, thread_name_prefix="stacbatch-writer") as pool:
+                results = list(pool.map(write_partition, todo))
+        for job, (_entries, keys) in zip(todo, results, strict=True):
+            if keys is None or self.id_hashes is None:
+                self.id_hashes = None
+            else:
+                self.id_hashes.setdefault(job.collection, []).append(keys)
+        return sorted((e for entries, _keys in results for e in entries), key=lambda e: e["path"])
 
-    def _groups(self, paths: list[str]) -> list[list[str]]:
+    def ids_distinct(self) -> bool:
+        """True when no id was written twice within a collection by ``finish`` (proven by distinct hashes);
+        False when that may have happened (or is unknown)."""
+        if self.id_hashes is None:
+            return False
+        for parts in self.id_hashes.values():
+            keys = np.sort(np.concatenate(parts)) if len(parts) > 1 else np.sort(parts[0])
+            if len(keys) > 1 and bool((keys[1:] == keys[:-1]).any()):
+                return False
+        return True
+
+    def _groups(self, spills: list[Spill]) -> list[list[Spill]]:
         limit = int(self.settings["file_max_bytes"])
-        sizes = [os.path.getsize(p) for p in paths]
-        if sum(sizes) <= 4 * limit:
-            return [paths]
-        out: list[list[str]] = [[]]
+        if sum(s.nbytes for s in spills) <= 4 * limit:
+            return [spills]
+        out: list[list[Spill]] = [[]]
         total = 0
-        for path, size in zip(paths, sizes, strict=True):
-            if out[-1] and total + size > limit:
+        for spill in spills:
+            if out[-1] and total + spill.nbytes > limit:
                 out.append([])
                 total = 0
-            out[-1].append(path)
-            total += size
+            out[-1].append(spill)
+            total += spill.nbytes
         return out
 
-    def _write_partition(self, job: tuple[tuple[str, str | None], int, list[str]]) -> list[dict[str, Any]]:
-        (collection, bucket), group, paths = job
-        scheme = self.partitioning[collection]
-        tables = [pa.ipc.open_file(pa.memory_map(p)).read_all() for p in paths]
-        table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
-        del tables
-        if table["item"].nbytes <= self.settings["file_max_bytes"]:
-            # Fits one file: gather from contiguous memory (much faster); bigger partitions stay memory-mapped.
-            # The mapped spill pages are released right away (they would count twice while the files are written).
-            table = table.combine_chunks()
-        order = stage_order(table)
-        lengths = pa.chunked_array([pc.binary_length(c.storage) for c in table["item"].chunks], pa.int32())
-        sizes = lengths.take(order).to_numpy()
-        folder = partition_dir(collection, scheme, bucket)
-        out = []
-        for n, (lo, hi) in enumerate(_chunks(sizes, self.settings["file_max_rows"], self.settings["file_max_bytes"])):
-            chunk = table.take(order[lo:hi])
-            name = f"part-{self.run_id}-{group:03d}{n:05d}.parquet"  # unique per partition folder in a run
-            entry = write_stage_file(self.fs, self.root, f"{folder}/{name}", chunk, self.settings["row_group_rows"])
-            entry["bucket"] = bucket
-            entry["run"] = self.run_id
-            out.append(entry)
-        del table
-        for p in paths:
-            os.unlink(p)
-        return out
+
+@dataclass(frozen=True)
+class PartitionJob:
+    """One output group of one partition: picklable, so that worker processes can write it."""
+
+    fs: Any
+    root: str
+    run_id: str
+    settings: dict[str, Any]
+    collection: str
+    scheme: str
+    bucket: str | None
+    group: int
+    spills: list[Spill]
+
+
+def write_partition(job: PartitionJob) -> tuple[list[dict[str, Any]], np.ndarray | None]:
+    """Sort a partition's spilled rows and write them as stage files; return their manifest entries and a 64-bit
+    hash of each row's id (None without the kernel), with which the loader proves ids distinct without a query."""
+    settings = job.settings
+    release_freed_memory()  # a parse worker's kept heap: this phase allocates through Arrow's allocator instead
+    table = _read_spills(job.spills)
+    if table["item"].nbytes <= settings["file_max_bytes"]:
+        # Fits one file: gather from contiguous memory (much faster); bigger partitions stay memory-mapped.
+        # The mapped spill pages are released right away (they would count twice while the files are written).
+        table = table.combine_chunks()
+    keys = string_hashes(table["id"])
+    order = stage_order(table)
+    lengths = pa.chunked_array([pc.binary_length(c.storage) for c in table["item"].chunks], pa.int32())
+    sizes = lengths.take(order).to_numpy()
+    folder = partition_dir(job.collection, job.scheme, job.bucket)
+    out = []
+    for n, (lo, hi) in enumerate(_chunks(sizes, settings["file_max_rows"], settings["file_max_bytes"])):
+        chunk = table.take(order[lo:hi])
+        name = f"part-{job.run_id}-{job.group:03d}{n:05d}.parquet"  # unique per partition folder in a run
+        entry = write_stage_file(job.fs, job.root, f"{folder}/{name}", chunk, settings["row_group_rows"])
+        entry["bucket"] = job.bucket
+        entry["run"] = job.run_id
+        out.append(entry)
+    return out, keys
+
+
+def _read_spills(spills: list[Spill]) -> pa.Table:
+    """The spilled rows, memory-mapped (only the pages of these batches are read)."""
+    batches = []
+    for spill in spills:
+        reader = pa.ipc.open_file(pa.memory_map(spill.path))
+        batches += [reader.get_batch(i) for i in range(spill.first, spill.first + spill.count)]
+    return pa.Table.from_batches(batches, schema=STAGE_SCHEMA)
 
 
 def _bucket_column(table: pa.Table, colls: pa.ChunkedArray, schemes: dict[str, str]) -> pa.ChunkedArray:

@@ -1,0 +1,71 @@
+"""Worker-process helpers: pandas kept out of pyarrow's conversions, malloc tuning, the shared pool."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from helpers import item, write_ndjson
+
+import stacbatch
+from stacbatch._pool import Workers
+
+
+def _run(code: str) -> str:
+    return subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout.strip()
+
+
+def test_without_pandas_keeps_conversions_from_importing_pandas_but_not_users() -> None:
+    out = _run(
+        "import sys\n"
+        "from stacbatch._pool import without_pandas\n"
+        "without_pandas()\n"
+        "import numpy as np, pyarrow as pa, pyarrow.compute as pc\n"
+        "pa.scalar(1); pa.array([1, None]); pa.array(np.arange(3)); pc.fill_null(pa.array([None, 'a']), 'x')\n"
+        "print('pandas' in sys.modules)\n"
+        "print(type(pa.table({'a': [1]}).to_pandas()).__name__)\n"
+    )
+    assert out.splitlines() == ["False", "DataFrame"]
+
+
+def test_malloc_tuning_is_harmless() -> None:
+    out = _run(
+        "from stacbatch._pool import keep_freed_memory, release_freed_memory\n"
+        "keep_freed_memory()\n"
+        "blocks = [bytearray(8 << 20) for _ in range(8)]\n"
+        "del blocks\n"
+        "release_freed_memory()\n"
+        "print('ok')\n"
+    )
+    assert out == "ok"
+
+
+def _square(x: int) -> int:
+    return x * x
+
+
+def test_workers_keep_order_and_serve_several_phases() -> None:
+    with Workers(2) as pool:
+        assert list(pool.ordered_map(_square, range(50))) == [x * x for x in range(50)]
+        assert list(pool.ordered_map(_square, [3, 1, 2])) == [9, 1, 4]
+    with Workers(1) as inline:
+        assert not inline.parallel
+        assert list(inline.ordered_map(_square, range(5))) == [0, 1, 4, 9, 16]
+
+
+@pytest.mark.parametrize("entry", ["script", "module"])
+def test_cli_load_with_workers_from_the_console_script_and_the_module(tmp_path: Path, entry: str) -> None:
+    """``stacbatch load`` starts its fork server early (``prestart``); its workers, which re-import the console
+    script with the same argv, must not start another one."""
+    src = write_ndjson(tmp_path / "a.ndjson", [item(f"i{n}", collection=f"c{n % 2}") for n in range(200)])
+    stage = str(tmp_path / "stage")
+    script = Path(sys.executable).parent / "stacbatch"
+    cmd = [str(script)] if entry == "script" else [sys.executable, "-m", "stacbatch"]
+    proc = subprocess.run(
+        [*cmd, "load", str(src), "--stage", stage, "--workers", "2"], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr and "staged 200" in proc.stderr
+    assert stacbatch.open_stage(stage).sql("SELECT count(*) FROM items").fetchall() == [(200,)]
