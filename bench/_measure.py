@@ -9,6 +9,25 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+#: Outputs of earlier steps are moved here and deleted at the very end of a run: on ext4 without a journal (this
+#: VM), creating files within ~30 s of deleting many is several times slower (the inode allocator re-reads every
+#: recently freed inode), which would time the file system's recovery instead of the next tool.
+TRASH = Path(__file__).parent / "out" / "trash"
+
+
+def discard(path: Path) -> Path:
+    """Move an old output out of the way (a rename); ``empty_trash`` deletes it after the measurements."""
+    if path.exists() or path.is_symlink():
+        TRASH.mkdir(parents=True, exist_ok=True)
+        path.rename(TRASH / f"{time.time_ns()}-{path.name}")
+    return path
+
+
+def empty_trash() -> None:
+    import shutil
+
+    shutil.rmtree(TRASH, ignore_errors=True)
+
 
 @dataclass
 class Measurement:

@@ -12,13 +12,12 @@
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench._measure import Measurement, run
+from bench._measure import Measurement, discard, empty_trash, run
 from bench.generate import COLLECTIONS, generate, make_collection
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,8 +48,7 @@ def bench_api(
     try:
         colls = ",".join(sorted(items))
         stage = work / "api-stage"
-        if stage.exists():
-            shutil.rmtree(stage)
+        discard(stage)
         add(
             "API load (CMR-like, 16)",
             "stacbatch",
@@ -80,8 +78,7 @@ def bench_pgstac(n: int, work: Path, sb: list[str], add: Callable[[str, str, Mea
         srv.load((make_collection(c) for c in COLLECTIONS if c["id"] in used), items)
         del items
         stage = work / "pgstac-stage"
-        if stage.exists():
-            shutil.rmtree(stage)
+        discard(stage)
         step = "API load (pgstac, 16)"
         add(step, "stacbatch", run([*sb, "load", srv.base, "--stage", str(stage), "--concurrency", "16"]))
         add(step, "pystac-client", run([PY, "-c", PYSTAC_CLIENT, srv.base, str(work / "pc2.ndjson"), ",".join(used)]))
@@ -107,6 +104,7 @@ def main() -> None:
     bench_api(args.items, work, [_tool("stacbatch"), "-q"], add, args.latency)
     bench_pgstac(args.items, work, [_tool("stacbatch"), "-q"], add)
     print(report(rows))
+    empty_trash()
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-from bench._measure import Measurement, run
+from bench._measure import Measurement, discard, run
 from bench.generate import write_ndjson
 
 
@@ -21,8 +21,7 @@ def bench_edits(n: int, stage: Path, work: Path, sb: list[str], add: Callable[[s
     b = work / "stage-b"
     c = work / "stage-c"
     for p in (b, c):
-        if p.exists():
-            shutil.rmtree(p)
+        discard(p)
     shutil.copytree(a, b)
     shutil.copytree(a, c)
     added = work / "added.ndjson"

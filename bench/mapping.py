@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import argparse
 import random
-import shutil
 import sys
 from pathlib import Path
 
-from bench._measure import Measurement, run
+from bench._measure import Measurement, discard, empty_trash, run
 
 MAPPING = """
 collection: inventory
@@ -90,8 +89,7 @@ def bench_mapping(rows: int, work: Path, sb: list[str]) -> Measurement:
     (work / "sensors.csv").write_text(SENSORS)
     (work / "inventory.yaml").write_text(MAPPING)
     stage = work / "mapping-stage"
-    if stage.exists():
-        shutil.rmtree(stage)
+    discard(stage)
     return run([*sb, "load", str(csv), "--mapping", str(work / "inventory.yaml"), "--stage", str(stage)])
 
 
@@ -104,6 +102,7 @@ def main() -> None:
     m = bench_mapping(args.rows, OUT / "work-mapping", [_tool("stacbatch"), "-q"])
     print(f"  rc={m.returncode} {m.stderr.strip()[-300:]}", file=sys.stderr)
     print(report([Row("CSV + mapping -> stage", "stacbatch", args.rows, m)]))
+    empty_trash()
 
 
 if __name__ == "__main__":

@@ -13,13 +13,12 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import shutil
 import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench._measure import Measurement, run
+from bench._measure import Measurement, discard, empty_trash, run
 from bench.edits import bench_edits
 from bench.generate import write_collections, write_ndjson
 
@@ -46,11 +45,7 @@ def _tool(name: str) -> str:
 
 
 def _fresh(path: Path) -> Path:
-    if path.is_dir():
-        shutil.rmtree(path)
-    elif path.exists():
-        path.unlink()
-    return path
+    return discard(path)
 
 
 def bench_size(n: int, rows: list[Row], anchors: bool, tree_max: int, edits: bool = True) -> None:
@@ -233,6 +228,7 @@ def main() -> None:
             indent=2,
         )
     )
+    empty_trash()
 
 
 if __name__ == "__main__":

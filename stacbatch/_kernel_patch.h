@@ -191,10 +191,17 @@ static PyObject *py_patch_items(PyObject *self, PyObject *args) {
     if (err) {
         PyErr_NoMemory();
     } else {
-        res = Py_BuildValue("(y#y#y#y#y#y#)", status.p ? status.p : "", (Py_ssize_t)status.len,
-                            moved.p ? moved.p : "", (Py_ssize_t)moved.len, toff.p, (Py_ssize_t)toff.len,
-                            texts.p ? texts.p : "", (Py_ssize_t)texts.len, coff.p, (Py_ssize_t)coff.len,
-                            canon.p ? canon.p : "", (Py_ssize_t)canon.len);
+        /* handed over as Blocks, not copied into bytes */
+        Buf *outs[6] = {&status, &moved, &toff, &texts, &coff, &canon};
+        res = PyTuple_New(6);
+        for (int i = 0; res && i < 6; i++) {
+            PyObject *b = buf_to_block(outs[i]);
+            if (!b) {
+                Py_CLEAR(res);
+                break;
+            }
+            PyTuple_SET_ITEM(res, i, b);
+        }
     }
     buf_free(&status), buf_free(&moved), buf_free(&toff), buf_free(&texts), buf_free(&coff), buf_free(&canon);
     buf_free(&doc), buf_free(&tmp);

@@ -93,7 +93,7 @@ def _validity(ok: np.ndarray) -> Any:
     return pa.py_buffer(np.packbits(ok, bitorder="little"))
 
 
-def stream_hashes(offsets: bytes, data: bytes) -> pa.Array:
+def stream_hashes(offsets: Any, data: Any) -> pa.Array:
     """xxh3-128 of each item's canonical stream (the kernel wrote them end to end), as hex strings.
 
     Built from one hex text of all digests, not from a list of str: ``pa.array`` over a list imports pandas (its

@@ -364,8 +364,8 @@ def test_patch_items_keeps_untouched_bytes() -> None:
     status, moved, _toff, texts, _coff, _canon = kernel.patch_items(
         offsets, text, (("properties", "p"),), [['"new"']], '"2026-01-01T00:00:00Z"'
     )
-    assert status == b"\x01" and np.frombuffer(moved, np.uint32)[0] == (1 | 1 << 31)
-    assert texts == (
+    assert bytes(status) == b"\x01" and np.frombuffer(moved, np.uint32)[0] == (1 | 1 << 31)
+    assert bytes(texts) == (
         b'{"id":"a", "properties":{"datetime":"2021-01-01T00:00:00.1234567Z","v":1.50,"p":"new",'
         b'"updated":"2026-01-01T00:00:00Z"},"x":[1.0]}'
     )

@@ -119,7 +119,7 @@ def load(
             api_source.raw_pages = n_workers > 1
         collections: dict[str, tuple[str, dict[str, Any]]] = {}
         lines_before: dict[str, int] = {}  # per source, lines in the byte ranges already taken
-        with _stage_tmp(stage, run.id) as spill, Workers(n_workers) as pool:
+        with _stage_tmp(stage, run.id) as spill, Workers(n_workers, keep_heap=True) as pool:
             writer = PartitionWriter(stage.fs, stage.root, run.id, manifest.settings, partitioning, spill)
             parse: Callable[[Any], ParseResult] = functools.partial(
                 parse_routed,
