@@ -5,7 +5,10 @@ Nothing written here is visible until the manifest names it, so a crash only lea
 
 from __future__ import annotations
 
+import contextlib
 import os
+import uuid
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -160,6 +163,8 @@ class PartitionWriter:
         self._n = 0
         #: per collection, the id hashes of the rows ``finish`` wrote (None: unknown, no kernel)
         self.id_hashes: dict[str, list[np.ndarray]] | None = {}
+        #: Arrow files of the audit keys of the rows ``finish`` wrote
+        self.audit_files: list[str] = []
 
     def router(self) -> Router:
         return Router(dict(self.partitioning), self.settings["time_bucket"])
@@ -211,25 +216,48 @@ class PartitionWriter:
         # sorted in groups of spill files of about a file's size each, so memory stays bounded whatever its size
         # (its files then overlap in time; each is still sorted).
         todo = [
-            PartitionJob(self.fs, self.root, self.run_id, self.settings, c, self.partitioning[c], b, g, part)
+            PartitionJob(
+                self.fs, self.root, self.run_id, self.settings, c, self.partitioning[c], b, g, part, self.spill_dir
+            )
             for (c, b), spills in sorted(jobs.items(), key=lambda kv: (kv[0][0], kv[0][1] or ""))
             for g, part in enumerate(self._groups(spills))
         ]
         # Largest first, so that the writers finish together rather than one waiting on a big partition.
         todo.sort(key=lambda job: -sum(s.nbytes for s in job.spills))
-        if workers is not None and workers.parallel:
-            # processes: the GIL and one address space's page-fault locks kept two threads at ~1.4x one
-            results = list(workers.ordered_map(write_partition, todo))
-        else:
-            # pyarrow sorts, gathers and compresses without the GIL: two threads use both cores.
-            with ThreadPoolExecutor(max_workers=2, thread_name_prefix="stacbatch-writer") as pool:
-                results = list(pool.map(write_partition, todo))
-        for job, (_entries, keys) in zip(todo, results, strict=True):
+        with contextlib.ExitStack() as stack:
+            if workers is not None and workers.parallel:
+                # processes: the GIL and one address space's page-fault locks kept two threads at ~1.4x one
+                done = workers.ordered_map(write_partition, todo)
+            else:
+                # pyarrow sorts, gathers and compresses without the GIL: two threads use both cores.
+                pool = stack.enter_context(ThreadPoolExecutor(max_workers=2, thread_name_prefix="stacbatch-writer"))
+                done = pool.map(write_partition, todo)
+            results = list(_unlinking_spent_spills(todo, done))
+        for job, (_entries, keys, audit) in zip(todo, results, strict=True):
             if keys is None or self.id_hashes is None:
                 self.id_hashes = None
             else:
                 self.id_hashes.setdefault(job.collection, []).append(keys)
-        return sorted((e for entries, _keys in results for e in entries), key=lambda e: e["path"])
+            if audit is not None:
+                self.audit_files.append(audit)
+        return sorted((e for entries, _keys, _audit in results for e in entries), key=lambda e: e["path"])
+
+    def audit_keys(self) -> pa.Table:
+        """(collection, id, content_hash) of every row ``finish`` wrote, file by file in row order (read into
+        memory: the spill folder goes before the audit is written)."""
+        tables = []
+        for path in self.audit_files:
+            with pa.OSFile(path, "rb") as f:
+                tables.append(pa.ipc.open_file(f).read_all())
+        if not tables:
+            return pa.table(
+                {
+                    "collection": pa.array([], pa.string()),
+                    "id": pa.array([], pa.string()),
+                    "content_hash": pa.array([], pa.string()),
+                }
+            )
+        return pa.concat_tables(tables)
 
     def ids_distinct(self) -> bool:
         """True when no id was written twice within a collection by ``finish`` (proven by distinct hashes);
@@ -270,11 +298,15 @@ class PartitionJob:
     bucket: str | None
     group: int
     spills: list[Spill]
+    #: where to leave the written rows' (collection, id, content_hash), in file order, for the audit of a first
+    #: load (None: not wanted)
+    audit_dir: str | None = None
 
 
-def write_partition(job: PartitionJob) -> tuple[list[dict[str, Any]], np.ndarray | None]:
-    """Sort a partition's spilled rows and write them as stage files; return their manifest entries and a 64-bit
-    hash of each row's id (None without the kernel), with which the loader proves ids distinct without a query."""
+def write_partition(job: PartitionJob) -> tuple[list[dict[str, Any]], np.ndarray | None, str | None]:
+    """Sort a partition's spilled rows and write them as stage files; return their manifest entries, a 64-bit hash
+    of each row's id (None without the kernel), with which the loader proves ids distinct without a query, and the
+    Arrow file of the rows' audit keys (``job.audit_dir``)."""
     settings = job.settings
     release_freed_memory()  # a parse worker's kept heap: this phase allocates through Arrow's allocator instead
     table = _read_spills(job.spills)
@@ -284,6 +316,12 @@ def write_partition(job: PartitionJob) -> tuple[list[dict[str, Any]], np.ndarray
         table = table.combine_chunks()
     keys = string_hashes(table["id"])
     order = stage_order(table)
+    audit = None
+    if job.audit_dir is not None:
+        audit = os.path.join(job.audit_dir, f"audit-{uuid.uuid4().hex}.arrow")
+        rows = table.select(["collection", "id", "content_hash"]).take(order)
+        with pa.OSFile(audit, "wb") as sink, pa.ipc.new_file(sink, rows.schema) as writer:
+            writer.write_table(rows)
     lengths = pa.chunked_array([pc.binary_length(c.storage) for c in table["item"].chunks], pa.int32())
     sizes = lengths.take(order).to_numpy()
     folder = partition_dir(job.collection, job.scheme, job.bucket)
@@ -295,7 +333,26 @@ def write_partition(job: PartitionJob) -> tuple[list[dict[str, Any]], np.ndarray
         entry["bucket"] = job.bucket
         entry["run"] = job.run_id
         out.append(entry)
-    return out, keys
+    return out, keys, audit
+
+
+def _unlinking_spent_spills[R](todo: list[PartitionJob], done: Iterator[R]) -> Iterator[R]:
+    """Pass results through, deleting each spill file once every job that reads it has finished.
+
+    Deleting gigabytes of spills at the end took seconds (the kernel drops every cached page of a file as it
+    goes); here it happens while the writers work and this process would only wait.
+    """
+    readers: dict[str, int] = {}
+    for job in todo:
+        for path in {s.path for s in job.spills}:
+            readers[path] = readers.get(path, 0) + 1
+    for job, result in zip(todo, done, strict=True):
+        yield result
+        for path in {s.path for s in job.spills}:
+            readers[path] -= 1
+            if not readers[path]:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
 
 
 def _read_spills(spills: list[Spill]) -> pa.Table:
