@@ -107,6 +107,24 @@ _POOL_COMMANDS = {
 }
 
 
+#: ``load``'s own threshold for parsing in workers (stage/_load.py PARALLEL_MIN_BYTES)
+PREFORK_MIN_BYTES = 16 * 1024 * 1024
+
+
+def _local_bytes(argv: list[str]) -> int:
+    """Bytes of the regular files named on the command line (a rough guess at the input: folders are not walked,
+    so a folder source just means the pool starts when the load needs it, as without ``prestart``)."""
+    total = 0
+    for arg in argv[1:]:
+        if not arg.startswith("-") and "://" not in arg:
+            try:
+                if os.path.isfile(arg):
+                    total += os.path.getsize(arg)
+            except OSError:
+                continue
+    return total
+
+
 def prestart(argv: list[str]) -> None:
     """For a command that will use workers, start the fork server now (from the CLI's first import).
 
@@ -121,6 +139,8 @@ def prestart(argv: list[str]) -> None:
         return
     if default_workers() <= 1 or not _main_importable():
         return
+    if command in ("load", "scaffold") and "--workers" not in argv and _local_bytes(argv) < PREFORK_MIN_BYTES:
+        return  # small local input (or none, e.g. an API): parsed inline, the pool would not start
     try:
         from multiprocessing import forkserver
 

@@ -69,3 +69,13 @@ def test_cli_load_with_workers_from_the_console_script_and_the_module(tmp_path: 
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr and "staged 200" in proc.stderr
     assert stacbatch.open_stage(stage).sql("SELECT count(*) FROM items").fetchall() == [(200,)]
+
+
+def test_prestart_guesses_the_input_from_regular_files_only(tmp_path: Path) -> None:
+    from stacbatch._pool import _local_bytes
+
+    big = tmp_path / "a.ndjson"
+    big.write_bytes(b"x" * 1000)
+    (tmp_path / "stage").mkdir()
+    argv = ["stacbatch", "-q", "load", str(big), "http://127.0.0.1:1/stac", "--stage", str(tmp_path / "stage")]
+    assert _local_bytes(argv) == 1000  # the URL, the folder and the options count for nothing

@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 
 from stacbatch import _fs, _json, _sql
 from stacbatch._parse import ParseResult, parse_routed
-from stacbatch._pool import Workers, default_workers
+from stacbatch._pool import PREFORK_MIN_BYTES, Workers, default_workers
 from stacbatch._rows import STAGE_SCHEMA
 from stacbatch.errors import InputError, StageError
 from stacbatch.sources import plan_sources
@@ -36,7 +36,7 @@ from stacbatch.stage._writer import PartitionWriter, sort_for_stage, write_stage
 
 DEFAULT_BATCH_SIZE = 2_000
 #: Below this much input, worker start-up costs more than it saves.
-PARALLEL_MIN_BYTES = 16 * 1024 * 1024
+PARALLEL_MIN_BYTES = PREFORK_MIN_BYTES
 
 
 @dataclass
