@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import multiprocessing
 import os
 import sys
@@ -30,6 +31,7 @@ _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
 
 
+@functools.cache
 def _libc() -> Any:
     if sys.platform != "linux":
         return None
@@ -43,17 +45,19 @@ def _libc() -> Any:
     return libc
 
 
-def keep_freed_memory() -> None:
+def keep_freed_memory() -> bool:
     """Let glibc's malloc keep blocks of up to 32 MB in the heap, and keep up to 256 MB freed there for reuse.
 
     A parse worker allocates and frees tens of megabytes per unit of input; by default glibc hands each such block
     to the kernel with mmap and back with munmap, and every reuse then faults and zeroes fresh pages (measured: a
     quarter of a parse worker's time). ``release_freed_memory`` gives it back when a different phase begins.
+    Returns whether the settings took (False off glibc).
     """
     libc = _libc()
-    if libc is not None:
-        libc.mallopt(_M_MMAP_THRESHOLD, 32 * 1024 * 1024)
-        libc.mallopt(_M_TRIM_THRESHOLD, 256 * 1024 * 1024)
+    if libc is None:
+        return False
+    # mallopt returns 1 on success
+    return bool(libc.mallopt(_M_MMAP_THRESHOLD, 32 * 1024 * 1024) and libc.mallopt(_M_TRIM_THRESHOLD, 256 << 20))
 
 
 def release_freed_memory() -> None:

@@ -30,7 +30,9 @@ def test_without_pandas_keeps_conversions_from_importing_pandas_but_not_users() 
     assert out.splitlines() == ["False", "DataFrame"]
 
 
-def test_malloc_tuning_is_harmless() -> None:
+def test_malloc_tuning_takes_on_glibc_and_is_harmless() -> None:
+    import platform
+
     out = _run(
         "from stacbatch._pool import keep_freed_memory, release_freed_memory\n"
         "keep_freed_memory()\n"
@@ -40,6 +42,8 @@ def test_malloc_tuning_is_harmless() -> None:
         "print('ok')\n"
     )
     assert out == "ok"
+    if platform.libc_ver()[0] == "glibc":
+        assert _run("from stacbatch._pool import keep_freed_memory; print(keep_freed_memory())") == "True"
 
 
 def _square(x: int) -> int:

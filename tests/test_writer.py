@@ -9,7 +9,7 @@ import orjson
 import pyarrow.parquet as pq
 import pytest
 from conftest import canon
-from helpers import item, write_ndjson
+from helpers import collection, item, write_ndjson
 
 import stacbatch
 from stacbatch.sources import _detect
@@ -86,6 +86,9 @@ def test_audit_of_a_first_load_comes_from_the_writers_and_matches_the_items(tmp_
     load that replaces items goes through the query. Either way the audit names every staged row once."""
     docs = [item(f"a{n}", collection=f"c{n % 3}", dt=f"20{10 + n % 4}-03-01T00:00:00Z") for n in range(30)]
     stage = str(tmp_path / "stage")
+    # c0 is known to the stage (its Collection) but has no items yet: still a first load of its items
+    (tmp_path / "c0.json").write_bytes(orjson.dumps(collection("c0")))
+    load(stage, [str(tmp_path / "c0.json")], workers=1)
     load(stage, [str(write_ndjson(tmp_path / "a.ndjson", docs))], workers=1)
     st = stacbatch.open_stage(stage)
     rows = st.sql(

@@ -123,7 +123,9 @@ def load(
         # DuckDB and Arrow instead, and kept heap only raised their peak (1.3 -> 1.6 GB at 1M rows)
         keep_heap = not plan.mapped_sources
         with _stage_tmp(stage, run.id) as spill, Workers(n_workers, keep_heap=keep_heap) as pool:
-            writer = PartitionWriter(stage.fs, stage.root, run.id, manifest.settings, partitioning, spill)
+            writer = PartitionWriter(
+                stage.fs, stage.root, run.id, manifest.settings, partitioning, spill, audit_keys=True
+            )
             parse: Callable[[Any], ParseResult] = functools.partial(
                 parse_routed,
                 batch_size=batch_size,

@@ -146,9 +146,19 @@ class PartitionWriter:
     """
 
     def __init__(
-        self, fs: Any, root: str, run_id: str, settings: dict[str, Any], partitioning: dict[str, str], spill_dir: str
+        self,
+        fs: Any,
+        root: str,
+        run_id: str,
+        settings: dict[str, Any],
+        partitioning: dict[str, str],
+        spill_dir: str,
+        *,
+        audit_keys: bool = False,
     ) -> None:
         self.fs = fs
+        #: leave the written rows' audit keys (``audit_keys``), for the insert audit of a first load
+        self.want_audit_keys = audit_keys
         self.root = root
         self.run_id = run_id
         self.settings = settings
@@ -217,7 +227,16 @@ class PartitionWriter:
         # (its files then overlap in time; each is still sorted).
         todo = [
             PartitionJob(
-                self.fs, self.root, self.run_id, self.settings, c, self.partitioning[c], b, g, part, self.spill_dir
+                self.fs,
+                self.root,
+                self.run_id,
+                self.settings,
+                c,
+                self.partitioning[c],
+                b,
+                g,
+                part,
+                self.spill_dir if self.want_audit_keys else None,
             )
             for (c, b), spills in sorted(jobs.items(), key=lambda kv: (kv[0][0], kv[0][1] or ""))
             for g, part in enumerate(self._groups(spills))
@@ -245,18 +264,10 @@ class PartitionWriter:
     def audit_keys(self) -> pa.Table:
         """(collection, id, content_hash) of every row ``finish`` wrote, file by file in row order (read into
         memory: the spill folder goes before the audit is written)."""
-        tables = []
+        tables = [STAGE_SCHEMA.empty_table().select(["collection", "id", "content_hash"])]
         for path in self.audit_files:
             with pa.OSFile(path, "rb") as f:
                 tables.append(pa.ipc.open_file(f).read_all())
-        if not tables:
-            return pa.table(
-                {
-                    "collection": pa.array([], pa.string()),
-                    "id": pa.array([], pa.string()),
-                    "content_hash": pa.array([], pa.string()),
-                }
-            )
         return pa.concat_tables(tables)
 
     def ids_distinct(self) -> bool:
@@ -265,7 +276,7 @@ class PartitionWriter:
         if self.id_hashes is None:
             return False
         for parts in self.id_hashes.values():
-            keys = np.sort(np.concatenate(parts)) if len(parts) > 1 else np.sort(parts[0])
+            keys = np.sort(np.concatenate(parts))
             if len(keys) > 1 and bool((keys[1:] == keys[:-1]).any()):
                 return False
         return True
