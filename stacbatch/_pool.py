@@ -148,7 +148,7 @@ def prestart(argv: list[str]) -> None:
     try:
         from multiprocessing import forkserver
 
-        forkserver.set_forkserver_preload(_POOL_COMMANDS[command])
+        forkserver.set_forkserver_preload(["stacbatch._gc_pause", *_POOL_COMMANDS[command], "stacbatch._gc_freeze"])
         forkserver.ensure_running()
     except (OSError, ValueError):  # no fork server here: the pool will say so, or run inline
         return

@@ -1,14 +1,17 @@
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
-import duckdb
 import typer
 
 from stacbatch import _fs, _sql
 from stacbatch.cli._common import require_stage, stage_option
 from stacbatch.errors import InputError, QueryError
 from stacbatch.stage import open_stage
+
+if TYPE_CHECKING:
+    import duckdb
 
 FORMATS = ("table", "csv", "json", "parquet")
 
@@ -26,6 +29,8 @@ def sql_cmd(
         raise InputError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     if fmt == "parquet" and not to:
         raise InputError("--format parquet needs --to FILE")
+    import duckdb  # here, not at the top: every other command's start-up would pay for it
+
     st = open_stage(require_stage(stage))
     try:
         rel = st.sql(query)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from stacbatch import _fs, _json
+from stacbatch._pool import default_workers
 from stacbatch.errors import InputError
 from stacbatch.sources._units import DictsUnit, FilesUnit, LinesUnit, RangeUnit, Unit
 
@@ -152,14 +153,19 @@ def _ndjson_units(fs: Any, path: str, label: str, plan: SourcePlan) -> Iterator[
 
 
 def _range_units(path: str, label: str, plan: SourcePlan) -> Iterator[Unit]:
-    """Local uncompressed NDJSON: cut at the first newline after every CHUNK_BYTES, reading only a few bytes
-    at each cut. Workers read their ranges and count their lines."""
+    """Local uncompressed NDJSON: cut at the first newline after every CHUNK_BYTES * RANGE_CHUNKS, reading only
+    a few bytes at each cut. Workers read their ranges and count their lines.
+
+    The last ranges taper (each a quarter of what is left per worker pair, down to CHUNK_BYTES), so the workers
+    finish together instead of one parsing a last full range while the others wait (~0.2 s at 100k items)."""
+    taper = 2 * default_workers()
     try:
         size = os.path.getsize(path)
         with open(path, "rb") as f:
             offset = 0
             while offset < size:
-                end = min(offset + CHUNK_BYTES * RANGE_CHUNKS, size)
+                length = min(CHUNK_BYTES * RANGE_CHUNKS, max(CHUNK_BYTES, (size - offset) // taper))
+                end = min(offset + length, size)
                 if end < size:
                     f.seek(end)
                     while True:

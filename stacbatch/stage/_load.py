@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -293,6 +292,8 @@ def _reconcile(
     if consider and not (new_ids_distinct and not old_entries):
         abs_of = {_fs.full_path(stage.fs, _fs.join(stage.root, e["path"])): e for e in consider}
         new_abs = [_fs.full_path(stage.fs, _fs.join(stage.root, e["path"])) for e in new_entries]
+        import duckdb  # only here: a first load never queries, and starts sooner without it
+
         con = _sql.connect(stage.fs)
         try:
             rows = con.execute(_sql.load("duplicates"), [list(abs_of), new_abs]).fetchall()

@@ -7,7 +7,6 @@ import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-import duckdb
 import orjson
 
 from stacbatch import _fs, _sql
@@ -16,6 +15,7 @@ from stacbatch.stage._layout import AUDIT, COLLECTIONS, ITEMS, LOCK, MANIFEST, R
 from stacbatch.stage._manifest import Manifest, read_manifest
 
 if TYPE_CHECKING:
+    import duckdb
     import polars as pl
     import pyarrow as pa
 
