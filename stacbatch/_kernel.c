@@ -424,12 +424,15 @@ static int lex_number(Parser *ps, int *kind, int64_t *ival, double *dval) {
     if (!txt) return oom(ps);
     memcpy(txt, s, n);
     txt[n] = 0;
+    /* The one Python call of the parse path (scan_lines runs without the GIL): rare, for numbers the fast path
+     * above cannot round exactly. PyGILState_Ensure also works where the caller holds the GIL. */
+    PyGILState_STATE gil = PyGILState_Ensure();
     double d = PyOS_string_to_double(txt, NULL, NULL); /* correctly rounded, locale-free; inf on overflow */
+    int bad = d == -1.0 && PyErr_Occurred();
+    if (bad) PyErr_Clear();
+    PyGILState_Release(gil);
     if (txt != local) free(txt);
-    if (d == -1.0 && PyErr_Occurred()) {
-        PyErr_Clear();
-        return fail(ps, "bad number");
-    }
+    if (bad) return fail(ps, "bad number");
     if (ps->strict && isinf(d)) return fail(ps, "number is infinite as a double"); /* as orjson */
     *dval = d;
     *kind = 'd';
@@ -734,6 +737,9 @@ static PyMethodDef methods[] = {
     {"scan_lines", (PyCFunction)(void (*)(void))py_scan_lines, METH_VARARGS,
      "scan_lines(data, default_collection) -> tuple: stage columns of an NDJSON block as raw buffers, the lines\n"
      "left to Python, and the number of lines."},
+    {"page_index", (PyCFunction)py_page_index, METH_VARARGS,
+     "page_index(page) -> (head, rows) | None: a STAC API page without its features, and per feature the texts "
+     "of id and properties.datetime/start_datetime/end_datetime."},
     {"page_features", (PyCFunction)py_page_features, METH_VARARGS,
      "page_features(page) -> (block, count) | None: a STAC API page's features, minified, one per line."},
     {"hash_strings", (PyCFunction)py_hash_strings, METH_VARARGS,

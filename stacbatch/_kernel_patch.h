@@ -213,6 +213,17 @@ done:
     return res;
 }
 
+/* In an array, after the element ending at e: 1 and *p at the next element, 0 at the closing bracket, -1 for
+ * anything else. */
+static int next_element(const unsigned char **p, const unsigned char *e, const unsigned char *end) {
+    const unsigned char *q = ws(e, end);
+    if (q < end && *q == ',') {
+        *p = ws(q + 1, end);
+        return 1;
+    }
+    return q < end && *q == ']' ? 0 : -1;
+}
+
 /* page_features(page) -> (block, count): the members of the page's top-level "features" array, each minified
  * (whitespace outside strings dropped; nothing else changes) on a line of its own, for scan_lines. None when the
  * page has no such array, or holds something the minifier does not take (the caller decodes it then). */
@@ -224,7 +235,9 @@ static PyObject *py_page_features(PyObject *self, PyObject *args) {
     Slot slot;
     Buf out = {0};
     Py_ssize_t count = 0;
-    int ok = find_member(s, end, "features", 8, &slot) == 1;
+    int ok;
+    Py_BEGIN_ALLOW_THREADS /* pure C until the result is built */
+    ok = find_member(s, end, "features", 8, &slot) == 1;
     const unsigned char *p = ok ? ws(slot.vs, slot.ve) : NULL;
     if (ok && (p >= slot.ve || *p != '[')) ok = 0;
     if (ok) {
@@ -247,22 +260,99 @@ static PyObject *py_page_features(PyObject *self, PyObject *args) {
             }
             if (buf_byte(&out, '\n')) ok = 0;
             count++;
-            p = ws(e, slot.ve);
-            if (p < slot.ve && *p == ',') {
-                p = ws(p + 1, slot.ve);
-            } else if (p < slot.ve && *p == ']') {
+            int more = next_element(&p, e, slot.ve);
+            if (more <= 0) {
+                ok = more == 0 && ok;
                 break;
-            } else {
-                ok = 0;
             }
         }
     }
+    Py_END_ALLOW_THREADS
     if (ok) {
         res = Py_BuildValue("(y#n)", out.p ? out.p : "", (Py_ssize_t)out.len, count);
     } else if (!PyErr_Occurred()) {
         res = Py_NewRef(Py_None);
     }
     buf_free(&out);
+    PyBuffer_Release(&view);
+    return res;
+}
+
+/* A member's value text as bytes (None when absent); -1 on error. */
+static int member_text(const unsigned char *obj, const unsigned char *end, const char *key, PyObject **out) {
+    Slot slot;
+    int r = find_member(obj, end, key, strlen(key), &slot);
+    if (r < 0) return 1; /* not a plain object: the caller decodes the page */
+    *out = r ? PyBytes_FromStringAndSize((const char *)slot.vs, slot.ve - slot.vs) : Py_NewRef(Py_None);
+    return *out ? 0 : -1;
+}
+
+/* page_index(page) -> (head, rows) | None: what the fetcher needs of a STAC API page without decoding its items.
+ * head: the page with its "features" value replaced by [] (for the caller to decode: links, counts); rows: per
+ * feature, the texts of id, properties.datetime, properties.start_datetime and properties.end_datetime (bytes of
+ * the JSON value, None when absent). None when the page has no features array or a feature (or its properties)
+ * is not a plain object: the caller decodes the page whole. */
+static PyObject *py_page_index(PyObject *self, PyObject *args) {
+    Py_buffer view;
+    if (!PyArg_ParseTuple(args, "y*", &view)) return NULL;
+    const unsigned char *s = view.buf, *end = s + view.len;
+    PyObject *rows = NULL, *res = NULL;
+    Slot slot;
+    int ok = find_member(s, end, "features", 8, &slot) == 1;
+    const unsigned char *p = ok ? ws(slot.vs, slot.ve) : NULL;
+    if (ok && (p >= slot.ve || *p != '[')) ok = 0;
+    if (ok && !(rows = PyList_New(0))) goto fail;
+    if (ok) {
+        p = ws(p + 1, slot.ve);
+        if (p < slot.ve && *p == ']') p = slot.ve;
+        static const char *props[3] = {"datetime", "start_datetime", "end_datetime"};
+        while (ok && p < slot.ve) {
+            const unsigned char *e = skip(p, slot.ve);
+            PyObject *vals[4] = {NULL, NULL, NULL, NULL};
+            int r = member_text(p, e, "id", &vals[0]);
+            if (r == 0) {
+                Slot ps;
+                int pr = find_member(p, e, "properties", 10, &ps);
+                const unsigned char *pv = pr == 1 ? ws(ps.vs, ps.ve) : NULL;
+                if (pr < 0 || (pr == 1 && *pv != '{' && !is_null(pv, ps.ve))) {
+                    r = 1; /* properties of another type: let the Python path word it */
+                } else if (pr == 1 && *pv == '{') {
+                    for (int i = 0; i < 3 && r == 0; i++) r = member_text(pv, ps.ve, props[i], &vals[i + 1]);
+                }
+            }
+            PyObject *row = r < 0 ? NULL : PyTuple_New(4);
+            for (int i = 0; i < 4; i++) {
+                if (row) PyTuple_SET_ITEM(row, i, vals[i] ? vals[i] : Py_NewRef(Py_None));
+                else Py_XDECREF(vals[i]);
+            }
+            if (!row || PyList_Append(rows, row) < 0) {
+                Py_XDECREF(row);
+                goto fail;
+            }
+            Py_DECREF(row);
+            if (r > 0) ok = 0;
+            int more = next_element(&p, e, slot.ve);
+            if (more <= 0) {
+                ok = more == 0 && ok;
+                break;
+            }
+        }
+    }
+    if (ok) {
+        /* head = page before the value + "[]" + page after it */
+        Py_ssize_t before = slot.vs - s, after = end - slot.ve;
+        PyObject *head = PyBytes_FromStringAndSize(NULL, before + 2 + after);
+        if (!head) goto fail;
+        char *h = PyBytes_AS_STRING(head);
+        memcpy(h, s, (size_t)before);
+        h[before] = '[', h[before + 1] = ']';
+        memcpy(h + before + 2, slot.ve, (size_t)after);
+        res = Py_BuildValue("(NO)", head, rows);
+    } else {
+        res = Py_NewRef(Py_None);
+    }
+fail:
+    Py_XDECREF(rows);
     PyBuffer_Release(&view);
     return res;
 }

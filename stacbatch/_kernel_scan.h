@@ -510,6 +510,8 @@ static PyObject *py_scan_lines(PyObject *self, PyObject *args) {
               put_off(&o.item_off, 0) || put_off(&o.canon_off, 0);
     const unsigned char *s = view.buf, *end = s + view.len;
     size_t row = 0, taken = 0;
+    /* Pure C from here to the hand-off: other threads (the API fetcher's event loop) run meanwhile. */
+    Py_BEGIN_ALLOW_THREADS
     while (!err && s < end) {
         const unsigned char *e = memchr(s, '\n', (size_t)(end - s));
         if (!e) e = end;
@@ -526,6 +528,7 @@ static PyObject *py_scan_lines(PyObject *self, PyObject *args) {
         row++;
         s = e + 1;
     }
+    Py_END_ALLOW_THREADS
     PyObject *res = NULL;
     if (err) {
         PyErr_NoMemory();

@@ -121,6 +121,17 @@ def string_hashes(strings: pa.ChunkedArray) -> np.ndarray | None:
     return np.concatenate(parts)
 
 
+#: what the fetcher reads of one feature without decoding it: the JSON texts of id and properties.datetime,
+#: start_datetime and end_datetime (None when absent)
+FeatureIndex = tuple[bytes | None, bytes | None, bytes | None, bytes | None]
+
+
+def page_index(page: bytes) -> tuple[bytes, list[FeatureIndex]] | None:
+    """A STAC API page without its features (its ``features`` replaced by ``[]``) and an index of them, or None
+    (no kernel, or a page it does not take: the caller decodes it whole)."""
+    return _kernel.page_index(page) if _kernel is not None else None
+
+
 def page_features(page: bytes) -> bytes | None:
     """A STAC API page's features as an NDJSON block (minified, one per line), or None (no kernel, or a page it
     does not take: the caller decodes it)."""

@@ -135,6 +135,7 @@ class FakeStac:
         self.collections_page = collections_page
         self.search_enabled = search
         self._cache: dict[int, bytes] = {}
+        self._pools: dict[tuple[tuple[str, ...], str | None], list[dict[str, Any]]] = {}
         self.posts: list[str] = []  # POST search bodies, as received (sorted keys)
         self.log: list[tuple[float, str, str, int]] = []  # (arrival time, method, path_qs, status)
         self.empty_pages = 0  # item pages served with no features
@@ -374,7 +375,7 @@ class FakeStac:
                     400, "BBOX must be in the form of 'bbox=swLon,swLat,neLon,neLat' with valid latitude and longitude."
                 )
         when = body.get("datetime")
-        pool = [f for c in colls for f in _filter(self.items[c], when if isinstance(when, str) else None)]
+        pool = self._pool(tuple(colls), when if isinstance(when, str) else None)
         start = _offset(body.get("cursor") if isinstance(body.get("cursor"), str) else None)
         feats = pool[start : start + size]
         links = [{"rel": "self", "href": str(request.url)}, {"rel": "root", "href": self.base}]
@@ -394,6 +395,16 @@ class FakeStac:
         self.empty_pages += not feats
         page = head[:-1] + b',"features":[' + b",".join(self._bytes(f) for f in feats) + b"]}"
         return web.Response(body=page, content_type="application/geo+json")
+
+    def _pool(self, colls: tuple[str, ...], when: str | None) -> list[dict[str, Any]]:
+        """The query's matches, filtered once per (collections, datetime): every page of a query asks again, and
+        filtering ~3k items per request took the one server thread ~3 ms, which 16 concurrent requests queued
+        behind each other (a quarter of the latency again)."""
+        key = (colls, when)
+        pool = self._pools.get(key)
+        if pool is None:
+            pool = self._pools[key] = [f for c in colls for f in _filter(self.items[c], when)]
+        return pool
 
     def _bytes(self, feature: dict[str, Any]) -> bytes:
         key = id(feature)

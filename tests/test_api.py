@@ -106,6 +106,22 @@ def test_retry_after_is_honoured(server: FakeStac, tmp_path: Path) -> None:
             assert log[n + 1][0] - t >= 0.95  # the next request waited for Retry-After
 
 
+@pytest.mark.parametrize("server", [{"latency": 0.2}], indirect=True)
+@pytest.mark.parametrize("concurrency", [1, 4])
+def test_collections_are_asked_with_the_landing_page_unless_one_at_a_time(
+    server: FakeStac, tmp_path: Path, concurrency: int
+) -> None:
+    res = load(str(tmp_path / "s"), [server.base], api=ApiOptions(collections=["C0_1.0"], concurrency=concurrency))
+    assert res.staged == 230
+    landing, colls = server.log[0], server.log[1]
+    assert landing[2] == "/stac/PROV" and colls[2] == "/stac/PROV/collections"
+    assert sum(1 for e in server.log if e[2] == colls[2]) == 1  # the early answer was used, not asked again
+    if concurrency == 1:
+        assert colls[0] - landing[0] >= 0.2  # after the landing page's answer
+    else:
+        assert colls[0] - landing[0] < 0.15  # together with it
+
+
 @pytest.mark.parametrize("server", [{}], indirect=True)
 def test_rate_limit_is_never_exceeded(server: FakeStac, tmp_path: Path) -> None:
     rate = 8.0

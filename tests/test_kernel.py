@@ -401,6 +401,42 @@ def test_api_pages_through_the_kernel_match_the_decoded_path(monkeypatch: pytest
     assert kernel.page_features(b'{"features": []}') == (b"", 0)
 
 
+def test_page_index_gives_what_paging_needs_without_decoding_items() -> None:
+    feats: list[Any] = [json.loads(line) for line in _corpus_lines()[:30]]
+    feats.append(
+        _item(id='caf\u00e9 \\ "q"', properties={"start_datetime": "2020-01-01T00:00:00Z", "end_datetime": None})
+    )
+    feats.append({"type": "Feature", "id": "np", "properties": None})
+    feats.append({"type": "Feature"})
+    doc = {"type": "FeatureCollection", "features": feats, "links": [{"rel": "next", "href": "n"}], "numberMatched": 9}
+    for indent in (None, 2):
+        page = json.dumps(doc, indent=indent).encode()
+        found = kernel.page_index(page)
+        assert found is not None
+        head, rows = found
+        assert json.loads(head) == {**doc, "features": []}
+        want = []
+        for f in feats:
+            props = f.get("properties") if isinstance(f.get("properties"), dict) else {}
+            want.append(
+                (f.get("id"), *(props.get(k) for k in ("datetime", "start_datetime", "end_datetime")))
+                if "id" in f
+                else (None, None, None, None)
+            )
+        # values as JSON texts: None when absent, b"null" for null
+        assert [tuple(None if t is None else json.loads(t) for t in row) for row in rows] == want
+        assert rows[-3][3] == b"null" and rows[-1] == (None, None, None, None)
+    # not taken: the caller decodes the page whole
+    for page in (
+        b'{"features": [1]}',
+        b'{"links": []}',
+        b'{"features": {}}',
+        b'{"features":[{"id":1,"properties":5}]}',
+    ):
+        assert kernel.page_index(page) is None
+    assert kernel.page_index(b'{"features": [], "x": 1}') == (b'{"features": [], "x": 1}', [])
+
+
 @pytest.mark.parametrize("kernel_on", [True, False])
 def test_non_finite_numbers_are_kept_not_nulled(monkeypatch: pytest.MonkeyPatch, kernel_on: bool) -> None:
     """orjson refuses NaN/1e400 on input and writes them as null on output: the stdlib path must keep them."""

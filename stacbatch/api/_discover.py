@@ -47,7 +47,7 @@ def _intersects(coll: dict[str, Any], bbox: list[float]) -> bool:
 
 
 async def _discover(url: str, http: Http, providers: list[str]) -> list[tuple[str, dict[str, Any]]]:
-    api = await open_api(http, url)
+    api = await open_api(http, url, speculate=True)
     if api.collections_url is not None:
         return [(str(api.landing.get("id", "")), c) for c in await list_collections(http, api)]
     out: list[tuple[str, dict[str, Any]]] = []

@@ -12,6 +12,7 @@ import os
 import random
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -141,16 +142,32 @@ class Http:
             await self._session.close()
 
     async def json(
-        self, method: str, url: str, body: Any = None, headers: dict[str, str] | None = None
+        self,
+        method: str,
+        url: str,
+        body: Any = None,
+        headers: dict[str, str] | None = None,
+        decode: Callable[[bytes], Any] = _json.loads,
+        *,
+        retry: bool = True,
     ) -> tuple[Any, bytes]:
-        """The decoded JSON document and its raw bytes; raises ``HttpError`` once retries are spent."""
-        doc, raw, _headers = await self.json_with_headers(method, url, body, headers)
+        """The decoded JSON document and its raw bytes; raises ``HttpError`` once retries are spent. ``decode``
+        raises ``ValueError`` for a body that is not JSON."""
+        doc, raw, _headers = await self.json_with_headers(method, url, body, headers, decode, retry=retry)
         return doc, raw
 
     async def json_with_headers(
-        self, method: str, url: str, body: Any = None, headers: dict[str, str] | None = None
+        self,
+        method: str,
+        url: str,
+        body: Any = None,
+        headers: dict[str, str] | None = None,
+        decode: Callable[[bytes], Any] = _json.loads,
+        *,
+        retry: bool = True,
     ) -> tuple[Any, bytes, dict[str, str]]:
-        """``json`` plus the response headers (a ``Link`` header may carry the next page)."""
+        """``json`` plus the response headers (a ``Link`` header may carry the next page). ``retry=False``: one
+        attempt (a speculative request)."""
         assert self._session is not None
         host = urlsplit(url).netloc
         attempt = 0
@@ -174,7 +191,7 @@ class Http:
                         got_headers = dict(resp.headers)
                 if status == 200:
                     try:
-                        return _json.loads(raw), raw, got_headers  # the stdlib keeps integers beyond 64 bits
+                        return decode(raw), raw, got_headers
                     except ValueError:
                         raise HttpError(
                             method, url, status, "response is not JSON (is this a STAC API?)", body
@@ -186,15 +203,15 @@ class Http:
                 reason = f"connection failed: {type(err).__name__}: {err}"
             if status is not None and status not in RETRY_STATUS:
                 raise HttpError(method, url, status, reason, body)
-            if attempt >= self.max_retries:
+            if status == 429 and retry_after is not None:  # every request to the host waits, retried or not
+                self.limiter.pause(host, retry_after)
+            if attempt >= (self.max_retries if retry else 0):
                 raise HttpError(method, url, status, f"{reason} (after {attempt} retries)", body)
             attempt += 1
             self.stats.retries += 1
             delay = min(self.backoff_cap, self.backoff * 2 ** (attempt - 1)) * random.uniform(0.5, 1.5)
             if retry_after is not None:
                 delay = max(delay, retry_after)
-                if status == 429:
-                    self.limiter.pause(host, retry_after)
             await asyncio.sleep(delay)
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from stacbatch import _json
 from stacbatch._scan import AVAILABLE as _KERNEL
 from stacbatch.api._http import Http, HttpError
 from stacbatch.api._stac import list_collections, match_collections, open_api, pages, search_request
@@ -132,6 +133,12 @@ class ApiSource:
         self._tasks: asyncio.TaskGroup
         self.exhausted = False
 
+    @property
+    def decoded_features(self) -> bool:
+        """Pages go on as decoded features (no kernel to read their bytes, nor workers to send bytes to), so the
+        fetcher decodes them whole; otherwise it decodes only what paging needs (``indexed_page``)."""
+        return not (self.raw_pages or _KERNEL)
+
     def prepare(self) -> None:
         """Open the API and resolve the collections before anything is written: an unreachable URL, a response that
         is not a STAC API or an unknown collection fails here, with one line."""
@@ -145,7 +152,8 @@ class ApiSource:
                 rate_limit=o.rate_limit,
                 rate_state=self._rate_state,
             ) as http:
-                api = await open_api(http, self.url)
+                # one request at a time means one: no speculative /collections then
+                api = await open_api(http, self.url, speculate=o.concurrency > 1)
                 wanted = sorted({str(r["collection"]) for r in o.requests}) if o.requests else o.collections
                 chosen = match_collections(await list_collections(http, api), wanted)
                 if not chosen:
@@ -265,23 +273,28 @@ class ApiSource:
                 self.stats.retries = http.stats.retries
                 self.stats.request_starts = http.stats.starts
 
-    def _seen_at_edge(self, cid: str, feature: Any, window: str | None) -> bool:
-        """Whether this item was already taken from the adjacent window: only items touching a window edge can come
-        twice, so only they are remembered (memory stays small however many items)."""
-        if not window or "/" not in window or not isinstance(feature, dict):
+    def _seen_at_edge(self, cid: str, feature: Any, edges: tuple[_dt.datetime | None, _dt.datetime | None]) -> bool:
+        """Whether this item was already taken from the adjacent window (``edges``: its bounds): only items touching
+        a window edge can come twice, so only they are remembered (memory stays small however many items).
+        ``feature``: a decoded feature or a ``FeatureIndex``."""
+        lo, hi = edges
+        if lo is None and hi is None:
             return False
-        props = feature.get("properties")
-        if not isinstance(props, dict):
+        if isinstance(feature, tuple):
+            ident, dt, first, last = (_text(t) for t in feature)
+        elif isinstance(feature, dict) and isinstance(feature.get("properties"), dict):
+            props = feature["properties"]
+            ident, dt, first, last = feature.get("id"), *(props.get(k) for k in _TIME_KEYS)
+        else:
             return False
-        lo, hi = (_instant(v) for v in window.split("/", 1))
-        start = _instant(props.get("datetime") or props.get("start_datetime"))
-        end = _instant(props.get("datetime") or props.get("end_datetime"))
+        start = _instant(dt or first)
+        end = _instant(dt or last)
         if start is None or end is None:
             return False
         touches = (lo is not None and start <= lo <= end) or (hi is not None and start <= hi <= end)
         if not touches:
             return False
-        key = (cid, str(feature.get("id")))
+        key = (cid, str(ident))
         if key in self._edge:
             return True
         self._edge.add(key)
@@ -307,13 +320,14 @@ class ApiSource:
             params = params or {}
             method, url, body = search_request(api, cid, params, self.options.limit, self.options.method)
         window = params.get("datetime")
+        edges = tuple(_instant(v) for v in window.split("/", 1)) if window and "/" in window else (None, None)
         self.stats.queries += 1
         if q is None:
             q = next(self._query_ids)
             self._frontier[q] = (cid, {"method": method, "url": url, "body": body, "headers": None})
         first, taken, matched = True, 0, None
         try:
-            async for req_url, doc, body_bytes, nxt in pages(http, method, url, body):
+            async for req_url, doc, body_bytes, nxt in pages(http, method, url, body, index=not self.decoded_features):
                 if self._stop.is_set():
                     return
                 raw = doc.get("features") or []
@@ -327,7 +341,7 @@ class ApiSource:
                 taken += len(raw)
                 # a short page that completes the count ends the query: no request for the empty page after it
                 done = not raw or (matched is not None and taken >= matched and len(raw) < self.options.limit)
-                keep = [i for i, f in enumerate(raw) if not self._seen_at_edge(cid, f, window)]
+                keep = [i for i, f in enumerate(raw) if not self._seen_at_edge(cid, f, edges)]  # type: ignore[arg-type]
                 self.stats.pages += 1
                 if budget[0] is not None:
                     keep = keep[: budget[0]]
@@ -336,7 +350,7 @@ class ApiSource:
                 over = budget[0] is not None and budget[0] <= 0
                 chosen = None if len(keep) == len(raw) else tuple(keep)
                 # the page's bytes when the kernel can read them (no per-item Python), else the decoded features
-                page = (body_bytes if self.raw_pages or _KERNEL else raw, chosen, len(keep))
+                page = (raw if self.decoded_features else body_bytes, chosen, len(keep))
                 await asyncio.to_thread(self._put, (req_url, page, q, None if done or over else nxt, []))
                 if over or done:
                     return
@@ -390,3 +404,18 @@ def _window_of(request: dict[str, Any]) -> str | None:
         return value if isinstance(value, str) else None
     values = parse_qs(urlsplit(str(request.get("url"))).query).get("datetime")
     return values[0] if values else None
+
+
+_TIME_KEYS = ("datetime", "start_datetime", "end_datetime")
+
+
+def _text(token: bytes | None) -> Any:
+    """A JSON value text from a ``FeatureIndex``, decoded (a plain string without the decoder)."""
+    if token is None:
+        return None
+    if token[:1] == b'"' and b"\\" not in token:
+        return token[1:-1].decode("utf-8", "replace")
+    try:
+        return _json.loads(token)
+    except ValueError:
+        return None
