@@ -44,6 +44,7 @@ def bench_api(
     for item in generate(n, seed=11):
         items.setdefault(item["collection"], []).append(item)
     srv = FakeStac(items, latency=latency)
+    srv.warm()
     srv.start()
     try:
         colls = ",".join(sorted(items))

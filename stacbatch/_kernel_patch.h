@@ -278,38 +278,43 @@ static PyObject *py_page_features(PyObject *self, PyObject *args) {
     return res;
 }
 
-/* A member's value text as bytes (None when absent); -1 on error. */
-static int member_text(const unsigned char *obj, const unsigned char *end, const char *key, PyObject **out) {
+/* The span of a member's value in spans[0..1] (-1 when absent). 0 done, 1 not a plain object. */
+static int member_span(const unsigned char *base, const unsigned char *obj, const unsigned char *end, const char *key,
+                       int64_t *spans) {
     Slot slot;
     int r = find_member(obj, end, key, strlen(key), &slot);
     if (r < 0) return 1; /* not a plain object: the caller decodes the page */
-    *out = r ? PyBytes_FromStringAndSize((const char *)slot.vs, slot.ve - slot.vs) : Py_NewRef(Py_None);
-    return *out ? 0 : -1;
+    spans[0] = r ? slot.vs - base : -1;
+    spans[1] = r ? slot.ve - base : -1;
+    return 0;
 }
 
 /* page_index(page) -> (head, rows) | None: what the fetcher needs of a STAC API page without decoding its items.
  * head: the page with its "features" value replaced by [] (for the caller to decode: links, counts); rows: per
  * feature, the texts of id, properties.datetime, properties.start_datetime and properties.end_datetime (bytes of
  * the JSON value, None when absent). None when the page has no features array or a feature (or its properties)
- * is not a plain object: the caller decodes the page whole. */
+ * is not a plain object: the caller decodes the page whole. The page is scanned without the GIL (the fetcher
+ * calls this from a thread, so its event loop goes on meanwhile). */
 static PyObject *py_page_index(PyObject *self, PyObject *args) {
     Py_buffer view;
     if (!PyArg_ParseTuple(args, "y*", &view)) return NULL;
     const unsigned char *s = view.buf, *end = s + view.len;
     PyObject *rows = NULL, *res = NULL;
     Slot slot;
-    int ok = find_member(s, end, "features", 8, &slot) == 1;
+    Buf spans = {0}; /* 8 int64 per feature: (start, end) of id, datetime, start_datetime, end_datetime */
+    int ok, nomem = 0;
+    Py_BEGIN_ALLOW_THREADS
+    ok = find_member(s, end, "features", 8, &slot) == 1;
     const unsigned char *p = ok ? ws(slot.vs, slot.ve) : NULL;
     if (ok && (p >= slot.ve || *p != '[')) ok = 0;
-    if (ok && !(rows = PyList_New(0))) goto fail;
     if (ok) {
         p = ws(p + 1, slot.ve);
         if (p < slot.ve && *p == ']') p = slot.ve;
         static const char *props[3] = {"datetime", "start_datetime", "end_datetime"};
         while (ok && p < slot.ve) {
             const unsigned char *e = skip(p, slot.ve);
-            PyObject *vals[4] = {NULL, NULL, NULL, NULL};
-            int r = member_text(p, e, "id", &vals[0]);
+            int64_t sp[8] = {-1, -1, -1, -1, -1, -1, -1, -1};
+            int r = member_span(s, p, e, "id", sp);
             if (r == 0) {
                 Slot ps;
                 int pr = find_member(p, e, "properties", 10, &ps);
@@ -317,42 +322,59 @@ static PyObject *py_page_index(PyObject *self, PyObject *args) {
                 if (pr < 0 || (pr == 1 && *pv != '{' && !is_null(pv, ps.ve))) {
                     r = 1; /* properties of another type: let the Python path word it */
                 } else if (pr == 1 && *pv == '{') {
-                    for (int i = 0; i < 3 && r == 0; i++) r = member_text(pv, ps.ve, props[i], &vals[i + 1]);
+                    for (int i = 0; i < 3 && r == 0; i++) r = member_span(s, pv, ps.ve, props[i], sp + 2 * (i + 1));
                 }
             }
-            PyObject *row = r < 0 ? NULL : PyTuple_New(4);
-            for (int i = 0; i < 4; i++) {
-                if (row) PyTuple_SET_ITEM(row, i, vals[i] ? vals[i] : Py_NewRef(Py_None));
-                else Py_XDECREF(vals[i]);
+            if (r) {
+                ok = 0;
+                break;
             }
-            if (!row || PyList_Append(rows, row) < 0) {
-                Py_XDECREF(row);
-                goto fail;
+            if (buf_put(&spans, sp, sizeof sp)) {
+                nomem = 1;
+                break;
             }
-            Py_DECREF(row);
-            if (r > 0) ok = 0;
             int more = next_element(&p, e, slot.ve);
             if (more <= 0) {
-                ok = more == 0 && ok;
+                ok = more == 0;
                 break;
             }
         }
     }
-    if (ok) {
-        /* head = page before the value + "[]" + page after it */
-        Py_ssize_t before = slot.vs - s, after = end - slot.ve;
-        PyObject *head = PyBytes_FromStringAndSize(NULL, before + 2 + after);
-        if (!head) goto fail;
-        char *h = PyBytes_AS_STRING(head);
-        memcpy(h, s, (size_t)before);
-        h[before] = '[', h[before + 1] = ']';
-        memcpy(h + before + 2, slot.ve, (size_t)after);
-        res = Py_BuildValue("(NO)", head, rows);
-    } else {
-        res = Py_NewRef(Py_None);
+    Py_END_ALLOW_THREADS
+    if (nomem) {
+        PyErr_NoMemory();
+        goto done;
     }
-fail:
+    if (!ok) {
+        res = Py_NewRef(Py_None);
+        goto done;
+    }
+    size_t n = spans.len / (8 * sizeof(int64_t));
+    const int64_t *sp = (const int64_t *)spans.p;
+    if (!(rows = PyList_New((Py_ssize_t)n))) goto done;
+    for (size_t k = 0; k < n; k++) {
+        PyObject *row = PyTuple_New(4);
+        if (!row) goto done;
+        PyList_SET_ITEM(rows, (Py_ssize_t)k, row);
+        for (int i = 0; i < 4; i++) {
+            int64_t a = sp[8 * k + 2 * i], b = sp[8 * k + 2 * i + 1];
+            PyObject *v = a < 0 ? Py_NewRef(Py_None) : PyBytes_FromStringAndSize((const char *)s + a, b - a);
+            if (!v) goto done;
+            PyTuple_SET_ITEM(row, i, v);
+        }
+    }
+    /* head = page before the value + "[]" + page after it */
+    Py_ssize_t before = slot.vs - s, after = end - slot.ve;
+    PyObject *head = PyBytes_FromStringAndSize(NULL, before + 2 + after);
+    if (!head) goto done;
+    char *h = PyBytes_AS_STRING(head);
+    memcpy(h, s, (size_t)before);
+    h[before] = '[', h[before + 1] = ']';
+    memcpy(h + before + 2, slot.ve, (size_t)after);
+    res = Py_BuildValue("(NO)", head, rows);
+done:
     Py_XDECREF(rows);
+    buf_free(&spans);
     PyBuffer_Release(&view);
     return res;
 }

@@ -150,10 +150,13 @@ class Http:
         decode: Callable[[bytes], Any] = _json.loads,
         *,
         retry: bool = True,
+        offload: bool = False,
     ) -> tuple[Any, bytes]:
         """The decoded JSON document and its raw bytes; raises ``HttpError`` once retries are spent. ``decode``
         raises ``ValueError`` for a body that is not JSON."""
-        doc, raw, _headers = await self.json_with_headers(method, url, body, headers, decode, retry=retry)
+        doc, raw, _headers = await self.json_with_headers(
+            method, url, body, headers, decode, retry=retry, offload=offload
+        )
         return doc, raw
 
     async def json_with_headers(
@@ -165,9 +168,11 @@ class Http:
         decode: Callable[[bytes], Any] = _json.loads,
         *,
         retry: bool = True,
+        offload: bool = False,
     ) -> tuple[Any, bytes, dict[str, str]]:
         """``json`` plus the response headers (a ``Link`` header may carry the next page). ``retry=False``: one
-        attempt (a speculative request)."""
+        attempt (a speculative request). ``offload``: decode on a thread (a decoder that releases the GIL), so
+        the event loop sends the other queries' next requests meanwhile."""
         assert self._session is not None
         host = urlsplit(url).netloc
         attempt = 0
@@ -191,7 +196,8 @@ class Http:
                         got_headers = dict(resp.headers)
                 if status == 200:
                     try:
-                        return decode(raw), raw, got_headers
+                        doc = await asyncio.to_thread(decode, raw) if offload else decode(raw)
+                        return doc, raw, got_headers
                     except ValueError:
                         raise HttpError(
                             method, url, status, "response is not JSON (is this a STAC API?)", body

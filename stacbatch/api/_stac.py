@@ -105,7 +105,9 @@ async def pages(
         if first is not None:
             (doc, raw), first = first, None
         else:
-            doc, raw = await http.json(request["method"], request["url"], request["body"], request["headers"], decode)
+            doc, raw = await http.json(
+                request["method"], request["url"], request["body"], request["headers"], decode, offload=index
+            )
         if not isinstance(doc, dict):
             raise HttpError(request["method"], request["url"], 200, "page is not a JSON object", request["body"])
         nxt = next_request(request, doc)
