@@ -36,6 +36,8 @@ class ParseResult:
     mapping: tuple[str, Any] | None = None
     #: set by ``parse_routed`` (the batches are then empty): (collection, bucket, ``Spill``)
     parts: list[Any] = field(default_factory=list)
+    #: the unit's ``PagesUnit.done``: collections complete once this result is taken
+    done: tuple[str, ...] = ()
 
 
 def _failure(
@@ -117,6 +119,7 @@ def parse_routed(job: tuple[int, Unit], batch_size: int, run_id: str, route: Rou
     """
     index, unit = job
     res = parse_unit(unit, batch_size)
+    res.done = unit.done if isinstance(unit, PagesUnit) else ()
     if not res.batches:
         return res
     # contiguous first: the router's gather is several times faster over one chunk than over a few

@@ -122,6 +122,35 @@ def test_collections_are_asked_with_the_landing_page_unless_one_at_a_time(
         assert colls[0] - landing[0] < 0.15  # together with it
 
 
+@pytest.mark.parametrize("server", [{"latency": 0.02}], indirect=True)
+def test_collections_finished_are_written_while_others_are_fetched(
+    server: FakeStac, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from stacbatch.stage._writer import PartitionWriter
+
+    early: list[tuple[str, ...]] = []
+    real = PartitionWriter.write_early
+
+    def spy(self: PartitionWriter, collections: tuple[str, ...]) -> None:
+        early.append(tuple(collections))
+        real(self, collections)
+
+    monkeypatch.setattr(PartitionWriter, "write_early", spy)
+    stage = str(tmp_path / "s")
+    res = load(stage, [server.base], api=ApiOptions(concurrency=2, limit=20, windows=3))
+    assert res.failed == 0 and res.staged == 690 and res.duplicates == 0
+    assert sorted(c for call in early for c in call) == sorted(server.items)  # each once, when it was complete
+    got = staged(stage)
+    assert got.keys() == {(c, f["id"]) for c, fs in server.items.items() for f in fs}
+    assert all(canon(got[(c, f["id"])]) == canon(f) for c, fs in server.items.items() for f in fs)
+    # with a second source in the same load, a collection may get rows after its API queries end: no early writes
+    early.clear()
+    extra = tmp_path / "extra.ndjson"
+    extra.write_bytes(orjson.dumps(item("late", collection="C0_1.0")) + b"\n")
+    res = load(str(tmp_path / "s2"), [server.base, str(extra)], api=ApiOptions(concurrency=2, limit=20))
+    assert res.staged == 691 and early == []
+
+
 @pytest.mark.parametrize("server", [{}], indirect=True)
 def test_rate_limit_is_never_exceeded(server: FakeStac, tmp_path: Path) -> None:
     rate = 8.0

@@ -13,7 +13,7 @@ import itertools
 import queue
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -28,6 +28,15 @@ from stacbatch.errors import InputError
 from stacbatch.sources._units import PagesUnit
 
 _DONE = object()
+
+
+@dataclass(frozen=True)
+class _Complete:
+    """Queue message: every query of ``collection`` has ended (all its pages were queued before this)."""
+
+    collection: str
+
+
 #: items per parse unit at most (pages already fetched are grouped up to this)
 _UNIT_ITEMS = 2000
 
@@ -125,6 +134,8 @@ class ApiSource:
         self._api: Any = None
         self._rate_state: dict[str, float] = {}
         self._edge: set[tuple[str, str]] = set()
+        #: per collection, its queries not yet ended (event loop thread only)
+        self._open: dict[str, int] = {}
         #: query -> (collection, the request that continues it, or None when finished), as far as pages were taken
         self._frontier: dict[int, tuple[str, dict[str, Any] | None]] = {}
         self._query_ids = itertools.count()
@@ -177,27 +188,31 @@ class ApiSource:
             while not finished:
                 got = self._queue.get()
                 pages: list[tuple[str, bytes | list[Any], tuple[int, ...] | None]] = []
+                done: list[str] = []
                 count = 0
                 while True:  # the pages already waiting go out together: fewer, larger units for the workers
                     if got is _DONE:
                         self.exhausted = self._error is None
                         finished = True
                         break
-                    label, page, q, nxt, children = got
-                    self._frontier[q] = (self._frontier[q][0], nxt)  # what to ask next, once this page is staged
-                    for child, cid, request in children:  # a split window: its parts replace it in the same step
-                        self._frontier[child] = (cid, request)
-                    if page is not None and page[2]:
-                        pages.append((label, page[0], page[1]))
-                        count += page[2]
-                    if count >= _UNIT_ITEMS or (segment and taken + count >= segment):
-                        break
+                    if isinstance(got, _Complete):
+                        done.append(got.collection)
+                    else:
+                        label, page, q, nxt, children = got
+                        self._frontier[q] = (self._frontier[q][0], nxt)  # what to ask next, once this page is staged
+                        for child, cid, request in children:  # a split window: its parts replace it in the same step
+                            self._frontier[child] = (cid, request)
+                        if page is not None and page[2]:
+                            pages.append((label, page[0], page[1]))
+                            count += page[2]
+                        if count >= _UNIT_ITEMS or (segment and taken + count >= segment):
+                            break
                     try:
                         got = self._queue.get_nowait()
                     except queue.Empty:
                         break
-                if pages:
-                    yield PagesUnit(self.url, pages)
+                if pages or done:
+                    yield PagesUnit(self.url, pages, tuple(done))
                     taken += count
                 if segment and taken >= segment:
                     break  # a checkpoint: the caller commits, then goes on from pending()
@@ -263,11 +278,20 @@ class ApiSource:
                     self._tasks = tg
                     if o.requests:  # --retry-failed / --resume: exactly those requests, and the pages after them
                         for r in o.requests:
-                            tg.create_task(self._query(http, api, str(r["collection"]), budget, start=r["request"]))
+                            self._open_query(str(r["collection"]))
+                        for r in o.requests:
+                            tg.create_task(
+                                self._tracked(
+                                    str(r["collection"]),
+                                    self._query(http, api, str(r["collection"]), budget, start=r["request"]),
+                                )
+                            )
                     else:
+                        for cid, _w in queries:
+                            self._open_query(cid)
                         for cid, w in queries:
                             sub = {**params, "datetime": w} if w else params
-                            tg.create_task(self._query(http, api, cid, budget, sub))
+                            tg.create_task(self._tracked(cid, self._query(http, api, cid, budget, sub)))
             finally:
                 self.stats.requests = http.stats.requests
                 self.stats.retries = http.stats.retries
@@ -391,9 +415,23 @@ class ApiSource:
             children.append((next(self._query_ids), sub, {"method": method, "url": url, "body": body, "headers": None}))
         # the parts are registered (for checkpoints) by the same message that closes the split query
         await asyncio.to_thread(self._put, (req_url, None, q, None, [(c, cid, r) for c, _, r in children]))
+        for _child, _sub, _ in children:
+            self._open_query(cid)
         for child, sub, _ in children:
-            self._tasks.create_task(self._query(http, api, cid, budget, sub, q=child))
+            self._tasks.create_task(self._tracked(cid, self._query(http, api, cid, budget, sub, q=child)))
         return True
+
+    def _open_query(self, cid: str) -> None:
+        self._open[cid] = self._open.get(cid, 0) + 1
+
+    async def _tracked(self, cid: str, query: Awaitable[None]) -> None:
+        """Run one query of collection ``cid``; when it was the collection's last open one, tell the stager that
+        the collection is complete (after its last page, in the same queue), so that its partitions can be written
+        while other collections are still being fetched. The parts of a split window open before it closes."""
+        await query
+        self._open[cid] -= 1
+        if not self._open[cid]:
+            await asyncio.to_thread(self._put, _Complete(cid))
 
 
 def _window_of(request: dict[str, Any]) -> str | None:

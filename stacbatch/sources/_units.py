@@ -52,6 +52,8 @@ class PagesUnit:
 
     source: str
     pages: list[tuple[str, bytes | list[Any], tuple[int, ...] | None]]
+    #: collections whose every query ended with these pages: none of their items comes after this unit
+    done: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

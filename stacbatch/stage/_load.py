@@ -116,6 +116,9 @@ def load(
             n_workers = 1
         for api_source in plan.api_sources:
             api_source.raw_pages = n_workers > 1
+        # A collection an API source has finished can be written while it fetches others, when nothing else in
+        # this load can add rows to it (one source): the last page is then followed by little more than a commit.
+        early_writes = len(plan.paths) == 1 and len(plan.api_sources) == 1
         collections: dict[str, tuple[str, dict[str, Any]]] = {}
         lines_before: dict[str, int] = {}  # per source, lines in the byte ranges already taken
         # parse workers reuse freed heap (many same-sized kernel buffers); mapping workers allocate through
@@ -146,6 +149,8 @@ def load(
                     source_path, stats = res.mapping
                     next(m for m in plan.mapped_sources if m.path == source_path).stats.add(stats)
                 _take(res, run, writer, collections, result)
+                if res.done and early_writes:
+                    writer.write_early(res.done)
                 if progress:
                     progress(result.read, plan.api_sources[0].stats if plan.api_sources else None)
             new_entries = writer.finish(pool)

@@ -6,10 +6,11 @@ Nothing written here is visible until the manifest names it, so a crash only lea
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import uuid
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -175,6 +176,9 @@ class PartitionWriter:
         self.id_hashes: dict[str, list[np.ndarray]] | None = {}
         #: Arrow files of the audit keys of the rows ``finish`` wrote
         self.audit_files: list[str] = []
+        #: partition jobs started by ``write_early``, and the thread they run on
+        self._early: list[tuple[PartitionJob, Future[Any]]] = []
+        self._early_pool: ThreadPoolExecutor | None = None
 
     def router(self) -> Router:
         return Router(dict(self.partitioning), self.settings["time_bucket"])
@@ -211,16 +215,31 @@ class PartitionWriter:
             self._spills.setdefault((collection, bucket), []).append(spill)
             self._rows[collection] = self._rows.get(collection, 0) + spill.rows
 
-    def finish(self, workers: Workers | None = None) -> list[dict[str, Any]]:
-        """Write every partition (on ``workers`` when given, else on two threads); return the manifest entries.
-        New collections with fewer than ``time_bucket_min_items`` rows in this load are flattened into a single
-        partition."""
+    def write_early(self, collections: tuple[str, ...] | list[str]) -> None:
+        """Start writing these collections' partitions now, on a thread, while the load goes on: the caller knows
+        that no more of their rows will come (an API source whose every query for them has ended). ``finish``
+        collects the results."""
         self._spill()
-        small = {c for c in self.new_schemes if self._rows.get(c, 0) < self.settings["time_bucket_min_items"]}
+        keys = [k for k in self._spills if k[0] in set(collections)]
+        if not keys:
+            return
+        jobs = self._jobs(keys)
+        if self._early_pool is None:
+            # one thread: fetching and parsing go on meanwhile on the same cores
+            self._early_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stacbatch-early-writer")
+        for job in jobs:
+            self._early.append((job, self._early_pool.submit(write_partition, job)))
+
+    def _jobs(self, keys: list[tuple[str, str | None]]) -> list[PartitionJob]:
+        """The partition jobs for these (collection, bucket) spill groups, which leave the writer. New collections
+        with fewer than ``time_bucket_min_items`` rows in this load are flattened into a single partition."""
+        spilled = {k: self._spills.pop(k) for k in keys}
+        small = {c for c, _b in spilled if c in self.new_schemes}
+        small = {c for c in small if self._rows.get(c, 0) < self.settings["time_bucket_min_items"]}
         for c in small:
             self.new_schemes[c] = self.partitioning[c] = "none"
         jobs: dict[tuple[str, str | None], list[Spill]] = {}
-        for (collection, bucket), spills in self._spills.items():
+        for (collection, bucket), spills in spilled.items():
             jobs.setdefault((collection, None if collection in small else bucket), []).extend(spills)
         # A partition is sorted whole when it fits a few files; a larger one (a million items in one year) is
         # sorted in groups of spill files of about a file's size each, so memory stays bounded whatever its size
@@ -243,16 +262,29 @@ class PartitionWriter:
         ]
         # Largest first, so that the writers finish together rather than one waiting on a big partition.
         todo.sort(key=lambda job: -sum(s.nbytes for s in job.spills))
+        return todo
+
+    def finish(self, workers: Workers | None = None) -> list[dict[str, Any]]:
+        """Write every partition (on ``workers`` when given, else on two threads) and collect those started by
+        ``write_early``; return the manifest entries."""
+        self._spill()
+        todo = self._jobs(list(self._spills))
+        early, self._early = self._early, []
         with contextlib.ExitStack() as stack:
+            if self._early_pool is not None:
+                stack.callback(self._early_pool.shutdown)
+                self._early_pool = None
             if workers is not None and workers.parallel:
                 # processes: the GIL and one address space's page-fault locks kept two threads at ~1.4x one
-                done = workers.ordered_map(write_partition, todo)
+                done: Iterator[Any] = workers.ordered_map(write_partition, todo)
             else:
                 # pyarrow sorts, gathers and compresses without the GIL: two threads use both cores.
                 pool = stack.enter_context(ThreadPoolExecutor(max_workers=2, thread_name_prefix="stacbatch-writer"))
                 done = pool.map(write_partition, todo)
-            results = list(_unlinking_spent_spills(todo, done))
-        for job, (_entries, keys, audit) in zip(todo, results, strict=True):
+            # early jobs first: their spill files (shared with other collections' rows) go once all readers are done
+            every = [job for job, _f in early] + todo
+            results = list(_unlinking_spent_spills(every, itertools.chain((f.result() for _j, f in early), done)))
+        for job, (_entries, keys, audit) in zip(every, results, strict=True):
             if keys is None or self.id_hashes is None:
                 self.id_hashes = None
             else:
