@@ -731,6 +731,52 @@ done:
 #include "_kernel_scan.h"
 #include "_kernel_patch.h"
 
+/* canonical_texts(offsets, data) -> (ok, offsets, streams): the canonical stream of each JSON text of a string
+ * column (int64 offsets into data), end to end (uint32 offsets), as `canonical` gives it one at a time; ok[i] is
+ * 0 where text i does not parse (its stream is empty: the caller takes the Python path for it). No GIL. */
+static PyObject *py_canonical_texts(PyObject *self, PyObject *args) {
+    Py_buffer offv, datav;
+    if (!PyArg_ParseTuple(args, "y*y*", &offv, &datav)) return NULL;
+    Py_ssize_t n = offv.len / 8 - 1;
+    Buf ok = {0}, coff = {0}, canon = {0};
+    Parser ps = {0};
+    PyObject *res = NULL;
+    int err = 0, bad = 0;
+    const int64_t *off = offv.buf;
+    const unsigned char *d = datav.buf;
+    if (n < 0) {
+        PyErr_SetString(PyExc_ValueError, "offsets must hold at least one int64");
+        goto done;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    err = put_off(&coff, 0) || buf_reserve(&ok, (size_t)n + 1);
+    for (Py_ssize_t i = 0; i < n && !err; i++) {
+        int64_t a = off[i], b = off[i + 1];
+        if (a < 0 || b < a || b > (int64_t)datav.len) {
+            bad = 1;
+            break;
+        }
+        int r = canonicalise(&ps, d + a, d + b, 0);
+        ps.err = NULL;
+        err = buf_byte(&ok, r ? 0 : 1) || (!r && buf_put(&canon, ps.out.p, ps.out.len)) || put_off(&coff, canon.len);
+    }
+    Py_END_ALLOW_THREADS
+    if (bad) {
+        PyErr_SetString(PyExc_ValueError, "offsets out of range");
+    } else if (err) {
+        PyErr_NoMemory();
+    } else {
+        res = Py_BuildValue("(NNN)", buf_to_block(&ok), buf_to_block(&coff), buf_to_block(&canon));
+    }
+done:
+    buf_free(&ok), buf_free(&coff), buf_free(&canon);
+    parser_free(&ps);
+    PyBuffer_Release(&offv);
+    PyBuffer_Release(&datav);
+    return res;
+}
+
+
 static PyMethodDef methods[] = {
     {"canonical", (PyCFunction)(void (*)(void))py_canonical, METH_VARARGS | METH_KEYWORDS,
      "canonical(data, strict=False) -> bytes: the canonical stream of one JSON document."},
@@ -742,6 +788,8 @@ static PyMethodDef methods[] = {
      "of id and properties.datetime/start_datetime/end_datetime."},
     {"page_features", (PyCFunction)py_page_features, METH_VARARGS,
      "page_features(page) -> (block, count) | None: a STAC API page's features, minified, one per line."},
+    {"canonical_texts", (PyCFunction)py_canonical_texts, METH_VARARGS,
+     "canonical_texts(offsets, data) -> (ok, offsets, streams): canonical streams of a column of JSON texts."},
     {"hash_strings", (PyCFunction)py_hash_strings, METH_VARARGS,
      "hash_strings(offsets, data) -> Block: a 64-bit hash (uint64) of each string of an Arrow string column."},
     {"patch_items", (PyCFunction)py_patch_items, METH_VARARGS,

@@ -241,7 +241,9 @@ def mapped_batch(cols: pa.RecordBatch) -> pa.RecordBatch:
     text (by the kernel, without parsing it into Python objects)."""
     import shapely
 
-    hashes = [_json.content_hash_text(t) for t in cols.column("item").to_pylist()]
+    hashes = _scan.text_hashes(cols.column("item"))
+    if hashes is None:  # no kernel
+        hashes = pa.array([_json.content_hash_text(t) for t in cols.column("item").to_pylist()], pa.string())
     geoms = shapely.from_geojson(cols.column("__geometry").to_numpy(zero_copy_only=False), on_invalid="ignore")
     bounds = shapely.bounds(geoms)
     xmin = pa.array(bounds[:, 0], pa.float64(), mask=np.isnan(bounds[:, 0]))
@@ -256,7 +258,7 @@ def mapped_batch(cols: pa.RecordBatch) -> pa.RecordBatch:
         bbox,
         pa.array(shapely.to_wkb(geoms, flavor="iso"), pa.binary()),
         pa.ExtensionArray.from_storage(pa.json_(pa.string()), cols.column("item").cast(pa.string())),
-        pa.array(hashes, pa.string()),
+        hashes,
     ]
     return pa.RecordBatch.from_arrays(arrays, schema=PARSED_SCHEMA)
 

@@ -15,6 +15,7 @@ import numpy as np
 import pyarrow as pa
 import xxhash
 
+from stacbatch import _json
 from stacbatch._rows import BBOX, DEFAULT_COLLECTION, PARSED_SCHEMA, TS
 
 try:  # see _json: without the kernel, callers take the pure-Python path
@@ -107,6 +108,32 @@ def stream_hashes(offsets: Any, data: Any) -> pa.Array:
     return pa.Array.from_buffers(
         pa.string(), n, [None, pa.py_buffer(np.arange(0, 32 * n + 1, 32, dtype=np.int32)), pa.py_buffer(text)]
     )
+
+
+def text_hashes(texts: pa.Array) -> pa.Array | None:
+    """Content hashes (``_json.content_hash_text``) of a column of JSON texts, computed by the kernel over the
+    column's buffers (no Python string per item); None without the kernel or for a column with nulls."""
+    if _kernel is None or texts.null_count:
+        return None
+    if pa.types.is_large_string(texts.type) or pa.types.is_large_binary(texts.type):
+        width: Any = np.int64
+    elif pa.types.is_string(texts.type) or pa.types.is_binary(texts.type):
+        width = np.int32
+    else:
+        return None
+    bufs = texts.buffers()
+    n = len(texts)
+    offsets = np.frombuffer(bufs[1], width)[texts.offset : texts.offset + n + 1].astype(np.int64)
+    ok, ends, streams = _kernel.canonical_texts(offsets, bufs[2] or b"")
+    hashes = stream_hashes(ends, streams)
+    good = np.frombuffer(ok, np.uint8)
+    if good.all():
+        return hashes
+    # texts the kernel does not take (none from a mapping's SQL so far): the Python path, which says why
+    values = hashes.to_pylist()
+    for i in np.flatnonzero(good == 0).tolist():
+        values[i] = _json.content_hash_text(texts[i].as_py())
+    return pa.array(values, pa.string())
 
 
 def string_hashes(strings: pa.ChunkedArray) -> np.ndarray | None:

@@ -401,6 +401,21 @@ def test_api_pages_through_the_kernel_match_the_decoded_path(monkeypatch: pytest
     assert kernel.page_features(b'{"features": []}') == (b"", 0)
 
 
+def test_text_hashes_match_content_hash_text() -> None:
+    import pyarrow as pa
+
+    texts = [line.decode() for line in _corpus_lines()[:200]]
+    texts += ['{"b": 1, "a": 1.0}', '{"n": NaN, "i": 1e400}', "[]", '"caf\u00e9"', '{"big": 123456789012345678901234}']
+    want = [_json.content_hash_text(t) for t in texts]
+    for arr in (pa.array(texts, pa.string()), pa.array(texts, pa.large_string())):
+        assert _scan.text_hashes(arr).to_pylist() == want
+        assert _scan.text_hashes(arr.slice(3, 50)).to_pylist() == want[3:53]
+    # a text the kernel does not take goes the Python way, which says why
+    with pytest.raises(ValueError):
+        _scan.text_hashes(pa.array(['{"a": 1}', '{"a":'], pa.string()))
+    assert _scan.text_hashes(pa.array(['{"a": 1}', None], pa.string())) is None
+
+
 def test_page_index_gives_what_paging_needs_without_decoding_items() -> None:
     feats: list[Any] = [json.loads(line) for line in _corpus_lines()[:30]]
     feats.append(
