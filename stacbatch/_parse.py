@@ -244,7 +244,16 @@ def mapped_batch(cols: pa.RecordBatch) -> pa.RecordBatch:
     hashes = _scan.text_hashes(cols.column("item"))
     if hashes is None:  # no kernel
         hashes = pa.array([_json.content_hash_text(t) for t in cols.column("item").to_pylist()], pa.string())
-    geoms = shapely.from_geojson(cols.column("__geometry").to_numpy(zero_copy_only=False), on_invalid="ignore")
+    # WKB that shapely made from the source (WKT, WKB, GeoJSON columns) comes along; the rest (lon/lat, bbox
+    # columns: built as GeoJSON by the SELECT) is read from the item's GeoJSON
+    wkb = cols.column("__geometry_wkb")
+    missing = np.flatnonzero(wkb.is_null().to_numpy(zero_copy_only=False))
+    wkbs = wkb.to_numpy(zero_copy_only=False)
+    geoms = shapely.from_wkb(wkbs)
+    if len(missing):
+        texts = cols.column("__geometry").take(pa.array(missing)).to_numpy(zero_copy_only=False)
+        geoms[missing] = shapely.from_geojson(texts, on_invalid="ignore")
+        wkbs[missing] = shapely.to_wkb(geoms[missing], flavor="iso")
     bounds = shapely.bounds(geoms)
     xmin = pa.array(bounds[:, 0], pa.float64(), mask=np.isnan(bounds[:, 0]))
     bbox = pa.StructArray.from_arrays(
@@ -256,7 +265,7 @@ def mapped_batch(cols: pa.RecordBatch) -> pa.RecordBatch:
         cols.column("__id"),
         *(cols.column(f"__{k}").cast(pa.int64()).view(TS) for k in ("datetime", "start_datetime", "end_datetime")),
         bbox,
-        pa.array(shapely.to_wkb(geoms, flavor="iso"), pa.binary()),
+        pa.array(wkbs, pa.binary()),
         pa.ExtensionArray.from_storage(pa.json_(pa.string()), cols.column("item").cast(pa.string())),
         hashes,
     ]

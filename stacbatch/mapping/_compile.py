@@ -24,8 +24,17 @@ _TEMPLATE = re.compile(r"\{\{|\}\}|\{([^{}]*)\}|[{}]")
 
 
 #: columns added to a batch for geometry alternative N before the compiled query runs (see ``_run._prepare``)
-def geom_columns(n: int) -> tuple[str, str, str, str, str]:
-    return (f"__geom{n}_json", f"__geom{n}_xmin", f"__geom{n}_ymin", f"__geom{n}_xmax", f"__geom{n}_ymax")
+def geom_columns(n: int) -> tuple[str, str, str, str, str, str]:
+    """GeoJSON text (for the item), bounds, and ISO WKB (for the stage: the item's geometry is not parsed again;
+    GEOS writes GeoJSON coordinates exactly, so both say the same)."""
+    return (
+        f"__geom{n}_json",
+        f"__geom{n}_xmin",
+        f"__geom{n}_ymin",
+        f"__geom{n}_xmax",
+        f"__geom{n}_ymax",
+        f"__geom{n}_wkb",
+    )
 
 
 @dataclass
@@ -231,7 +240,8 @@ class Compiler:
 
 
 def _alternative(c: Compiler, spec: dict[str, Any], n: int, key: Key) -> tuple[str, str, str, str | None]:
-    """(geometry JSON, bbox JSON, condition under which this alternative holds, the column shapely reads)."""
+    """(geometry JSON, bbox JSON, condition under which this alternative holds, the column shapely reads; its
+    WKB is then in ``geom_columns(n)[5]``)."""
     if "lonlat" in spec:
         cols = [f"TRY_CAST({c.column(str(v), (*key, 'lonlat', i))} AS DOUBLE)" for i, v in enumerate(spec["lonlat"])]
         lon, lat = cols[0], cols[1]
@@ -248,28 +258,30 @@ def _alternative(c: Compiler, spec: dict[str, Any], n: int, key: Key) -> tuple[s
         return geom, bbox, ok, None
     kind = next(iter(spec))
     c.column(str(spec[kind]), (*key, kind))  # it must exist
-    js, xmin, ymin, xmax, ymax = (f"__batch.{name}" for name in geom_columns(n))
+    js, xmin, ymin, xmax, ymax, _wkb = (f"__batch.{name}" for name in geom_columns(n))
     return js, f"CAST(to_json([{xmin}, {ymin}, {xmax}, {ymax}]) AS VARCHAR)", f"({js} IS NOT NULL)", str(spec[kind])
 
 
-def _geometry(c: Compiler, spec: Any) -> tuple[str, str, str, list[tuple[int, str, str]]]:
-    """(geometry JSON, bbox JSON, error condition, what shapely prepares): the first alternative that holds."""
+def _geometry(c: Compiler, spec: Any) -> tuple[str, str, str, str, list[tuple[int, str, str]]]:
+    """(geometry JSON, its WKB when shapely prepared it (else NULL: staging reads the JSON), bbox JSON, error
+    condition, what shapely prepares): the first alternative that holds."""
     specs = spec if isinstance(spec, list) else [spec]
     alts = []
     prepared = []
     for n, one in enumerate(specs):
         key: Key = ("geometry", n) if isinstance(spec, list) else ("geometry",)
         geom, bbox, ok, col = _alternative(c, one, n, key)
-        alts.append((geom, bbox, ok))
+        wkb = "CAST(NULL AS BLOB)"
         if col is not None:
             prepared.append((n, next(iter(one)), col))
+            wkb = f"__batch.{geom_columns(n)[5]}"
+        alts.append((geom, wkb, bbox, ok))
     if len(alts) == 1:
-        geom, bbox, ok = alts[0]
-        return geom, bbox, f"NOT {ok}", prepared
-    geom = "CASE " + " ".join(f"WHEN {ok} THEN {g}" for g, _b, ok in alts) + " END"
-    bbox = "CASE " + " ".join(f"WHEN {ok} THEN {b}" for _g, b, ok in alts) + " END"
-    bad = "NOT (" + " OR ".join(ok for _g, _b, ok in alts) + ")"
-    return geom, bbox, bad, prepared
+        geom, wkb, bbox, ok = alts[0]
+        return geom, wkb, bbox, f"NOT {ok}", prepared
+    geom, wkb, bbox = ("CASE " + " ".join(f"WHEN {a[3]} THEN {a[i]}" for a in alts) + " END" for i in range(3))
+    bad = "NOT (" + " OR ".join(a[3] for a in alts) + ")"
+    return geom, wkb, bbox, bad, prepared
 
 
 def _epoch(stamps: dict[str, str], key: str) -> str:
@@ -295,7 +307,7 @@ def compile_mapping(doc: Doc, columns: dict[str, str]) -> Compiled:
     for k in time_keys:
         c.value(data[k], (k,), as_datetime=True)
         stamps[k] = c.last_ts
-    geom, bbox, geom_bad, prepared = _geometry(c, data["geometry"])
+    geom, geom_wkb, bbox, geom_bad, prepared = _geometry(c, data["geometry"])
     assets = c.obj(data.get("assets") or {}, ("assets",))
     link_specs = list(data.get("links") or [])
     if "collection" in data and not any(isinstance(ln, dict) and ln.get("rel") == "collection" for ln in link_specs):
@@ -335,7 +347,7 @@ def compile_mapping(doc: Doc, columns: dict[str, str]) -> Compiled:
         # the query columns the stage indexes, so that staging need not parse the item again
         f"  __batch.__id AS __id, {collection or 'CAST(NULL AS VARCHAR)'} AS __collection,\n"
         f"  {', '.join(_epoch(stamps, k) for k in ('datetime', 'start_datetime', 'end_datetime'))},\n"
-        f"  {geom} AS __geometry\n"
+        f"  {geom} AS __geometry, {geom_wkb} AS __geometry_wkb\n"
         "FROM __v AS __batch"
     )
     return Compiled(sql=sql, fields=c.fields, lookups=c.lookups, geometry=prepared)

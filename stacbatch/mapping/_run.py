@@ -170,8 +170,9 @@ class Mapper:
                 geoms = shapely.from_wkb(values, on_invalid="ignore")
             names = geom_columns(n)
             table = table.append_column(names[0], pa.array(shapely.to_geojson(geoms), pa.string()))
+            table = table.append_column(names[5], pa.array(shapely.to_wkb(geoms, flavor="iso"), pa.binary()))
             bounds = shapely.bounds(geoms)
-            for i, name in enumerate(names[1:]):
+            for i, name in enumerate(names[1:5]):
                 column = bounds[:, i]
                 table = table.append_column(name, pa.array(column, pa.float64(), mask=np.isnan(column)))
         return table
@@ -192,6 +193,7 @@ class Mapper:
             for r, e in zip(bad.column("__row").to_pylist(), bad.column("__error").to_pylist(), strict=True)
         ]
         names = ["item", "__id", "__collection", "__datetime", "__start_datetime", "__end_datetime", "__geometry"]
+        names.append("__geometry_wkb")
         good = out.filter(ok).select(names).combine_chunks().to_batches()
         stats.rows, stats.items, stats.failed = table.num_rows, table.num_rows - len(failures), len(failures)
         return MappedBatch(good[0] if good else None, failures, stats)
