@@ -101,3 +101,17 @@ def test_audit_of_a_first_load_comes_from_the_writers_and_matches_the_items(tmp_
     assert res.replaced == 1
     ops = stacbatch.open_stage(stage).sql("SELECT operation, count(*) FROM audit GROUP BY ALL ORDER BY ALL")
     assert ops.fetchall() == [("insert", 30), ("replace", 1)]
+
+
+def test_rows_for_a_collection_written_early_are_refused_not_lost(tmp_path: Path) -> None:
+    import pytest
+
+    from stacbatch._parse import Spill
+    from stacbatch.errors import StageError
+    from stacbatch.stage._writer import PartitionWriter
+
+    writer = PartitionWriter(None, str(tmp_path), "r1", {"time_bucket": "none"}, {}, str(tmp_path))
+    writer.write_early(["c"])  # nothing spilled for it yet: nothing to write, but it is closed
+    with pytest.raises(StageError, match="came after it was written"):
+        writer.add_parts([("c", None, Spill(str(tmp_path / "x.arrow"), 0, 1, 1, 1))])
+    writer.add_parts([("d", None, Spill(str(tmp_path / "x.arrow"), 0, 1, 1, 1))])  # other collections go on

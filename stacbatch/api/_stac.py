@@ -27,7 +27,7 @@ class Api:
     collections_url: str | None = None
     children: list[str] = field(default_factory=list)
     #: the first page of ``{url}/collections``, asked for together with the landing page (see ``open_api``)
-    early: tuple[str, asyncio.Task[tuple[Any, bytes] | None]] | None = None
+    early: asyncio.Task[tuple[Any, bytes] | None] | None = None
 
 
 def _links(doc: dict[str, Any], rel: str) -> list[dict[str, Any]]:
@@ -61,7 +61,7 @@ async def open_api(http: Http, url: str, *, speculate: bool = False) -> Api:
         api.collections_url = urljoin(url, data[0]["href"])
     api.children = [urljoin(url, ln["href"]) for ln in _links(doc, "child")]
     if early is not None and api.collections_url == guess:
-        api.early = (guess, early)
+        api.early = early
     elif early is not None:
         early.cancel()
     return api
@@ -151,7 +151,7 @@ async def list_collections(http: Http, api: Api) -> list[dict[str, Any]]:
     found: list[dict[str, Any]] = []
     first = None
     if api.early is not None:
-        first = await api.early[1]  # None when it failed: asked again below, with retries
+        first = await api.early  # None when it failed: asked again below, with retries
         api.early = None
     async for _url, doc, _raw, _nxt in pages(http, "GET", api.collections_url, None, first=first):
         found += [c for c in doc.get("collections") or [] if isinstance(c, dict)]

@@ -24,6 +24,7 @@ from stacbatch._parse import Spill, write_parts
 from stacbatch._pool import Workers, release_freed_memory
 from stacbatch._rows import STAGE_SCHEMA
 from stacbatch._scan import string_hashes
+from stacbatch.errors import StageError
 from stacbatch.stage._geoparquet import geo_metadata
 from stacbatch.stage._layout import partition_dir
 
@@ -178,6 +179,8 @@ class PartitionWriter:
         self.audit_files: list[str] = []
         #: partition jobs started by ``write_early``, and the thread they run on
         self._early: list[tuple[PartitionJob, Future[Any]]] = []
+        #: collections ``write_early`` took: a row for one of them now would be lost (its files are written)
+        self._closed: set[str] = set()
         self._early_pool: ThreadPoolExecutor | None = None
 
     def router(self) -> Router:
@@ -211,6 +214,8 @@ class PartitionWriter:
     def add_parts(self, parts: list[tuple[str, str | None, Spill]]) -> None:
         """Adopt spilled rows written by ``_parse.write_parts``: (collection, bucket, spill)."""
         for collection, bucket, spill in parts:
+            if collection in self._closed:
+                raise StageError(f"rows of collection {collection!r} came after it was written (a bug: report it)")
             self._scheme(collection)
             self._spills.setdefault((collection, bucket), []).append(spill)
             self._rows[collection] = self._rows.get(collection, 0) + spill.rows
@@ -220,7 +225,8 @@ class PartitionWriter:
         that no more of their rows will come (an API source whose every query for them has ended). ``finish``
         collects the results."""
         self._spill()
-        keys = [k for k in self._spills if k[0] in set(collections)]
+        self._closed.update(collections)
+        keys = [k for k in self._spills if k[0] in self._closed]
         if not keys:
             return
         jobs = self._jobs(keys)
