@@ -116,10 +116,12 @@ def test_collections_are_asked_with_the_landing_page_unless_one_at_a_time(
     landing, colls = server.log[0], server.log[1]
     assert landing[2] == "/stac/PROV" and colls[2] == "/stac/PROV/collections"
     assert sum(1 for e in server.log if e[2] == colls[2]) == 1  # the early answer was used, not asked again
+    # the server answers a request no sooner than 0.2 s after it arrives: a request for /collections that arrives
+    # within 0.2 s of the landing page's was sent before the client could have read that answer
     if concurrency == 1:
-        assert colls[0] - landing[0] >= 0.2  # after the landing page's answer
+        assert colls[0] - landing[0] >= 0.2
     else:
-        assert colls[0] - landing[0] < 0.15  # together with it
+        assert colls[0] - landing[0] < 0.2
 
 
 @pytest.mark.parametrize("server", [{"latency": 0.02}], indirect=True)
