@@ -777,6 +777,8 @@ done:
 }
 
 
+#include "_kernel_parquet.h"
+
 static PyMethodDef methods[] = {
     {"canonical", (PyCFunction)(void (*)(void))py_canonical, METH_VARARGS | METH_KEYWORDS,
      "canonical(data, strict=False) -> bytes: the canonical stream of one JSON document."},
@@ -794,6 +796,12 @@ static PyMethodDef methods[] = {
      "hash_strings(offsets, data) -> Block: a 64-bit hash (uint64) of each string of an Arrow string column."},
     {"patch_items", (PyCFunction)py_patch_items, METH_VARARGS,
      "patch_items(offsets, data, paths, values, stamp) -> tuple: `update --set` on item texts (see _kernel_patch.h)."},
+    {"plain_take", (PyCFunction)py_plain_take, METH_VARARGS,
+     "plain_take(page, rows) -> (offsets, data): chosen values of a PLAIN BYTE_ARRAY Parquet page."},
+    {"take_chunk", (PyCFunction)py_take_chunk, METH_VARARGS,
+     "take_chunk(chunk, codec, rows) -> (offsets, data) | None: chosen values of a required BYTE_ARRAY column chunk."},
+    {"parquet_pages", (PyCFunction)py_parquet_pages, METH_VARARGS,
+     "parquet_pages(chunk) -> Block: per page of a Parquet column chunk, 7 int64 (see _kernel_parquet.h)."},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_kernel", NULL, -1, methods, NULL, NULL, NULL, NULL};

@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 from stacbatch import _fs, _json, _sql
 from stacbatch._patch import format_path, patch_paths
 from stacbatch._rows import BBOX, TS
+from stacbatch.edit._changes import located_change_table
 from stacbatch.edit._paths import parse_path
 from stacbatch.errors import InputError, QueryError
 from stacbatch.stage._layout import MANIFEST
@@ -90,14 +91,17 @@ def as_stage(source: str) -> Iterator[Stage]:
 
 
 def source_sql(con: duckdb.DuckDBPyConnection, stage: Stage, name: str) -> str:
-    """A view ``name`` over a stage's data files (an empty table when it has none)."""
+    """A view ``name`` over a stage's data files (an empty table when it has none), with each row's place:
+    ``__file`` (index into ``stage.file_paths()``) and ``__row`` (row number in that file)."""
     paths = stage.file_paths()
     if paths:
         src = f"read_parquet({_sql.literal_list(paths)})"
+        place = "file_index::INTEGER AS __file, file_row_number AS __row"
     else:
         con.execute(_sql.load("empty_items"))
         src = "_empty_items"
-    con.execute(f"CREATE OR REPLACE VIEW {_sql.ident(name)} AS SELECT * FROM {src}")
+        place = "NULL::INTEGER AS __file, NULL::BIGINT AS __row"
+    con.execute(f"CREATE OR REPLACE VIEW {_sql.ident(name)} AS SELECT *, {place} FROM {src}")
     return name
 
 
@@ -129,12 +133,23 @@ def compare_keys(con: duckdb.DuckDBPyConnection, collections: list[str] | None =
 
 
 def change_batches(
-    con: duckdb.DuckDBPyConnection, ignore: list[tuple[str, ...]], rows: int = 10_000
+    con: duckdb.DuckDBPyConnection,
+    ignore: list[tuple[str, ...]],
+    rows: int = 10_000,
+    stages: tuple[Stage, Stage] | None = None,
 ) -> Iterator[pa.Table]:
     """The change set in batches (sorted by collection, id), paths filled in, ``ignore`` applied: a modified row
-    whose every changed path is ignored is dropped (and counted unchanged by the caller)."""
-    reader = con.sql(_sql.load("diff_changes")).to_arrow_reader(rows)
-    for batch in reader:
+    whose every changed path is ignored is dropped (and counted unchanged by the caller).
+
+    With ``stages`` (the stages behind views ``_a`` and ``_b``) the rows are read by their place in the files
+    (``_changes``) when that fits in memory; otherwise, and for other sources, through the SQL join."""
+    located = located_change_table(con, *stages) if stages is not None else None
+    batches: Iterator[pa.RecordBatch]
+    if located is not None:
+        batches = iter(located.to_batches(rows))
+    else:
+        batches = iter(con.sql(_sql.load("diff_changes")).to_arrow_reader(rows))
+    for batch in batches:
         table = pa.Table.from_batches([batch])
         patches = table["patch"].to_pylist()
         paths: list[list[str] | None] = []
@@ -161,7 +176,7 @@ def to_changeset(table: pa.Table) -> pa.Table:
     cols = []
     for f in CHANGESET_SCHEMA:
         col = table[f.name]
-        if f.name == "item" and not isinstance(col.type, pa.ExtensionType):
+        if f.name == "item" and not isinstance(col.type, pa.BaseExtensionType):
             col = col.cast(pa.string())  # DuckDB's JSON comes as text: wrap it as Arrow JSON
         cols.append(col.cast(f.type))
     return pa.Table.from_arrays(cols, schema=CHANGESET_SCHEMA)
@@ -185,7 +200,7 @@ def diff(
             res.counts = compare_keys(con, collections)
             # The change set is written even when empty: the caller asked for the file.
             if out or ndjson or ignore_segs:
-                res.changes_written = _write_changes(con, res, ignore_segs, out, ndjson)
+                res.changes_written = _write_changes(con, res, ignore_segs, out, ndjson, (sa, sb))
         finally:
             con.close()
     res.seconds = time.perf_counter() - t0
@@ -198,6 +213,7 @@ def _write_changes(
     ignore: list[tuple[str, ...]],
     out: str | None,
     ndjson: str | None,
+    stages: tuple[Stage, Stage],
 ) -> int:
     """Stream the change set to Parquet and/or NDJSON; each file appears only once complete."""
     written = 0
@@ -215,7 +231,7 @@ def _write_changes(
         if ndjson:
             fs, path = _fs.filesystem(ndjson)
             nd = stack.enter_context(_fs.atomic_sink(fs, path))
-        for table in change_batches(con, ignore):
+        for table in change_batches(con, ignore, stages=stages):
             if ignore:
                 modified = table.filter(pc.equal(table["kind"], "modified"))["collection"]
                 for row in pc.value_counts(modified).to_pylist():

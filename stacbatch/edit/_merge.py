@@ -74,7 +74,8 @@ def _source(con: duckdb.DuckDBPyConnection, source: str) -> Iterator[tuple[Stage
         lit = _sql.literal(_fs.full_path(fs, _fs.filesystem(source)[1]))
         con.execute(
             f"CREATE OR REPLACE VIEW _b AS SELECT collection, id, datetime, start_datetime, end_datetime, bbox, "
-            f"geometry, item, hash_after AS content_hash FROM read_parquet({lit}) WHERE kind IN ('added', 'modified')"
+            f"geometry, item, hash_after AS content_hash, NULL::INTEGER AS __file, NULL::BIGINT AS __row "
+            f"FROM read_parquet({lit}) WHERE kind IN ('added', 'modified')"
         )
         con.execute(
             f"CREATE OR REPLACE TEMP TABLE _cs_deleted AS SELECT collection, id FROM read_parquet({lit}) "
@@ -114,7 +115,8 @@ def merge(target: str, source: str, *, mode: str = "upsert", workers: int | None
                     else deletes.slice(0, 0)
                 )
                 res.deleted = _apply_deletes(stage, manifest, deletes, replaced, run.id, run_time, workers, audit)
-                _upserts(con, stage, manifest, run, run_time, mode, res, audit)
+                # rows read by their place in the files: the target's old files stay until the commit
+                _upserts(con, stage, manifest, run, run_time, mode, res, audit, src_stage)
                 if src_stage is not None:
                     for cid in sorted(src_stage.manifest.collections):
                         doc = src_stage.collection_json(cid)
@@ -189,6 +191,7 @@ def _upserts(
     mode: str,
     res: MergeResult,
     audit: list[pa.Table],
+    source: Stage | None,
 ) -> None:
     kinds = ["added"] if mode == "insert-only" else ["added", "modified"]
     con.execute(f"DELETE FROM _k WHERE kind NOT IN ({', '.join(_sql.literal(k) for k in kinds)})")
@@ -196,7 +199,7 @@ def _upserts(
     seq = 0
     with _stage_tmp(stage, run.id) as spill:
         writer = PartitionWriter(stage.fs, stage.root, run.id, manifest.settings, partitioning, spill)
-        for table in change_batches(con, []):
+        for table in change_batches(con, [], stages=(stage, source) if source is not None else None):
             n = table.num_rows
             if not n:
                 continue

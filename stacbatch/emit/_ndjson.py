@@ -17,7 +17,7 @@ from stacbatch.stage._stage import Stage
 
 def ndjson_bytes(column: pa.Array) -> memoryview:
     """The items of a JSON/string column as NDJSON bytes, built in Arrow (no Python string per item)."""
-    text = column.storage if isinstance(column.type, pa.ExtensionType) else column
+    text = column.storage if isinstance(column.type, pa.BaseExtensionType) else column
     newline = pa.scalar("\n", pa.large_string())
     lines = pc.binary_join_element_wise(text.cast(pa.large_string()), newline, pa.scalar("", pa.large_string()))
     _, offsets, data = lines.buffers()

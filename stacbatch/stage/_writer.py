@@ -62,9 +62,31 @@ def sort_for_stage(table: pa.Table) -> pa.Table:
     return table.take(stage_order(table))
 
 
+#: The item column is LZ4 (raw block format): it decompresses ~3x faster than zstd, which is what reading a
+#: sample of items costs (diff's change set reads every page that holds a changed row), and compresses faster on
+#: load, for ~40% more bytes on disk. Everything else is zstd.
+ITEM_CODEC = "lz4"
+#: Small pages (~16 items of ~4 KB) so that reading 1% of the items spread over a file decompresses ~15% of its
+#: item pages rather than all of them; the other columns' pages stay large (48 KB holds ~1,200 ids). Measured on a
+#: 1M-item stage: +5% bytes, full scans as fast.
+PAGE_BYTES = 48 * 1024
+PAGE_BATCH_ROWS = 16
+
+
+def _codecs(schema: pa.Schema) -> tuple[dict[str, str], dict[str, int]]:
+    """Per leaf column: codec and (for zstd) level, as pyarrow wants them (struct fields as ``bbox.xmin``)."""
+    codecs: dict[str, str] = {}
+    for f in schema:
+        leaves = [f"{f.name}.{c.name}" for c in f.type] if pa.types.is_struct(f.type) else [f.name]
+        for leaf in leaves:
+            codecs[leaf] = ITEM_CODEC if f.name == "item" else "zstd"
+    return codecs, {k: 1 for k, v in codecs.items() if v == "zstd"}
+
+
 def write_stage_file(fs: Any, root: str, rel: str, table: pa.Table, row_group_rows: int) -> dict[str, Any]:
     """Write one stage file (already sorted) and return its manifest entry."""
     table = table.replace_schema_metadata({b"geo": geo_metadata(table)})
+    codecs, levels = _codecs(table.schema)
     path = _fs.join(root, rel)
     if _fs.is_local(fs):
         os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -76,9 +98,11 @@ def write_stage_file(fs: Any, root: str, rel: str, table: pa.Table, row_group_ro
             table,
             sink,
             row_group_size=row_group_rows,
-            compression="zstd",
-            compression_level=1,
+            compression=codecs,
+            compression_level=levels,
             use_dictionary=["collection", "stage_run"],
+            data_page_size=PAGE_BYTES,
+            write_batch_size=PAGE_BATCH_ROWS,
             write_statistics=[
                 "collection",
                 "id",
