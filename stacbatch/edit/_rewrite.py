@@ -334,14 +334,18 @@ def _update_patched(
     paths = tuple(tuple(step[1]) for step in job.steps)
     stamp_json = _json.dumps(stamp).decode() if job.auto_updated else None
     statuses, moves, text_parts, hashes = [], [], [], []
-    # a slice of rows at a time: the canonical streams (as large as the texts) are hashed and dropped per slice
-    for lo in range(0, len(item_col), PATCH_ROWS):
-        part = item_col.slice(lo, PATCH_ROWS).combine_chunks()
+    # a slice of rows at a time: the canonical streams (as large as the texts) are hashed and dropped per slice.
+    # Slices stay within a chunk (a row group as read): the kernel reads the column's buffers where they are.
+    slices = [(chunk, lo) for chunk in item_col.chunks for lo in range(0, len(chunk), PATCH_ROWS)]
+    start = 0
+    for chunk, lo in slices:
+        part = chunk.slice(lo, PATCH_ROWS)
         n = len(part)
         offsets = np.frombuffer(part.buffers()[1], np.int32)[part.offset : part.offset + n + 1]
         status_b, moved_b, toff, texts, coff, canon = _kernel.patch_items(
-            offsets.tobytes(), part.buffers()[2] or b"", paths, [v[lo : lo + n] for v in values], stamp_json
+            offsets.tobytes(), part.buffers()[2] or b"", paths, [v[start : start + n] for v in values], stamp_json
         )
+        start += n
         status = np.frombuffer(status_b, np.uint8)
         if (status == 2).any():
             return None
