@@ -189,3 +189,15 @@ def test_malformed_headers_are_value_errors() -> None:
             _kernel.parquet_pages(junk)
     with pytest.raises(ValueError):  # rows out of order
         _kernel.plain_take(b"\x01\x00\x00\x00a\x01\x00\x00\x00b", np.array([1, 0], np.int64).tobytes())
+
+
+def test_a_remote_filesystem_reads_through_file_objects(files: dict[str, tuple[str, pa.Table]]) -> None:
+    """Not memory-mapped (S3 and the like): column chunks are read with seek and read on fsspec file objects."""
+    mem = fsspec.filesystem("memory")
+    path, table = files["stage"]
+    with open(path, "rb") as f:
+        mem.pipe("/pages/stage.parquet", f.read())
+    rows = np.array([0, 5, 299, 300, 650], np.int64)
+    got = take_rows(mem, "/pages/stage.parquet", COLUMNS, rows)
+    for c in COLUMNS:
+        assert got[c].equals(_expected(table, c, rows).cast(got[c].type)), c
