@@ -59,6 +59,8 @@ class Compiled:
     lookups: dict[str, tuple[str, str, str | None]] = field(default_factory=dict)
     #: per geometry alternative that shapely reads (wkt, wkb, geojson, column): (alternative number, kind, column)
     geometry: list[tuple[int, str, str]] = field(default_factory=list)
+    #: the relation the per-field counts are taken over: the batch with its parsed top-level times
+    counts_from: str = "__batch"
 
 
 def _ts_text(ts: str) -> str:
@@ -171,6 +173,7 @@ class Compiler:
                     source=source,
                     defaulted=f"({converted}) IS NULL" if "default" in spec else None,
                     failed=f"({base}) IS NOT NULL AND ({converted}) IS NULL" if converted != base else None,
+                    present=f"({converted}) IS NOT NULL",  # same outcome as testing `final`, without its to_json
                 )
             )
         return final
@@ -350,4 +353,12 @@ def compile_mapping(doc: Doc, columns: dict[str, str]) -> Compiled:
         f"  {geom} AS __geometry, {geom_wkb} AS __geometry_wkb\n"
         "FROM __v AS __batch"
     )
-    return Compiled(sql=sql, fields=c.fields, lookups=c.lookups, geometry=prepared)
+    # the counts test the top-level times through their parsed values, computed once per row there too
+    for f in c.fields:
+        if f.name in stamps:
+            ts = f"__batch.{ident('__ts_' + f.name)}"
+            f.present = f"{ts} IS NOT NULL"
+            f.failed = f"({f.source}) IS NOT NULL AND {ts} IS NULL"
+    parsed = ", ".join(f"{v} AS {ident('__ts_' + k)}" for k, v in stamps.items())
+    counts_from = f"(SELECT __batch.*, {parsed} FROM __batch) AS __batch"
+    return Compiled(sql=sql, fields=c.fields, lookups=c.lookups, geometry=prepared, counts_from=counts_from)

@@ -212,7 +212,7 @@ class Mapper:
             aggs.append(f"count(*) FILTER (WHERE {f.defaulted})" if f.defaulted else "0")
             aggs.append(f"count(*) FILTER (WHERE {f.failed})" if f.failed else "0")
             aggs.append(f"CAST(any_value({f.source}) FILTER (WHERE {f.failed}) AS VARCHAR)" if f.failed else "NULL")
-        got = self.con.sql(f"SELECT {', '.join(aggs)} FROM __batch").fetchall()[0]
+        got = self.con.sql(f"SELECT {', '.join(aggs)} FROM {self.compiled.counts_from}").fetchall()[0]
         for i, f in enumerate(fields):
             n_set, n_default, n_failed, sample = got[4 * i : 4 * i + 4]
             stats.fields[f.name] = FieldStats(int(n_set), int(n_default), int(n_failed), sample)
