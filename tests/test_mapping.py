@@ -473,3 +473,32 @@ def test_mapped_query_columns_equal_what_parsing_the_items_gives(inventory: Path
     a = stacbatch.open_stage(stage).sql(f"SELECT {cols} FROM items ORDER BY id").fetchall()
     b = stacbatch.open_stage(again).sql(f"SELECT {cols} FROM items ORDER BY id").fetchall()
     assert len(a) == 3 and a == b  # S3's date does not parse; S4's garbage WKT falls back to lon/lat
+
+
+def test_template_text_of_each_column_type(tmp_path: Path) -> None:
+    """Templates show a value as the item would: text as is, integers in digits, doubles, dates and JSON values
+    through their JSON form (unquoted)."""
+    src = tmp_path / "recs.parquet"
+    pq.write_table(
+        pa.table(
+            {
+                "name": ["a b", 'q"uote'],
+                "n": pa.array([7, -12], pa.int64()),
+                "small": pa.array([3, 4], pa.int16()),
+                "x": [1.5, 30.0],
+                "day": pa.array([18628, 18629], pa.date32()),
+                "lon": [1.0, 2.0],
+                "lat": [3.0, 4.0],
+            }
+        ),
+        src,
+    )
+    (tmp_path / "m.yaml").write_text(
+        'id: "{name}-{n}"\ndatetime: {column: day}\ngeometry: {lonlat: [lon, lat]}\n'
+        'properties:\n  label: {template: "{name}|{n}|{small}|{x}|{day}"}\n'
+    )
+    stage = str(tmp_path / "stage")
+    res = load(stage, [str(src)], mapping=read_mapping(str(tmp_path / "m.yaml")))
+    assert res.failed == 0
+    labels = {i: it["properties"]["label"] for i, it in staged(stage).items()}
+    assert labels == {"a b-7": "a b|7|3|1.5|2021-01-01", 'q"uote--12': 'q"uote|-12|4|30.0|2021-01-02'}

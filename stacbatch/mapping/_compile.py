@@ -93,6 +93,27 @@ class Compiler:
         shown = ", ".join(list(self.columns)[:12]) + (", ..." if len(self.columns) > 12 else "")
         raise self.doc.error(key, f"no column {name!r} in the source (it has: {shown})")
 
+    def _as_text(self, name: str, key: Key) -> str:
+        """A column's value as template text: as it is for text and integers; otherwise through to_json and back
+        unquoted (the same text for a number, a date or a JSON string as the item would show)."""
+        col = self.column(name, key)
+        typ = self.columns.get(name, "").upper()
+        if typ == "VARCHAR":
+            return col
+        if typ in (
+            "TINYINT",
+            "SMALLINT",
+            "INTEGER",
+            "BIGINT",
+            "HUGEINT",
+            "UTINYINT",
+            "USMALLINT",
+            "UINTEGER",
+            "UBIGINT",
+        ):
+            return f"CAST({col} AS VARCHAR)"
+        return f"(to_json({col}) ->> '$')"
+
     def template(self, text: str, key: Key) -> str:
         parts: list[str] = []
         pos = 0
@@ -105,8 +126,7 @@ class Compiler:
             elif token in ("{", "}") or not (m.group(1) or "").strip():
                 raise self.doc.error(key, f"malformed template {text!r}: write {{column}}, and {{{{ }}}} for braces")
             else:
-                # to_json, then unquoted: the same text for a VARCHAR, a number or a JSON string
-                parts.append(f"(to_json({self.column(m.group(1).strip(), key)}) ->> '$')")
+                parts.append(self._as_text(m.group(1).strip(), key))
             pos = m.end()
         if pos < len(text):
             parts.append(literal(text[pos:]))
