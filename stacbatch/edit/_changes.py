@@ -85,7 +85,9 @@ def _scatter(n: int, at: np.ndarray, values: pa.ChunkedArray) -> pa.ChunkedArray
     return values.take(pa.array(inverse, mask=inverse < 0))
 
 
-_KEYS = "SELECT collection, id, kind, hash_before, hash_after, a_file, a_row, b_file, b_row FROM _k ORDER BY ALL"
+_KEYS = (
+    "SELECT collection, id, kind, hash_before, hash_after, a_file, a_row, b_file, b_row FROM _k ORDER BY collection, id"
+)
 QUERY_COLUMNS = ("datetime", "start_datetime", "end_datetime", "bbox", "geometry")
 
 
@@ -107,7 +109,7 @@ def located_change_table(
     stages = {"a": a, "b": b}
     n = keys.num_rows
     with ThreadPoolExecutor(max(1, workers or default_workers()) + 1) as pool:
-        # B's query columns come from DuckDB while the texts are read page by page (both mostly wait on codecs)
+        # B's query columns come from DuckDB while the texts are read page by page (both release the GIL)
         query = pool.submit(_query_columns, con, b_jobs, n)
         texts = list(
             pool.map(lambda j: take_rows(stages[j.side].fs, j.path, ["item"], j.rows)["item"], [*a_jobs, *b_jobs])
@@ -129,7 +131,8 @@ def _joined(jobs: list[_Job], texts: list[pa.Array]) -> tuple[np.ndarray, pa.Chu
     return at, pa.chunked_array(texts, pa.large_string())
 
 
-def _query_columns(con: duckdb.DuckDBPyConnection, jobs: list[_Job], n: int) -> dict[str, pa.Array]:
+def _query_columns(con: duckdb.DuckDBPyConnection, jobs: list[_Job], n: int) -> dict[str, pa.ChunkedArray]:
+    """B's query columns at the jobs' places, in key positions (null for keys B does not have)."""
     at = np.concatenate([j.at for j in jobs]) if jobs else np.zeros(0, np.int64)
     files = np.concatenate([np.full(len(j.rows), j.file) for j in jobs]) if jobs else np.zeros(0, np.int64)
     rows = np.concatenate([j.rows for j in jobs]) if jobs else np.zeros(0, np.int64)
@@ -143,8 +146,11 @@ def _query_columns(con: duckdb.DuckDBPyConnection, jobs: list[_Job], n: int) -> 
 
 
 def _patches(
-    con: duckdb.DuckDBPyConnection, before: tuple[np.ndarray, pa.Array], after: tuple[np.ndarray, pa.Array], n: int
-) -> pa.Array:
+    con: duckdb.DuckDBPyConnection,
+    before: tuple[np.ndarray, pa.ChunkedArray],
+    after: tuple[np.ndarray, pa.ChunkedArray],
+    n: int,
+) -> pa.ChunkedArray:
     """JSON merge patch text from before to after for the keys both sides have (the modified ones); null
     elsewhere."""
     if not len(before[0]):
