@@ -11,7 +11,7 @@ setup(
         Extension(
             "stacbatch._kernel",
             sources=["stacbatch/_kernel.c"],
-            depends=["stacbatch/_kernel_scan.h", "stacbatch/_kernel_patch.h", "stacbatch/_kernel_parquet.h"],
+            depends=["stacbatch/_kernel_scan.h", "stacbatch/_kernel_patch.h", "stacbatch/_kernel_parquet.h", "stacbatch/_kernel_wkt.h"],
             extra_compile_args=["-O3", "-std=c11", "-Wall", "-Wextra", "-Wno-unused-parameter"],
             optional=True,
         )

@@ -778,6 +778,7 @@ done:
 
 
 #include "_kernel_parquet.h"
+#include "_kernel_wkt.h"
 
 static PyMethodDef methods[] = {
     {"canonical", (PyCFunction)(void (*)(void))py_canonical, METH_VARARGS | METH_KEYWORDS,
@@ -798,6 +799,8 @@ static PyMethodDef methods[] = {
      "patch_items(offsets, data, paths, values, stamp) -> tuple: `update --set` on item texts (see _kernel_patch.h)."},
     {"plain_take", (PyCFunction)py_plain_take, METH_VARARGS,
      "plain_take(page, rows) -> (offsets, data): chosen values of a PLAIN BYTE_ARRAY Parquet page."},
+    {"wkt_geometries", (PyCFunction)py_wkt_geometries, METH_VARARGS,
+     "wkt_geometries(offsets, data) -> (ok, json offsets, json, wkb offsets, wkb, bounds): WKT as shapely reads it."},
     {"take_chunk", (PyCFunction)py_take_chunk, METH_VARARGS,
      "take_chunk(chunk, codec, rows) -> (offsets, data) | None: chosen values of a required BYTE_ARRAY column chunk."},
     {"parquet_pages", (PyCFunction)py_parquet_pages, METH_VARARGS,

@@ -24,6 +24,7 @@ from stacbatch._sql import ident, literal, one_line
 from stacbatch.errors import InputError
 from stacbatch.mapping._compile import Compiled, compile_mapping, geom_columns
 from stacbatch.mapping._doc import Doc, MappingError
+from stacbatch.mapping._geom import geometry_columns
 from stacbatch.sources._units import RecordsUnit
 
 #: source records per batch: DuckDB's vectorised work wants thousands; memory stays bounded by it
@@ -158,23 +159,12 @@ class Mapper:
         table = table.append_column("__row", pa.array(np.arange(first_row, first_row + table.num_rows), pa.int64()))
         if not self.compiled.geometry:
             return table
-        import shapely
-
         for n, kind, col in self.compiled.geometry:
-            values = table.column(col.split(".")[0]).to_numpy(zero_copy_only=False)
-            if kind == "wkt":
-                geoms = shapely.from_wkt(values, on_invalid="ignore")
-            elif kind == "geojson":
-                geoms = shapely.from_geojson(values, on_invalid="ignore")
-            else:
-                geoms = shapely.from_wkb(values, on_invalid="ignore")
+            text, wkb, bounds = geometry_columns(table.column(col.split(".")[0]), kind)
             names = geom_columns(n)
-            table = table.append_column(names[0], pa.array(shapely.to_geojson(geoms), pa.string()))
-            table = table.append_column(names[5], pa.array(shapely.to_wkb(geoms, flavor="iso"), pa.binary()))
-            bounds = shapely.bounds(geoms)
-            for i, name in enumerate(names[1:5]):
-                column = bounds[:, i]
-                table = table.append_column(name, pa.array(column, pa.float64(), mask=np.isnan(column)))
+            table = table.append_column(names[0], text).append_column(names[5], wkb)
+            for name, values in zip(names[1:5], bounds, strict=True):
+                table = table.append_column(name, values)
         return table
 
     def run(self, source: str, records: pa.Table, first_row: int) -> MappedBatch:
