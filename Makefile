@@ -49,7 +49,7 @@ typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
 unit: $(STAMP) $(PEERS_STAMP)
-	STACBATCH_REQUIRE_PEERS=1 $(PY) -m pytest -q
+	STACBATCH_REQUIRE_PEERS=1 STACBATCH_REQUIRE_KERNEL=1 $(PY) -m pytest -q
 
 test: lint typecheck unit
 

@@ -146,24 +146,24 @@ static void item_points(Wkt *w, int min_points) {
     if (min_points == 4 && memcmp(w->wkb->p + at + 4, w->wkb->p + w->wkb->len - 8 * (size_t)w->dims, 16)) w->bad = 1;
 }
 
-static void wkb_head(Wkt *w, uint32_t type) {
-    if (buf_byte(w->wkb, 1) || buf_u32(w->wkb, type)) w->bad = 1;
+static void wkt_head(Wkt *w, uint32_t type) {
+    if (wkb_head(w->wkb, type)) w->bad = 1; /* _kernel_scan.h: little-endian byte, then the type code */
 }
 
 static void item_polygon(Wkt *w, int with_head) {
-    if (with_head) wkb_head(w, 3);
+    if (with_head) wkt_head(w, 3);
     wkt_list(w, item_points, 4);
 }
 
 static void item_line(Wkt *w, int arg) {
     (void)arg;
-    wkb_head(w, 2);
+    wkt_head(w, 2);
     item_points(w, 2);
 }
 
 static void item_point(Wkt *w, int arg) { /* MULTIPOINT (1 2, 3 4) or ((1 2), (3 4)) */
     (void)arg;
-    wkb_head(w, 1);
+    wkt_head(w, 1);
     int wrapped = wkt_char(w, '(');
     wkt_coord(w);
     if (wrapped && !wkt_char(w, ')')) w->bad = 1;
