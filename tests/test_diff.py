@@ -224,11 +224,20 @@ def test_change_set_read_by_place_equals_the_sql_join(
     b_items = [it for it in _many(1600, 2, every=37) if not it["id"].endswith("3")]
     b = make_stage(tmp_path, b_items)
     cs = tmp_path / "cs.parquet"
-    if budget is not None:
-        from stacbatch.edit import _changes
+    from stacbatch.edit import _changes, _diff
 
+    if budget is not None:
         monkeypatch.setattr(_changes, "TEXT_BUDGET", budget)
+    paths: list[bool] = []  # which way each change set was read: True by place, False through the SQL join
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        got = _changes.located_change_table(*args, **kwargs)
+        paths.append(got is not None)
+        return got
+
+    monkeypatch.setattr(_diff, "located_change_table", spy)
     res = diff(a, b, out=str(cs))
+    assert paths == [budget is None]
     got = pq.read_table(cs)
     assert got.num_rows == res.changes_written == sum(v for k, v in res.totals().items() if k != "unchanged")
     staged = (
