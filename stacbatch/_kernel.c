@@ -22,6 +22,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#ifdef STACBATCH_XXH3 /* pyarrow's copy of xxHash (setup.py): content hashes in C */
+#define XXH_INLINE_ALL
+#include "arrow/vendored/xxhash/xxhash.h"
+#endif
+
 /* ---------------------------------------------------------------- growable byte buffer */
 
 typedef struct {
@@ -779,6 +784,7 @@ done:
 
 #include "_kernel_parquet.h"
 #include "_kernel_wkt.h"
+#include "_kernel_assemble.h"
 
 static PyMethodDef methods[] = {
     {"canonical", (PyCFunction)(void (*)(void))py_canonical, METH_VARARGS | METH_KEYWORDS,
@@ -805,6 +811,9 @@ static PyMethodDef methods[] = {
      "take_chunk(chunk, codec, rows) -> (offsets, data) | None: chosen values of a required BYTE_ARRAY column chunk."},
     {"parquet_pages", (PyCFunction)py_parquet_pages, METH_VARARGS,
      "parquet_pages(chunk) -> Block: per page of a Parquet column chunk, 7 int64 (see _kernel_parquet.h)."},
+    {"assemble_items", (PyCFunction)py_assemble_items, METH_VARARGS,
+     "assemble_items(text ops, canonical ops, pool, columns, rows) -> (text offsets, texts, canonical ends, "
+     "canonical streams): item texts from a compiled mapping (see _kernel_assemble.h)."},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_kernel", NULL, -1, methods, NULL, NULL, NULL, NULL};
@@ -813,6 +822,14 @@ PyMODINIT_FUNC PyInit__kernel(void) {
     if (PyType_Ready(&BlockType) < 0) return NULL;
     PyObject *m = PyModule_Create(&module);
     if (!m) return NULL;
+#ifdef STACBATCH_XXH3
+    if (PyModule_AddIntConstant(m, "XXH3", 1) < 0) {
+#else
+    if (PyModule_AddIntConstant(m, "XXH3", 0) < 0) {
+#endif
+        Py_DECREF(m);
+        return NULL;
+    }
     Py_INCREF(&BlockType);
     if (PyModule_AddObject(m, "Block", (PyObject *)&BlockType) < 0) {
         Py_DECREF(&BlockType);

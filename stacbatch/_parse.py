@@ -241,7 +241,8 @@ def mapped_batch(cols: pa.RecordBatch) -> pa.RecordBatch:
     text (by the kernel, without parsing it into Python objects)."""
     import shapely
 
-    hashes = _scan.text_hashes(cols.column("item"))
+    names = cols.schema.names
+    hashes = cols.column("__hash") if "__hash" in names else _scan.text_hashes(cols.column("item"))
     if hashes is None:  # no kernel
         hashes = pa.array([_json.content_hash_text(t) for t in cols.column("item").to_pylist()], pa.string())
     # WKB that shapely made from the source (WKT, WKB, GeoJSON columns) comes along; the rest (lon/lat, bbox

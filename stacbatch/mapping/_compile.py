@@ -17,6 +17,7 @@ from typing import Any
 
 from stacbatch._sql import ident, literal
 from stacbatch.mapping._doc import Doc
+from stacbatch.mapping._tree import Arr, Const, Leaf, Node, Obj, text_sql
 
 Key = tuple[str | int, ...]
 SPEC_KEYS = ("column", "columns", "template", "const", "sql", "case", "lookup")
@@ -53,7 +54,13 @@ class Field:
 
 @dataclass
 class Compiled:
-    sql: str
+    """The SELECT over a batch, in three parts: ``head`` (the parsed values and ``__row``, ``__error``), the item,
+    ``tail`` (the stage's query columns and FROM). ``sql`` builds the item text in SQL; ``values_sql`` leaves it to
+    the kernel (``_assemble``), selecting the item's leaves instead."""
+
+    head: str
+    item: Obj
+    tail: str
     fields: list[Field] = field(default_factory=list)
     #: lookup table name -> (path, key column, delimiter)
     lookups: dict[str, tuple[str, str, str | None]] = field(default_factory=dict)
@@ -61,6 +68,33 @@ class Compiled:
     geometry: list[tuple[int, str, str]] = field(default_factory=list)
     #: the relation the per-field counts are taken over: the batch with its parsed top-level times
     counts_from: str = "__batch"
+
+    @property
+    def sql(self) -> str:
+        """The SELECT with the item text built in SQL (what ``--explain`` shows)."""
+        return f"{self.head}  {text_sql(self.item)} AS item,\n{self.tail}"
+
+    def run_sql(self, leaf_sql: list[str] | None = None) -> str:
+        """The SELECT a run uses: the item text built in SQL, or (``leaf_sql``: each leaf's SQL as the kernel reads
+        it) leaf i as column ``__leaf<i>``; with the per-field outcome of each row (``count_columns``)."""
+        if leaf_sql is None:
+            cols = f"  {text_sql(self.item)} AS item,\n"
+        else:
+            cols = "".join(f"  {sql} AS __leaf{i},\n" for i, sql in enumerate(leaf_sql))
+        return f"{self.head}{cols}{self.count_columns()}{self.tail}"
+
+    def count_columns(self) -> str:
+        """Per reported field i, booleans ``__set<i>`` and, where it can happen, ``__defaulted<i>`` and
+        ``__failed<i>``: counted in the same pass that maps the rows, not in a second query."""
+        cols = []
+        for i, f in enumerate(self.fields):
+            present = f.present or f"({f.value}) IS NOT NULL"
+            cols.append(f"({present}){f' AND NOT ({f.defaulted})' if f.defaulted else ''} AS __set{i}")
+            if f.defaulted:
+                cols.append(f"({f.defaulted}) AS __defaulted{i}")
+            if f.failed:
+                cols.append(f"({f.failed}) AS __failed{i}")
+        return "".join(f"  {c},\n" for c in cols)
 
 
 def _ts_text(ts: str) -> str:
@@ -235,31 +269,25 @@ class Compiler:
             f"WHERE {ident(table)}.{ident(lookup_key)} = {on})"
         )
 
-    # JSON is built as text by concatenation: measured several times faster in DuckDB than nested
-    # map_from_entries / list_filter / to_json structures, and null members are dropped without lists.
-    def nested(self, spec: Any, key: Key) -> str:
-        """JSON text (VARCHAR, NULL for no value) of a value, an array of nested values, or an object of them."""
+    def nested(self, spec: Any, key: Key) -> Node:
+        """The tree of a value, an array of nested values, or an object of them."""
         if isinstance(spec, list):
-            elements = ", ".join(f"coalesce({self.nested(v, (*key, i))}, 'null')" for i, v in enumerate(spec))
-            return f"('[' || concat_ws(',', {elements}) || ']')" if spec else "'[]'"
+            return Arr(tuple(self.nested(v, (*key, i)) for i, v in enumerate(spec)))
         if isinstance(spec, dict) and not any(k in spec for k in SPEC_KEYS):
             return self.obj(spec, key)
-        return f"CAST(to_json({self.value(spec, key)}) AS VARCHAR)"
+        if not isinstance(spec, dict) and not (isinstance(spec, str) and ("{" in spec or "}" in spec)):
+            return Const.of(spec)
+        return Leaf(self.value(spec, key))
 
     def nested_json(self, spec: Any, key: Key) -> str:
-        """``nested`` as a JSON-typed value (for the update engine, which types what it sets)."""
-        return f"json({self.nested(spec, key)})"
+        """``nested`` as a JSON-typed SQL value (for the update engine, which types what it sets)."""
+        return f"json({text_sql(self.nested(spec, key))})"
 
-    def obj(self, members: dict[str, Any], key: Key, first: list[tuple[str, str]] | None = None) -> str:
-        """JSON text of an object whose null members are left out (absent, not null: STAC's convention);
-        ``first``: members (name, JSON text SQL) put before them and kept even when null."""
-        pieces = [f"{literal(',' + json.dumps(k) + ':')} || coalesce({v}, 'null')" for k, v in first or []]
-        for k, v in members.items():
-            text = self.nested(v, (*key, str(k)))
-            pieces.append(f"coalesce({literal(',' + json.dumps(str(k)) + ':')} || nullif({text}, 'null'), '')")
-        if not pieces:
-            return "'{}'"
-        return f"('{{' || substr(concat({', '.join(pieces)}), 2) || '}}')"
+    def obj(self, members: dict[str, Any], key: Key, first: list[tuple[str, Node]] | None = None) -> Obj:
+        """An object whose null members are left out (absent, not null: STAC's convention); ``first``: members
+        put before them and kept even when null."""
+        kept = [(k, v, True) for k, v in first or []]
+        return Obj((*kept, *((str(k), self.nested(v, (*key, str(k))), False) for k, v in members.items())))
 
 
 def _alternative(c: Compiler, spec: dict[str, Any], n: int, key: Key) -> tuple[str, str, str, str | None]:
@@ -340,19 +368,26 @@ def compile_mapping(doc: Doc, columns: dict[str, str]) -> Compiled:
     # values used twice (in the checks and in the item) are computed once, in a first projection
     inner = [f"{item_id} AS __id", f"({geom_bad}) AS __geom_bad"]
     inner += [f"{v} AS {ident('__ts_' + k)}" for k, v in stamps.items()]
-    first = [(k, f"CAST(to_json({_ts_text('__batch.' + ident('__ts_' + k))}) AS VARCHAR)") for k in stamps]
+    first: list[tuple[str, Node]] = [(k, Leaf(_ts_text("__batch." + ident("__ts_" + k)))) for k in stamps]
     if "datetime" not in stamps:
-        first.insert(0, ("datetime", "'null'"))  # STAC: null when a range is given
+        first.insert(0, ("datetime", Const("null")))  # STAC: null when a range is given
     properties = c.obj(data.get("properties") or {}, ("properties",), first)
-    head: dict[str, Any] = {"type": "Feature", "stac_version": str(data.get("stac_version", "1.1.0"))}
+    members: list[tuple[str, Node, bool]] = [
+        ("type", Const.of("Feature"), True),
+        ("stac_version", Const.of(str(data.get("stac_version", "1.1.0"))), True),
+    ]
     if data.get("stac_extensions"):
-        head["stac_extensions"] = list(data["stac_extensions"])
-    parts = [literal(json.dumps(head, ensure_ascii=False)[:-1] + ',"id":'), "CAST(to_json(__batch.__id) AS VARCHAR)"]
+        members.append(("stac_extensions", Const.of(list(data["stac_extensions"])), True))
+    members.append(("id", Leaf("__batch.__id", column="__id"), True))
     if collection:
-        parts += [literal(',"collection":'), f"CAST(to_json({collection}) AS VARCHAR)"]
-    for name, text in (("geometry", geom), ("bbox", bbox), ("properties", properties), ("links", links)):
-        parts += [literal(f',"{name}":'), text]
-    parts += [literal(',"assets":'), assets, "'}'"]
+        members.append(("collection", Leaf(collection, column="__collection"), False))
+    members += [
+        ("geometry", Leaf(geom, json=True, column="__geometry"), True),
+        ("bbox", Leaf(bbox, json=True), True),
+        ("properties", properties, True),
+        ("links", links, True),
+        ("assets", assets, True),
+    ]
     checks = ["WHEN __batch.__id IS NULL THEN 'id: no value (check the id column or template)'"]
     for name, fld in ((f.name, f) for f in c.fields if f.name in stamps):
         checks.append(
@@ -362,11 +397,12 @@ def compile_mapping(doc: Doc, columns: dict[str, str]) -> Compiled:
     all_empty = " AND ".join(f"__batch.{ident('__ts_' + k)} IS NULL" for k in stamps)
     checks.append(f"WHEN {all_empty} THEN 'no datetime: all empty'")
     checks.append("WHEN __batch.__geom_bad THEN 'geometry: missing, out of range or does not parse'")
-    sql = (
+    head = (
         f"WITH __v AS (SELECT __batch.*, {', '.join(inner)} FROM __batch)\n"
         "SELECT __batch.__row AS __row,\n"
         f"  CASE {' '.join(checks)} END AS __error,\n"
-        f"  {' || '.join(parts)} AS item,\n"
+    )
+    tail = (
         # the query columns the stage indexes, so that staging need not parse the item again
         f"  __batch.__id AS __id, {collection or 'CAST(NULL AS VARCHAR)'} AS __collection,\n"
         f"  {', '.join(_epoch(stamps, k) for k in ('datetime', 'start_datetime', 'end_datetime'))},\n"
@@ -381,4 +417,5 @@ def compile_mapping(doc: Doc, columns: dict[str, str]) -> Compiled:
             f.failed = f"({f.source}) IS NOT NULL AND {ts} IS NULL"
     parsed = ", ".join(f"{v} AS {ident('__ts_' + k)}" for k, v in stamps.items())
     counts_from = f"(SELECT __batch.*, {parsed} FROM __batch) AS __batch"
-    return Compiled(sql=sql, fields=c.fields, lookups=c.lookups, geometry=prepared, counts_from=counts_from)
+    item = Obj(tuple(members))
+    return Compiled(head, item, tail, fields=c.fields, lookups=c.lookups, geometry=prepared, counts_from=counts_from)

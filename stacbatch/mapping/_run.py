@@ -22,6 +22,7 @@ import pyarrow.compute as pc
 
 from stacbatch._sql import ident, literal, one_line
 from stacbatch.errors import InputError
+from stacbatch.mapping import _assemble
 from stacbatch.mapping._compile import Compiled, compile_mapping, geom_columns
 from stacbatch.mapping._doc import Doc, MappingError
 from stacbatch.mapping._geom import geometry_columns
@@ -118,12 +119,15 @@ class Mapper:
     """The compiled mapping, its lookups and a DuckDB connection: turns batches of records into stage-ready
     columns. One per process (worker processes build theirs once, see ``map_records``)."""
 
-    def __init__(self, doc: Doc, columns: dict[str, str]) -> None:
+    def __init__(self, doc: Doc, columns: dict[str, str], *, assemble: bool | None = None) -> None:
+        """``assemble``: item texts by the kernel (``_assemble``; the default when it is built) or by the SQL."""
         self.doc = doc
         self.columns = columns
         self.con = _connect(duckdb.connect())
         self.compiled: Compiled = compile_mapping(doc, columns)
         self._load_lookups()
+        self.use_kernel = _assemble.available() if assemble is None else assemble
+        self.assembler: _assemble.Assembler | None = None
 
     def _load_lookups(self) -> None:
         for name, (path, key, delim) in self.compiled.lookups.items():
@@ -149,9 +153,11 @@ class Mapper:
                     key = tuple(int(p) if p.isdigit() else p for p in fld.name.split("."))
                     raise self.doc.error(key, one_line(err)) from None
             try:
-                self.con.sql(self.compiled.sql).fetchall()
+                self.con.sql(self.compiled.run_sql()).fetchall()
             except duckdb.Error as err:
                 raise MappingError(f"{self.doc.path}: the compiled mapping does not run: {one_line(err)}") from None
+            if self.use_kernel:
+                self.assembler = _assemble.Assembler(self.con, self.compiled)
         finally:
             self.con.unregister("__batch")
 
@@ -172,8 +178,11 @@ class Mapper:
         table = self._prepare(records, first_row)
         self.con.register("__batch", table)
         try:
-            out = self.con.sql(self.compiled.sql).to_arrow_table()
-            stats = self._count()
+            if self.use_kernel and self.assembler is None:
+                self.assembler = _assemble.Assembler(self.con, self.compiled)
+            sql = self.assembler.sql if self.assembler else self.compiled.run_sql()
+            out = self.con.sql(sql).to_arrow_table()
+            stats = self._count(out)
         finally:
             self.con.unregister("__batch")
         ok = pc.is_null(out.column("__error"))
@@ -182,31 +191,40 @@ class Mapper:
             {"source": source, "row": r, "reason": e, "hint": "fix the record or the mapping"}
             for r, e in zip(bad.column("__row").to_pylist(), bad.column("__error").to_pylist(), strict=True)
         ]
+        good = out.filter(ok)
         names = ["item", "__id", "__collection", "__datetime", "__start_datetime", "__end_datetime", "__geometry"]
         names.append("__geometry_wkb")
-        good = out.filter(ok).select(names).combine_chunks().to_batches()
+        if self.assembler:
+            good = good.combine_chunks()
+            items, hashes = self.assembler.assemble(good)
+            good = good.append_column("item", items).append_column("__hash", hashes)
+            names.append("__hash")
+        good = good.select(names).combine_chunks().to_batches()
         stats.rows, stats.items, stats.failed = table.num_rows, table.num_rows - len(failures), len(failures)
         return MappedBatch(good[0] if good else None, failures, stats)
 
-    def _count(self) -> MappingRun:
-        """Per output field of the batch registered as ``__batch``: set, defaulted, failed, a failing sample."""
+    def _count(self, out: pa.Table) -> MappingRun:
+        """Per output field: set, defaulted, failed (from the run's ``count_columns``), and a value that failed
+        (a second query over the batch registered as ``__batch``, only when one did)."""
         stats = MappingRun()
         fields = self.compiled.fields
-        if not fields:
-            return stats
-        aggs = []
-        for f in fields:
-            set_only = f" AND NOT ({f.defaulted})" if f.defaulted else ""
-            present = f.present or f"({f.value}) IS NOT NULL"
-            aggs.append(f"count(*) FILTER (WHERE {present}{set_only})")
-            aggs.append(f"count(*) FILTER (WHERE {f.defaulted})" if f.defaulted else "0")
-            aggs.append(f"count(*) FILTER (WHERE {f.failed})" if f.failed else "0")
-            aggs.append(f"CAST(any_value({f.source}) FILTER (WHERE {f.failed}) AS VARCHAR)" if f.failed else "NULL")
-        got = self.con.sql(f"SELECT {', '.join(aggs)} FROM {self.compiled.counts_from}").fetchall()[0]
+        names = set(out.column_names)
         for i, f in enumerate(fields):
-            n_set, n_default, n_failed, sample = got[4 * i : 4 * i + 4]
-            stats.fields[f.name] = FieldStats(int(n_set), int(n_default), int(n_failed), sample)
+            got = [_trues(out, f"__{what}{i}", names) for what in ("set", "defaulted", "failed")]
+            stats.fields[f.name] = FieldStats(*got)
+        failing = [(i, f) for i, f in enumerate(fields) if stats.fields[f.name].failed and f.failed]
+        if failing:
+            aggs = [f"CAST(any_value({f.source}) FILTER (WHERE {f.failed}) AS VARCHAR)" for _i, f in failing]
+            samples = self.con.sql(f"SELECT {', '.join(aggs)} FROM {self.compiled.counts_from}").fetchall()[0]
+            for (_i, f), sample in zip(failing, samples, strict=True):
+                stats.fields[f.name].sample = sample
         return stats
+
+
+def _trues(table: pa.Table, name: str, names: set[str]) -> int:
+    if name not in names:
+        return 0
+    return int(pc.sum(table.column(name)).as_py() or 0)
 
 
 class MappedSource:

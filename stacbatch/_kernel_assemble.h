@@ -1,0 +1,358 @@
+/* Item texts from a compiled mapping (mapping/_assemble.py): the item's JSON text and its canonical stream, in
+ * one pass over typed Arrow columns that DuckDB computed, so neither DuckDB builds the text by concatenation nor
+ * the stage parses it again to hash it.
+ *
+ * Included by _kernel.c (uses Buf, Block, Parser and canonicalise). The item is compiled (mapping/_tree.py) into
+ * two straight programs, one writing the text and one the canonical stream (keys in byte order), of 4 int64 per
+ * operation: COPY (pool offset, length): constant bytes, merged across constants, keys and punctuation;
+ * VALUE (column): a leaf's value, null written as null; MEMBER (column, key offset, key length): key and value,
+ * nothing when the value is null (STAC leaves out null members); OPEN / CLOSE: an object whose first member may be
+ * left out. Columns are Arrow arrays as (kind, offset, validity or None, buffer, buffer or None): text (int32 or
+ * int64 offsets; written as a JSON string), JSON text (copied as it is; the text "null" is null), int64, boolean.
+ */
+
+enum { OP_COPY = 1, OP_VALUE, OP_MEMBER, OP_OPEN, OP_CLOSE };
+#define ASM_DEPTH 64
+enum { C_STR32 = 1, C_STR64, C_JSON32, C_JSON64, C_I64, C_BOOL };
+
+typedef struct {
+    int kind;
+    int64_t offset;
+    const uint8_t *valid;
+    const unsigned char *a; /* offsets or values */
+    const unsigned char *b; /* string data */
+    Py_buffer views[3];
+    int nviews;
+} AsmColumn;
+
+typedef struct {
+    const unsigned char *pool;
+    int64_t npool;
+    AsmColumn *cols;
+    int64_t ncols;
+    Buf *text, *canon;
+    Parser frag; /* a JSON text column's value, canonicalised */
+    int64_t row;
+    const char *err;
+} Asm;
+
+static inline int asm_valid(const AsmColumn *c, int64_t row) {
+    int64_t i = c->offset + row;
+    return !c->valid || (c->valid[i >> 3] >> (i & 7)) & 1;
+}
+
+static inline void asm_span(const AsmColumn *c, int64_t row, const unsigned char **s, size_t *n) {
+    int64_t i = c->offset + row, a, b;
+    if (c->kind == C_STR32 || c->kind == C_JSON32) {
+        int32_t x, y;
+        memcpy(&x, c->a + 4 * i, 4);
+        memcpy(&y, c->a + 4 * (i + 1), 4);
+        a = x, b = y;
+    } else {
+        memcpy(&a, c->a + 8 * i, 8);
+        memcpy(&b, c->a + 8 * (i + 1), 8);
+    }
+    *s = c->b + a;
+    *n = (size_t)(b - a);
+}
+
+static int asm_null(const AsmColumn *c, int64_t row) {
+    if (!asm_valid(c, row)) return 1;
+    if (c->kind == C_JSON32 || c->kind == C_JSON64) {
+        const unsigned char *s;
+        size_t n;
+        asm_span(c, row, &s, &n);
+        return n == 4 && !memcmp(s, "null", 4);
+    }
+    return 0;
+}
+
+/* A JSON string of s[0:n] (valid UTF-8: DuckDB's VARCHAR): quote, backslash and control characters escaped. */
+static int put_json_string(Buf *o, const unsigned char *s, size_t n) {
+    static const char hex[] = "0123456789abcdef";
+    if (buf_reserve(o, n + 2)) return -1;
+    o->p[o->len++] = '"';
+    const unsigned char *p = s, *end = s + n;
+    while (p < end) {
+        const unsigned char *q = plain_run(p, end);
+        while (q < end && *q >= 0x80) q = plain_run(q + 1, end); /* UTF-8 goes as it is */
+        if (buf_put(o, p, (size_t)(q - p))) return -1;
+        if (q == end) break;
+        char e[6] = {'\\', 0, 0, 0, 0, 0};
+        size_t el = 2;
+        switch (*q) {
+            case '"': e[1] = '"'; break;
+            case '\\': e[1] = '\\'; break;
+            case '\n': e[1] = 'n'; break;
+            case '\r': e[1] = 'r'; break;
+            case '\t': e[1] = 't'; break;
+            case '\b': e[1] = 'b'; break;
+            case '\f': e[1] = 'f'; break;
+            default:
+                e[1] = 'u', e[2] = '0', e[3] = '0', e[4] = hex[*q >> 4], e[5] = hex[*q & 15];
+                el = 6;
+        }
+        if (buf_put(o, e, el)) return -1;
+        p = q + 1;
+    }
+    return buf_byte(o, '"');
+}
+
+static int put_int(Buf *o, int64_t v) {
+    char s[24];
+    int n = 0;
+    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+    do {
+        s[n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0) s[n++] = '-';
+    if (buf_reserve(o, (size_t)n)) return -1;
+    while (n) o->p[o->len++] = s[--n];
+    return 0;
+}
+
+/* A leaf's value (not null) as JSON text, or (canon) as canonical stream. */
+static int asm_leaf(Asm *m, const AsmColumn *c, int canon) {
+    Buf *o = canon ? m->canon : m->text;
+    int64_t i = c->offset + m->row, v;
+    const unsigned char *s;
+    size_t n;
+    switch (c->kind) {
+        case C_STR32:
+        case C_STR64:
+            asm_span(c, m->row, &s, &n);
+            if (!canon) return put_json_string(o, s, n);
+            return buf_byte(o, 's') || buf_u32(o, (uint32_t)n) || buf_put(o, s, n);
+        case C_JSON32:
+        case C_JSON64:
+            asm_span(c, m->row, &s, &n);
+            if (!canon) return buf_put(o, s, n);
+            if (canonicalise(&m->frag, s, s + n, 0)) {
+                m->err = "a JSON value DuckDB computed does not parse";
+                return -1;
+            }
+            return buf_put(o, m->frag.out.p, m->frag.out.len);
+        case C_I64:
+            memcpy(&v, c->a + 8 * i, 8);
+            return canon ? buf_byte(o, 'i') || buf_u64(o, (uint64_t)v) : put_int(o, v);
+        default: {
+            int yes = (c->a[i >> 3] >> (i & 7)) & 1;
+            if (canon) return buf_byte(o, yes ? 't' : 'f');
+            return yes ? buf_put(o, "true", 4) : buf_put(o, "false", 5);
+        }
+    }
+}
+
+/* One program over one row: COPY pool bytes, VALUE a leaf (null written as null), MEMBER a leaf with its key (left
+ * out when null), OPEN / CLOSE an object whose first member may be left out (its members all start with a comma:
+ * CLOSE turns the first one into the brace, or writes {} when none was written). */
+static int asm_run(Asm *m, const int64_t *ops, int64_t nops, int canon) {
+    Buf *o = canon ? m->canon : m->text;
+    size_t stack[ASM_DEPTH];
+    int sp = 0;
+    for (int64_t i = 0; i < nops; i++) {
+        const int64_t *op = ops + 4 * i;
+        int r = 0;
+        switch (op[0]) {
+            case OP_COPY:
+                r = buf_put(o, m->pool + op[1], (size_t)op[2]);
+                break;
+            case OP_VALUE:
+            case OP_MEMBER: {
+                const AsmColumn *c = &m->cols[op[1]];
+                if (asm_null(c, m->row)) {
+                    if (op[0] == OP_MEMBER) break;
+                    r = canon ? buf_byte(o, 'n') : buf_put(o, "null", 4);
+                    break;
+                }
+                if (op[0] == OP_MEMBER) r = buf_put(o, m->pool + op[2], (size_t)op[3]);
+                if (!r) r = asm_leaf(m, c, canon);
+                break;
+            }
+            case OP_OPEN:
+                stack[sp++] = o->len;
+                break;
+            default: { /* OP_CLOSE */
+                size_t at = stack[--sp];
+                if (o->len > at) {
+                    o->p[at] = '{';
+                } else {
+                    r = buf_byte(o, '{');
+                }
+                r = r || buf_byte(o, '}');
+            }
+        }
+        if (r) return -1;
+    }
+    return 0;
+}
+
+/* Checks a program's numbers once, so the per-row run need not. */
+static const char *asm_check(const Asm *m, const int64_t *ops, int64_t nops) {
+    int depth = 0;
+    for (int64_t i = 0; i < nops; i++) {
+        const int64_t *op = ops + 4 * i;
+        switch (op[0]) {
+            case OP_COPY:
+                if (op[1] < 0 || op[2] < 0 || op[1] + op[2] > m->npool) return "copy out of range";
+                break;
+            case OP_MEMBER:
+                if (op[2] < 0 || op[3] < 0 || op[2] + op[3] > m->npool) return "key out of range";
+                /* fall through */
+            case OP_VALUE:
+                if (op[1] < 0 || op[1] >= m->ncols) return "column out of range";
+                break;
+            case OP_OPEN:
+                if (++depth > ASM_DEPTH) return "objects nested too deeply";
+                break;
+            case OP_CLOSE:
+                if (--depth < 0) return "close without open";
+                break;
+            default:
+                return "unknown operation";
+        }
+    }
+    return depth ? "open without close" : NULL;
+}
+
+static int asm_column(PyObject *spec, int64_t rows, AsmColumn *c) {
+    PyObject *valid, *a, *b;
+    long long kind, offset;
+    if (!PyArg_ParseTuple(spec, "LLOOO", &kind, &offset, &valid, &a, &b)) return -1;
+    c->kind = (int)kind;
+    c->offset = offset;
+    if (kind < C_STR32 || kind > C_BOOL || offset < 0) {
+        PyErr_SetString(PyExc_ValueError, "bad column kind or offset");
+        return -1;
+    }
+    int64_t last = offset + rows;
+    if (valid != Py_None) {
+        if (PyObject_GetBuffer(valid, &c->views[c->nviews], PyBUF_SIMPLE)) return -1;
+        if (c->views[c->nviews].len * 8 < last) goto short_buffer;
+        c->valid = c->views[c->nviews++].buf;
+    }
+    if (PyObject_GetBuffer(a, &c->views[c->nviews], PyBUF_SIMPLE)) return -1;
+    Py_ssize_t alen = c->views[c->nviews].len;
+    c->a = c->views[c->nviews++].buf;
+    int wide = kind == C_STR64 || kind == C_JSON64;
+    if (kind == C_I64 ? alen < 8 * last : kind == C_BOOL ? alen * 8 < last : alen < (wide ? 8 : 4) * (last + 1))
+        goto short_buffer;
+    if (kind <= C_JSON64) {
+        if (PyObject_GetBuffer(b, &c->views[c->nviews], PyBUF_SIMPLE)) return -1;
+        Py_ssize_t blen = c->views[c->nviews].len;
+        c->b = c->views[c->nviews++].buf;
+        for (int64_t i = offset; i <= last; i++) { /* offsets within the data: the walk reads them unchecked */
+            int64_t v;
+            if (wide) {
+                memcpy(&v, c->a + 8 * i, 8);
+            } else {
+                int32_t x;
+                memcpy(&x, c->a + 4 * i, 4);
+                v = x;
+            }
+            if (v < 0 || v > blen) goto short_buffer;
+        }
+    }
+    return 0;
+short_buffer:
+    PyErr_SetString(PyExc_ValueError, "a column's buffers are shorter than its rows");
+    return -1;
+}
+
+#ifdef STACBATCH_XXH3
+/* xxh3-128 of a stream as 32 lowercase hex digits of its canonical (big-endian) form: xxhash's xxh3_128_hexdigest */
+static int put_hex_hash(Buf *o, const char *p, size_t n) {
+    static const char hex[] = "0123456789abcdef";
+    XXH128_hash_t h = XXH3_128bits(p, n);
+    if (buf_reserve(o, 32)) return -1;
+    for (int k = 0; k < 16; k++) {
+        uint64_t word = k < 8 ? h.high64 : h.low64;
+        unsigned byte = (unsigned)(word >> (8 * (7 - (k & 7)))) & 0xff;
+        o->p[o->len++] = hex[byte >> 4];
+        o->p[o->len++] = hex[byte & 15];
+    }
+    return 0;
+}
+#endif
+
+/* assemble_items(text ops, canonical ops, pool, columns, rows) -> (text offsets int64, texts, canonical ends
+ * uint32, canonical streams) per row: the item's JSON text and its canonical stream; or, built with xxHash
+ * (STACBATCH_XXH3), (text offsets, texts, None, content hashes as 32 hex digits each). */
+static PyObject *py_assemble_items(PyObject *self, PyObject *args) {
+    Py_buffer tv, cv, pv;
+    PyObject *columns;
+    long long rows;
+    if (!PyArg_ParseTuple(args, "y*y*y*OL", &tv, &cv, &pv, &columns, &rows)) return NULL;
+    Buf text = {0}, toff = {0}, canon = {0}, coff = {0};
+    Asm m = {pv.buf, pv.len, NULL, 0, &text, &canon, {0}, 0, NULL};
+    const int64_t *tops = tv.buf, *cops = cv.buf;
+    int64_t ntops = tv.len / 32, ncops = cv.len / 32;
+    PyObject *res = NULL;
+    const char *bad = NULL;
+    int err = 0;
+    if (!PyList_Check(columns) || rows < 0) {
+        PyErr_SetString(PyExc_TypeError, "columns must be a list and rows not negative");
+        goto done;
+    }
+    Py_ssize_t ncols = PyList_GET_SIZE(columns);
+    m.cols = calloc((size_t)ncols + 1, sizeof(AsmColumn));
+    if (!m.cols) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < ncols; i++) {
+        m.ncols = i + 1;
+        if (asm_column(PyList_GET_ITEM(columns, i), rows, &m.cols[i])) goto done;
+    }
+    if ((bad = asm_check(&m, tops, ntops)) != NULL || (bad = asm_check(&m, cops, ncops)) != NULL) {
+        PyErr_SetString(PyExc_ValueError, bad);
+        goto done;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    err = buf_u64(&toff, 0);
+#ifndef STACBATCH_XXH3
+    err = err || buf_u32(&coff, 0);
+#endif
+    for (int64_t r = 0; r < rows && !err; r++) {
+        m.row = r;
+#ifdef STACBATCH_XXH3
+        /* the stream is hashed at once (xxh3-128, as _json.content_hash): it stays in cache, never handed out */
+        canon.len = 0;
+        err = asm_run(&m, tops, ntops, 0) || asm_run(&m, cops, ncops, 1) || buf_u64(&toff, text.len) ||
+              put_hex_hash(&coff, canon.p, canon.len);
+#else
+        err = asm_run(&m, tops, ntops, 0) || asm_run(&m, cops, ncops, 1) || buf_u64(&toff, text.len) ||
+              put_off(&coff, canon.len);
+#endif
+        if (r == 0 && !err) { /* room for all rows at once, from the first row's size: no copies as they grow */
+            size_t more = (size_t)rows + (size_t)rows / 8;
+            err = buf_reserve(&text, text.len * more) || buf_reserve(&toff, 8 * (size_t)rows) ||
+                  buf_reserve(&coff, 32 * (size_t)rows);
+#ifndef STACBATCH_XXH3
+            err = err || buf_reserve(&canon, canon.len * more);
+#endif
+        }
+    }
+    Py_END_ALLOW_THREADS
+    if (err && m.err) {
+        PyErr_Format(PyExc_ValueError, "row %lld: %s", (long long)m.row, m.err);
+    } else if (err) {
+        PyErr_NoMemory();
+    } else {
+#ifdef STACBATCH_XXH3
+        res = Py_BuildValue("(NNON)", buf_to_block(&toff), buf_to_block(&text), Py_None, buf_to_block(&coff));
+#else
+        res = Py_BuildValue("(NNNN)", buf_to_block(&toff), buf_to_block(&text), buf_to_block(&coff),
+                            buf_to_block(&canon));
+#endif
+    }
+done:
+    for (int64_t i = 0; i < m.ncols; i++)
+        for (int k = 0; k < m.cols[i].nviews; k++) PyBuffer_Release(&m.cols[i].views[k]);
+    free(m.cols);
+    buf_free(&text), buf_free(&toff), buf_free(&canon), buf_free(&coff);
+    parser_free(&m.frag);
+    PyBuffer_Release(&tv), PyBuffer_Release(&cv), PyBuffer_Release(&pv);
+    return res;
+}

@@ -1,0 +1,209 @@
+"""The shape of a mapping's item: a tree of objects, arrays, constants and per-row values (``Leaf``: SQL that
+DuckDB evaluates over the batch).
+
+Two back ends write it: ``text_sql`` as one SQL expression that concatenates the JSON text (what ``--explain``
+shows, and the path without the C kernel), and ``flatten`` as the arrays the kernel's ``assemble_items`` walks per
+row over the leaves' columns, writing the item text and its canonical stream together (``_assemble``). Both leave
+out an object member whose value is null unless it is marked kept, and write ``null`` for a null array element.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from stacbatch._sql import literal
+
+
+@dataclass(frozen=True)
+class Leaf:
+    """A value computed per row. ``json``: the SQL gives JSON text (VARCHAR); otherwise a typed value, written
+    by its type (text as a JSON string, integers, booleans; anything else through DuckDB's ``to_json``).
+    ``column``: an output column of the compiled SELECT that already holds this value (not computed twice)."""
+
+    sql: str
+    json: bool = False
+    column: str | None = None
+
+
+@dataclass(frozen=True)
+class Const:
+    """A constant, as JSON text (``null`` is a null value)."""
+
+    text: str
+
+    @staticmethod
+    def of(value: Any) -> Const:
+        return Const(json.dumps(value, ensure_ascii=False, separators=(",", ":")))
+
+
+@dataclass(frozen=True)
+class Arr:
+    items: tuple[Node, ...]
+
+
+@dataclass(frozen=True)
+class Obj:
+    #: (key, value, kept when null)
+    members: tuple[tuple[str, Node, bool], ...]
+
+
+Node = Leaf | Const | Arr | Obj
+
+
+def text_sql(node: Node) -> str:
+    """SQL giving the node's JSON text (VARCHAR), NULL for no value. JSON is built by concatenation: measured
+    several times faster in DuckDB than nested map/list structures through to_json."""
+    if isinstance(node, Leaf):
+        return node.sql if node.json else f"CAST(to_json({node.sql}) AS VARCHAR)"
+    if isinstance(node, Const):
+        return "NULL" if node.text == "null" else literal(node.text)
+    if isinstance(node, Arr):
+        if not node.items:
+            return "'[]'"
+        elements = ", ".join(f"coalesce({text_sql(v)}, 'null')" for v in node.items)
+        return f"('[' || concat_ws(',', {elements}) || ']')"
+    pieces = []
+    for key, value, keep in node.members:
+        name = literal("," + json.dumps(key, ensure_ascii=False) + ":")
+        text = text_sql(value)
+        kept = f"{name} || coalesce({text}, 'null')"
+        pieces.append(kept if keep else f"coalesce({name} || nullif({text}, 'null'), '')")
+    if not pieces:
+        return "'{}'"
+    return f"('{{' || substr(concat({', '.join(pieces)}), 2) || '}}')"
+
+
+def leaves(node: Node) -> list[Leaf]:
+    """The tree's leaves in walk order (the kernel's column numbers)."""
+    if isinstance(node, Leaf):
+        return [node]
+    if isinstance(node, Arr):
+        return [leaf for item in node.items for leaf in leaves(item)]
+    if isinstance(node, Obj):
+        return [leaf for _k, value, _keep in node.members for leaf in leaves(value)]
+    return []
+
+
+COPY, VALUE, MEMBER, OPEN, CLOSE = range(1, 6)
+
+
+@dataclass
+class Program:
+    """The tree as ``assemble_items`` runs it (see ``_kernel_assemble.h``): a program writing the item text, one
+    writing its canonical stream, the bytes they copy; leaf i (``leaves`` order) is column i."""
+
+    text: np.ndarray
+    canon: np.ndarray
+    pool: bytes
+
+
+class _Emitter:
+    """Operations of one program; constant bytes accumulate and become one COPY."""
+
+    def __init__(self, pool: bytearray) -> None:
+        self.pool = pool
+        self.ops: list[tuple[int, int, int, int]] = []
+        self.pending = bytearray()
+
+    def put(self, data: bytes) -> None:
+        self.pending += data
+
+    def _at(self, data: bytes) -> tuple[int, int]:
+        at = len(self.pool)
+        self.pool += data
+        return at, len(data)
+
+    def op(self, code: int, a: int = 0, key: bytes = b"") -> None:
+        if self.pending:
+            self.ops.append((COPY, *self._at(bytes(self.pending)), 0))
+            self.pending.clear()
+        if code == MEMBER:
+            self.ops.append((code, a, *self._at(key)))
+        elif code:
+            self.ops.append((code, a, 0, 0))
+
+    def array(self) -> np.ndarray:
+        self.op(0)
+        return np.array(self.ops, np.int64).reshape(-1, 4)
+
+
+def _omittable(value: Node, keep: bool) -> bool:
+    return not keep and isinstance(value, Leaf)
+
+
+def _members(node: Obj) -> list[tuple[str, Node, bool]]:
+    # a constant null member that is not kept is never written
+    return [(k, v, keep) for k, v, keep in node.members if keep or not (isinstance(v, Const) and v.text == "null")]
+
+
+def program(root: Obj, canonical: Any) -> Program:
+    """``canonical``: JSON text (bytes) -> its canonical stream (the kernel's ``canonical``)."""
+    pool = bytearray()
+    text, canon = _Emitter(pool), _Emitter(pool)
+    number: dict[int, int] = {id(leaf): i for i, leaf in enumerate(leaves(root))}
+
+    def key_text(key: str) -> bytes:
+        return (json.dumps(key, ensure_ascii=False) + ":").encode("utf-8", "surrogatepass")
+
+    def key_canon(key: str) -> bytes:
+        raw = key.encode("utf-8", "surrogatepass")
+        return b"s" + len(raw).to_bytes(4, "little") + raw
+
+    def write_text(node: Node) -> None:
+        if isinstance(node, Const):
+            text.put(node.text.encode("utf-8", "surrogatepass"))
+        elif isinstance(node, Leaf):
+            text.op(VALUE, number[id(node)])
+        elif isinstance(node, Arr):
+            text.put(b"[")
+            for i, item in enumerate(node.items):
+                text.put(b"," if i else b"")
+                write_text(item)
+            text.put(b"]")
+        else:
+            members = _members(node)
+            # commas are fixed when the first member is always written; otherwise CLOSE mends the first
+            dynamic = bool(members) and _omittable(members[0][1], members[0][2])
+            if dynamic:
+                text.op(OPEN)
+            else:
+                text.put(b"{")
+            for i, (key, value, keep) in enumerate(members):
+                head = (b"," if dynamic or i else b"") + key_text(key)
+                if _omittable(value, keep):
+                    text.op(MEMBER, number[id(value)], head)
+                else:
+                    text.put(head)
+                    write_text(value)
+            if dynamic:
+                text.op(CLOSE)
+            else:
+                text.put(b"}")
+
+    def write_canon(node: Node) -> None:
+        if isinstance(node, Const):
+            canon.put(canonical(node.text.encode("utf-8", "surrogatepass")))
+        elif isinstance(node, Leaf):
+            canon.op(VALUE, number[id(node)])
+        elif isinstance(node, Arr):
+            canon.put(b"[")
+            for item in node.items:
+                write_canon(item)
+            canon.put(b"]")
+        else:
+            canon.put(b"{")
+            for key, value, keep in sorted(_members(node), key=lambda m: m[0].encode("utf-8", "surrogatepass")):
+                if _omittable(value, keep):
+                    canon.op(MEMBER, number[id(value)], key_canon(key))
+                else:
+                    canon.put(key_canon(key))
+                    write_canon(value)
+            canon.put(b"}")
+
+    write_text(root)
+    write_canon(root)
+    return Program(text.array(), canon.array(), bytes(pool))

@@ -1,0 +1,211 @@
+"""Item texts assembled by the kernel from a mapping's leaves equal the ones the SQL path concatenates: same values,
+same content hashes, valid JSON, whatever the strings hold."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_mapping import MAPPING, SENSORS
+
+from stacbatch import _json
+from stacbatch.mapping import read_mapping
+from stacbatch.mapping._assemble import available
+from stacbatch.mapping._run import MappedSource, Mapper
+from stacbatch.mapping._tree import Arr, Const, Leaf, Obj, program
+
+pytestmark = pytest.mark.skipif(not available(), reason="the C kernel is not built")
+
+#: every shape of the tree: objects whose first member may be left out, constant nulls kept and not, arrays with
+#: null elements, empty containers, booleans, integers, doubles, lists, structs and JSON values
+SHAPES = """
+id: {column: rid}
+collection: {column: coll}
+datetime: {column: day}
+geometry: {lonlat: [lon, lat]}
+properties:
+  name: {column: name}
+  n: {column: n}
+  x: {column: x}
+  flag: {column: flag}
+  tags: {column: tags}
+  rec: {column: rec}
+  label: {template: "<{name}>/{n}"}
+  parts: {column: name, split: "a"}
+  first: {column: name, split: "a", index: 0}
+  cased: {case: [{when: "flag", then: {column: x}}], else: {column: name}}
+  none: {const: null}
+  absent: null
+  list: [{column: name}, null, {column: n}, [], {}]
+  nested: {maybe: {column: name}, always: 1, deeper: {only: {column: flag}}}
+  empty: {}
+  default: {column: name, default: {"a": [1, 2.5, null]}}
+  number_text: {column: x, cast: string}
+assets:
+  a: {href: "{name}", title: {column: name}}
+  b: {href: "https://example.com/{n}.tif", roles: [data]}
+"""
+
+
+def _both(path: str, mapping: str) -> tuple[list[str], list[str], list[str], list[str]]:
+    """Item texts and hashes of every record, through the kernel and through the SQL path."""
+    doc = read_mapping(mapping)
+    src = MappedSource(path, doc)
+    units = list(src.units())
+    kernel, sql = Mapper(doc, src.columns, assemble=True), Mapper(doc, src.columns, assemble=False)
+    empty = units[0].records.slice(0, 0)
+    kernel.check(empty)
+    sql.check(empty)
+    assert kernel.assembler is not None and sql.assembler is None
+    texts: tuple[list[str], list[str], list[str], list[str]] = ([], [], [], [])
+    for unit in units:
+        a = kernel.run(unit.source, unit.records, unit.first_row)
+        b = sql.run(unit.source, unit.records, unit.first_row)
+        assert a.failures == b.failures and a.stats == b.stats
+        assert (a.columns is None) == (b.columns is None)
+        if a.columns is None or b.columns is None:
+            continue
+        texts[0].extend(a.columns.column("item").to_pylist())
+        texts[1].extend(b.columns.column("item").to_pylist())
+        texts[2].extend(a.columns.column("__hash").to_pylist())
+        texts[3].extend(_json.content_hash_text(t) for t in b.columns.column("item").to_pylist())
+    return texts
+
+
+def _same(kernel: list[str], sql: list[str], kernel_hashes: list[str], sql_hashes: list[str]) -> None:
+    assert len(kernel) == len(sql) > 0
+    assert kernel_hashes == sql_hashes
+    for a, b in zip(kernel, sql, strict=True):
+        assert _json.canonical_text(a) == _json.canonical_text(b)  # values equal (NaN too)
+        assert _json.content_hash_text(a) == _json.content_hash_text(b)
+
+
+def test_the_inventory_mapping_assembles_as_the_sql_writes_it(tmp_path: Path) -> None:
+    from test_mapping import CSV
+
+    (tmp_path / "inv.csv").write_text(CSV)
+    (tmp_path / "sensors.csv").write_text(SENSORS)
+    (tmp_path / "map.yaml").write_text(MAPPING)
+    kernel, sql, kh, sh = _both(str(tmp_path / "inv.csv"), str(tmp_path / "map.yaml"))
+    _same(kernel, sql, kh, sh)
+    for text in kernel:
+        orjson.loads(text)  # strict JSON
+
+
+_TEXT = st.text(st.characters(exclude_categories=("Cs",)), max_size=12)
+_FLOAT = st.floats(allow_nan=True, allow_infinity=False) | st.sampled_from([0.0, -0.0, 1e300, 5e-324, 0.1])
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    rows=st.lists(
+        st.tuples(
+            st.none() | _TEXT,
+            st.none() | st.integers(-(2**63), 2**63 - 1),
+            st.none() | _FLOAT,
+            st.none() | st.booleans(),
+            st.none() | st.lists(st.none() | _TEXT, max_size=3),
+        ),
+        min_size=1,
+        max_size=30,
+    )
+)
+def test_any_values_assemble_as_the_sql_writes_them(tmp_path: Path, rows: list[tuple[object, ...]]) -> None:
+    n = len(rows)
+    names, ints, floats, flags, tags = (list(col) for col in zip(*rows, strict=True))
+    table = pa.table(
+        {
+            "name": pa.array(names, pa.string()),
+            "n": pa.array(ints, pa.int64()),
+            "x": pa.array(floats, pa.float64()),
+            "flag": pa.array(flags, pa.bool_()),
+            "tags": pa.array(tags, pa.list_(pa.string())),
+            "rec": pa.array([{"k": t, "v": i} for t, i in zip(names, ints, strict=True)]),
+            "rid": pa.array([str(i) for i in range(n)], pa.string()),
+            "coll": pa.array([None if i % 3 == 2 else "c" for i in range(n)], pa.string()),
+            "day": pa.array(np.arange(n, dtype=np.int32) + 18000, pa.date32()),
+            "lon": [1.5] * n,
+            "lat": [-2.25] * n,
+        }
+    )
+    path = tmp_path / "recs.parquet"
+    pq.write_table(table, path)
+    (tmp_path / "shapes.yaml").write_text(SHAPES)
+    kernel, sql, kh, sh = _both(str(path), str(tmp_path / "shapes.yaml"))
+    _same(kernel, sql, kh, sh)
+    for text, (_name, _n, x, _flag, _tags) in zip(kernel, rows, strict=True):
+        if x is None or not math.isnan(x):
+            orjson.loads(text)  # strict JSON (orjson refuses NaN, which both paths write as DuckDB does)
+
+
+def test_left_out_members_and_empty_objects() -> None:
+    """An object whose members are all left out is written {}; commas stay right whichever are left out."""
+    from stacbatch import _kernel
+
+    root = Obj(
+        (
+            ("a", Leaf("x"), False),
+            ("b", Obj((("c", Leaf("y"), False), ("d", Leaf("x"), False))), True),
+            ("e", Arr((Leaf("y"), Const("null"), Arr(()))), True),
+            ("f", Const("null"), False),
+            ("g", Const("null"), True),
+        )
+    )
+    prog = program(root, _kernel.canonical)
+    # leaves in walk order: a=x, c=y, d=x, e[0]=y
+    x = pa.array(["1", None, "3"], pa.string())
+    y = pa.array([None, "2", None], pa.string())
+
+    def col(arr: pa.Array) -> tuple[int, int, object, object, object]:
+        bufs = arr.buffers()
+        return 1, arr.offset, bufs[0], bufs[1], bufs[2]
+
+    cols = [col(x), col(y), col(x), col(y)]
+    offsets, text, ends, hashes = _kernel.assemble_items(prog.text, prog.canon, prog.pool, cols, 3)
+    got = pa.Array.from_buffers(pa.large_string(), 3, [None, pa.py_buffer(offsets), pa.py_buffer(text)]).to_pylist()
+    assert got == [
+        '{"a":"1","b":{"d":"1"},"e":[null,null,[]],"g":null}',
+        '{"b":{"c":"2"},"e":["2",null,[]],"g":null}',
+        '{"a":"3","b":{"d":"3"},"e":[null,null,[]],"g":null}',
+    ]
+    if ends is None:  # hashed by the kernel
+        digests = [bytes(hashes)[32 * i : 32 * i + 32].decode() for i in range(3)]
+        assert digests == [_json.content_hash_text(t) for t in got]
+
+
+@pytest.mark.skipif(not os.environ.get("STACBATCH_REQUIRE_KERNEL"), reason="only where the full kernel is required")
+def test_the_kernel_hashes_assembled_items_itself() -> None:
+    """setup.py finds xxHash in pyarrow's headers (a build requirement); without it the hashes are still right
+    but taken in Python, item by item."""
+    from stacbatch import _kernel
+
+    assert _kernel.XXH3 == 1
+
+
+def test_bad_programs_and_columns_are_refused() -> None:
+    from stacbatch import _kernel
+
+    prog = program(Obj((("a", Leaf("x"), False),)), _kernel.canonical)
+    arr = pa.array(["v"], pa.string())
+    good = (1, 0, None, arr.buffers()[1], arr.buffers()[2])
+    with pytest.raises(ValueError, match="column out of range"):
+        _kernel.assemble_items(prog.text, prog.canon, prog.pool, [], 1)
+    with pytest.raises(ValueError, match="shorter than its rows"):
+        _kernel.assemble_items(prog.text, prog.canon, prog.pool, [good], 2)
+    bad = prog.text.copy()
+    bad[bad[:, 0] == 3, 3] = 1 << 40  # a key beyond the pool
+    with pytest.raises(ValueError, match="out of range"):
+        _kernel.assemble_items(bad, prog.canon, prog.pool, [good], 1)
+    unbalanced = np.array([[4, 0, 0, 0]], np.int64)
+    with pytest.raises(ValueError, match="open without close"):
+        _kernel.assemble_items(unbalanced, prog.canon, prog.pool, [good], 1)
+    with pytest.raises(ValueError, match="kind"):
+        _kernel.assemble_items(prog.text, prog.canon, prog.pool, [(9, 0, None, b"", b"")], 1)
