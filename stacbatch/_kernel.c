@@ -21,6 +21,9 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef __linux__
+#include <sys/mman.h>
+#endif
 
 #ifdef STACBATCH_XXH3 /* pyarrow's copy of xxHash (setup.py): content hashes in C */
 #define XXH_INLINE_ALL

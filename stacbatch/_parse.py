@@ -236,29 +236,29 @@ def _parse_features(label: str, block: bytes, keep: tuple[int, ...] | None, out:
 
 
 def mapped_batch(cols: pa.RecordBatch) -> pa.RecordBatch:
-    """A stage batch from a mapping's output: the query columns are already there (DuckDB computed them), the
-    geometry becomes WKB and bounds in shapely's vectorised functions, and the content hash is taken of each item's
-    text (by the kernel, without parsing it into Python objects)."""
-    import shapely
-
+    """A stage batch from a mapping's output (``MappedBatch.columns``): the query columns, bounds and most WKB are
+    there already (DuckDB and the geometry kernel computed them); the WKB of geometries the SELECT built as GeoJSON
+    (from lon/lat or bbox columns) is made by shapely; the content hash comes from the kernel that assembled the
+    items, or is taken of each item's text (without parsing it into Python objects)."""
     names = cols.schema.names
     hashes = cols.column("__hash") if "__hash" in names else _scan.text_hashes(cols.column("item"))
     if hashes is None:  # no kernel
         hashes = pa.array([_json.content_hash_text(t) for t in cols.column("item").to_pylist()], pa.string())
-    # WKB that shapely made from the source (WKT, WKB, GeoJSON columns) comes along; the rest (lon/lat, bbox
-    # columns: built as GeoJSON by the SELECT) is read from the item's GeoJSON
     wkb = cols.column("__geometry_wkb")
-    missing = np.flatnonzero(wkb.is_null().to_numpy(zero_copy_only=False))
-    wkbs = wkb.to_numpy(zero_copy_only=False)
-    geoms = shapely.from_wkb(wkbs)
-    if len(missing):
+    if wkb.null_count:
+        import shapely
+
+        missing = np.flatnonzero(wkb.is_null().to_numpy(zero_copy_only=False))
         texts = cols.column("__geometry").take(pa.array(missing)).to_numpy(zero_copy_only=False)
-        geoms[missing] = shapely.from_geojson(texts, on_invalid="ignore")
-        wkbs[missing] = shapely.to_wkb(geoms[missing], flavor="iso")
-    bounds = shapely.bounds(geoms)
-    xmin = pa.array(bounds[:, 0], pa.float64(), mask=np.isnan(bounds[:, 0]))
+        made = shapely.to_wkb(shapely.from_geojson(texts, on_invalid="ignore"), flavor="iso")
+        values = wkb.to_numpy(zero_copy_only=False)
+        values[missing] = made
+        wkb = pa.array(values, pa.binary())
+    xmin = cols.column("__xmin")
     bbox = pa.StructArray.from_arrays(
-        [xmin, *(pa.array(bounds[:, i], pa.float64()) for i in (1, 2, 3))], fields=list(BBOX), mask=xmin.is_null()
+        [xmin, *(cols.column(f"__{side}") for side in ("ymin", "xmax", "ymax"))],
+        fields=list(BBOX),
+        mask=xmin.is_null(),
     )
     colls = pc.fill_null(cols.column("__collection"), DEFAULT_COLLECTION)
     arrays = [
@@ -266,7 +266,7 @@ def mapped_batch(cols: pa.RecordBatch) -> pa.RecordBatch:
         cols.column("__id"),
         *(cols.column(f"__{k}").cast(pa.int64()).view(TS) for k in ("datetime", "start_datetime", "end_datetime")),
         bbox,
-        pa.array(wkbs, pa.binary()),
+        wkb.cast(pa.binary()),
         pa.ExtensionArray.from_storage(pa.json_(pa.string()), cols.column("item").cast(pa.string())),
         hashes,
     ]

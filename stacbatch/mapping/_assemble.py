@@ -24,7 +24,7 @@ try:
 except ImportError:  # pragma: no cover - a build without a C compiler: the SQL path
     _kernel = None  # type: ignore[assignment]
 
-STR32, STR64, JSON32, JSON64, I64, BOOL = range(1, 7)
+STR32, STR64, JSON32, JSON64, I64, BOOL, TIME = range(1, 8)
 _INTEGERS = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER"}
 
 
@@ -49,7 +49,7 @@ class Assembler:
         self.sources: list[tuple[int, str]] = []
         for leaf in tree_leaves:
             if leaf.column is not None:
-                kind = JSON32 if leaf.json else _kind(by_name[leaf.column])
+                kind = TIME if leaf.epoch else JSON32 if leaf.json else _kind(by_name[leaf.column])
                 self.sources.append((kind, leaf.column))
                 continue
             name = f"__leaf{len(selected)}"
@@ -90,10 +90,10 @@ def _kind(duck_type: str) -> int:
 def _column(kind: int, values: pa.ChunkedArray) -> tuple[int, int, Any, Any, Any]:
     """An output column as the kernel reads it: (kind, offset, validity, buffer, buffer)."""
     arr = values.combine_chunks() if values.num_chunks != 1 else values.chunk(0)
-    if kind == I64:
+    if kind in (I64, TIME):
         arr = arr.cast(pa.int64())
         bufs = arr.buffers()
-        return I64, arr.offset, bufs[0], bufs[1], None
+        return kind, arr.offset, bufs[0], bufs[1], None
     if kind == BOOL:
         bufs = arr.buffers()
         return BOOL, arr.offset, bufs[0], bufs[1], None

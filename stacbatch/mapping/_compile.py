@@ -97,6 +97,11 @@ class Compiled:
         return "".join(f"  {c},\n" for c in cols)
 
 
+_SIDES = ("xmin", "ymin", "xmax", "ymax")
+#: 0001-01-01T00:00:00Z and 9999-12-31T23:59:59.999999Z in microseconds since 1970
+_FIRST_US, _LAST_US = -62135596800000000, 253402300799999999
+
+
 def _ts_text(ts: str) -> str:
     """A TIMESTAMPTZ as RFC 3339 UTC text: seconds always, a fraction only when there is one."""
     return (
@@ -290,49 +295,83 @@ class Compiler:
         return Obj((*kept, *((str(k), self.nested(v, (*key, str(k))), False) for k, v in members.items())))
 
 
-def _alternative(c: Compiler, spec: dict[str, Any], n: int, key: Key) -> tuple[str, str, str, str | None]:
-    """(geometry JSON, bbox JSON, condition under which this alternative holds, the column shapely reads; its
-    WKB is then in ``geom_columns(n)[5]``)."""
+@dataclass
+class _Alt:
+    """One geometry alternative: GeoJSON text, bbox JSON text, the condition under which it holds, its bounds
+    (for the stage's bbox column), and the source column shapely or the kernel prepares (its WKB is then in
+    ``geom_columns(n)[5]``)."""
+
+    geom: str
+    bbox: str
+    ok: str
+    bounds: tuple[str, str, str, str]
+    column: str | None = None
+
+
+def _alternative(c: Compiler, spec: dict[str, Any], n: int, key: Key) -> _Alt:
     if "lonlat" in spec:
         cols = [f"TRY_CAST({c.column(str(v), (*key, 'lonlat', i))} AS DOUBLE)" for i, v in enumerate(spec["lonlat"])]
         lon, lat = cols[0], cols[1]
         geom = f"""('{{"type":"Point","coordinates":' || CAST(to_json([{", ".join(cols)}]) AS VARCHAR) || '}}')"""
         bbox = f"CAST(to_json([{lon}, {lat}, {lon}, {lat}]) AS VARCHAR)"
         ok = f"({lon} IS NOT NULL AND {lat} IS NOT NULL AND abs({lon}) <= 180 AND abs({lat}) <= 90)"
-        return geom, bbox, ok, None
+        return _Alt(geom, bbox, ok, (lon, lat, lon, lat))
     if "bbox" in spec:
         w, s, e, n_ = (f"TRY_CAST({c.column(str(v), (*key, 'bbox', i))} AS DOUBLE)" for i, v in enumerate(spec["bbox"]))
         ring = f"[[{w}, {s}], [{e}, {s}], [{e}, {n_}], [{w}, {n_}], [{w}, {s}]]"
         geom = f"""('{{"type":"Polygon","coordinates":' || CAST(to_json([{ring}]) AS VARCHAR) || '}}')"""
         bbox = f"CAST(to_json([{w}, {s}, {e}, {n_}]) AS VARCHAR)"
         ok = f"({w} IS NOT NULL AND {s} IS NOT NULL AND {e} IS NOT NULL AND {n_} IS NOT NULL AND {s} <= {n_})"
-        return geom, bbox, ok, None
+        return _Alt(geom, bbox, ok, (f"least({w}, {e})", s, f"greatest({w}, {e})", n_))  # the polygon's bounds
     kind = next(iter(spec))
     c.column(str(spec[kind]), (*key, kind))  # it must exist
     js, xmin, ymin, xmax, ymax, _wkb = (f"__batch.{name}" for name in geom_columns(n))
-    return js, f"CAST(to_json([{xmin}, {ymin}, {xmax}, {ymax}]) AS VARCHAR)", f"({js} IS NOT NULL)", str(spec[kind])
+    bbox = f"CAST(to_json([{xmin}, {ymin}, {xmax}, {ymax}]) AS VARCHAR)"
+    return _Alt(js, bbox, f"({js} IS NOT NULL)", (xmin, ymin, xmax, ymax), str(spec[kind]))
 
 
-def _geometry(c: Compiler, spec: Any) -> tuple[str, str, str, str, list[tuple[int, str, str]]]:
-    """(geometry JSON, its WKB when shapely prepared it (else NULL: staging reads the JSON), bbox JSON, error
-    condition, what shapely prepares): the first alternative that holds."""
+@dataclass
+class _Geometry:
+    """The first alternative that holds: GeoJSON text, its WKB where it was prepared (else NULL: staging makes
+    it from the GeoJSON), bbox JSON text, bounds, the error condition, and what ``_run._prepare`` prepares."""
+
+    geom: str
+    wkb: str
+    bbox: str
+    bounds: list[str]
+    bad: str
+    prepared: list[tuple[int, str, str]]
+
+
+def _geometry(c: Compiler, spec: Any) -> _Geometry:
     specs = spec if isinstance(spec, list) else [spec]
-    alts = []
+    alts: list[tuple[_Alt, str]] = []
     prepared = []
     for n, one in enumerate(specs):
         key: Key = ("geometry", n) if isinstance(spec, list) else ("geometry",)
-        geom, bbox, ok, col = _alternative(c, one, n, key)
+        alt = _alternative(c, one, n, key)
         wkb = "CAST(NULL AS BLOB)"
-        if col is not None:
-            prepared.append((n, next(iter(one)), col))
+        if alt.column is not None:
+            prepared.append((n, next(iter(one)), alt.column))
             wkb = f"__batch.{geom_columns(n)[5]}"
-        alts.append((geom, wkb, bbox, ok))
+        alts.append((alt, wkb))
     if len(alts) == 1:
-        geom, wkb, bbox, ok = alts[0]
-        return geom, wkb, bbox, f"NOT {ok}", prepared
-    geom, wkb, bbox = ("CASE " + " ".join(f"WHEN {a[3]} THEN {a[i]}" for a in alts) + " END" for i in range(3))
-    bad = "NOT (" + " OR ".join(a[3] for a in alts) + ")"
-    return geom, wkb, bbox, bad, prepared
+        alt, wkb = alts[0]
+        return _Geometry(alt.geom, wkb, alt.bbox, list(alt.bounds), f"NOT {alt.ok}", prepared)
+
+    def case(values: list[str]) -> str:
+        return "CASE " + " ".join(f"WHEN {a.ok} THEN {v}" for (a, _w), v in zip(alts, values, strict=True)) + " END"
+
+    bounds = [case([a.bounds[i] for a, _w in alts]) for i in range(4)]
+    bad = "NOT (" + " OR ".join(a.ok for a, _w in alts) + ")"
+    return _Geometry(
+        case([a.geom for a, _w in alts]),
+        case([w for _a, w in alts]),
+        case([a.bbox for a, _w in alts]),
+        bounds,
+        bad,
+        prepared,
+    )
 
 
 def _epoch(stamps: dict[str, str], key: str) -> str:
@@ -358,7 +397,7 @@ def compile_mapping(doc: Doc, columns: dict[str, str]) -> Compiled:
     for k in time_keys:
         c.value(data[k], (k,), as_datetime=True)
         stamps[k] = c.last_ts
-    geom, geom_wkb, bbox, geom_bad, prepared = _geometry(c, data["geometry"])
+    g = _geometry(c, data["geometry"])
     assets = c.obj(data.get("assets") or {}, ("assets",))
     link_specs = list(data.get("links") or [])
     if "collection" in data and not any(isinstance(ln, dict) and ln.get("rel") == "collection" for ln in link_specs):
@@ -366,9 +405,11 @@ def compile_mapping(doc: Doc, columns: dict[str, str]) -> Compiled:
         link_specs.append({"rel": "collection", "href": "../collection.json", "type": "application/json"})
     links = c.nested(link_specs, ("links",))
     # values used twice (in the checks and in the item) are computed once, in a first projection
-    inner = [f"{item_id} AS __id", f"({geom_bad}) AS __geom_bad"]
+    inner = [f"{item_id} AS __id", f"({g.bad}) AS __geom_bad"]
     inner += [f"{v} AS {ident('__ts_' + k)}" for k, v in stamps.items()]
-    first: list[tuple[str, Node]] = [(k, Leaf(_ts_text("__batch." + ident("__ts_" + k)))) for k in stamps]
+    first: list[tuple[str, Node]] = [
+        (k, Leaf(_ts_text("__batch." + ident("__ts_" + k)), column=f"__{k}", epoch=True)) for k in stamps
+    ]
     if "datetime" not in stamps:
         first.insert(0, ("datetime", Const("null")))  # STAC: null when a range is given
     properties = c.obj(data.get("properties") or {}, ("properties",), first)
@@ -382,8 +423,8 @@ def compile_mapping(doc: Doc, columns: dict[str, str]) -> Compiled:
     if collection:
         members.append(("collection", Leaf(collection, column="__collection"), False))
     members += [
-        ("geometry", Leaf(geom, json=True, column="__geometry"), True),
-        ("bbox", Leaf(bbox, json=True), True),
+        ("geometry", Leaf(g.geom, json=True, column="__geometry"), True),
+        ("bbox", Leaf(g.bbox, json=True), True),
         ("properties", properties, True),
         ("links", links, True),
         ("assets", assets, True),
@@ -393,6 +434,12 @@ def compile_mapping(doc: Doc, columns: dict[str, str]) -> Compiled:
         checks.append(
             f"WHEN ({fld.source}) IS NOT NULL AND __batch.{ident('__ts_' + name)} IS NULL THEN "
             f"{literal(name + ': ')} || CAST({fld.source} AS VARCHAR) || {literal(' does not parse as a date/time')}"
+        )
+    for k in stamps:  # RFC 3339 has four-digit years (and Python's datetime no year 0)
+        ts = f"__batch.{ident('__ts_' + k)}"
+        checks.append(
+            f"WHEN {ts} IS NOT NULL AND NOT (epoch_us({ts}) BETWEEN {_FIRST_US} AND {_LAST_US}) THEN "
+            f"{literal(k + ': ')} || CAST({ts} AS VARCHAR) || {literal(' is outside the years 0001-9999')}"
         )
     all_empty = " AND ".join(f"__batch.{ident('__ts_' + k)} IS NULL" for k in stamps)
     checks.append(f"WHEN {all_empty} THEN 'no datetime: all empty'")
@@ -406,7 +453,8 @@ def compile_mapping(doc: Doc, columns: dict[str, str]) -> Compiled:
         # the query columns the stage indexes, so that staging need not parse the item again
         f"  __batch.__id AS __id, {collection or 'CAST(NULL AS VARCHAR)'} AS __collection,\n"
         f"  {', '.join(_epoch(stamps, k) for k in ('datetime', 'start_datetime', 'end_datetime'))},\n"
-        f"  {geom} AS __geometry, {geom_wkb} AS __geometry_wkb\n"
+        f"  {g.geom} AS __geometry, {g.wkb} AS __geometry_wkb,\n"
+        f"  {', '.join(f'{b} AS __{side}' for b, side in zip(g.bounds, _SIDES, strict=True))}\n"
         "FROM __v AS __batch"
     )
     # the counts test the top-level times through their parsed values, computed once per row there too
@@ -418,4 +466,4 @@ def compile_mapping(doc: Doc, columns: dict[str, str]) -> Compiled:
     parsed = ", ".join(f"{v} AS {ident('__ts_' + k)}" for k, v in stamps.items())
     counts_from = f"(SELECT __batch.*, {parsed} FROM __batch) AS __batch"
     item = Obj(tuple(members))
-    return Compiled(head, item, tail, fields=c.fields, lookups=c.lookups, geometry=prepared, counts_from=counts_from)
+    return Compiled(head, item, tail, fields=c.fields, lookups=c.lookups, geometry=g.prepared, counts_from=counts_from)

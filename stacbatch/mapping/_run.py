@@ -108,7 +108,8 @@ class MappingRun:
 @dataclass
 class MappedBatch:
     """One batch of records, mapped: the items with their query columns (item, __id, __collection, __datetime,
-    __start_datetime, __end_datetime, __geometry), the records that could not become items, and the counts."""
+    __start_datetime, __end_datetime, __geometry, __geometry_wkb, bounds __xmin...; __hash from the kernel), the
+    records that could not become items, and the counts."""
 
     columns: pa.RecordBatch | None
     failures: list[dict[str, Any]]
@@ -185,21 +186,24 @@ class Mapper:
             stats = self._count(out)
         finally:
             self.con.unregister("__batch")
-        ok = pc.is_null(out.column("__error"))
-        bad = out.filter(pc.invert(ok))
-        failures = [
-            {"source": source, "row": r, "reason": e, "hint": "fix the record or the mapping"}
-            for r, e in zip(bad.column("__row").to_pylist(), bad.column("__error").to_pylist(), strict=True)
-        ]
-        good = out.filter(ok)
-        names = ["item", "__id", "__collection", "__datetime", "__start_datetime", "__end_datetime", "__geometry"]
-        names.append("__geometry_wkb")
+        errors = out.column("__error")
+        good, failures = out, []
+        if errors.null_count < len(errors):
+            ok = pc.is_null(errors)
+            bad = out.filter(pc.invert(ok))
+            failures = [
+                {"source": source, "row": r, "reason": e, "hint": "fix the record or the mapping"}
+                for r, e in zip(bad.column("__row").to_pylist(), bad.column("__error").to_pylist(), strict=True)
+            ]
+            good = out.filter(ok)
+        names = ["__id", "__collection", "__datetime", "__start_datetime", "__end_datetime", "__geometry"]
+        names += ["__geometry_wkb", "__xmin", "__ymin", "__xmax", "__ymax"]
         if self.assembler:
-            good = good.combine_chunks()
             items, hashes = self.assembler.assemble(good)
-            good = good.append_column("item", items).append_column("__hash", hashes)
-            names.append("__hash")
-        good = good.select(names).combine_chunks().to_batches()
+            good = good.select(names).append_column("item", items).append_column("__hash", hashes)
+        else:
+            good = good.select([*names, "item"])
+        good = good.combine_chunks().to_batches()
         stats.rows, stats.items, stats.failed = table.num_rows, table.num_rows - len(failures), len(failures)
         return MappedBatch(good[0] if good else None, failures, stats)
 

@@ -22,11 +22,14 @@ from stacbatch._sql import literal
 class Leaf:
     """A value computed per row. ``json``: the SQL gives JSON text (VARCHAR); otherwise a typed value, written
     by its type (text as a JSON string, integers, booleans; anything else through DuckDB's ``to_json``).
-    ``column``: an output column of the compiled SELECT that already holds this value (not computed twice)."""
+    ``column``: an output column of the compiled SELECT that already holds this value (not computed twice);
+    ``epoch``: that column holds microseconds since 1970, which the kernel writes as RFC 3339 text (what ``sql``
+    gives) itself."""
 
     sql: str
     json: bool = False
     column: str | None = None
+    epoch: bool = False
 
 
 @dataclass(frozen=True)
