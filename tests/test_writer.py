@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from conftest import canon
@@ -115,3 +116,22 @@ def test_rows_for_a_collection_written_early_are_refused_not_lost(tmp_path: Path
     with pytest.raises(StageError, match="came after it was written"):
         writer.add_parts([("c", None, Spill(str(tmp_path / "x.arrow"), 0, 1, 1, 1))])
     writer.add_parts([("d", None, Spill(str(tmp_path / "x.arrow"), 0, 1, 1, 1))])  # other collections go on
+
+
+def test_time_buckets_read_as_arrow_strftime_writes_them() -> None:
+    """Routing formats each distinct bucket once (numpy), not each row (Arrow's strftime): same text, years
+    0001-9999 before and after 1970, undated rows "unknown"."""
+    import numpy as np
+    import pyarrow.compute as pc
+
+    from stacbatch.stage._writer import _bucket_text
+
+    rng = np.random.default_rng(1)
+    edges = [0, -1, 1, -86_400_000_000, 946_684_799_999_999, 946_684_800_000_000]
+    values = [*rng.integers(-62135596800000000, 253402300799999999, 5000).tolist(), *edges]
+    values = [None if i % 11 == 3 else v for i, v in enumerate(values)]
+    arr = pa.array(values, pa.timestamp("us", "UTC"))
+    t = pa.chunked_array([arr.slice(0, 2000), arr.slice(2000)])
+    for scheme, fmt in (("year", "%Y"), ("month", "%Y-%m")):
+        want = pc.fill_null(pc.strftime(t, format=fmt), "unknown").to_pylist()
+        assert _bucket_text(t, scheme).to_pylist() == want

@@ -61,7 +61,15 @@ class Assembler:
                 sql = f"CAST(to_json({sql}) AS VARCHAR)"
             selected.append(sql)
             self.sources.append((kind, name))
-        self.sql = compiled.run_sql(selected)
+        # a field whose value is a leaf as it is (no default) is set where that leaf is not null
+        by_sql = {leaf.sql: name for leaf, (_kind, name) in zip(tree_leaves, self.sources, strict=True)}
+        #: reported field -> the output column whose non-null values count its rows set
+        self.set_from = {
+            i: by_sql[f.value]
+            for i, f in enumerate(compiled.fields)
+            if f.defaulted is None and f.present == f"({f.value}) IS NOT NULL" and f.value in by_sql
+        }
+        self.sql = compiled.run_sql(selected, set(self.set_from))
 
     def assemble(self, table: pa.Table) -> tuple[pa.Array, pa.Array]:
         """(item texts, content hashes) of the rows of ``table`` (the result of ``self.sql``, filtered)."""

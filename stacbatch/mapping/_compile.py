@@ -74,22 +74,23 @@ class Compiled:
         """The SELECT with the item text built in SQL (what ``--explain`` shows)."""
         return f"{self.head}  {text_sql(self.item)} AS item,\n{self.tail}"
 
-    def run_sql(self, leaf_sql: list[str] | None = None) -> str:
+    def run_sql(self, leaf_sql: list[str] | None = None, counted: set[int] | frozenset[int] = frozenset()) -> str:
         """The SELECT a run uses: the item text built in SQL, or (``leaf_sql``: each leaf's SQL as the kernel reads
         it) leaf i as column ``__leaf<i>``; with the per-field outcome of each row (``count_columns``)."""
         if leaf_sql is None:
             cols = f"  {text_sql(self.item)} AS item,\n"
         else:
             cols = "".join(f"  {sql} AS __leaf{i},\n" for i, sql in enumerate(leaf_sql))
-        return f"{self.head}{cols}{self.count_columns()}{self.tail}"
+        return f"{self.head}{cols}{self.count_columns(counted)}{self.tail}"
 
-    def count_columns(self) -> str:
-        """Per reported field i, booleans ``__set<i>`` and, where it can happen, ``__defaulted<i>`` and
-        ``__failed<i>``: counted in the same pass that maps the rows, not in a second query."""
+    def count_columns(self, counted: set[int] | frozenset[int] = frozenset()) -> str:
+        """Per reported field i, booleans ``__set<i>`` (unless ``counted``: a leaf's nulls tell) and, where it can
+        happen, ``__defaulted<i>`` and ``__failed<i>``: counted in the same pass that maps the rows."""
         cols = []
         for i, f in enumerate(self.fields):
             present = f.present or f"({f.value}) IS NOT NULL"
-            cols.append(f"({present}){f' AND NOT ({f.defaulted})' if f.defaulted else ''} AS __set{i}")
+            if i not in counted:
+                cols.append(f"({present}){f' AND NOT ({f.defaulted})' if f.defaulted else ''} AS __set{i}")
             if f.defaulted:
                 cols.append(f"({f.defaulted}) AS __defaulted{i}")
             if f.failed:

@@ -213,8 +213,11 @@ class Mapper:
         stats = MappingRun()
         fields = self.compiled.fields
         names = set(out.column_names)
+        set_from = self.assembler.set_from if self.assembler else {}
         for i, f in enumerate(fields):
             got = [_trues(out, f"__{what}{i}", names) for what in ("set", "defaulted", "failed")]
+            if i in set_from:
+                got[0] = len(out) - out.column(set_from[i]).null_count
             stats.fields[f.name] = FieldStats(*got)
         failing = [(i, f) for i, f in enumerate(fields) if stats.fields[f.name].failed and f.failed]
         if failing:

@@ -442,16 +442,29 @@ def _bucket_column(table: pa.Table, colls: pa.ChunkedArray, schemes: dict[str, s
     t = _time_key(table)
     used = set(schemes.values())
     out = pa.chunked_array([pa.repeat("", table.num_rows)]) if "none" in used else None
-    for scheme, fmt in (("year", "%Y"), ("month", "%Y-%m")):
+    for scheme in ("year", "month"):
         if scheme not in used:
             continue
-        text = pc.fill_null(pc.strftime(t, format=fmt), "unknown")
+        text = _bucket_text(t, scheme)
         if out is None and used == {scheme}:
             return text
         mask = pc.is_in(colls, value_set=pa.array([c for c, s in schemes.items() if s == scheme], pa.string()))
         out = text if out is None else pc.if_else(mask, text, out)
     assert out is not None
     return out
+
+
+def _bucket_text(t: pa.ChunkedArray, scheme: str) -> pa.Array:
+    """ "YYYY" or "YYYY-MM" of each timestamp, "unknown" for none: each distinct bucket formatted once (Arrow's
+    strftime took ~1.3 us a row, more than the rest of routing together)."""
+    arr = t.combine_chunks() if t.num_chunks != 1 else t.chunk(0)
+    us = pc.fill_null(arr.cast(pa.int64()), 0).to_numpy().astype("datetime64[us]")
+    buckets = us.astype("datetime64[Y]" if scheme == "year" else "datetime64[M]")
+    distinct, index = np.unique(buckets, return_inverse=True)
+    labels = pa.array([str(b) for b in distinct] + ["unknown"], pa.string())
+    if arr.null_count:
+        index = np.where(arr.is_null().to_numpy(zero_copy_only=False), len(distinct), index)
+    return labels.take(pa.array(index.astype(np.int32)))
 
 
 def _chunks(sizes: np.ndarray, max_rows: int, max_bytes: int) -> list[tuple[int, int]]:
