@@ -148,7 +148,10 @@ def prestart(argv: list[str]) -> None:
     try:
         from multiprocessing import forkserver
 
-        forkserver.set_forkserver_preload(["stacbatch._gc_pause", *_POOL_COMMANDS[command], "stacbatch._gc_freeze"])
+        modules = list(_POOL_COMMANDS[command])
+        if command == "load" and any(a in ("--mapping", "-m") or a.startswith("--mapping=") for a in argv):
+            modules.append("stacbatch.mapping._run")  # DuckDB and the compiler, once, not in each worker
+        forkserver.set_forkserver_preload(["stacbatch._gc_pause", *modules, "stacbatch._gc_freeze"])
         forkserver.ensure_running()
     except (OSError, ValueError):  # no fork server here: the pool will say so, or run inline
         return
