@@ -809,7 +809,8 @@ static PyMethodDef methods[] = {
     {"plain_take", (PyCFunction)py_plain_take, METH_VARARGS,
      "plain_take(page, rows) -> (offsets, data): chosen values of a PLAIN BYTE_ARRAY Parquet page."},
     {"wkt_geometries", (PyCFunction)py_wkt_geometries, METH_VARARGS,
-     "wkt_geometries(offsets, data) -> (ok, json offsets, json, wkb offsets, wkb, bounds): WKT as shapely reads it."},
+     "wkt_geometries(offsets, data) -> (ok, json offsets, json, wkb offsets, wkb, bounds, canonical offsets, "
+     "canonical): WKT as shapely reads it."},
     {"take_chunk", (PyCFunction)py_take_chunk, METH_VARARGS,
      "take_chunk(chunk, codec, rows) -> (offsets, data) | None: chosen values of a required BYTE_ARRAY column chunk."},
     {"parquet_pages", (PyCFunction)py_parquet_pages, METH_VARARGS,

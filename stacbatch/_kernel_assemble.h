@@ -9,7 +9,9 @@
  * nothing when the value is null (STAC leaves out null members); OPEN / CLOSE: an object whose first member may be
  * left out. Columns are Arrow arrays as (kind, offset, validity or None, buffer, buffer or None): text (int32 or
  * int64 offsets; written as a JSON string), JSON text (copied as it is; the text "null" is null), int64, boolean,
- * microseconds since 1970 (written as RFC 3339 text).
+ * microseconds since 1970 (written as RFC 3339 text). A JSON text column may come with a sixth element, the
+ * canonical stream of each value where it is known already (the WKT reader writes it): it is then copied, not
+ * parsed from the text.
  */
 
 enum { OP_COPY = 1, OP_VALUE, OP_MEMBER, OP_OPEN, OP_CLOSE };
@@ -22,7 +24,12 @@ typedef struct {
     const uint8_t *valid;
     const unsigned char *a; /* offsets or values */
     const unsigned char *b; /* string data */
-    Py_buffer views[3];
+    /* a JSON text column's companion: each value's canonical stream where not null (binary, int32/int64 offsets) */
+    int has_canon, canon_wide;
+    int64_t canon_offset;
+    const uint8_t *canon_valid;
+    const unsigned char *canon_offsets, *canon_data;
+    Py_buffer views[6];
     int nviews;
 } AsmColumn;
 
@@ -161,6 +168,21 @@ static int asm_leaf(Asm *m, const AsmColumn *c, int canon) {
             return buf_byte(o, 's') || buf_u32(o, (uint32_t)n) || buf_put(o, s, n);
         case C_JSON32:
         case C_JSON64:
+            if (canon && c->has_canon) {
+                int64_t k = c->canon_offset + m->row, lo, hi;
+                if (!c->canon_valid || (c->canon_valid[k >> 3] >> (k & 7)) & 1) {
+                    if (c->canon_wide) {
+                        memcpy(&lo, c->canon_offsets + 8 * k, 8);
+                        memcpy(&hi, c->canon_offsets + 8 * (k + 1), 8);
+                    } else {
+                        int32_t x, y;
+                        memcpy(&x, c->canon_offsets + 4 * k, 4);
+                        memcpy(&y, c->canon_offsets + 4 * (k + 1), 4);
+                        lo = x, hi = y;
+                    }
+                    return buf_put(o, c->canon_data + lo, (size_t)(hi - lo));
+                }
+            }
             asm_span(c, m->row, &s, &n);
             if (!canon) return buf_put(o, s, n);
             if (canonicalise(&m->frag, s, s + n, 0)) {
@@ -275,10 +297,67 @@ static const char *asm_check(const Asm *m, const int64_t *ops, int64_t nops) {
     return depth ? "open without close" : NULL;
 }
 
+/* Offsets [first, last] of an Arrow offsets buffer (int32 or int64), each within [0, limit]. */
+static int offsets_within(const unsigned char *offsets, int wide, int64_t first, int64_t last, Py_ssize_t limit) {
+    for (int64_t i = first; i <= last; i++) { /* the walk reads them unchecked */
+        int64_t v;
+        if (wide) {
+            memcpy(&v, offsets + 8 * i, 8);
+        } else {
+            int32_t x;
+            memcpy(&x, offsets + 4 * i, 4);
+            v = x;
+        }
+        if (v < 0 || v > limit) return 0;
+    }
+    return 1;
+}
+
+/* One of the column's buffers, held until the call ends (len: its size); NULL with an exception set if obj has
+ * none, or (validity: obj None) no buffer at all. */
+static const unsigned char *asm_view(AsmColumn *c, PyObject *obj, Py_ssize_t *len) {
+    *len = 0;
+    if (obj == Py_None) return NULL;
+    Py_buffer *v = &c->views[c->nviews];
+    if (PyObject_GetBuffer(obj, v, PyBUF_SIMPLE)) return NULL;
+    c->nviews++;
+    *len = v->len;
+    return v->buf ? (const unsigned char *)v->buf : (const unsigned char *)"";
+}
+
+/* A validity bitmap (or None) covering rows up to last: 0, or -1 (an exception set). */
+static int asm_validity(AsmColumn *c, PyObject *obj, int64_t last, const uint8_t **out) {
+    Py_ssize_t len;
+    *out = asm_view(c, obj, &len);
+    if (obj != Py_None && (!*out || len * 8 < last)) {
+        if (*out) PyErr_SetString(PyExc_ValueError, "a validity bitmap is shorter than its rows");
+        return -1;
+    }
+    return 0;
+}
+
+/* The companion (wide, offset, validity or None, offsets, data) of a JSON text column. */
+static int asm_canon_column(PyObject *spec, int64_t rows, AsmColumn *c) {
+    PyObject *valid, *offs, *data;
+    int wide;
+    long long offset;
+    if (!PyArg_ParseTuple(spec, "pLOOO", &wide, &offset, &valid, &offs, &data)) return -1;
+    int64_t last = offset + rows;
+    Py_ssize_t olen, dlen;
+    c->has_canon = 1, c->canon_wide = wide, c->canon_offset = offset;
+    if (offset < 0 || asm_validity(c, valid, last, &c->canon_valid)) goto bad;
+    if (!(c->canon_offsets = asm_view(c, offs, &olen)) || !(c->canon_data = asm_view(c, data, &dlen))) goto bad;
+    if (olen < (wide ? 8 : 4) * (last + 1) || !offsets_within(c->canon_offsets, wide, offset, last, dlen)) goto bad;
+    return 0;
+bad:
+    if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "a canonical column's buffers are shorter than its rows");
+    return -1;
+}
+
 static int asm_column(PyObject *spec, int64_t rows, AsmColumn *c) {
-    PyObject *valid, *a, *b;
+    PyObject *valid, *a, *b, *canon = Py_None;
     long long kind, offset;
-    if (!PyArg_ParseTuple(spec, "LLOOO", &kind, &offset, &valid, &a, &b)) return -1;
+    if (!PyArg_ParseTuple(spec, "LLOOO|O", &kind, &offset, &valid, &a, &b, &canon)) return -1;
     c->kind = (int)kind;
     c->offset = offset;
     if (kind < C_STR32 || kind > C_TIME || offset < 0) {
@@ -286,37 +365,24 @@ static int asm_column(PyObject *spec, int64_t rows, AsmColumn *c) {
         return -1;
     }
     int64_t last = offset + rows;
-    if (valid != Py_None) {
-        if (PyObject_GetBuffer(valid, &c->views[c->nviews], PyBUF_SIMPLE)) return -1;
-        if (c->views[c->nviews].len * 8 < last) goto short_buffer;
-        c->valid = c->views[c->nviews++].buf;
-    }
-    if (PyObject_GetBuffer(a, &c->views[c->nviews], PyBUF_SIMPLE)) return -1;
-    Py_ssize_t alen = c->views[c->nviews].len;
-    c->a = c->views[c->nviews++].buf;
+    Py_ssize_t alen, blen;
+    if (asm_validity(c, valid, last, &c->valid) || !(c->a = asm_view(c, a, &alen))) goto bad;
     int wide = kind == C_STR64 || kind == C_JSON64;
     int fixed = kind == C_I64 || kind == C_TIME;
-    if (fixed ? alen < 8 * last : kind == C_BOOL ? alen * 8 < last : alen < (wide ? 8 : 4) * (last + 1))
-        goto short_buffer;
+    if (fixed ? alen < 8 * last : kind == C_BOOL ? alen * 8 < last : alen < (wide ? 8 : 4) * (last + 1)) goto bad;
     if (kind <= C_JSON64) {
-        if (PyObject_GetBuffer(b, &c->views[c->nviews], PyBUF_SIMPLE)) return -1;
-        Py_ssize_t blen = c->views[c->nviews].len;
-        c->b = c->views[c->nviews++].buf;
-        for (int64_t i = offset; i <= last; i++) { /* offsets within the data: the walk reads them unchecked */
-            int64_t v;
-            if (wide) {
-                memcpy(&v, c->a + 8 * i, 8);
-            } else {
-                int32_t x;
-                memcpy(&x, c->a + 4 * i, 4);
-                v = x;
-            }
-            if (v < 0 || v > blen) goto short_buffer;
+        if (!(c->b = asm_view(c, b, &blen)) || !offsets_within(c->a, wide, offset, last, blen)) goto bad;
+    }
+    if (canon != Py_None) {
+        if (kind != C_JSON32 && kind != C_JSON64) {
+            PyErr_SetString(PyExc_ValueError, "only a JSON text column has canonical streams beside it");
+            return -1;
         }
+        return asm_canon_column(canon, rows, c);
     }
     return 0;
-short_buffer:
-    PyErr_SetString(PyExc_ValueError, "a column's buffers are shorter than its rows");
+bad:
+    if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "a column's buffers are shorter than its rows");
     return -1;
 }
 

@@ -12,7 +12,7 @@
 
 typedef struct {
     const unsigned char *p, *end;
-    Buf *json, *wkb;
+    Buf *json, *wkb, *canon; /* canon: the GeoJSON's canonical stream (keys in byte order), for its content hash */
     double box[4];
     int dims; /* 2 or 3, fixed by the first coordinate unless given (Z) */
     int hole; /* coordinates of a polygon's inner ring: not in the bounds (GEOS takes the shell's envelope) */
@@ -94,8 +94,9 @@ static void wkt_coord(Wkt *w) {
         w->bad = 1;
         return;
     }
-    for (int k = 0; k < n; k++)
-        if (buf_f64(w->wkb, c[k])) w->bad = 1;
+    int err = buf_byte(w->canon, '[');
+    for (int k = 0; k < n; k++) err = err || buf_f64(w->wkb, c[k]) || put_double(w->canon, c[k]);
+    if (err || buf_byte(w->canon, ']')) w->bad = 1;
     if (w->hole) return;
     if (c[0] < w->box[0]) w->box[0] = c[0];
     if (c[1] < w->box[1]) w->box[1] = c[1];
@@ -108,7 +109,7 @@ static void wkt_coord(Wkt *w) {
 typedef void (*WktItem)(Wkt *w, int arg);
 
 static uint32_t wkt_list(Wkt *w, WktItem item, int arg) {
-    if (!wkt_char(w, '(') || buf_byte(w->json, '[')) {
+    if (!wkt_char(w, '(') || buf_byte(w->json, '[') || buf_byte(w->canon, '[')) {
         w->bad = 1;
         return 0;
     }
@@ -120,7 +121,7 @@ static uint32_t wkt_list(Wkt *w, WktItem item, int arg) {
         w->nth = n++;
         item(w, arg);
     } while (!w->bad && wkt_char(w, ','));
-    if (w->bad || !wkt_char(w, ')') || buf_byte(w->json, ']')) {
+    if (w->bad || !wkt_char(w, ')') || buf_byte(w->json, ']') || buf_byte(w->canon, ']')) {
         w->bad = 1;
         return 0;
     }
@@ -208,8 +209,12 @@ static void wkt_geometry(Wkt *w, int depth) {
     }
     if (w->bad) return;
     const char *type = GEOJSON_TYPES[t];
+    /* canonical: {"coordinates" | "geometries" ... "type" ...}, the keys in byte order */
+    const char *key = t == 6 ? "geometries" : "coordinates";
     if (buf_put(w->json, "{\"type\":\"", 9) || buf_put(w->json, type, strlen(type)) ||
-        buf_put(w->json, t == 6 ? "\",\"geometries\":" : "\",\"coordinates\":", t == 6 ? 15 : 16)) {
+        buf_put(w->json, t == 6 ? "\",\"geometries\":" : "\",\"coordinates\":", t == 6 ? 15 : 16) ||
+        buf_byte(w->canon, '{') || buf_byte(w->canon, 's') || buf_u32(w->canon, (uint32_t)strlen(key)) ||
+        buf_put(w->canon, key, strlen(key))) {
         w->bad = 1;
         return;
     }
@@ -246,41 +251,48 @@ static void wkt_geometry(Wkt *w, int depth) {
         wkt_list(w, item_geometry, depth + 1);
     }
     if (w->bad || buf_byte(w->json, '}')) w->bad = 1;
+    size_t tl = strlen(type);
+    if (w->bad || buf_byte(w->canon, 's') || buf_u32(w->canon, 4) || buf_put(w->canon, "type", 4) ||
+        buf_byte(w->canon, 's') || buf_u32(w->canon, (uint32_t)tl) || buf_put(w->canon, type, tl) ||
+        buf_byte(w->canon, '}'))
+        w->bad = 1;
 }
 
 /* Set the Z flag (+1000) on every WKB header of one geometry written 2-D-coded, when its coordinates were 3-D. */
 static void wkb_mark_z(unsigned char *p, size_t len);
 
-/* wkt_geometries(offsets, data) -> (ok, json offsets, json, wkb offsets, wkb, bounds): per text of an Arrow
- * large_string column (int64 offsets), 1 when taken (0: leave it to shapely), its GeoJSON and ISO WKB (empty when
- * not taken), and xmin, ymin, xmax, ymax as float64. No GIL. */
+/* wkt_geometries(offsets, data) -> (ok, json offsets, json, wkb offsets, wkb, bounds, canonical offsets,
+ * canonical): per text of an Arrow large_string column (int64 offsets), 1 when taken (0: leave it to shapely), its
+ * GeoJSON, ISO WKB and the GeoJSON's canonical stream (empty when not taken), and xmin, ymin, xmax, ymax as
+ * float64. No GIL. */
 static PyObject *py_wkt_geometries(PyObject *self, PyObject *args) {
     Py_buffer offv, datav;
     if (!PyArg_ParseTuple(args, "y*y*", &offv, &datav)) return NULL;
     Py_ssize_t n = offv.len / 8 - 1;
-    Buf ok = {0}, joff = {0}, json = {0}, woff = {0}, wkb = {0}, box = {0};
+    Buf ok = {0}, joff = {0}, json = {0}, woff = {0}, wkb = {0}, box = {0}, coff = {0}, canon = {0};
     int err = 0, range = 0;
     const int64_t *off = offv.buf;
     Py_BEGIN_ALLOW_THREADS
-    err = n < 0 || buf_u64(&joff, 0) || buf_u64(&woff, 0);
+    err = n < 0 || buf_u64(&joff, 0) || buf_u64(&woff, 0) || buf_u64(&coff, 0);
     for (Py_ssize_t i = 0; i < n && !err; i++) {
         int64_t a = off[i], b = off[i + 1];
         if (a < 0 || b < a || b > (int64_t)datav.len) {
             range = 1;
             break;
         }
-        size_t jl = json.len, wl = wkb.len;
-        Wkt w = {(const unsigned char *)datav.buf + a, (const unsigned char *)datav.buf + b, &json, &wkb,
+        size_t jl = json.len, wl = wkb.len, cl = canon.len;
+        Wkt w = {(const unsigned char *)datav.buf + a, (const unsigned char *)datav.buf + b, &json, &wkb, &canon,
                  {INFINITY, INFINITY, -INFINITY, -INFINITY}, 0, 0, 0, 0};
         wkt_geometry(&w, 0);
         wkt_ws(&w);
         int taken = !w.bad && w.p == w.end;
         if (taken && w.dims == 3) wkb_mark_z((unsigned char *)wkb.p + wl, wkb.len - wl);
         if (!taken) {
-            json.len = jl, wkb.len = wl;
+            json.len = jl, wkb.len = wl, canon.len = cl;
             w.box[0] = w.box[1] = w.box[2] = w.box[3] = NAN;
         }
-        err = buf_byte(&ok, (char)taken) || buf_u64(&joff, json.len) || buf_u64(&woff, wkb.len);
+        err = buf_byte(&ok, (char)taken) || buf_u64(&joff, json.len) || buf_u64(&woff, wkb.len) ||
+              buf_u64(&coff, canon.len);
         for (int k = 0; k < 4 && !err; k++) err = buf_f64(&box, w.box[k]);
     }
     Py_END_ALLOW_THREADS
@@ -288,9 +300,11 @@ static PyObject *py_wkt_geometries(PyObject *self, PyObject *args) {
     if (range) PyErr_SetString(PyExc_ValueError, "offsets out of range");
     else if (err) PyErr_NoMemory();
     else
-        res = Py_BuildValue("(NNNNNN)", buf_to_block(&ok), buf_to_block(&joff), buf_to_block(&json),
-                            buf_to_block(&woff), buf_to_block(&wkb), buf_to_block(&box));
+        res = Py_BuildValue("(NNNNNNNN)", buf_to_block(&ok), buf_to_block(&joff), buf_to_block(&json),
+                            buf_to_block(&woff), buf_to_block(&wkb), buf_to_block(&box), buf_to_block(&coff),
+                            buf_to_block(&canon));
     buf_free(&ok), buf_free(&joff), buf_free(&json), buf_free(&woff), buf_free(&wkb), buf_free(&box);
+    buf_free(&coff), buf_free(&canon);
     PyBuffer_Release(&offv);
     PyBuffer_Release(&datav);
     return res;

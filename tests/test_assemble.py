@@ -96,11 +96,16 @@ def test_the_inventory_mapping_assembles_as_the_sql_writes_it(tmp_path: Path) ->
     (tmp_path / "inv.csv").write_text(CSV)
     (tmp_path / "sensors.csv").write_text(SENSORS)
     (tmp_path / "map.yaml").write_text(MAPPING)
-    kernel, sql, kh, sh = _both(str(tmp_path / "inv.csv"), str(tmp_path / "map.yaml"))
-    assert len(kernel) == 2  # two records fail (a date, a WKT)
-    _same(kernel, sql, kh, sh)
-    for text in kernel:
-        orjson.loads(text)  # strict JSON
+    # WKT alone, then WKT with a lon/lat fallback (rows whose geometry hash comes from the WKT reader's canonical
+    # stream beside rows whose GeoJSON the kernel parses)
+    both = MAPPING.replace("geometry: {wkt: wkt}", "geometry: [{wkt: wkt}, {lonlat: [lon, lat]}]")
+    (tmp_path / "both.yaml").write_text(both)
+    for name, rows in (("map.yaml", 2), ("both.yaml", 3)):
+        kernel, sql, kh, sh = _both(str(tmp_path / "inv.csv"), str(tmp_path / name))
+        assert len(kernel) == rows  # records fail for a date, and for a WKT without a fallback
+        _same(kernel, sql, kh, sh)
+        for text in kernel:
+            orjson.loads(text)  # strict JSON
 
 
 _TEXT = st.text(st.characters(exclude_categories=("Cs",)), max_size=12)

@@ -83,11 +83,13 @@ SPECIAL = {
 
 def _kernel_rows(texts: list[str]) -> tuple[np.ndarray, list[str], list[bytes], np.ndarray]:
     arr = pa.array(texts, pa.large_string())
-    ok, joff, js, woff, wkb, box = _kernel.wkt_geometries(arr.buffers()[1], arr.buffers()[2])
+    ok, joff, js, woff, wkb, box, coff, canon = _kernel.wkt_geometries(arr.buffers()[1], arr.buffers()[2])
     okv = np.frombuffer(ok, np.uint8).astype(bool)
-    jo, wo = np.frombuffer(joff, np.int64), np.frombuffer(woff, np.int64)
-    jsb, wkbb = bytes(js), bytes(wkb)
+    jo, wo, co = np.frombuffer(joff, np.int64), np.frombuffer(woff, np.int64), np.frombuffer(coff, np.int64)
+    jsb, wkbb, canonb = bytes(js), bytes(wkb), bytes(canon)
     jsons = [jsb[jo[i] : jo[i + 1]].decode() for i in range(len(texts))]
+    for i in range(len(texts)):  # the canonical stream written beside the GeoJSON is the GeoJSON's
+        assert canonb[co[i] : co[i + 1]] == (_kernel.canonical(jsb[jo[i] : jo[i + 1]]) if okv[i] else b"")
     wkbs = [wkbb[wo[i] : wo[i + 1]] for i in range(len(texts))]
     return okv, jsons, wkbs, np.frombuffer(box, np.float64).reshape(-1, 4)
 
@@ -118,12 +120,15 @@ def test_geometry_columns_mix_kernel_and_shapely_rows(chunks: int) -> None:
     parts = [texts[i::chunks] for i in range(chunks)] if chunks > 1 else [texts]
     order = [t for p in parts for t in p]
     column = pa.chunked_array([pa.array(p, pa.string()) for p in parts])
-    text, wkb, bounds = geometry_columns(column, "wkt")
+    text, wkb, bounds, canon = geometry_columns(column, "wkt")
     geoms = shapely.from_wkt(np.array(order, object), on_invalid="ignore")
     for i, g in enumerate(geoms):
         if g is None:
             assert not text[i].is_valid and not wkb[i].is_valid and not bounds[0][i].is_valid
             continue
+        # the kernel's rows come with the GeoJSON's canonical stream; shapely's (EMPTY, exponents) without
+        taken = order[i] in ("POINT (1 2)", "POLYGON ((0 0, 1 0, 1 1, 0 0))")
+        assert canon[i].as_py() == (_kernel.canonical(text[i].as_py().encode()) if taken else None)
         assert json.loads(text[i].as_py()) == json.loads(shapely.to_geojson(g))
         assert wkb[i].as_py() == shapely.to_wkb(g, flavor="iso")
         got = [b[i].as_py() for b in bounds]

@@ -47,6 +47,8 @@ class Assembler:
         selected: list[str] = []
         #: per leaf: (kernel kind, output column)
         self.sources: list[tuple[int, str]] = []
+        #: leaf number -> the output column of its canonical streams (``Leaf.canonical``)
+        self.canonical = {i: leaf.canonical for i, leaf in enumerate(tree_leaves) if leaf.canonical and leaf.json}
         for leaf in tree_leaves:
             if leaf.column is not None:
                 kind = TIME if leaf.epoch else JSON32 if leaf.json else _kind(by_name[leaf.column])
@@ -76,6 +78,8 @@ class Assembler:
         assert _kernel is not None
         n = table.num_rows
         columns = [_column(kind, table.column(name)) for kind, name in self.sources]
+        for i, name in self.canonical.items():
+            columns[i] = (*columns[i], _canonical(table.column(name)))
         p = self.program
         offsets, text, ends, hashes = _kernel.assemble_items(p.text, p.canon, p.pool, columns, n)
         items = pa.Array.from_buffers(pa.large_string(), n, [None, pa.py_buffer(offsets), pa.py_buffer(text)])
@@ -95,7 +99,16 @@ def _kind(duck_type: str) -> int:
     return JSON32
 
 
-def _column(kind: int, values: pa.ChunkedArray) -> tuple[int, int, Any, Any, Any]:
+def _canonical(values: pa.ChunkedArray) -> tuple[bool, int, Any, Any, Any]:
+    """A column of canonical streams (binary) as the kernel reads it: (wide, offset, validity, offsets, data)."""
+    arr = values.combine_chunks() if values.num_chunks != 1 else values.chunk(0)
+    if not (pa.types.is_binary(arr.type) or pa.types.is_large_binary(arr.type)):
+        arr = arr.cast(pa.large_binary())
+    bufs = arr.buffers()
+    return pa.types.is_large_binary(arr.type), arr.offset, bufs[0], bufs[1], bufs[2] if bufs[2] is not None else b""
+
+
+def _column(kind: int, values: pa.ChunkedArray) -> tuple[Any, ...]:
     """An output column as the kernel reads it: (kind, offset, validity, buffer, buffer)."""
     arr = values.combine_chunks() if values.num_chunks != 1 else values.chunk(0)
     if kind in (I64, TIME):

@@ -25,9 +25,10 @@ _TEMPLATE = re.compile(r"\{\{|\}\}|\{([^{}]*)\}|[{}]")
 
 
 #: columns added to a batch for geometry alternative N before the compiled query runs (see ``_run._prepare``)
-def geom_columns(n: int) -> tuple[str, str, str, str, str, str]:
-    """GeoJSON text (for the item), bounds, and ISO WKB (for the stage: the item's geometry is not parsed again;
-    GEOS writes GeoJSON coordinates exactly, so both say the same)."""
+def geom_columns(n: int) -> tuple[str, str, str, str, str, str, str]:
+    """GeoJSON text (for the item), bounds, ISO WKB (for the stage: the item's geometry is not parsed again;
+    GEOS writes GeoJSON coordinates exactly, so both say the same) and the GeoJSON's canonical stream where the
+    kernel read the row (for the item's content hash, without parsing the text again)."""
     return (
         f"__geom{n}_json",
         f"__geom{n}_xmin",
@@ -35,6 +36,7 @@ def geom_columns(n: int) -> tuple[str, str, str, str, str, str]:
         f"__geom{n}_xmax",
         f"__geom{n}_ymax",
         f"__geom{n}_wkb",
+        f"__geom{n}_canon",
     )
 
 
@@ -326,7 +328,7 @@ def _alternative(c: Compiler, spec: dict[str, Any], n: int, key: Key) -> _Alt:
         return _Alt(geom, bbox, ok, (f"least({w}, {e})", s, f"greatest({w}, {e})", n_))  # the polygon's bounds
     kind = next(iter(spec))
     c.column(str(spec[kind]), (*key, kind))  # it must exist
-    js, xmin, ymin, xmax, ymax, _wkb = (f"__batch.{name}" for name in geom_columns(n))
+    js, xmin, ymin, xmax, ymax, _wkb, _canon = (f"__batch.{name}" for name in geom_columns(n))
     bbox = f"CAST(to_json([{xmin}, {ymin}, {xmax}, {ymax}]) AS VARCHAR)"
     return _Alt(js, bbox, f"({js} IS NOT NULL)", (xmin, ymin, xmax, ymax), str(spec[kind]))
 
@@ -338,6 +340,7 @@ class _Geometry:
 
     geom: str
     wkb: str
+    canon: str
     bbox: str
     bounds: list[str]
     bad: str
@@ -346,33 +349,32 @@ class _Geometry:
 
 def _geometry(c: Compiler, spec: Any) -> _Geometry:
     specs = spec if isinstance(spec, list) else [spec]
-    alts: list[tuple[_Alt, str]] = []
+    alts: list[tuple[_Alt, str, str]] = []
     prepared = []
     for n, one in enumerate(specs):
         key: Key = ("geometry", n) if isinstance(spec, list) else ("geometry",)
         alt = _alternative(c, one, n, key)
-        wkb = "CAST(NULL AS BLOB)"
+        wkb, canon = "CAST(NULL AS BLOB)", "CAST(NULL AS BLOB)"
         if alt.column is not None:
             prepared.append((n, next(iter(one)), alt.column))
-            wkb = f"__batch.{geom_columns(n)[5]}"
-        alts.append((alt, wkb))
+            wkb, canon = f"__batch.{geom_columns(n)[5]}", f"__batch.{geom_columns(n)[6]}"
+        alts.append((alt, wkb, canon))
     if len(alts) == 1:
-        alt, wkb = alts[0]
-        return _Geometry(alt.geom, wkb, alt.bbox, list(alt.bounds), f"NOT {alt.ok}", prepared)
+        alt, wkb, canon = alts[0]
+        return _Geometry(alt.geom, wkb, canon, alt.bbox, list(alt.bounds), f"NOT {alt.ok}", prepared)
 
     def case(values: list[str]) -> str:
-        return "CASE " + " ".join(f"WHEN {a.ok} THEN {v}" for (a, _w), v in zip(alts, values, strict=True)) + " END"
+        return "CASE " + " ".join(f"WHEN {a[0].ok} THEN {v}" for a, v in zip(alts, values, strict=True)) + " END"
 
-    bounds = [case([a.bounds[i] for a, _w in alts]) for i in range(4)]
-    bad = "NOT (" + " OR ".join(a.ok for a, _w in alts) + ")"
-    return _Geometry(
-        case([a.geom for a, _w in alts]),
-        case([w for _a, w in alts]),
-        case([a.bbox for a, _w in alts]),
-        bounds,
-        bad,
-        prepared,
+    bounds = [case([a.bounds[i] for a, _w, _c in alts]) for i in range(4)]
+    bad = "NOT (" + " OR ".join(a.ok for a, _w, _c in alts) + ")"
+    geom, wkb, canon, bbox = (
+        case([a[0].geom for a in alts]),
+        case([a[1] for a in alts]),
+        case([a[2] for a in alts]),
+        case([a[0].bbox for a in alts]),
     )
+    return _Geometry(geom, wkb, canon, bbox, bounds, bad, prepared)
 
 
 def _epoch(stamps: dict[str, str], key: str) -> str:
@@ -424,7 +426,7 @@ def compile_mapping(doc: Doc, columns: dict[str, str]) -> Compiled:
     if collection:
         members.append(("collection", Leaf(collection, column="__collection"), False))
     members += [
-        ("geometry", Leaf(g.geom, json=True, column="__geometry"), True),
+        ("geometry", Leaf(g.geom, json=True, column="__geometry", canonical="__geometry_canon"), True),
         ("bbox", Leaf(g.bbox, json=True), True),
         ("properties", properties, True),
         ("links", links, True),
@@ -454,7 +456,7 @@ def compile_mapping(doc: Doc, columns: dict[str, str]) -> Compiled:
         # the query columns the stage indexes, so that staging need not parse the item again
         f"  __batch.__id AS __id, {collection or 'CAST(NULL AS VARCHAR)'} AS __collection,\n"
         f"  {', '.join(_epoch(stamps, k) for k in ('datetime', 'start_datetime', 'end_datetime'))},\n"
-        f"  {g.geom} AS __geometry, {g.wkb} AS __geometry_wkb,\n"
+        f"  {g.geom} AS __geometry, {g.wkb} AS __geometry_wkb, {g.canon} AS __geometry_canon,\n"
         f"  {', '.join(f'{b} AS __{side}' for b, side in zip(g.bounds, _SIDES, strict=True))}\n"
         "FROM __v AS __batch"
     )

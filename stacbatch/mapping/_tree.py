@@ -24,12 +24,14 @@ class Leaf:
     by its type (text as a JSON string, integers, booleans; anything else through DuckDB's ``to_json``).
     ``column``: an output column of the compiled SELECT that already holds this value (not computed twice);
     ``epoch``: that column holds microseconds since 1970, which the kernel writes as RFC 3339 text (what ``sql``
-    gives) itself."""
+    gives) itself; ``canonical``: an output column holding, where not null, the value's canonical stream (the
+    kernel then need not parse the JSON text to hash it)."""
 
     sql: str
     json: bool = False
     column: str | None = None
     epoch: bool = False
+    canonical: str | None = None
 
 
 @dataclass(frozen=True)
