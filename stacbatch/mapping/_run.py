@@ -146,18 +146,19 @@ class Mapper:
                 raise self.doc.error(("lookups", name), f"cannot read {full}: {one_line(err)}") from None
 
     def check(self, empty: pa.Table) -> None:
-        """Bind every field's SQL on an empty batch: an unknown function or column names its key."""
+        """Bind the compiled SQL on an empty batch; when it fails, each field's SQL on its own, so that an unknown
+        function or column names its key (one query in the common case, not one per field)."""
         self.con.register("__batch", self._prepare(empty, 0))
         try:
-            for fld in self.compiled.fields:
-                try:
-                    self.con.sql(f"SELECT {fld.value} FROM __batch").fetchall()
-                except duckdb.Error as err:
-                    key = tuple(int(p) if p.isdigit() else p for p in fld.name.split("."))
-                    raise self.doc.error(key, one_line(err)) from None
             try:
                 self.con.sql(self.compiled.run_sql()).fetchall()
             except duckdb.Error as err:
+                for fld in self.compiled.fields:
+                    try:
+                        self.con.sql(f"SELECT {fld.value} FROM __batch").fetchall()
+                    except duckdb.Error as field_err:
+                        key = tuple(int(p) if p.isdigit() else p for p in fld.name.split("."))
+                        raise self.doc.error(key, one_line(field_err)) from None
                 raise MappingError(f"{self.doc.path}: the compiled mapping does not run: {one_line(err)}") from None
             if self.use_kernel:
                 self.assembler = _assemble.Assembler(self.con, self.compiled)
@@ -261,19 +262,20 @@ class MappedSource:
             raise InputError(f"{path}: no such file")
         self.select = source_sql(read_path, options)
         try:
-            described = con.sql(f"DESCRIBE {self.select}").fetchall()
-            empty = con.sql(f"{self.select} LIMIT 0").to_arrow_table()
+            # one relation, bound once: its types, an empty batch and later the batches (a CSV is sniffed once)
+            self._rel = con.sql(self.select)
+            self.columns = {str(c): str(t) for c, t in zip(self._rel.columns, self._rel.types, strict=True)}
+            empty = self._rel.limit(0).to_arrow_table()
         except duckdb.Error as err:
             fmt = _format(read_path, options)
             raise InputError(f"{path}: cannot read as {fmt}: {one_line(err)}") from None
-        self.columns = {str(r[0]): str(r[1]) for r in described}
         self.mapper = Mapper(doc, self.columns)
         self.mapper.check(empty)
         self.compiled = self.mapper.compiled
         self._con = con
 
     def units(self) -> Iterator[RecordsUnit]:
-        reader = self._con.sql(self.select).to_arrow_reader(self.batch_rows)
+        reader = self._rel.to_arrow_reader(self.batch_rows)
         row = 1
         for batch in reader:
             if batch.num_rows == 0:
