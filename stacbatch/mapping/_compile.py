@@ -1,7 +1,8 @@
 """A mapping compiled to one DuckDB SELECT over a batch of source records (relation ``__batch``), producing per
 row: ``__row`` (the source record number), ``__error`` (why the row cannot be an item, or NULL), ``item`` (the
 item's JSON text) and the query columns the stage indexes (``__id``, ``__collection``, ``__datetime``,
-``__start_datetime``, ``__end_datetime`` in microseconds, ``__geometry`` as GeoJSON text).
+``__start_datetime``, ``__end_datetime`` in microseconds, which geometry alternative holds, ``__alt``, with
+the GeoJSON text of those the SELECT builds itself, ``__built``, and the bounds).
 
 Values are SQL expressions; every identifier goes through ``_sql.ident`` and every constant through
 ``_sql.literal`` (DuckDB's prepared parameters cannot reach into the projections of a registered Arrow batch run
@@ -335,12 +336,14 @@ def _alternative(c: Compiler, spec: dict[str, Any], n: int, key: Key) -> _Alt:
 
 @dataclass
 class _Geometry:
-    """The first alternative that holds: GeoJSON text, its WKB where it was prepared (else NULL: staging makes
-    it from the GeoJSON), bbox JSON text, bounds, the error condition, and what ``_run._prepare`` prepares."""
+    """The first alternative that holds: GeoJSON text (for the item built in SQL), its number (``alt``) and, for
+    alternatives the SELECT builds (lon/lat, bbox), their GeoJSON text (``built``; NULL for prepared ones, whose
+    columns stay in Python: ``_run.Mapper._geometry``), bbox JSON text, bounds, the error condition, and what
+    ``_run._prepare`` prepares."""
 
     geom: str
-    wkb: str
-    canon: str
+    alt: str
+    built: str
     bbox: str
     bounds: list[str]
     bad: str
@@ -349,32 +352,30 @@ class _Geometry:
 
 def _geometry(c: Compiler, spec: Any) -> _Geometry:
     specs = spec if isinstance(spec, list) else [spec]
-    alts: list[tuple[_Alt, str, str]] = []
+    alts: list[_Alt] = []
     prepared = []
     for n, one in enumerate(specs):
         key: Key = ("geometry", n) if isinstance(spec, list) else ("geometry",)
         alt = _alternative(c, one, n, key)
-        wkb, canon = "CAST(NULL AS BLOB)", "CAST(NULL AS BLOB)"
         if alt.column is not None:
             prepared.append((n, next(iter(one)), alt.column))
-            wkb, canon = f"__batch.{geom_columns(n)[5]}", f"__batch.{geom_columns(n)[6]}"
-        alts.append((alt, wkb, canon))
+        alts.append(alt)
+    built = ["CAST(NULL AS VARCHAR)" if a.column is not None else a.geom for a in alts]
     if len(alts) == 1:
-        alt, wkb, canon = alts[0]
-        return _Geometry(alt.geom, wkb, canon, alt.bbox, list(alt.bounds), f"NOT {alt.ok}", prepared)
+        alt = alts[0]
+        return _Geometry(
+            alt.geom, "CAST(0 AS TINYINT)", built[0], alt.bbox, list(alt.bounds), f"NOT {alt.ok}", prepared
+        )
 
     def case(values: list[str]) -> str:
-        return "CASE " + " ".join(f"WHEN {a[0].ok} THEN {v}" for a, v in zip(alts, values, strict=True)) + " END"
+        return "CASE " + " ".join(f"WHEN {a.ok} THEN {v}" for a, v in zip(alts, values, strict=True)) + " END"
 
-    bounds = [case([a.bounds[i] for a, _w, _c in alts]) for i in range(4)]
-    bad = "NOT (" + " OR ".join(a.ok for a, _w, _c in alts) + ")"
-    geom, wkb, canon, bbox = (
-        case([a[0].geom for a in alts]),
-        case([a[1] for a in alts]),
-        case([a[2] for a in alts]),
-        case([a[0].bbox for a in alts]),
+    bounds = [case([a.bounds[i] for a in alts]) for i in range(4)]
+    bad = "NOT (" + " OR ".join(a.ok for a in alts) + ")"
+    number = case([f"CAST({n} AS TINYINT)" for n in range(len(alts))])
+    return _Geometry(
+        case([a.geom for a in alts]), number, case(built), case([a.bbox for a in alts]), bounds, bad, prepared
     )
-    return _Geometry(geom, wkb, canon, bbox, bounds, bad, prepared)
 
 
 def _epoch(stamps: dict[str, str], key: str) -> str:
@@ -456,7 +457,7 @@ def compile_mapping(doc: Doc, columns: dict[str, str]) -> Compiled:
         # the query columns the stage indexes, so that staging need not parse the item again
         f"  __batch.__id AS __id, {collection or 'CAST(NULL AS VARCHAR)'} AS __collection,\n"
         f"  {', '.join(_epoch(stamps, k) for k in ('datetime', 'start_datetime', 'end_datetime'))},\n"
-        f"  {g.geom} AS __geometry, {g.wkb} AS __geometry_wkb, {g.canon} AS __geometry_canon,\n"
+        f"  {g.alt} AS __alt, {g.built} AS __built,\n"
         f"  {', '.join(f'{b} AS __{side}' for b, side in zip(g.bounds, _SIDES, strict=True))}\n"
         "FROM __v AS __batch"
     )

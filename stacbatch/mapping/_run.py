@@ -199,6 +199,9 @@ class Mapper:
                 for r, e in zip(bad.column("__row").to_pylist(), bad.column("__error").to_pylist(), strict=True)
             ]
             good = out.filter(ok)
+        geometry = self._geometry(table, good)
+        for name, values in zip(("__geometry", "__geometry_wkb", "__geometry_canon"), geometry, strict=True):
+            good = good.append_column(name, values)
         names = ["__id", "__collection", "__datetime", "__start_datetime", "__end_datetime", "__geometry"]
         names += ["__geometry_wkb", "__xmin", "__ymin", "__xmax", "__ymax"]
         if self.assembler:
@@ -209,6 +212,35 @@ class Mapper:
         good = good.combine_chunks().to_batches()
         stats.rows, stats.items, stats.failed = table.num_rows, table.num_rows - len(failures), len(failures)
         return MappedBatch(good[0] if good else None, failures, stats)
+
+    def _geometry(self, table: pa.Table, good: pa.Table) -> tuple[pa.ChunkedArray, pa.ChunkedArray, pa.ChunkedArray]:
+        """Per row of ``good``: the GeoJSON text, ISO WKB (null where the SELECT built the geometry: staging makes
+        it) and canonical stream (null where not known) of the alternative that holds (``__alt``). Prepared columns
+        are taken from the batch by record number, not passed through the SELECT (~430 bytes a row, copied twice)."""
+        n = good.num_rows
+        text: Any = good.column("__built").cast(pa.large_string())
+        wkb: Any = pa.nulls(n, pa.large_binary())
+        canon: Any = pa.nulls(n, pa.large_binary())
+        if not self.compiled.geometry:
+            return text, wkb, canon
+        rows = good.column("__row").to_numpy() - (table.column("__row")[0].as_py() if table.num_rows else 0)
+        identity = len(rows) == table.num_rows and bool((rows == np.arange(len(rows))).all())
+        alt = good.column("__alt").to_numpy(zero_copy_only=False)
+        for number, _kind, _col in self.compiled.geometry:
+            mask = alt == number
+            if not mask.any():
+                continue
+            names = geom_columns(number)
+            parts = [table.column(names[k]) for k in (0, 5, 6)]
+            if not identity:
+                parts = [p.take(pa.array(rows)) for p in parts]
+            parts = [parts[0].cast(pa.large_string()), parts[1].cast(pa.large_binary()), parts[2]]
+            if mask.all():
+                text, wkb, canon = parts
+            else:
+                where = pa.array(mask)
+                text, wkb, canon = (pc.if_else(where, p, q) for p, q in zip(parts, (text, wkb, canon), strict=True))
+        return text, wkb, canon
 
     def _count(self, out: pa.Table) -> MappingRun:
         """Per output field: set, defaulted, failed (from the run's ``count_columns``), and a value that failed
