@@ -222,3 +222,31 @@ def test_bad_programs_and_columns_are_refused() -> None:
         _kernel.assemble_items(unbalanced, prog.canon, prog.pool, [good], 1)
     with pytest.raises(ValueError, match="kind"):
         _kernel.assemble_items(prog.text, prog.canon, prog.pool, [(9, 0, None, b"", b"")], 1)
+
+
+def test_geometry_alternatives_and_given_bboxes_assemble_as_the_sql_writes_them(tmp_path: Path) -> None:
+    """WKT (integral and fractional numbers, -0.0), bbox columns (west may exceed east: the bbox stays as given, the
+    bounds are the polygon's) and lon/lat in one mapping: same texts' values and hashes on both paths."""
+    table = pa.table(
+        {
+            "rid": ["a", "b", "c", "d", "e"],
+            "wkt": ["POINT (1 2)", "POLYGON ((-0.0 0, 1.5 0, 1.5 2.25, -0.0 0))", None, None, None],
+            "w": [None, None, 170.0, 10.5, None],
+            "s": [None, None, -10.0, 1.0, None],
+            "e": [None, None, -170.0, 20.0, None],
+            "n": [None, None, 10.0, 2.0, None],
+            "lon": [None, None, None, None, 100.125],
+            "lat": [None, None, None, None, -45.0],
+            "day": pa.array([18000] * 5, pa.date32()),
+        }
+    )
+    path = tmp_path / "boxes.parquet"
+    pq.write_table(table, path)
+    (tmp_path / "m.yaml").write_text(
+        "id: {column: rid}\ndatetime: {column: day}\n"
+        "geometry: [{wkt: wkt}, {bbox: [w, s, e, n]}, {lonlat: [lon, lat]}]\n"
+    )
+    kernel, sql, kh, sh = _both(str(path), str(tmp_path / "m.yaml"))
+    assert len(kernel) == 5
+    _same(kernel, sql, kh, sh)
+    assert orjson.loads(kernel[2])["bbox"] == [170.0, -10.0, -170.0, 10.0]
