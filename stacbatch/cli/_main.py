@@ -34,7 +34,13 @@ def _global(
         from stacbatch import __version__
         from stacbatch._scan import AVAILABLE
 
-        print(f"stacbatch {__version__} ({'C kernel' if AVAILABLE else 'pure Python: no C kernel was built'})")
+        kernel = "pure Python: no C kernel was built"
+        if AVAILABLE:
+            from stacbatch import _kernel
+
+            # without pyarrow's xxHash header at build time, mapped items are hashed in Python (same hashes)
+            kernel = "C kernel" if getattr(_kernel, "XXH3", 0) else "C kernel, built without xxHash"
+        print(f"stacbatch {__version__} ({kernel})")
         raise typer.Exit(0)
     if ctx.invoked_subcommand is None:
         print(ctx.get_help())
