@@ -80,7 +80,7 @@ def load_cmd(
     api = None
     doc = None
     if mapping is not None:
-        from stacbatch.api import parse_headers
+        from stacbatch._headers import parse_headers
         from stacbatch.cli._mapping import explain_text
         from stacbatch.mapping import MappedSource, read_mapping
 

@@ -160,8 +160,6 @@ class Mapper:
                         key = tuple(int(p) if p.isdigit() else p for p in fld.name.split("."))
                         raise self.doc.error(key, one_line(field_err)) from None
                 raise MappingError(f"{self.doc.path}: the compiled mapping does not run: {one_line(err)}") from None
-            if self.use_kernel:
-                self.assembler = _assemble.Assembler(self.con, self.compiled)
         finally:
             self.con.unregister("__batch")
 
