@@ -199,7 +199,8 @@ def parse_unit(unit: Unit, batch_size: int) -> ParseResult:
             out.flush()
             if mapped.columns is not None and mapped.columns.num_rows:
                 out.res.batches.append(mapped_batch(mapped.columns))
-            out.res.read += mapped.stats.rows
+            out.res.read += mapped.stats.rows + len(unit.rejected)
+            out.res.failures.extend(unit.rejected)
             out.res.failures.extend(mapped.failures)
         elif isinstance(unit, PagesUnit):
             for label, body, keep in unit.pages:

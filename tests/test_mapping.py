@@ -502,3 +502,20 @@ def test_template_text_of_each_column_type(tmp_path: Path) -> None:
     assert res.failed == 0
     labels = {i: it["properties"]["label"] for i, it in staged(stage).items()}
     assert labels == {"a b-7": "a b|7|3|1.5|2021-01-01", 'q"uote--12': 'q"uote|-12|4|30.0|2021-01-02'}
+
+
+def test_a_csv_row_duckdb_cannot_read_is_a_failure_not_the_end(tmp_path: Path) -> None:
+    """A malformed row past what the sniffer samples (20,480 lines) goes to the failures with its line; the rest
+    is staged, and the load exits with the partial-failure code."""
+    rows = [f"r{i},2021-06-01,{i % 90},{i % 45}" for i in range(21_000)]
+    rows[20_900] += ",extra"
+    (tmp_path / "big.csv").write_text("rid,day,lon,lat\n" + "\n".join(rows) + "\n")
+    (tmp_path / "m.yaml").write_text("id: {column: rid}\ndatetime: {column: day}\ngeometry: {lonlat: [lon, lat]}\n")
+    stage = tmp_path / "stage"
+    p = cli("load", str(tmp_path / "big.csv"), "--mapping", str(tmp_path / "m.yaml"), "--stage", str(stage))
+    assert p.returncode == 3, p.stderr
+    assert "Traceback" not in p.stderr
+    assert len(staged(str(stage))) == 20_999
+    (run,) = (stage / "runs").iterdir()
+    (failure,) = [orjson.loads(line) for line in (run / "failures.ndjson").read_text().splitlines()]
+    assert failure["line"] == 20_902 and "Expected Number of Columns" in failure["reason"]

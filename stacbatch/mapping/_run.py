@@ -6,6 +6,7 @@ SELECT turns the batch into item texts with their query columns.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -46,13 +47,17 @@ def _format(path: str, options: dict[str, Any]) -> str:
     raise InputError(f"{path}: cannot tell the format from the name; set source.format in the mapping")
 
 
-def source_sql(path: str, options: dict[str, Any]) -> str:
-    """The SELECT that reads a source file's records, with the mapping's source options."""
+def source_sql(path: str, options: dict[str, Any], rejects: bool = False) -> str:
+    """The SELECT that reads a source file's records, with the mapping's source options. ``rejects``: CSV rows
+    DuckDB cannot read (wrong number of fields, bad quoting) go to its ``reject_errors`` table instead of ending
+    the read (``MappedSource.units`` turns them into failures)."""
     fmt = _format(path, options)
     if fmt == "csv":
         # no date/time guessing: 05/07/2021 is ambiguous, and a mapping's datetime spec parses text itself
         candidates = "auto_type_candidates = ['BOOLEAN', 'BIGINT', 'DOUBLE', 'VARCHAR']"
         args = [literal(path), f"header = {'true' if options.get('header', True) else 'false'}", candidates]
+        if rejects:
+            args.append("store_rejects = true")
         for opt, name in (("delimiter", "delim"), ("quote", "quote"), ("escape", "escape"), ("encoding", "encoding")):
             if opt in options:
                 args.append(f"{name} = {literal(str(options[opt]))}")
@@ -290,7 +295,7 @@ class MappedSource:
             options = {"format": "ndjson"}
         elif not os.path.exists(path) and "://" not in path:
             raise InputError(f"{path}: no such file")
-        self.select = source_sql(read_path, options)
+        self.select = source_sql(read_path, options, rejects=True)
         try:
             # one relation, bound once: its types, an empty batch and later the batches (a CSV is sniffed once)
             self._rel = con.sql(self.select)
@@ -305,13 +310,40 @@ class MappedSource:
         self._con = con
 
     def units(self) -> Iterator[RecordsUnit]:
+        """Batches of records; the last one also carries the CSV rows DuckDB rejected (known once all is read)."""
         reader = self._rel.to_arrow_reader(self.batch_rows)
         row = 1
+        held: RecordsUnit | None = None  # one unit behind, so that the last can take the rejected rows
         for batch in reader:
             if batch.num_rows == 0:
                 continue
-            yield RecordsUnit(self.path, row, pa.Table.from_batches([batch]), self.doc, self.columns)
+            if held is not None:
+                yield held
+            held = RecordsUnit(self.path, row, pa.Table.from_batches([batch]), self.doc, self.columns)
             row += batch.num_rows
+        rejected = self._rejected()
+        if held is None and rejected:
+            held = RecordsUnit(self.path, row, self._rel.limit(0).to_arrow_table(), self.doc, self.columns)
+        if held is not None:
+            yield dataclasses.replace(held, rejected=rejected)
+
+    def _rejected(self) -> tuple[dict[str, Any], ...]:
+        """One failure per CSV line DuckDB could not read (its ``reject_errors`` table; none for other formats)."""
+        try:
+            rows = self._con.sql(
+                "SELECT line, min(error_message) FROM reject_errors GROUP BY line ORDER BY line"
+            ).fetchall()
+        except duckdb.CatalogException:  # not a CSV: nothing was rejected
+            return ()
+        return tuple(
+            {
+                "source": self.path,
+                "line": int(line),
+                "reason": f"cannot read the row: {one_line(msg)}",
+                "hint": "fix the row, or the source's delimiter/quote options",
+            }
+            for line, msg in rows
+        )
 
 
 _MAPPERS: dict[tuple[str, str], Mapper] = {}

@@ -66,6 +66,8 @@ class RecordsUnit:
     records: Any
     doc: Any
     columns: dict[str, str]
+    #: source rows that could not be read as records (failures as the run records them)
+    rejected: tuple[dict[str, Any], ...] = ()
 
 
 Unit = LinesUnit | RangeUnit | FilesUnit | DictsUnit | PagesUnit | RecordsUnit
