@@ -120,7 +120,5 @@ def _column(kind: int, values: pa.ChunkedArray) -> tuple[Any, ...]:
         return BOOL, arr.offset, bufs[0], bufs[1], None
     if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
         arr = arr.cast(pa.large_string())
-    wide = pa.types.is_large_string(arr.type)
-    bufs = arr.buffers()
-    base = kind if kind in (STR32, JSON32) else kind - 1
-    return base + int(wide), arr.offset, bufs[0], bufs[1], bufs[2] if bufs[2] is not None else b""
+    bufs = arr.buffers()  # kind is STR32 or JSON32: its 64-bit-offset twin follows it
+    return kind + pa.types.is_large_string(arr.type), arr.offset, bufs[0], bufs[1], bufs[2] or b""
