@@ -23,7 +23,7 @@ def main() -> None:
     from stacbatch._rows import STAGE_SCHEMA
     from stacbatch.mapping._doc import read_mapping
     from stacbatch.mapping._run import MappedSource, Mapper
-    from stacbatch.stage._writer import Router
+    from stacbatch.stage._route import Router
 
     work = OUT / "work-mapping"
     ap = argparse.ArgumentParser(description=__doc__)

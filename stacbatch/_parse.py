@@ -34,7 +34,7 @@ class ParseResult:
     relative_lines: tuple[str, int] | None = None
     #: for mapped records: (source, that batch's per-field counts), folded into the source's by the loader
     mapping: tuple[str, Any] | None = None
-    #: set by ``parse_routed`` (the batches are then empty): (collection, bucket, ``Spill``)
+    #: set by ``parse_routed`` (the batches are then empty): (collection, bucket, ``Spill`` or written files)
     parts: list[Any] = field(default_factory=list)
     #: the unit's ``PagesUnit.done``: collections complete once this result is taken
     done: tuple[str, ...] = ()
@@ -104,15 +104,16 @@ class _Collector:
             self.builder = BatchBuilder()
 
 
-#: ``(table) -> (table grouped by partition, groups)``: the stage writer's router (picklable)
-Route = Callable[[pa.Table], tuple[pa.Table, list[Any]]]
+#: ``(stage rows, name prefix) -> parts``: the stage writer's placement (picklable): routes the rows to partitions,
+#: spills them (``write_parts``) or writes them as stage files
+Place = Callable[[pa.Table, str], list[Any]]
 
 
-def parse_routed(job: tuple[int, Unit], batch_size: int, run_id: str, route: Route, spill_dir: str) -> ParseResult:
-    """Parse unit number ``job[0]`` into stage rows and write them, grouped by partition, to an Arrow IPC file
-    in ``spill_dir``; ``parts`` says where each partition's rows are.
+def parse_routed(job: tuple[int, Unit], batch_size: int, run_id: str, place: Place) -> ParseResult:
+    """Parse unit number ``job[0]`` into stage rows and ``place`` them: grouped by partition, spilled to an Arrow
+    IPC file or written as stage files; ``parts`` says where each partition's rows are.
 
-    Runs in worker processes: parsing, routing and spilling all happen there, so the loading process only
+    Runs in worker processes: parsing, routing and placing all happen there, so the loading process only
     collects file names (handing rows back to it cost two more copies of every item and kept it busy).
     ``stage_seq`` is the unit number in the high 32 bits and the row in the low ones: it orders rows as the
     input did whichever process parsed them ("last wins").
@@ -130,7 +131,7 @@ def parse_routed(job: tuple[int, Unit], batch_size: int, run_id: str, route: Rou
         schema=STAGE_SCHEMA,
     )
     res.batches = []
-    res.parts = write_parts(*route(table), spill_dir, f"u{index:07d}")
+    res.parts = place(table, f"u{index:07d}")
     return res
 
 

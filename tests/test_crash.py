@@ -49,7 +49,15 @@ def sources(tmp_path: Path) -> tuple[Path, Path]:
 
 
 @pytest.mark.parametrize("point", ["after_write", "before_manifest", "after_manifest"])
-def test_kill_at_named_points(tmp_path: Path, sources: tuple[Path, Path], point: str) -> None:
+@pytest.mark.parametrize("direct", [False, True], ids=["gathered", "written-by-workers"])
+def test_kill_at_named_points(
+    tmp_path: Path, sources: tuple[Path, Path], point: str, direct: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if direct:  # the stage's settings (kept in its manifest) let the loading workers write partitions themselves
+        from stacbatch.stage import _manifest
+
+        small = {**_manifest.DEFAULT_SETTINGS, "file_max_rows": 40, "time_bucket_min_items": 20}
+        monkeypatch.setattr(_manifest, "DEFAULT_SETTINGS", small)
     stage = str(tmp_path / "stage")
     stacbatch.load_to_stage(stage, [str(sources[0])])
     before = state(stage)
@@ -68,6 +76,7 @@ def test_kill_at_named_points(tmp_path: Path, sources: tuple[Path, Path], point:
     listed = {f["path"] for f in stacbatch.open_stage(stage).manifest.files}
     on_disk = {str(p.relative_to(stage)) for p in Path(stage, "items").rglob("*.parquet")}
     assert on_disk == listed
+    assert direct == any("-u0" in p for p in listed)
 
 
 def test_sigkill_at_random_moments(tmp_path: Path) -> None:

@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 
 import stacbatch
 from stacbatch import _kernel
+from stacbatch.stage._files import PAGE_BATCH_ROWS, PAGE_BYTES, _codecs
 from stacbatch.stage._pages import take_rows
-from stacbatch.stage._writer import PAGE_BATCH_ROWS, PAGE_BYTES, _codecs
 
 FS = fsspec.filesystem("file")
 

@@ -200,10 +200,12 @@ def test_workers_spill_their_rows_by_partition(tmp_path: Path) -> None:
 
     from stacbatch._parse import parse_routed
     from stacbatch.sources import LinesUnit
-    from stacbatch.stage._writer import Router
+    from stacbatch.stage._manifest import DEFAULT_SETTINGS
+    from stacbatch.stage._route import Placement, Router
 
     data = b"".join(orjson.dumps(i) + b"\n" for i in ITEMS)
-    res = parse_routed((3, LinesUnit("x", 1, data)), 4, "run1", Router({}, "year").route, str(tmp_path))
+    place = Placement(Router({}, "year"), None, str(tmp_path), "run1", dict(DEFAULT_SETTINGS), str(tmp_path), False)
+    res = parse_routed((3, LinesUnit("x", 1, data)), 4, "run1", place)
     assert res.batches == [] and res.read == len(ITEMS)
     rows = []
     assert len({spill.path for _c, _b, spill in res.parts}) == 1

@@ -50,10 +50,10 @@ def test_last_wins_whether_or_not_id_hashes_collide(
 ) -> None:
     """A first load skips the duplicates query when the writer's id hashes are distinct; equal hashes (a true
     duplicate or a collision) send it to the exact query. Both give the same stage."""
-    from stacbatch.stage import _writer
+    from stacbatch.stage import _files
 
     if collide:  # every id hashes alike: the exact path must still find the one real duplicate and nothing else
-        monkeypatch.setattr(_writer, "string_hashes", lambda ids: __import__("numpy").zeros(len(ids), "uint64"))
+        monkeypatch.setattr(_files, "string_hashes", lambda ids: __import__("numpy").zeros(len(ids), "uint64"))
     docs = [item(f"d{n}", collection=f"c{n % 2}", dt=f"20{10 + n % 5}-01-01T00:00:00Z") for n in range(40)]
     docs.append(item("d3", collection="c1", dt="2030-01-01T00:00:00Z", props={"v": 2}))  # d3 again, later wins
     stage = str(tmp_path / "stage")
@@ -104,6 +104,52 @@ def test_audit_of_a_first_load_comes_from_the_writers_and_matches_the_items(tmp_
     assert ops.fetchall() == [("insert", 30), ("replace", 1)]
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+def test_workers_write_large_partitions_themselves(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, workers: int
+) -> None:
+    """A unit's rows for a partition that fill a quarter of a file are written as stage files by the worker, when
+    the collection's scheme is settled (staged already, or enough rows in the unit); the rest is spilled and
+    gathered. Either way: every row staged once, each file sorted, the audit names every row, last wins."""
+    monkeypatch.setattr(_detect, "CHUNK_BYTES", 60_000)  # units of ~100 items
+    settings = {**_manifest.DEFAULT_SETTINGS, "file_max_rows": 40, "time_bucket_min_items": 30}
+    monkeypatch.setattr(_manifest, "DEFAULT_SETTINGS", settings)
+    big = [
+        item(f"b{n:04d}", collection="big", dt=f"20{10 + n % 3}-{1 + n % 12:02d}-01T00:00:00Z", props={"n": n})
+        for n in range(600)
+    ]
+    small = [item(f"s{n}", collection="small", dt=f"20{10 + n}-01-01T00:00:00Z") for n in range(5)]
+    docs = [d for pair in zip(big[:5], small, strict=True) for d in pair] + big[5:]
+    stage = str(tmp_path / "stage")
+    res = load(stage, [str(write_ndjson(tmp_path / "in.ndjson", docs))], workers=workers)
+    assert (res.staged, res.new, res.failed) == (605, 605, 0)
+    st = stacbatch.open_stage(stage)
+    files = [Path(stage) / f["path"] for f in st.manifest.files]
+    assert any("-u0" in p.name for p in files), "no partition was written by a worker"
+    assert any("-u0" not in p.name for p in files), "no partition was gathered from spills"
+    assert st.manifest.collections["small"]["partitioning"] == "none"  # too few rows: one partition
+    assert st.manifest.collections["big"]["partitioning"] == "year"
+    assert {str(p.relative_to(stage)) for p in Path(stage, "items").rglob("*.parquet")} == {
+        f["path"] for f in st.manifest.files
+    }
+    for path in files:
+        times = pq.ParquetFile(path).read(columns=["datetime"]).column(0).to_pylist()
+        assert times == sorted(times)
+    got = {i: orjson.loads(j) for i, j in st.sql("SELECT id, item FROM items").fetchall()}
+    assert len(got) == 605 and all(canon(got[d["id"]]) == canon(d) for d in docs)
+    audit = st.sql("SELECT operation, count(DISTINCT id), count(*) FROM audit GROUP BY ALL").fetchall()
+    assert audit == [("insert", 605, 605)]
+    # a second load of a staged collection: written by workers too, and it replaces
+    again = [item(f"b{n:04d}", collection="big", dt="2012-06-01T00:00:00Z", props={"v": 2}) for n in range(0, 600, 2)]
+    res = load(stage, [str(write_ndjson(tmp_path / "again.ndjson", again))], workers=workers)
+    assert (res.staged, res.replaced, res.new) == (300, 300, 0)
+    st = stacbatch.open_stage(stage)
+    assert st.sql("SELECT count(*), count(DISTINCT id) FROM items").fetchall() == [(605, 605)]
+    got = {i: orjson.loads(j) for i, j in st.sql("SELECT id, item FROM items WHERE collection = 'big'").fetchall()}
+    assert all(canon(got[d["id"]]) == canon(d) for d in again)
+    assert sum(1 for d in got.values() if "v" in d["props"]) == 300
+
+
 def test_rows_for_a_collection_written_early_are_refused_not_lost(tmp_path: Path) -> None:
     import pytest
 
@@ -124,7 +170,7 @@ def test_time_buckets_read_as_arrow_strftime_writes_them() -> None:
     import numpy as np
     import pyarrow.compute as pc
 
-    from stacbatch.stage._writer import _bucket_text
+    from stacbatch.stage._route import _bucket_text
 
     rng = np.random.default_rng(1)
     edges = [0, -1, 1, -86_400_000_000, 946_684_799_999_999, 946_684_800_000_000]

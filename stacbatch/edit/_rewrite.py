@@ -24,8 +24,9 @@ from stacbatch._rows import STAGE_SCHEMA, BatchBuilder, ItemError
 from stacbatch._scan import AVAILABLE as _KERNEL
 from stacbatch._scan import stream_hashes as _stream_hashes
 from stacbatch.stage._audit import audit_table
+from stacbatch.stage._files import sort_for_stage, write_stage_file
 from stacbatch.stage._layout import partition_dir
-from stacbatch.stage._writer import _bucket_column, sort_for_stage, write_stage_file
+from stacbatch.stage._route import _bucket_column
 
 SAMPLE_SIZE = 3
 

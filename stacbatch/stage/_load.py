@@ -27,11 +27,12 @@ from stacbatch.errors import InputError, StageError
 from stacbatch.sources import plan_sources
 from stacbatch.stage._audit import audit_table, load_audit
 from stacbatch.stage._commit import commit, crash_point
+from stacbatch.stage._files import sort_for_stage, write_stage_file
 from stacbatch.stage._layout import AUDIT, COLLECTIONS, ITEMS, TIME_BUCKETS, TMP, TOMBSTONES, encode
 from stacbatch.stage._manifest import Manifest
 from stacbatch.stage._runs import Run
 from stacbatch.stage._stage import Stage
-from stacbatch.stage._writer import PartitionWriter, sort_for_stage, write_stage_file
+from stacbatch.stage._writer import PartitionWriter
 
 DEFAULT_BATCH_SIZE = 2_000
 #: Below this much input, worker start-up costs more than it saves.
@@ -132,8 +133,7 @@ def load(
                 parse_routed,
                 batch_size=batch_size,
                 run_id=run.id,
-                route=writer.router().route,
-                spill_dir=spill,
+                place=writer.placement(),
             )
             for res in pool.ordered_map(parse, enumerate(plan.units())):
                 res.collections[:0] = plan.collections  # found by the catalog walker, in walk order
