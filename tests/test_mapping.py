@@ -519,3 +519,36 @@ def test_a_csv_row_duckdb_cannot_read_is_a_failure_not_the_end(tmp_path: Path) -
     (run,) = (stage / "runs").iterdir()
     (failure,) = [orjson.loads(line) for line in (run / "failures.ndjson").read_text().splitlines()]
     assert failure["line"] == 20_902 and "Expected Number of Columns" in failure["reason"]
+
+
+@pytest.mark.parametrize("kernel", [True, False], ids=["kernel", "sql"])
+def test_case_of_text_is_text_and_constants_stay_as_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kernel: bool
+) -> None:
+    """A CASE whose outcomes are all text gives text (so a cast or split reads the text, not its JSON quoting);
+    a mixed one keeps each outcome's type; a {const: ...} is written as given, null ones left out."""
+    from stacbatch.mapping import _assemble
+
+    monkeypatch.setattr(_assemble, "available", lambda: kernel)
+    (tmp_path / "in.csv").write_text("k,v\na,1\nb,2\n")
+    (tmp_path / "m.yaml").write_text(
+        "id: {column: k}\ndatetime: {const: '2021-01-01'}\ngeometry: {lonlat: [v, v]}\n"
+        "properties:\n"
+        "  level: {case: [{when: \"k = 'a'\", then: '5'}], else: '7', cast: int}\n"
+        "  parts: {case: [{when: \"k = 'a'\", then: 'x;y'}], else: '{k};z', split: ';'}\n"
+        "  mixed: {case: [{when: \"k = 'a'\", then: 1.5}], else: 'none'}\n"
+        "  software: {const: {tool: '1.0', flags: [true, null]}}\n"
+        "  nothing: {const: null}\n"
+    )
+    stage = str(tmp_path / "stage")
+    res = load(stage, [str(tmp_path / "in.csv")], mapping=read_mapping(str(tmp_path / "m.yaml")), workers=1)
+    assert res.failed == 0
+    items = staged(stage)
+    a, b = items["a"]["properties"], items["b"]["properties"]
+    assert (a["level"], b["level"]) == (5, 7)
+    assert (a["parts"], b["parts"]) == (["x", "y"], ["b", "z"])
+    assert (a["mixed"], b["mixed"]) == (1.5, "none")
+    assert a["software"] == b["software"] == {"tool": "1.0", "flags": [True, None]}
+    assert "nothing" not in a and "nothing" not in b
+    fields = res.mapping[str(tmp_path / "in.csv")].fields
+    assert fields["properties.software"].set == 2 and fields["properties.nothing"].set == 0

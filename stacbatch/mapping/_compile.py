@@ -200,15 +200,21 @@ class Compiler:
         elif "template" in spec:
             base = self.template(str(spec["template"]), (*key, "template"))
         elif "const" in spec:
-            base = self.constant(spec["const"])
+            base = self.constant(spec["const"]) if spec["const"] is not None else "NULL"  # not set: left out
         elif "sql" in spec:
             base = f"({spec['sql']})"
         elif "case" in spec:
+            # text when every outcome is text (a VARCHAR, written as a string, never parsed again); else JSON
+            as_text = all(isinstance(v, str) for v in [*(arm["then"] for arm in spec["case"]), spec.get("else", "")])
+            wrap = "({})" if as_text else "to_json({})"
             arms = " ".join(
-                f"WHEN ({arm['when']}) THEN to_json({self.value(arm['then'], (*key, 'case', i, 'then'), report=False)})"
+                f"WHEN ({arm['when']}) THEN "
+                + wrap.format(self.value(arm["then"], (*key, "case", i, "then"), report=False))
                 for i, arm in enumerate(spec["case"])
             )
-            other = f" ELSE to_json({self.value(spec['else'], (*key, 'else'), report=False)})" if "else" in spec else ""
+            other = ""
+            if "else" in spec:
+                other = " ELSE " + wrap.format(self.value(spec["else"], (*key, "else"), report=False))
             base = f"(CASE {arms}{other} END)"
         else:
             base = self._lookup(spec["lookup"], (*key, "lookup"))
@@ -286,6 +292,9 @@ class Compiler:
             return self.obj(spec, key)
         if not isinstance(spec, dict) and not (isinstance(spec, str) and ("{" in spec or "}" in spec)):
             return Const.of(spec)
+        if isinstance(spec, dict) and spec.keys() == {"const"}:
+            self.value(spec, key)  # its counts: set on every row (unless the constant is null)
+            return Const.of(spec["const"])  # in the item as it is: no per-row value to compute or parse
         return Leaf(self.value(spec, key))
 
     def nested_json(self, spec: Any, key: Key) -> str:

@@ -297,10 +297,12 @@ class MappedSource:
             raise InputError(f"{path}: no such file")
         self.select = source_sql(read_path, options, rejects=True)
         try:
-            # one relation, bound once: its types, an empty batch and later the batches (a CSV is sniffed once)
+            # Each run of a relation binds it again, and binding a CSV sniffs it (~0.15 s at 20k sample lines):
+            # the reader opened here gives the Arrow schema of an empty batch and, later, the batches.
             self._rel = con.sql(self.select)
             self.columns = {str(c): str(t) for c, t in zip(self._rel.columns, self._rel.types, strict=True)}
-            empty = self._rel.limit(0).to_arrow_table()
+            self._reader: pa.RecordBatchReader | None = self._rel.to_arrow_reader(self.batch_rows)
+            empty = self._reader.schema.empty_table()
         except duckdb.Error as err:
             fmt = _format(read_path, options)
             raise InputError(f"{path}: cannot read as {fmt}: {one_line(err)}") from None
@@ -311,7 +313,7 @@ class MappedSource:
 
     def units(self) -> Iterator[RecordsUnit]:
         """Batches of records; the last one also carries the CSV rows DuckDB rejected (known once all is read)."""
-        reader = self._rel.to_arrow_reader(self.batch_rows)
+        reader, self._reader = self._reader or self._rel.to_arrow_reader(self.batch_rows), None
         row = 1
         held: RecordsUnit | None = None  # one unit behind, so that the last can take the rejected rows
         for batch in reader:
@@ -323,7 +325,7 @@ class MappedSource:
             row += batch.num_rows
         rejected = self._rejected()
         if held is None and rejected:
-            held = RecordsUnit(self.path, row, self._rel.limit(0).to_arrow_table(), self.doc, self.columns)
+            held = RecordsUnit(self.path, row, reader.schema.empty_table(), self.doc, self.columns)
         if held is not None:
             yield dataclasses.replace(held, rejected=rejected)
 
