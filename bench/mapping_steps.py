@@ -12,18 +12,20 @@ import tempfile
 import time
 from pathlib import Path
 
+import fsspec
 import pyarrow as pa
 
 from bench.run import OUT
 
 
 def main() -> None:
-    from stacbatch._parse import mapped_batch, write_parts
+    from stacbatch._parse import mapped_batch
     from stacbatch._pool import without_pandas
     from stacbatch._rows import STAGE_SCHEMA
     from stacbatch.mapping._doc import read_mapping
     from stacbatch.mapping._run import MappedSource, Mapper
-    from stacbatch.stage._route import Router
+    from stacbatch.stage._manifest import DEFAULT_SETTINGS
+    from stacbatch.stage._route import Placement, Router
 
     work = OUT / "work-mapping"
     ap = argparse.ArgumentParser(description=__doc__)
@@ -51,9 +53,10 @@ def main() -> None:
     tick("hand to a worker (pickle)")
     mapper = Mapper(doc, source.columns)
     tick("worker set-up")
-    router = Router({}, "month")
-    spill_dir = tempfile.TemporaryDirectory(prefix="stacbatch-steps-")  # ~1.5 GB of spills at 1M rows: removed
-    spill = spill_dir.name
+    out = tempfile.TemporaryDirectory(prefix="stacbatch-steps-")  # ~300 MB of stage files at 1M rows: removed
+    # as a load's workers place rows: large partitions written as stage files, the rest spilled
+    fs = fsspec.filesystem("file")
+    place = Placement(Router({}, "year"), fs, out.name, "steps", dict(DEFAULT_SETTINGS), out.name, True)
     for k, unit in enumerate(units):
         mapped = mapper.run(unit.source, unit.records, unit.first_row)
         tick("map (geometry, SELECT, assembly)")
@@ -65,11 +68,9 @@ def main() -> None:
             [*batch.columns, pa.repeat(pa.scalar("run"), n), pa.arange(k << 32, (k << 32) + n)], schema=STAGE_SCHEMA
         )
         tick("stage columns")
-        grouped = router.route(table)
-        tick("route")
-        write_parts(*grouped, spill, f"u{k:07d}")
-        tick("spill")
-    spill_dir.cleanup()
+        place(table, f"u{k:07d}")
+        tick("route, sort and write stage files")
+    out.cleanup()
     rows = sum(u.records.num_rows for u in units)
     print(f"{rows:,} rows, CPU seconds (per 100k rows):")
     for name, sec in steps.items():

@@ -77,6 +77,8 @@ def test_kill_at_named_points(
     on_disk = {str(p.relative_to(stage)) for p in Path(stage, "items").rglob("*.parquet")}
     assert on_disk == listed
     assert direct == any("-u0" in p for p in listed)
+    audit = {str(p.relative_to(stage)) for p in Path(stage, "audit").iterdir()}
+    assert audit == {e["path"] for e in stacbatch.open_stage(stage).manifest.audit}
 
 
 def test_sigkill_at_random_moments(tmp_path: Path) -> None:

@@ -83,3 +83,22 @@ def test_prestart_guesses_the_input_from_regular_files_only(tmp_path: Path) -> N
     (tmp_path / "stage").mkdir()
     argv = ["stacbatch", "-q", "load", str(big), "http://127.0.0.1:1/stac", "--stage", str(tmp_path / "stage")]
     assert _local_bytes(argv) == 1000  # the URL, the folder and the options count for nothing
+
+
+def _env(name: str) -> str | None:
+    import os
+
+    return os.environ.get(name)
+
+
+def test_workers_keep_freed_pages_longer_and_this_process_environment_is_untouched() -> None:
+    """Workers run with mimalloc's purge delay raised (fewer page faults per batch); this process's environment
+    is as it was (the fork server may already be running, with the value it was started with)."""
+    import os
+
+    name = "MIMALLOC_PURGE_DELAY"
+    before = os.environ.get(name)
+    with Workers(2) as pool:
+        got = list(pool.ordered_map(_env, [name, name]))
+    assert os.environ.get(name) == before
+    assert got == [before or "5000"] * 2
