@@ -23,7 +23,8 @@ def main() -> None:
     from stacbatch._pool import without_pandas
     from stacbatch._rows import STAGE_SCHEMA
     from stacbatch.mapping._doc import read_mapping
-    from stacbatch.mapping._run import MappedSource, Mapper
+    from stacbatch.mapping._run import Mapper
+    from stacbatch.mapping._source import MappedSource
     from stacbatch.stage._manifest import DEFAULT_SETTINGS
     from stacbatch.stage._route import Placement, Router
 

@@ -19,7 +19,8 @@ from test_mapping import MAPPING, SENSORS
 from stacbatch import _json
 from stacbatch.mapping import read_mapping
 from stacbatch.mapping._assemble import available
-from stacbatch.mapping._run import MappedSource, Mapper
+from stacbatch.mapping._run import Mapper
+from stacbatch.mapping._source import MappedSource
 from stacbatch.mapping._tree import Arr, Const, Leaf, Obj, program
 
 pytestmark = pytest.mark.skipif(not available(), reason="the C kernel is not built")

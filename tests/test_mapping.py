@@ -552,3 +552,30 @@ def test_case_of_text_is_text_and_constants_stay_as_written(
     assert "nothing" not in a and "nothing" not in b
     fields = res.mapping[str(tmp_path / "in.csv")].fields
     assert fields["properties.software"].set == 2 and fields["properties.nothing"].set == 0
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_an_ndjson_line_that_is_not_json_is_a_failure_not_the_end(tmp_path: Path, workers: str) -> None:
+    """Lines that are not JSON objects become failures with their line numbers; records after them keep their
+    record numbers (a bad date two records on is reported as that record); the rest is staged, exit 3."""
+    good = [{"rid": f"r{i}", "day": "2021-06-01", "lon": i % 90, "lat": i % 45} for i in range(3000)]
+    good[1500]["day"] = "not a date"
+    lines = [orjson.dumps(r).decode() for r in good]
+    lines[1498:1498] = ['{"rid": "x", "day":', "", "garbage", "   "]  # lines 1499 and 1501 are bad; two blank
+    (tmp_path / "in.ndjson").write_text("\n".join(lines) + "\n")
+    (tmp_path / "m.yaml").write_text("id: {column: rid}\ndatetime: {column: day}\ngeometry: {lonlat: [lon, lat]}\n")
+    stage = tmp_path / "stage"
+    args = ["--mapping", str(tmp_path / "m.yaml"), "--stage", str(stage), "--workers", workers]
+    p = cli("load", str(tmp_path / "in.ndjson"), *args)
+    assert p.returncode == 3, p.stderr
+    assert "Traceback" not in p.stderr
+    items = staged(str(stage))
+    assert len(items) == 2999 and "r1500" not in items and "x" not in items
+    (run,) = (stage / "runs").iterdir()
+    failures = [orjson.loads(line) for line in (run / "failures.ndjson").read_text().splitlines()]
+    by_line = {f["line"]: f for f in failures if "line" in f}
+    assert sorted(by_line) == [1499, 1501]
+    assert by_line[1499]["reason"].startswith("not valid JSON") and "one JSON object per line" in by_line[1499]["hint"]
+    (dated,) = [f for f in failures if "row" in f]
+    assert dated["row"] == 1503  # r1500: 1,500 good records and the two unreadable lines before it
+    assert "datetime" in dated["reason"]

@@ -3,7 +3,9 @@ DuckDB SELECT run over whole batches. The language is documented in the README a
 
 from stacbatch.mapping._compile import Compiled, compile_mapping
 from stacbatch.mapping._doc import MappingError, mapping_schema, read_mapping
-from stacbatch.mapping._run import MappedSource, MappingRun, source_sql
+from stacbatch.mapping._read import source_sql
+from stacbatch.mapping._run import MappingRun
+from stacbatch.mapping._source import MappedSource
 
 __all__ = [
     "Compiled",

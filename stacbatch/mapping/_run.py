@@ -1,18 +1,13 @@
-"""Running a mapping over a tabular source: DuckDB reads the source in record batches (``MappedSource``, in the
-loading process); in whichever process takes a batch (``map_records``), geometries given as WKT, WKB or GeoJSON are
-converted by shapely's vectorised functions (DuckDB's spatial extension is not available offline) and the compiled
-SELECT turns the batch into item texts with their query columns.
+"""Running a compiled mapping over batches of records: in whichever process takes a batch (``map_records``),
+geometries given as WKT, WKB or GeoJSON are read (the kernel's WKT reader, else shapely's vectorised functions:
+DuckDB's spatial extension is not available offline), the compiled SELECT computes the item's values, and the
+kernel assembles the item texts with their query columns.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
-import shutil
-import tempfile
-import weakref
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,64 +16,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from stacbatch._sql import ident, literal, one_line
-from stacbatch.errors import InputError
+from stacbatch._sql import ident, one_line
 from stacbatch.mapping import _assemble
 from stacbatch.mapping._compile import Compiled, compile_mapping, geom_columns
 from stacbatch.mapping._doc import Doc, MappingError
 from stacbatch.mapping._geom import geometry_columns
+from stacbatch.mapping._read import connect, source_sql
 from stacbatch.sources._units import RecordsUnit
-
-#: source records per batch: DuckDB's vectorised work wants thousands, and each batch costs ~25 ms of planning
-#: (its reader hands out at most ~32k rows a batch; gathering two per unit measured no faster); memory stays
-#: bounded by it
-BATCH_ROWS = 32_768
-FORMATS = {".csv": "csv", ".tsv": "csv", ".txt": "csv", ".json": "json", ".geojson": "json"}
-FORMATS |= {".ndjson": "ndjson", ".jsonl": "ndjson", ".parquet": "parquet", ".geoparquet": "parquet"}
-
-
-def _format(path: str, options: dict[str, Any]) -> str:
-    if options.get("format"):
-        return str(options["format"])
-    name = path.lower().removesuffix(".gz")
-    for suffix, fmt in FORMATS.items():
-        if name.endswith(suffix):
-            return fmt
-    raise InputError(f"{path}: cannot tell the format from the name; set source.format in the mapping")
-
-
-def source_sql(path: str, options: dict[str, Any], rejects: bool = False) -> str:
-    """The SELECT that reads a source file's records, with the mapping's source options. ``rejects``: CSV rows
-    DuckDB cannot read (wrong number of fields, bad quoting) go to its ``reject_errors`` table instead of ending
-    the read (``MappedSource.units`` turns them into failures)."""
-    fmt = _format(path, options)
-    if fmt == "csv":
-        # no date/time guessing: 05/07/2021 is ambiguous, and a mapping's datetime spec parses text itself
-        candidates = "auto_type_candidates = ['BOOLEAN', 'BIGINT', 'DOUBLE', 'VARCHAR']"
-        args = [literal(path), f"header = {'true' if options.get('header', True) else 'false'}", candidates]
-        if rejects:
-            args.append("store_rejects = true")
-        for opt, name in (("delimiter", "delim"), ("quote", "quote"), ("escape", "escape"), ("encoding", "encoding")):
-            if opt in options:
-                args.append(f"{name} = {literal(str(options[opt]))}")
-        return f"SELECT * FROM read_csv({', '.join(args)})"
-    if fmt == "parquet":
-        return f"SELECT * FROM read_parquet({literal(path)})"
-    json_format = "newline_delimited" if fmt == "ndjson" else "auto"
-    scan = f"read_json({literal(path)}, format = {literal(json_format)})"
-    records = options.get("records")
-    if not records:
-        return f"SELECT * FROM {scan}"
-    # a record array inside the document, e.g. {"data": [...]}: one row per element, its fields as columns
-    path_sql = ".".join(ident(p) for p in str(records).split("."))
-    return f"SELECT unnest(__r, recursive := false) FROM (SELECT unnest({path_sql}) AS __r FROM {scan})"
-
-
-def _connect(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
-    con.execute("SET TimeZone = 'UTC'")
-    con.execute("SET enable_geoparquet_conversion = false")  # WKB stays a BLOB; shapely reads it
-    con.execute("SET enable_progress_bar = false")
-    return con
 
 
 @dataclass
@@ -131,7 +75,7 @@ class Mapper:
         """``assemble``: item texts by the kernel (``_assemble``; the default when it is built) or by the SQL."""
         self.doc = doc
         self.columns = columns
-        self.con = _connect(duckdb.connect())
+        self.con = connect(duckdb.connect())
         self.compiled: Compiled = compile_mapping(doc, columns)
         self._load_lookups()
         self.use_kernel = _assemble.available() if assemble is None else assemble
@@ -168,8 +112,9 @@ class Mapper:
         finally:
             self.con.unregister("__batch")
 
-    def _prepare(self, table: pa.Table, first_row: int) -> pa.Table:
-        table = table.append_column("__row", pa.array(np.arange(first_row, first_row + table.num_rows), pa.int64()))
+    def _prepare(self, table: pa.Table, first_row: int, rows: Any = None) -> pa.Table:
+        numbers = np.arange(first_row, first_row + table.num_rows) if rows is None else np.asarray(rows)
+        table = table.append_column("__row", pa.array(numbers, pa.int64()))
         if not self.compiled.geometry:
             return table
         for n, kind, col in self.compiled.geometry:
@@ -180,9 +125,10 @@ class Mapper:
                 table = table.append_column(name, values)
         return table
 
-    def run(self, source: str, records: pa.Table, first_row: int) -> MappedBatch:
-        """Items (with their query columns), failures and per-field counts of one batch of records."""
-        table = self._prepare(records, first_row)
+    def run(self, source: str, records: pa.Table, first_row: int, rows: Any = None) -> MappedBatch:
+        """Items (with their query columns), failures and per-field counts of one batch of records (numbered from
+        ``first_row``, or as ``rows`` says)."""
+        table = self._prepare(records, first_row, rows)
         self.con.register("__batch", table)
         try:
             if self.use_kernel and self.assembler is None:
@@ -226,7 +172,7 @@ class Mapper:
         canon: Any = pa.nulls(n, pa.large_binary())
         if not self.compiled.geometry:
             return text, wkb, canon
-        rows = good.column("__row").to_numpy() - (table.column("__row")[0].as_py() if table.num_rows else 0)
+        rows = np.searchsorted(table.column("__row").to_numpy(), good.column("__row").to_numpy())  # positions
         identity = len(rows) == table.num_rows and bool((rows == np.arange(len(rows))).all())
         alt = good.column("__alt").to_numpy(zero_copy_only=False)
         for number, _kind, _col in self.compiled.geometry:
@@ -272,82 +218,6 @@ def _trues(table: pa.Table, name: str, names: set[str]) -> int:
     return int(pc.sum(table.column(name)).as_py() or 0)
 
 
-class MappedSource:
-    """A tabular source read through a mapping: checked and compiled up front (errors before any work); its
-    ``units()`` are batches of records that ``map_records`` turns into items, in worker processes or inline."""
-
-    def __init__(self, path: str, doc: Doc, batch_rows: int = BATCH_ROWS, sample: bool = False) -> None:
-        """``sample``: for an HTTP source, fetch the first page only (enough to compile and explain)."""
-        self.path = path
-        self.doc = doc
-        self.batch_rows = batch_rows
-        self.stats = MappingRun()
-        con = _connect(duckdb.connect())
-        options = dict(doc.data.get("source") or {})
-        read_path = path
-        if path.startswith(("http://", "https://")):  # an HTTP JSON API: its records spill to a temporary NDJSON
-            from stacbatch.mapping._http import fetch_records
-
-            tmp = tempfile.mkdtemp(prefix="stacbatch-records-")
-            weakref.finalize(self, shutil.rmtree, tmp, True)
-            read_path = os.path.join(tmp, "records.ndjson")
-            fetch_records(path, options, doc.http, read_path, max_pages=1 if sample else 2**62)
-            options = {"format": "ndjson"}
-        elif not os.path.exists(path) and "://" not in path:
-            raise InputError(f"{path}: no such file")
-        self.select = source_sql(read_path, options, rejects=True)
-        try:
-            # Each run of a relation binds it again, and binding a CSV sniffs it (~0.15 s at 20k sample lines):
-            # the reader opened here gives the Arrow schema of an empty batch and, later, the batches.
-            self._rel = con.sql(self.select)
-            self.columns = {str(c): str(t) for c, t in zip(self._rel.columns, self._rel.types, strict=True)}
-            self._reader: pa.RecordBatchReader | None = self._rel.to_arrow_reader(self.batch_rows)
-            empty = self._reader.schema.empty_table()
-        except duckdb.Error as err:
-            fmt = _format(read_path, options)
-            raise InputError(f"{path}: cannot read as {fmt}: {one_line(err)}") from None
-        self.mapper = Mapper(doc, self.columns)
-        self.mapper.check(empty)
-        self.compiled = self.mapper.compiled
-        self._con = con
-
-    def units(self) -> Iterator[RecordsUnit]:
-        """Batches of records; the last one also carries the CSV rows DuckDB rejected (known once all is read)."""
-        reader, self._reader = self._reader or self._rel.to_arrow_reader(self.batch_rows), None
-        row = 1
-        held: RecordsUnit | None = None  # one unit behind, so that the last can take the rejected rows
-        for batch in reader:
-            if batch.num_rows == 0:
-                continue
-            if held is not None:
-                yield held
-            held = RecordsUnit(self.path, row, pa.Table.from_batches([batch]), self.doc, self.columns)
-            row += batch.num_rows
-        rejected = self._rejected()
-        if held is None and rejected:
-            held = RecordsUnit(self.path, row, reader.schema.empty_table(), self.doc, self.columns)
-        if held is not None:
-            yield dataclasses.replace(held, rejected=rejected)
-
-    def _rejected(self) -> tuple[dict[str, Any], ...]:
-        """One failure per CSV line DuckDB could not read (its ``reject_errors`` table; none for other formats)."""
-        try:
-            rows = self._con.sql(
-                "SELECT line, min(error_message) FROM reject_errors GROUP BY line ORDER BY line"
-            ).fetchall()
-        except duckdb.CatalogException:  # not a CSV: nothing was rejected
-            return ()
-        return tuple(
-            {
-                "source": self.path,
-                "line": int(line),
-                "reason": f"cannot read the row: {one_line(msg)}",
-                "hint": "fix the row, or the source's delimiter/quote options",
-            }
-            for line, msg in rows
-        )
-
-
 _MAPPERS: dict[tuple[str, str], Mapper] = {}
 
 
@@ -358,4 +228,4 @@ def map_records(unit: RecordsUnit) -> MappedBatch:
     mapper = _MAPPERS.get(key)
     if mapper is None:
         mapper = _MAPPERS[key] = Mapper(unit.doc, unit.columns)
-    return mapper.run(unit.source, unit.records, unit.first_row)
+    return mapper.run(unit.source, unit.records, unit.first_row, unit.rows)

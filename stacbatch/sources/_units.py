@@ -68,6 +68,9 @@ class RecordsUnit:
     columns: dict[str, str]
     #: source rows that could not be read as records (failures as the run records them)
     rejected: tuple[dict[str, Any], ...] = ()
+    #: the record number of each row, when they do not simply count up from ``first_row`` (unreadable records
+    #: were taken out)
+    rows: Any = None
 
 
 Unit = LinesUnit | RangeUnit | FilesUnit | DictsUnit | PagesUnit | RecordsUnit
