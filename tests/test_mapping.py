@@ -579,3 +579,27 @@ def test_an_ndjson_line_that_is_not_json_is_a_failure_not_the_end(tmp_path: Path
     (dated,) = [f for f in failures if "row" in f]
     assert dated["row"] == 1503  # r1500: 1,500 good records and the two unreadable lines before it
     assert "datetime" in dated["reason"]
+
+
+def test_the_prepared_select_follows_a_batch_whose_columns_differ(tmp_path: Path) -> None:
+    """The compiled SELECT is prepared once per process; a batch whose column types differ from the first's gives
+    the same items as a fresh mapper does (DuckDB binds the prepared statement again)."""
+    from stacbatch.mapping._run import Mapper
+    from stacbatch.mapping._source import MappedSource
+
+    (tmp_path / "in.csv").write_text("k,v,day\na,1,2021-01-01\nb,2,2021-01-02\n")
+    (tmp_path / "m.yaml").write_text(
+        "id: {column: k}\ndatetime: {column: day}\ngeometry: {lonlat: [v, v]}\n"
+        "properties: {v: {column: v, cast: int}}\n"
+    )
+    doc = read_mapping(str(tmp_path / "m.yaml"))
+    source = MappedSource(str(tmp_path / "in.csv"), doc)
+    (unit,) = list(source.units())
+    mapper = Mapper(doc, source.columns)
+    first = mapper.run(unit.source, unit.records, 1)
+    as_text = unit.records.set_column(1, "v", unit.records.column("v").cast(pa.string()))
+    again = mapper.run(unit.source, as_text, 1)
+    fresh = Mapper(doc, source.columns).run(unit.source, as_text, 1)
+    assert first.columns is not None and again.columns is not None and fresh.columns is not None
+    assert again.columns.column("item").to_pylist() == fresh.columns.column("item").to_pylist()
+    assert again.columns.column("item").to_pylist() == first.columns.column("item").to_pylist()

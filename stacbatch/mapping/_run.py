@@ -80,6 +80,8 @@ class Mapper:
         self._load_lookups()
         self.use_kernel = _assemble.available() if assemble is None else assemble
         self.assembler: _assemble.Assembler | None = None
+        #: the SQL prepared as ``__mapping`` on this connection (``_select``)
+        self._prepared: str | None = None
 
     def _load_lookups(self) -> None:
         for name, (path, key, delim) in self.compiled.lookups.items():
@@ -133,8 +135,7 @@ class Mapper:
         try:
             if self.use_kernel and self.assembler is None:
                 self.assembler = _assemble.Assembler(self.con, self.compiled)
-            sql = self.assembler.sql if self.assembler else self.compiled.run_sql()
-            out = self.con.sql(sql).to_arrow_table()
+            out = self._select()
             stats = self._count(out)
         finally:
             self.con.unregister("__batch")
@@ -161,6 +162,23 @@ class Mapper:
         good = good.combine_chunks().to_batches()
         stats.rows, stats.items, stats.failed = table.num_rows, table.num_rows - len(failures), len(failures)
         return MappedBatch(good[0] if good else None, failures, stats)
+
+    def _select(self) -> pa.Table:
+        """The compiled SELECT over the batch registered as ``__batch``, as a prepared statement: DuckDB then
+        parses and plans the query once, not per batch (~25 ms each). Measured over 200k rows in one process,
+        best of 5-9 alternated runs: the SELECT 0.51 -> 0.39 CPU-s per 100k rows, the whole map step 0.73 -> 0.69.
+        DuckDB binds it again itself when a batch's column types differ; should EXECUTE fail, it is prepared anew
+        from the current batch."""
+        sql = self.assembler.sql if self.assembler else self.compiled.run_sql()
+        if self._prepared != sql:
+            self.con.execute(f"PREPARE __mapping AS {sql}")
+            self._prepared = sql
+            return self.con.sql("EXECUTE __mapping").to_arrow_table()
+        try:
+            return self.con.sql("EXECUTE __mapping").to_arrow_table()
+        except duckdb.Error:
+            self._prepared = None
+            return self._select()
 
     def _geometry(self, table: pa.Table, good: pa.Table) -> tuple[pa.ChunkedArray, pa.ChunkedArray, pa.ChunkedArray]:
         """Per row of ``good``: the GeoJSON text, ISO WKB (null where the SELECT built the geometry: staging makes
