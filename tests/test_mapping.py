@@ -603,3 +603,33 @@ def test_the_prepared_select_follows_a_batch_whose_columns_differ(tmp_path: Path
     assert first.columns is not None and again.columns is not None and fresh.columns is not None
     assert again.columns.column("item").to_pylist() == fresh.columns.column("item").to_pylist()
     assert again.columns.column("item").to_pylist() == first.columns.column("item").to_pylist()
+
+
+def test_a_csv_is_read_with_the_dialect_its_sniffer_found_written_out(tmp_path: Path) -> None:
+    """The reading SELECT spells out the sniffed dialect and types (binding it does not sniff again): same rows as
+    auto-detection for tabs and CRLF, quotes in names, a Latin-1 file without header, a sample-sized file."""
+    import duckdb
+
+    from stacbatch.mapping._read import sniffed_csv_sql, source_sql
+
+    odd = tmp_path / "it's here"
+    odd.mkdir()
+    (odd / "q'.csv").write_text("k,it's,day\na,1,2021-01-01\nb,,2021-01-02\n")
+    (tmp_path / "t.tsv").write_bytes(b"a\tb\r\n1\tx\r\n2\t\r\n")
+    (tmp_path / "l.txt").write_bytes('r1;"Café; ""q""";1.5\nr2;plain;3.5\n'.encode("latin-1"))
+    rows = "".join(f'r{i},{i % 7 or ""},{i * 0.5},"t{i}, x"\n' for i in range(25_000))
+    (tmp_path / "big.csv").write_text("id,n,f,t\n" + rows)
+    cases = [
+        (odd / "q'.csv", {}),
+        (tmp_path / "t.tsv", {}),
+        (tmp_path / "l.txt", {"format": "csv", "delimiter": ";", "encoding": "latin-1", "header": False}),
+        (tmp_path / "big.csv", {}),
+    ]
+    con = duckdb.connect()
+    for path, options in cases:
+        explicit = sniffed_csv_sql(con, str(path), options)
+        assert explicit is not None and "auto_detect = false" in explicit
+        auto = con.sql(source_sql(str(path), options, rejects=True))
+        spelled = con.sql(explicit)
+        assert spelled.columns == auto.columns and spelled.types == auto.types
+        assert spelled.fetchall() == auto.fetchall()
