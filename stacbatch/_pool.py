@@ -29,8 +29,8 @@ def _main_importable() -> bool:
 
 #: Environment of the fork server, and so of every worker. mimalloc (Arrow's allocator) gives freed pages back to
 #: the system 10 ms after they free up; a worker then faults its batch's ~100 MB in again for every batch (page
-#: faults are costly on VMs). Kept 5 s instead: a 1M-row mapped load went from ~560k to ~400-440k page faults
-#: (perf stat, 2026-11-26), peak memory unchanged within noise. A value the user set is kept.
+#: faults are costly on VMs). Kept 5 s instead: a 1M-row mapped load went from ~560k to ~400-475k page faults
+#: (perf stat, 2026-11-26; time within noise), peak memory unchanged within noise. A value the user set is kept.
 _WORKER_ENV = {"MIMALLOC_PURGE_DELAY": "5000"}
 
 

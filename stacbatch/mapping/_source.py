@@ -22,9 +22,9 @@ from stacbatch.mapping._read import connect, sniffed_csv_sql, source_format, sou
 from stacbatch.mapping._run import Mapper, MappingRun
 from stacbatch.sources._units import RecordsUnit
 
-#: source records per batch: DuckDB's vectorised work wants thousands, and each batch costs ~25 ms of planning
-#: (its reader hands out at most ~32k rows a batch; gathering two per unit measured no faster); memory stays
-#: bounded by it
+#: source records per batch: DuckDB's vectorised work wants thousands, and each batch has a fixed cost (the
+#: prepared SELECT's execution set-up, ~16 ms); its reader hands out at most ~32k rows a batch, and gathering two
+#: per unit measured no faster; memory stays bounded by it
 BATCH_ROWS = 32_768
 
 
