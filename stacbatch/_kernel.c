@@ -818,6 +818,8 @@ static PyMethodDef methods[] = {
     {"assemble_items", (PyCFunction)py_assemble_items, METH_VARARGS,
      "assemble_items(text ops, canonical ops, pool, columns, rows) -> (text offsets, texts, canonical ends, "
      "canonical streams): item texts from a compiled mapping (see _kernel_assemble.h)."},
+    {"json_double", (PyCFunction)py_json_double, METH_O,
+     "json_double(x) -> str: x as JSON text, as the item assembly (and DuckDB's to_json) writes it."},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_kernel", NULL, -1, methods, NULL, NULL, NULL, NULL};

@@ -7,16 +7,16 @@
  * operation: COPY (pool offset, length): constant bytes, merged across constants, keys and punctuation;
  * VALUE (column): a leaf's value, null written as null; MEMBER (column, key offset, key length): key and value,
  * nothing when the value is null (STAC leaves out null members); OPEN / CLOSE: an object whose first member may be
- * left out. Columns are Arrow arrays as (kind, offset, validity or None, buffer, buffer or None): text (int32 or
+ * left out; VALUE_OR (column, pool offset, length): a leaf's value, the pool bytes (its default) where it is null. Columns are Arrow arrays as (kind, offset, validity or None, buffer, buffer or None): text (int32 or
  * int64 offsets; written as a JSON string), JSON text (copied as it is; the text "null" is null), int64, boolean,
- * microseconds since 1970 (written as RFC 3339 text). A JSON text column may come with a sixth element, the
+ * microseconds since 1970 (written as RFC 3339 text), double (written as DuckDB's to_json writes it: put_json_double). A JSON text column may come with a sixth element, the
  * canonical stream of each value where it is known already (the WKT reader writes it): it is then copied, not
  * parsed from the text.
  */
 
-enum { OP_COPY = 1, OP_VALUE, OP_MEMBER, OP_OPEN, OP_CLOSE };
+enum { OP_COPY = 1, OP_VALUE, OP_MEMBER, OP_OPEN, OP_CLOSE, OP_VALUE_OR };
 #define ASM_DEPTH 64
-enum { C_STR32 = 1, C_STR64, C_JSON32, C_JSON64, C_I64, C_BOOL, C_TIME };
+enum { C_STR32 = 1, C_STR64, C_JSON32, C_JSON64, C_I64, C_BOOL, C_TIME, C_F64 };
 
 typedef struct {
     int kind;
@@ -77,7 +77,7 @@ static int asm_null(const AsmColumn *c, int64_t row) {
 
 /* A JSON string of s[0:n] (valid UTF-8: DuckDB's VARCHAR): quote, backslash and control characters escaped. */
 static int put_json_string(Buf *o, const unsigned char *s, size_t n) {
-    static const char hex[] = "0123456789abcdef";
+    static const char hex[] = "0123456789ABCDEF"; /* as DuckDB's to_json (the SQL path) writes them */
     if (buf_reserve(o, n + 2)) return -1;
     o->p[o->len++] = '"';
     const unsigned char *p = s, *end = s + n;
@@ -154,6 +154,115 @@ static size_t rfc3339(int64_t us, char *out) {
     return (size_t)(p - out);
 }
 
+/* The shortest decimal digits of a > 0 that read back as a (no leading or trailing zeros; the value is
+ * 0.DIGITS x 10^point); returns their count, 0 on failure. Fast and exact for 1e-5 <= a < 1e15 with at most 15
+ * significant digits (what tabular sources hold): the 15-digit decimal nearest a is checked by one correctly
+ * rounded division (both operands exact), and a decimal of at most 15 digits that reads back as a is the only one
+ * (DBL_DIG), hence the shortest. Anything else asks Python's repr (shortest round trip, ties to the nearest)
+ * under the GIL: rare. */
+static int shortest_digits(double a, char *digits, int *point) {
+    static const char pairs[] = "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+                                "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+                                "8081828384858687888990919293949596979899";
+    if (a >= 1e-5 && a < 1e15) {
+        uint64_t bits;
+        memcpy(&bits, &a, 8);
+        int b2 = (int)((bits >> 52) & 0x7ff) - 1023; /* 2^b2 <= a */
+        int k = 14 - ((b2 * 78913) >> 18);           /* floor(b2 log10 2) is a's decimal exponent or one less */
+        double mf = a * POW10[k];
+        if (mf >= 1e15) mf = a * POW10[--k];
+        uint64_t m = (uint64_t)(mf + 0.5);
+        if (m && m <= 1000000000000000ULL && (double)m / POW10[k] == a) {
+            int zeros = 0;
+            if (m % 100000000 == 0) m /= 100000000, zeros += 8;
+            if (m % 10000 == 0) m /= 10000, zeros += 4;
+            if (m % 100 == 0) m /= 100, zeros += 2;
+            if (m % 10 == 0) m /= 10, zeros += 1;
+            char t[20];
+            int n = 20;
+            for (; m >= 100; m /= 100) {
+                unsigned r = (unsigned)(m % 100);
+                t[--n] = pairs[2 * r + 1], t[--n] = pairs[2 * r];
+            }
+            if (m >= 10) {
+                t[--n] = pairs[2 * m + 1], t[--n] = pairs[2 * m];
+            } else {
+                t[--n] = (char)('0' + m);
+            }
+            int nd = 20 - n;
+            for (int i = 0; i < nd; i++) digits[i] = t[n + i];
+            *point = nd + zeros - k;
+            return nd;
+        }
+    }
+    PyGILState_STATE gil = PyGILState_Ensure();
+    char *r = PyOS_double_to_string(a, 'r', 0, 0, NULL); /* e.g. 0.0001234, 1.2345678901234568e+17, 1e-07 */
+    if (!r) PyErr_Clear();
+    int nd = 0, dot = -1, lead = 0, exp10 = 0;
+    if (r) {
+        const char *q = r;
+        for (; *q && *q != 'e'; q++) {
+            if (*q == '.') {
+                dot = nd + lead;
+            } else if (nd == 0 && *q == '0') {
+                lead++;
+            } else if (nd < 20) {
+                digits[nd++] = *q;
+            }
+        }
+        if (*q == 'e') exp10 = atoi(q + 1);
+        PyMem_Free(r);
+    }
+    PyGILState_Release(gil);
+    if (!nd) return 0;
+    *point = (dot < 0 ? nd + lead : dot) - lead + exp10;
+    while (nd > 1 && digits[nd - 1] == '0') nd--;
+    return nd;
+}
+
+/* A double as DuckDB's to_json writes it (yyjson): shortest round-trip digits, plain notation when the decimal
+ * point falls after digit -5 and up to digit 21 (whole numbers end in ".0"), else d.ddde-x; NaN and the infinities
+ * as words, as DuckDB writes them. */
+static int put_json_double(Buf *o, double d) {
+    if (d != d) return buf_put(o, "NaN", 3);
+    if (isinf(d)) return d > 0 ? buf_put(o, "Infinity", 8) : buf_put(o, "-Infinity", 9);
+    char digits[40]; /* 24-byte and 16-byte copies from it below */
+    int point = 1, nd = 1;
+    double a = fabs(d);
+    if (a == 0) {
+        digits[0] = '0';
+    } else if (!(nd = shortest_digits(a, digits, &point))) {
+        return -1;
+    }
+    if (buf_reserve(o, 64)) return -1; /* the longest: "-0.00000" and 17 digits, or "-" 21 digits ".0" */
+    char *out = o->p + o->len, *p = out;
+    if (signbit(d)) *p++ = '-';
+    if (point > -6 && point <= 21) {
+        if (point <= 0) {
+            *p++ = '0', *p++ = '.';
+            for (int i = 0; i < -point; i++) *p++ = '0';
+            memcpy(p, digits, 24), p += nd; /* fixed-size copies (inlined); the bytes past nd are overwritten */
+        } else if (point >= nd) {
+            memcpy(p, digits, 24), p += nd;
+            for (int i = nd; i < point; i++) *p++ = '0';
+            *p++ = '.', *p++ = '0';
+        } else {
+            memcpy(p, digits, 24), p += point;
+            *p++ = '.';
+            memcpy(p, digits + point, 16), p += nd - point; /* nd - point < 16: point >= 1, nd <= 17 */
+        }
+    } else {
+        *p++ = digits[0];
+        if (nd > 1) {
+            *p++ = '.';
+            memcpy(p, digits + 1, 16), p += nd - 1;
+        }
+        p += snprintf(p, 8, "e%d", point - 1);
+    }
+    o->len += (size_t)(p - out);
+    return 0;
+}
+
 /* A leaf's value (not null) as JSON text, or (canon) as canonical stream. */
 static int asm_leaf(Asm *m, const AsmColumn *c, int canon) {
     Buf *o = canon ? m->canon : m->text;
@@ -204,6 +313,16 @@ static int asm_leaf(Asm *m, const AsmColumn *c, int canon) {
             if (canon) return buf_byte(o, 's') || buf_u32(o, (uint32_t)n) || buf_put(o, t, n);
             return buf_byte(o, '"') || buf_put(o, t, n) || buf_byte(o, '"');
         }
+        case C_F64: {
+            double d;
+            memcpy(&d, c->a + 8 * i, 8);
+            if (canon) return put_double(o, d);
+            if (put_json_double(o, d)) {
+                m->err = "a double could not be written";
+                return -1;
+            }
+            return 0;
+        }
         default: {
             int yes = (c->a[i >> 3] >> (i & 7)) & 1;
             if (canon) return buf_byte(o, yes ? 't' : 'f');
@@ -227,10 +346,15 @@ static int asm_run(Asm *m, const int64_t *ops, int64_t nops, int canon) {
                 r = buf_put(o, m->pool + op[1], (size_t)op[2]);
                 break;
             case OP_VALUE:
-            case OP_MEMBER: {
+            case OP_MEMBER:
+            case OP_VALUE_OR: {
                 const AsmColumn *c = &m->cols[op[1]];
                 if (asm_null(c, m->row)) {
                     if (op[0] == OP_MEMBER) break;
+                    if (op[0] == OP_VALUE_OR) {
+                        r = buf_put(o, m->pool + op[2], (size_t)op[3]);
+                        break;
+                    }
                     r = canon ? buf_byte(o, 'n') : buf_put(o, "null", 4);
                     break;
                 }
@@ -279,6 +403,7 @@ static const char *asm_check(const Asm *m, const int64_t *ops, int64_t nops) {
                 if (op[1] < 0 || op[2] < 0 || op[1] + op[2] > m->npool) return "copy out of range";
                 break;
             case OP_MEMBER:
+            case OP_VALUE_OR:
                 if (op[2] < 0 || op[3] < 0 || op[2] + op[3] > m->npool) return "key out of range";
                 /* fall through */
             case OP_VALUE:
@@ -360,7 +485,7 @@ static int asm_column(PyObject *spec, int64_t rows, AsmColumn *c) {
     if (!PyArg_ParseTuple(spec, "LLOOO|O", &kind, &offset, &valid, &a, &b, &canon)) return -1;
     c->kind = (int)kind;
     c->offset = offset;
-    if (kind < C_STR32 || kind > C_TIME || offset < 0) {
+    if (kind < C_STR32 || kind > C_F64 || offset < 0) {
         PyErr_SetString(PyExc_ValueError, "bad column kind or offset");
         return -1;
     }
@@ -368,7 +493,7 @@ static int asm_column(PyObject *spec, int64_t rows, AsmColumn *c) {
     Py_ssize_t alen, blen;
     if (asm_validity(c, valid, last, &c->valid) || !(c->a = asm_view(c, a, &alen))) goto bad;
     int wide = kind == C_STR64 || kind == C_JSON64;
-    int fixed = kind == C_I64 || kind == C_TIME;
+    int fixed = kind == C_I64 || kind == C_TIME || kind == C_F64;
     if (fixed ? alen < 8 * last : kind == C_BOOL ? alen * 8 < last : alen < (wide ? 8 : 4) * (last + 1)) goto bad;
     if (kind <= C_JSON64) {
         if (!(c->b = asm_view(c, b, &blen)) || !offsets_within(c->a, wide, offset, last, blen)) goto bad;
@@ -481,5 +606,19 @@ done:
     buf_free(&text), buf_free(&toff), buf_free(&canon), buf_free(&coff);
     parser_free(&m.frag);
     PyBuffer_Release(&tv), PyBuffer_Release(&cv), PyBuffer_Release(&pv);
+    return res;
+}
+
+/* json_double(x) -> str: x as put_json_double writes it (for tests against DuckDB's to_json). */
+static PyObject *py_json_double(PyObject *self, PyObject *arg) {
+    double d = PyFloat_AsDouble(arg);
+    if (d == -1.0 && PyErr_Occurred()) return NULL;
+    Buf b = {0};
+    if (put_json_double(&b, d)) {
+        buf_free(&b);
+        return PyErr_NoMemory();
+    }
+    PyObject *res = PyUnicode_FromStringAndSize(b.p, (Py_ssize_t)b.len);
+    buf_free(&b);
     return res;
 }

@@ -3,8 +3,10 @@ writes each item's JSON text and its canonical stream in one pass over them (``_
 text by concatenation in DuckDB and parsing it again to hash it cost ~80% of a mapping's time.
 
 Each leaf's kind is decided once, from the type DuckDB gives it: text is written as a JSON string, integers and
-booleans as themselves, anything else (doubles, lists, structs, JSON) as DuckDB's own ``to_json`` text, so numbers
-read as the SQL path writes them.
+booleans as themselves, doubles by the kernel as DuckDB's ``to_json`` writes them (shortest round-trip digits;
+tested against DuckDB), anything else (lists, structs, JSON) as DuckDB's own ``to_json`` text, so every value
+reads as the SQL path writes it. Writing doubles in the kernel spares DuckDB a JSON value per double and the
+kernel parsing it back to hash it.
 """
 
 from __future__ import annotations
@@ -17,14 +19,14 @@ import pyarrow as pa
 
 from stacbatch._scan import stream_hashes
 from stacbatch.mapping._compile import Compiled
-from stacbatch.mapping._tree import Program, leaves, program
+from stacbatch.mapping._tree import Program, leaves, program, text_sql
 
 try:
     from stacbatch import _kernel
 except ImportError:  # pragma: no cover - a build without a C compiler: the SQL path
     _kernel = None  # type: ignore[assignment]
 
-STR32, STR64, JSON32, JSON64, I64, BOOL, TIME = range(1, 8)
+STR32, STR64, JSON32, JSON64, I64, BOOL, TIME, F64 = range(1, 9)
 _INTEGERS = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER"}
 
 
@@ -38,7 +40,6 @@ class Assembler:
 
     def __init__(self, con: duckdb.DuckDBPyConnection, compiled: Compiled) -> None:
         assert _kernel is not None
-        self.program: Program = program(compiled.item, _kernel.canonical)
         tree_leaves = leaves(compiled.item)
         own = [leaf for leaf in tree_leaves if leaf.column is None]
         rel = con.sql(compiled.run_sql([leaf.sql for leaf in own])).limit(0)
@@ -49,7 +50,8 @@ class Assembler:
         self.sources: list[tuple[int, str]] = []
         #: leaf number -> the output column of its canonical streams (``Leaf.canonical``)
         self.canonical = {i: leaf.canonical for i, leaf in enumerate(tree_leaves) if leaf.canonical and leaf.json}
-        for leaf in tree_leaves:
+        in_sql: set[int] = set()  # leaves whose default the SQL applies (JSON values: "null" is not a null)
+        for number, leaf in enumerate(tree_leaves):
             if leaf.column is not None:
                 kind = TIME if leaf.epoch else JSON32 if leaf.json else _kind(by_name[leaf.column])
                 self.sources.append((kind, leaf.column))
@@ -57,12 +59,18 @@ class Assembler:
             name = f"__leaf{len(selected)}"
             kind = JSON32 if leaf.json else _kind(by_name[name])
             sql = leaf.sql
-            if kind == I64:
+            if leaf.default is not None and kind == JSON32:
+                in_sql.add(number)
+                sql = text_sql(leaf)
+            elif kind == I64:
                 sql = f"CAST({sql} AS BIGINT)"
+            elif kind == F64:
+                sql = f"CAST({sql} AS DOUBLE)"
             elif kind == JSON32 and not leaf.json:
                 sql = f"CAST(to_json({sql}) AS VARCHAR)"
             selected.append(sql)
             self.sources.append((kind, name))
+        self.program: Program = program(compiled.item, _kernel.canonical, in_sql)
         # a field whose value is a leaf as it is (no default) is set where that leaf is not null
         by_sql = {leaf.sql: name for leaf, (_kind, name) in zip(tree_leaves, self.sources, strict=True)}
         #: reported field -> the output column whose non-null values count its rows set
@@ -96,6 +104,8 @@ def _kind(duck_type: str) -> int:
         return I64
     if duck_type == "BOOLEAN":
         return BOOL
+    if duck_type == "DOUBLE":
+        return F64
     return JSON32
 
 
@@ -111,8 +121,8 @@ def _canonical(values: pa.ChunkedArray) -> tuple[bool, int, Any, Any, Any]:
 def _column(kind: int, values: pa.ChunkedArray) -> tuple[Any, ...]:
     """An output column as the kernel reads it: (kind, offset, validity, buffer, buffer)."""
     arr = values.combine_chunks() if values.num_chunks != 1 else values.chunk(0)
-    if kind in (I64, TIME):
-        arr = arr.cast(pa.int64())
+    if kind in (I64, TIME, F64):
+        arr = arr.cast(pa.float64() if kind == F64 else pa.int64())
         bufs = arr.buffers()
         return kind, arr.offset, bufs[0], bufs[1], None
     if kind == BOOL:

@@ -122,6 +122,7 @@ class Compiler:
         self.columns = columns  # name -> DuckDB type, as the source reads
         self.fields: list[Field] = []
         self.last_ts = ""
+        self.last_converted = ""  # the value of the last spec before its default (``nested``)
         self.lookups: dict[str, tuple[str, str, str | None]] = {}
         for name, table in (doc.data.get("lookups") or {}).items():
             self.lookups[name] = (str(table["path"]), str(table["key"]), table.get("delimiter"))
@@ -232,6 +233,7 @@ class Compiler:
             sql_type = {"int": "BIGINT", "float": "DOUBLE", "bool": "BOOLEAN", "string": "VARCHAR"}[str(cast)]
             converted = f"TRY_CAST({base} AS {sql_type})"
         final = converted
+        self.last_converted = converted
         if "default" in spec:
             final = f"coalesce(to_json({converted}), {self.constant(spec['default'], as_json=True)})"
         if report:
@@ -295,7 +297,12 @@ class Compiler:
         if isinstance(spec, dict) and spec.keys() == {"const"}:
             self.value(spec, key)  # its counts: set on every row (unless the constant is null)
             return Const.of(spec["const"])  # in the item as it is: no per-row value to compute or parse
-        return Leaf(self.value(spec, key))
+        final = self.value(spec, key)
+        if isinstance(spec, dict) and spec.get("default") is not None:
+            # the value in its own type, the default as JSON text where it is null: the kernel writes both as they
+            # are (no per-row JSON value for DuckDB to make and the kernel to parse); text_sql gives `final`'s text
+            return Leaf(self.last_converted, default=Const.of(spec["default"]).text)
+        return Leaf(final)
 
     def nested_json(self, spec: Any, key: Key) -> str:
         """``nested`` as a JSON-typed SQL value (for the update engine, which types what it sets)."""
@@ -310,12 +317,12 @@ class Compiler:
 
 @dataclass
 class _Alt:
-    """One geometry alternative: GeoJSON text, bbox JSON text, the condition under which it holds, its bounds
-    (for the stage's bbox column), and the source column shapely or the kernel prepares (its WKB is then in
-    ``geom_columns(n)[5]``)."""
+    """One geometry alternative: GeoJSON text, the item's bbox (4 DOUBLE values), the condition under which it
+    holds, its bounds (for the stage's bbox column), and the source column shapely or the kernel prepares (its WKB
+    is then in ``geom_columns(n)[5]``)."""
 
     geom: str
-    bbox: str
+    bbox: tuple[str, str, str, str]
     ok: str
     bounds: tuple[str, str, str, str]
     column: str | None = None
@@ -326,34 +333,32 @@ def _alternative(c: Compiler, spec: dict[str, Any], n: int, key: Key) -> _Alt:
         cols = [f"TRY_CAST({c.column(str(v), (*key, 'lonlat', i))} AS DOUBLE)" for i, v in enumerate(spec["lonlat"])]
         lon, lat = cols[0], cols[1]
         geom = f"""('{{"type":"Point","coordinates":' || CAST(to_json([{", ".join(cols)}]) AS VARCHAR) || '}}')"""
-        bbox = f"CAST(to_json([{lon}, {lat}, {lon}, {lat}]) AS VARCHAR)"
         ok = f"({lon} IS NOT NULL AND {lat} IS NOT NULL AND abs({lon}) <= 180 AND abs({lat}) <= 90)"
-        return _Alt(geom, bbox, ok, (lon, lat, lon, lat))
+        return _Alt(geom, (lon, lat, lon, lat), ok, (lon, lat, lon, lat))
     if "bbox" in spec:
         w, s, e, n_ = (f"TRY_CAST({c.column(str(v), (*key, 'bbox', i))} AS DOUBLE)" for i, v in enumerate(spec["bbox"]))
         ring = f"[[{w}, {s}], [{e}, {s}], [{e}, {n_}], [{w}, {n_}], [{w}, {s}]]"
         geom = f"""('{{"type":"Polygon","coordinates":' || CAST(to_json([{ring}]) AS VARCHAR) || '}}')"""
-        bbox = f"CAST(to_json([{w}, {s}, {e}, {n_}]) AS VARCHAR)"
         ok = f"({w} IS NOT NULL AND {s} IS NOT NULL AND {e} IS NOT NULL AND {n_} IS NOT NULL AND {s} <= {n_})"
-        return _Alt(geom, bbox, ok, (f"least({w}, {e})", s, f"greatest({w}, {e})", n_))  # the polygon's bounds
+        return _Alt(geom, (w, s, e, n_), ok, (f"least({w}, {e})", s, f"greatest({w}, {e})", n_))  # the polygon's bounds
     kind = next(iter(spec))
     c.column(str(spec[kind]), (*key, kind))  # it must exist
     js, xmin, ymin, xmax, ymax, _wkb, _canon = (f"__batch.{name}" for name in geom_columns(n))
-    bbox = f"CAST(to_json([{xmin}, {ymin}, {xmax}, {ymax}]) AS VARCHAR)"
-    return _Alt(js, bbox, f"({js} IS NOT NULL)", (xmin, ymin, xmax, ymax), str(spec[kind]))
+    bounds = (xmin, ymin, xmax, ymax)
+    return _Alt(js, bounds, f"({js} IS NOT NULL)", bounds, str(spec[kind]))
 
 
 @dataclass
 class _Geometry:
     """The first alternative that holds: GeoJSON text (for the item built in SQL), its number (``alt``) and, for
     alternatives the SELECT builds (lon/lat, bbox), their GeoJSON text (``built``; NULL for prepared ones, whose
-    columns stay in Python: ``_run.Mapper._geometry``), bbox JSON text, bounds, the error condition, and what
+    columns stay in Python: ``_run.Mapper._geometry``), the item's bbox values, bounds, the error condition, and what
     ``_run._prepare`` prepares."""
 
     geom: str
     alt: str
     built: str
-    bbox: str
+    bbox: list[str]
     bounds: list[str]
     bad: str
     prepared: list[tuple[int, str, str]]
@@ -373,17 +378,26 @@ def _geometry(c: Compiler, spec: Any) -> _Geometry:
     if len(alts) == 1:
         alt = alts[0]
         return _Geometry(
-            alt.geom, "CAST(0 AS TINYINT)", built[0], alt.bbox, list(alt.bounds), f"NOT {alt.ok}", prepared
+            alt.geom, "CAST(0 AS TINYINT)", built[0], list(alt.bbox), list(alt.bounds), f"NOT {alt.ok}", prepared
         )
 
     def case(values: list[str]) -> str:
         return "CASE " + " ".join(f"WHEN {a.ok} THEN {v}" for a, v in zip(alts, values, strict=True)) + " END"
 
     bounds = [case([a.bounds[i] for a in alts]) for i in range(4)]
+    bbox = [case([a.bbox[i] for a in alts]) for i in range(4)]
     bad = "NOT (" + " OR ".join(a.ok for a in alts) + ")"
     number = case([f"CAST({n} AS TINYINT)" for n in range(len(alts))])
-    return _Geometry(
-        case([a.geom for a in alts]), number, case(built), case([a.bbox for a in alts]), bounds, bad, prepared
+    return _Geometry(case([a.geom for a in alts]), number, case(built), bbox, bounds, bad, prepared)
+
+
+def _bbox(g: _Geometry) -> Arr:
+    """The item's bbox as four DOUBLE leaves (the kernel writes them without DuckDB's to_json): where a value is
+    the stage's bound of that side, it is read from that output column (computed once)."""
+    return Arr(
+        tuple(
+            Leaf(v, column=f"__{side}" if v == b else None) for v, b, side in zip(g.bbox, g.bounds, _SIDES, strict=True)
+        )
     )
 
 
@@ -437,7 +451,7 @@ def compile_mapping(doc: Doc, columns: dict[str, str]) -> Compiled:
         members.append(("collection", Leaf(collection, column="__collection"), False))
     members += [
         ("geometry", Leaf(g.geom, json=True, column="__geometry", canonical="__geometry_canon"), True),
-        ("bbox", Leaf(g.bbox, json=True), True),
+        ("bbox", _bbox(g), True),
         ("properties", properties, True),
         ("links", links, True),
         ("assets", assets, True),

@@ -25,13 +25,15 @@ class Leaf:
     ``column``: an output column of the compiled SELECT that already holds this value (not computed twice);
     ``epoch``: that column holds microseconds since 1970, which the kernel writes as RFC 3339 text (what ``sql``
     gives) itself; ``canonical``: an output column holding, where not null, the value's canonical stream (the
-    kernel then need not parse the JSON text to hash it)."""
+    kernel then need not parse the JSON text to hash it); ``default``: JSON text written where the value is null
+    (the value then keeps its own type, and a member with a default is never left out)."""
 
     sql: str
     json: bool = False
     column: str | None = None
     epoch: bool = False
     canonical: str | None = None
+    default: str | None = None
 
 
 @dataclass(frozen=True)
@@ -63,7 +65,8 @@ def text_sql(node: Node) -> str:
     """SQL giving the node's JSON text (VARCHAR), NULL for no value. JSON is built by concatenation: measured
     several times faster in DuckDB than nested map/list structures through to_json."""
     if isinstance(node, Leaf):
-        return node.sql if node.json else f"CAST(to_json({node.sql}) AS VARCHAR)"
+        text = node.sql if node.json else f"CAST(to_json({node.sql}) AS VARCHAR)"
+        return text if node.default is None else f"coalesce({text}, {literal(node.default)})"
     if isinstance(node, Const):
         return "NULL" if node.text == "null" else literal(node.text)
     if isinstance(node, Arr):
@@ -93,7 +96,7 @@ def leaves(node: Node) -> list[Leaf]:
     return []
 
 
-COPY, VALUE, MEMBER, OPEN, CLOSE = range(1, 6)
+COPY, VALUE, MEMBER, OPEN, CLOSE, VALUE_OR = range(1, 7)
 
 
 @dataclass
@@ -126,7 +129,7 @@ class _Emitter:
         if self.pending:
             self.ops.append((COPY, *self._at(bytes(self.pending)), 0))
             self.pending.clear()
-        if code == MEMBER:
+        if code in (MEMBER, VALUE_OR):  # key: the member's key, or the bytes written for a null value
             self.ops.append((code, a, *self._at(key)))
         elif code:
             self.ops.append((code, a, 0, 0))
@@ -136,8 +139,11 @@ class _Emitter:
         return np.array(self.ops, np.int64).reshape(-1, 4)
 
 
-def _omittable(value: Node, keep: bool) -> bool:
-    return not keep and isinstance(value, Leaf)
+def _omittable(value: Node, keep: bool, in_sql: frozenset[int] | set[int], number: dict[int, int]) -> bool:
+    """A member left out where its value is null: a leaf's, unless kept or it has a default the kernel writes."""
+    if keep or not isinstance(value, Leaf):
+        return False
+    return value.default is None or number[id(value)] in in_sql
 
 
 def _members(node: Obj) -> list[tuple[str, Node, bool]]:
@@ -145,11 +151,21 @@ def _members(node: Obj) -> list[tuple[str, Node, bool]]:
     return [(k, v, keep) for k, v, keep in node.members if keep or not (isinstance(v, Const) and v.text == "null")]
 
 
-def program(root: Obj, canonical: Any) -> Program:
-    """``canonical``: JSON text (bytes) -> its canonical stream (the kernel's ``canonical``)."""
+def program(root: Obj, canonical: Any, in_sql: frozenset[int] | set[int] = frozenset()) -> Program:
+    """``canonical``: JSON text (bytes) -> its canonical stream (the kernel's ``canonical``); ``in_sql``: leaves
+    (by number) whose default their column already holds (their SQL is ``text_sql``'s)."""
     pool = bytearray()
     text, canon = _Emitter(pool), _Emitter(pool)
     number: dict[int, int] = {id(leaf): i for i, leaf in enumerate(leaves(root))}
+
+    def omittable(value: Node, keep: bool) -> bool:
+        return _omittable(value, keep, in_sql, number)
+
+    def value_op(emitter: _Emitter, leaf: Leaf, default: bytes | None) -> None:
+        if leaf.default is None or number[id(leaf)] in in_sql or default is None:
+            emitter.op(VALUE, number[id(leaf)])
+        else:
+            emitter.op(VALUE_OR, number[id(leaf)], default)
 
     def key_text(key: str) -> bytes:
         return (json.dumps(key, ensure_ascii=False) + ":").encode("utf-8", "surrogatepass")
@@ -162,7 +178,7 @@ def program(root: Obj, canonical: Any) -> Program:
         if isinstance(node, Const):
             text.put(node.text.encode("utf-8", "surrogatepass"))
         elif isinstance(node, Leaf):
-            text.op(VALUE, number[id(node)])
+            value_op(text, node, None if node.default is None else node.default.encode("utf-8", "surrogatepass"))
         elif isinstance(node, Arr):
             text.put(b"[")
             for i, item in enumerate(node.items):
@@ -172,14 +188,14 @@ def program(root: Obj, canonical: Any) -> Program:
         else:
             members = _members(node)
             # commas are fixed when the first member is always written; otherwise CLOSE mends the first
-            dynamic = bool(members) and _omittable(members[0][1], members[0][2])
+            dynamic = bool(members) and omittable(members[0][1], members[0][2])
             if dynamic:
                 text.op(OPEN)
             else:
                 text.put(b"{")
             for i, (key, value, keep) in enumerate(members):
                 head = (b"," if dynamic or i else b"") + key_text(key)
-                if _omittable(value, keep):
+                if omittable(value, keep):
                     text.op(MEMBER, number[id(value)], head)
                 else:
                     text.put(head)
@@ -193,7 +209,8 @@ def program(root: Obj, canonical: Any) -> Program:
         if isinstance(node, Const):
             canon.put(canonical(node.text.encode("utf-8", "surrogatepass")))
         elif isinstance(node, Leaf):
-            canon.op(VALUE, number[id(node)])
+            default = None if node.default is None else canonical(node.default.encode("utf-8", "surrogatepass"))
+            value_op(canon, node, default)
         elif isinstance(node, Arr):
             canon.put(b"[")
             for item in node.items:
@@ -202,7 +219,7 @@ def program(root: Obj, canonical: Any) -> Program:
         else:
             canon.put(b"{")
             for key, value, keep in sorted(_members(node), key=lambda m: m[0].encode("utf-8", "surrogatepass")):
-                if _omittable(value, keep):
+                if omittable(value, keep):
                     canon.op(MEMBER, number[id(value)], key_canon(key))
                 else:
                     canon.put(key_canon(key))
