@@ -37,8 +37,9 @@ typedef struct {
     size_t len, cap;
 } Buf;
 
-static int buf_reserve(Buf *b, size_t n) {
-    if (b->len + n <= b->cap) return 0;
+/* The growing path, out of line: the checks below inline into every writer (the item assembly calls them ~200
+ * times a row; as calls they cost ~10% of it, measured with callgrind). */
+__attribute__((noinline)) static int buf_grow(Buf *b, size_t n) {
     size_t cap = b->cap ? b->cap : 4096;
     while (cap < b->len + n) cap *= 2;
     char *q = realloc(b->p, cap);
@@ -48,15 +49,19 @@ static int buf_reserve(Buf *b, size_t n) {
     return 0;
 }
 
-static inline int buf_put(Buf *b, const void *s, size_t n) {
+__attribute__((always_inline)) static inline int buf_reserve(Buf *b, size_t n) {
+    return b->len + n <= b->cap ? 0 : buf_grow(b, n);
+}
+
+__attribute__((always_inline)) static inline int buf_put(Buf *b, const void *s, size_t n) {
     if (buf_reserve(b, n)) return -1;
     memcpy(b->p + b->len, s, n);
     b->len += n;
     return 0;
 }
 
-static inline int buf_byte(Buf *b, char c) {
-    if (b->len == b->cap && buf_reserve(b, 1)) return -1;
+__attribute__((always_inline)) static inline int buf_byte(Buf *b, char c) {
+    if (b->len == b->cap && buf_grow(b, 1)) return -1;
     b->p[b->len++] = c;
     return 0;
 }
@@ -816,7 +821,7 @@ static PyMethodDef methods[] = {
     {"parquet_pages", (PyCFunction)py_parquet_pages, METH_VARARGS,
      "parquet_pages(chunk) -> Block: per page of a Parquet column chunk, 7 int64 (see _kernel_parquet.h)."},
     {"assemble_items", (PyCFunction)py_assemble_items, METH_VARARGS,
-     "assemble_items(text ops, canonical ops, pool, columns, rows) -> (text offsets, texts, canonical ends, "
+     "assemble_items(text ops, canonical ops, pool, columns, rows[, pieces]) -> (text offsets, texts, canonical ends, "
      "canonical streams): item texts from a compiled mapping (see _kernel_assemble.h)."},
     {"json_double", (PyCFunction)py_json_double, METH_O,
      "json_double(x) -> str: x as JSON text, as the item assembly (and DuckDB's to_json) writes it."},

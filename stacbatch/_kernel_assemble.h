@@ -7,14 +7,19 @@
  * operation: COPY (pool offset, length): constant bytes, merged across constants, keys and punctuation;
  * VALUE (column): a leaf's value, null written as null; MEMBER (column, key offset, key length): key and value,
  * nothing when the value is null (STAC leaves out null members); OPEN / CLOSE: an object whose first member may be
- * left out; VALUE_OR (column, pool offset, length): a leaf's value, the pool bytes (its default) where it is null. Columns are Arrow arrays as (kind, offset, validity or None, buffer, buffer or None): text (int32 or
+ * left out; VALUE_OR (column, pool offset, length): a leaf's value, the pool bytes (its default) where it is null;
+ * TEMPLATE (first piece, pieces, member): a string of literal pieces and text or int64 column pieces (3 int64 each:
+ * column or -1 with pool offset and length; -2: the member's key, written first), null where a column is null (a
+ * member is then left out); SPLIT (column, pool offset, key length | separator length << 32): a text column's value
+ * split at a separator (not empty) into an array of strings, as DuckDB's string_split; the key first (a member,
+ * left out where the value is null) unless its length is 0 (a value: null). Columns are Arrow arrays as (kind, offset, validity or None, buffer, buffer or None): text (int32 or
  * int64 offsets; written as a JSON string), JSON text (copied as it is; the text "null" is null), int64, boolean,
  * microseconds since 1970 (written as RFC 3339 text), double (written as DuckDB's to_json writes it: put_json_double). A JSON text column may come with a sixth element, the
  * canonical stream of each value where it is known already (the WKT reader writes it): it is then copied, not
  * parsed from the text.
  */
 
-enum { OP_COPY = 1, OP_VALUE, OP_MEMBER, OP_OPEN, OP_CLOSE, OP_VALUE_OR };
+enum { OP_COPY = 1, OP_VALUE, OP_MEMBER, OP_OPEN, OP_CLOSE, OP_VALUE_OR, OP_TEMPLATE, OP_SPLIT };
 #define ASM_DEPTH 64
 enum { C_STR32 = 1, C_STR64, C_JSON32, C_JSON64, C_I64, C_BOOL, C_TIME, C_F64 };
 
@@ -38,6 +43,9 @@ typedef struct {
     int64_t npool;
     AsmColumn *cols;
     int64_t ncols;
+    const int64_t *pieces; /* TEMPLATE pieces, 3 int64 each */
+    int64_t npieces;
+    Buf tpl; /* a template's string, unescaped */
     Buf *text, *canon;
     Parser frag; /* a JSON text column's value, canonicalised */
     int64_t row;
@@ -331,6 +339,71 @@ static int asm_leaf(Asm *m, const AsmColumn *c, int canon) {
     }
 }
 
+/* A TEMPLATE operation (see the top): the string into m->tpl, then as JSON text or canonical stream. */
+static int asm_template(Asm *m, const int64_t *op, int canon) {
+    Buf *o = canon ? m->canon : m->text;
+    const int64_t *p = m->pieces + 3 * op[1], *end = p + 3 * op[2];
+    for (const int64_t *q = p; q < end; q += 3)
+        if (q[0] >= 0 && !asm_valid(&m->cols[q[0]], m->row)) {
+            if (op[3]) return 0; /* a member: left out */
+            return canon ? buf_byte(o, 'n') : buf_put(o, "null", 4);
+        }
+    m->tpl.len = 0;
+    if (p < end && p[0] == -2) {
+        if (buf_put(o, m->pool + p[1], (size_t)p[2])) return -1;
+        p += 3;
+    }
+    for (; p < end; p += 3) {
+        const AsmColumn *c = p[0] >= 0 ? &m->cols[p[0]] : NULL;
+        int r;
+        if (!c) {
+            r = buf_put(&m->tpl, m->pool + p[1], (size_t)p[2]);
+        } else if (c->kind == C_I64) {
+            int64_t v;
+            memcpy(&v, c->a + 8 * (c->offset + m->row), 8);
+            r = put_int(&m->tpl, v);
+        } else {
+            const unsigned char *s;
+            size_t n;
+            asm_span(c, m->row, &s, &n);
+            r = buf_put(&m->tpl, s, n);
+        }
+        if (r) return -1;
+    }
+    if (!canon) return put_json_string(o, (const unsigned char *)m->tpl.p, m->tpl.len);
+    return buf_byte(o, 's') || buf_u32(o, (uint32_t)m->tpl.len) || buf_put(o, m->tpl.p, m->tpl.len);
+}
+
+/* A SPLIT operation (see the top). */
+static int asm_split(Asm *m, const int64_t *op, int canon) {
+    Buf *o = canon ? m->canon : m->text;
+    const AsmColumn *c = &m->cols[op[1]];
+    size_t klen = (size_t)(op[3] & 0xFFFFFFFF), slen = (size_t)(op[3] >> 32);
+    if (!asm_valid(c, m->row)) {
+        if (klen) return 0;
+        return canon ? buf_byte(o, 'n') : buf_put(o, "null", 4);
+    }
+    const unsigned char *sep = m->pool + op[2] + klen, *s, *end;
+    size_t n;
+    asm_span(c, m->row, &s, &n);
+    end = s + n;
+    if (buf_put(o, m->pool + op[2], klen) || buf_byte(o, '[')) return -1;
+    for (int first = 1;; first = 0) {
+        const unsigned char *q = s;
+        while (q + slen <= end && (*q != sep[0] || memcmp(q, sep, slen))) q++;
+        if (q + slen > end) q = end;
+        size_t len = (size_t)(q - s);
+        if (!canon) {
+            if ((!first && buf_byte(o, ',')) || put_json_string(o, s, len)) return -1;
+        } else if (buf_byte(o, 's') || buf_u32(o, (uint32_t)len) || buf_put(o, s, len)) {
+            return -1;
+        }
+        if (q == end) break;
+        s = q + slen;
+    }
+    return buf_byte(o, ']');
+}
+
 /* One program over one row: COPY pool bytes, VALUE a leaf (null written as null), MEMBER a leaf with its key (left
  * out when null), OPEN / CLOSE an object whose first member may be left out (its members all start with a comma:
  * CLOSE turns the first one into the brace, or writes {} when none was written). */
@@ -362,6 +435,12 @@ static int asm_run(Asm *m, const int64_t *ops, int64_t nops, int canon) {
                 if (!r) r = asm_leaf(m, c, canon);
                 break;
             }
+            case OP_TEMPLATE:
+                r = asm_template(m, op, canon);
+                break;
+            case OP_SPLIT:
+                r = asm_split(m, op, canon);
+                break;
             case OP_OPEN:
                 stack[sp++] = o->len;
                 break;
@@ -407,7 +486,26 @@ static const char *asm_check(const Asm *m, const int64_t *ops, int64_t nops) {
                 if (op[2] < 0 || op[3] < 0 || op[2] + op[3] > m->npool) return "key out of range";
                 /* fall through */
             case OP_VALUE:
+                if (op[1] < 0 || op[1] >= m->ncols || !m->cols[op[1]].kind) return "column out of range";
+                break;
+            case OP_SPLIT: {
+                int64_t klen = op[3] & 0xFFFFFFFF, slen = op[3] >> 32;
                 if (op[1] < 0 || op[1] >= m->ncols) return "column out of range";
+                if (m->cols[op[1]].kind != C_STR32 && m->cols[op[1]].kind != C_STR64) return "a split value is not text";
+                if (op[2] < 0 || slen < 1 || op[3] < 0 || op[2] + klen + slen > m->npool) return "separator out of range";
+                break;
+            }
+            case OP_TEMPLATE:
+                if (op[1] < 0 || op[2] < 0 || op[1] + op[2] > m->npieces) return "pieces out of range";
+                for (int64_t k = op[1]; k < op[1] + op[2]; k++) {
+                    const int64_t *q = m->pieces + 3 * k;
+                    if (q[0] < -2 || q[0] >= m->ncols) return "piece column out of range";
+                    if (q[0] >= 0 && m->cols[q[0]].kind != C_I64 && m->cols[q[0]].kind != C_STR32 &&
+                        m->cols[q[0]].kind != C_STR64)
+                        return "a template piece is not text or an integer";
+                    if (q[0] < 0 && (q[1] < 0 || q[2] < 0 || q[1] + q[2] > m->npool)) return "piece out of range";
+                    if (q[0] == -2 && (k != op[1] || !op[3])) return "a key piece not first in a member";
+                }
                 break;
             case OP_OPEN:
                 if (++depth > ASM_DEPTH) return "objects nested too deeply";
@@ -482,6 +580,7 @@ bad:
 static int asm_column(PyObject *spec, int64_t rows, AsmColumn *c) {
     PyObject *valid, *a, *b, *canon = Py_None;
     long long kind, offset;
+    if (spec == Py_None) return 0; /* a leaf no operation reads (kind 0: asm_check refuses any that does) */
     if (!PyArg_ParseTuple(spec, "LLOOO|O", &kind, &offset, &valid, &a, &b, &canon)) return -1;
     c->kind = (int)kind;
     c->offset = offset;
@@ -527,16 +626,16 @@ static int put_hex_hash(Buf *o, const char *p, size_t n) {
 }
 #endif
 
-/* assemble_items(text ops, canonical ops, pool, columns, rows) -> (text offsets int64, texts, canonical ends
+/* assemble_items(text ops, canonical ops, pool, columns, rows[, pieces]) -> (text offsets int64, texts, canonical ends
  * uint32, canonical streams) per row: the item's JSON text and its canonical stream; or, built with xxHash
  * (STACBATCH_XXH3), (text offsets, texts, None, content hashes as 32 hex digits each). */
 static PyObject *py_assemble_items(PyObject *self, PyObject *args) {
-    Py_buffer tv, cv, pv;
+    Py_buffer tv, cv, pv, kv = {0};
     PyObject *columns;
     long long rows;
-    if (!PyArg_ParseTuple(args, "y*y*y*OL", &tv, &cv, &pv, &columns, &rows)) return NULL;
+    if (!PyArg_ParseTuple(args, "y*y*y*OL|y*", &tv, &cv, &pv, &columns, &rows, &kv)) return NULL;
     Buf text = {0}, toff = {0}, canon = {0}, coff = {0};
-    Asm m = {pv.buf, pv.len, NULL, 0, &text, &canon, {0}, 0, NULL};
+    Asm m = {pv.buf, pv.len, NULL, 0, kv.buf, kv.len / 24, {0}, &text, &canon, {0}, 0, NULL};
     const int64_t *tops = tv.buf, *cops = cv.buf;
     int64_t ntops = tv.len / 32, ncops = cv.len / 32;
     PyObject *res = NULL;
@@ -605,7 +704,9 @@ done:
     free(m.cols);
     buf_free(&text), buf_free(&toff), buf_free(&canon), buf_free(&coff);
     parser_free(&m.frag);
+    buf_free(&m.tpl);
     PyBuffer_Release(&tv), PyBuffer_Release(&cv), PyBuffer_Release(&pv);
+    if (kv.obj) PyBuffer_Release(&kv);
     return res;
 }
 

@@ -43,6 +43,8 @@ properties:
   rec: {column: rec}
   label: {template: "<{name}>/{n}"}
   parts: {column: name, split: "a"}
+  parts_ab: {column: name, split: "ab"}
+  split_list: [{column: name, split: "b"}, {template: "{n}-{name}"}]
   first: {column: name, split: "a", index: 0}
   cased: {case: [{when: "flag", then: {column: x}}], else: {column: name}}
   none: {const: null}
@@ -228,6 +230,23 @@ def test_bad_programs_and_columns_are_refused() -> None:
         _kernel.assemble_items(unbalanced, prog.canon, prog.pool, [good], 1)
     with pytest.raises(ValueError, match="kind"):
         _kernel.assemble_items(prog.text, prog.canon, prog.pool, [(9, 0, None, b"", b"")], 1)
+    with pytest.raises(ValueError, match="column out of range"):  # a leaf without a column, read
+        _kernel.assemble_items(prog.text, prog.canon, prog.pool, [None], 1)
+    numbers = pa.array([7], pa.int64())
+    as_int = (5, 0, None, numbers.buffers()[1], None)
+    leaf = Obj((("a", Leaf("x"), False),))
+    tpl = program(leaf, _kernel.canonical, templates={0: [(1, ""), (-1, "/x")]})
+    out = _kernel.assemble_items(tpl.text, tpl.canon, tpl.pool, [None, as_int], 1, tpl.pieces)
+    assert bytes(out[1]) == b'{"a":"7/x"}'
+    with pytest.raises(ValueError, match="piece column out of range"):
+        _kernel.assemble_items(tpl.text, tpl.canon, tpl.pool, [None], 1, tpl.pieces)
+    with pytest.raises(ValueError, match="not text or an integer"):
+        _kernel.assemble_items(tpl.text, tpl.canon, tpl.pool, [None, (6, 0, None, b"\x01", None)], 1, tpl.pieces)
+    split = program(leaf, _kernel.canonical, splits={0: ";"})
+    out = _kernel.assemble_items(split.text, split.canon, split.pool, [good], 1)
+    assert bytes(out[1]) == b'{"a":["v"]}'
+    with pytest.raises(ValueError, match="not text"):
+        _kernel.assemble_items(split.text, split.canon, split.pool, [as_int], 1)
 
 
 def test_geometry_alternatives_and_given_bboxes_assemble_as_the_sql_writes_them(tmp_path: Path) -> None:

@@ -34,27 +34,60 @@ def available() -> bool:
     return _kernel is not None and hasattr(_kernel, "assemble_items")
 
 
+#: where the kernel reads a leaf's column: the SELECT's output, the batch of records itself, or nowhere (a template)
+OUT, BATCH, NONE = "out", "batch", "none"
+
+
 class Assembler:
     """The compiled mapping's item as the kernel's plan, with the SELECT that computes its leaves. Built over the
-    batch relation ``__batch`` (registered, empty will do) to learn the leaves' types."""
+    batch relation ``__batch`` (registered, empty will do) to learn the leaves' types; ``columns``: the source's
+    columns and their DuckDB types (leaves that are such a column as it is, and templates of text and integer
+    columns, are read from the batch, not computed by the SELECT)."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, compiled: Compiled) -> None:
+    def __init__(
+        self, con: duckdb.DuckDBPyConnection, compiled: Compiled, columns: dict[str, str] | None = None
+    ) -> None:
         assert _kernel is not None
         tree_leaves = leaves(compiled.item)
-        own = [leaf for leaf in tree_leaves if leaf.column is None]
+        types = {k: str(v).upper() for k, v in (columns or {}).items()}
+        from_batch = {
+            i: kind
+            for i, leaf in enumerate(tree_leaves)
+            if leaf.source is not None and (kind := _batch_kind(types.get(leaf.source, ""))) is not None
+        }
+        templated = {
+            i: leaf.pieces
+            for i, leaf in enumerate(tree_leaves)
+            if leaf.pieces is not None
+            and all(c is None or _batch_kind(types.get(c, "")) in (STR32, I64) for c, _t in leaf.pieces)
+        }
+        split = {i: leaf.split for i, leaf in enumerate(tree_leaves) if leaf.split is not None}
+        own = [
+            leaf
+            for i, leaf in enumerate(tree_leaves)
+            if leaf.column is None and i not in from_batch and i not in templated and i not in split
+        ]
         rel = con.sql(compiled.run_sql([leaf.sql for leaf in own])).limit(0)
-        types, names = rel.types, rel.columns
-        by_name = dict(zip(names, (str(t).upper() for t in types), strict=True))
+        by_name = dict(zip(rel.columns, (str(t).upper() for t in rel.types), strict=True))
         selected: list[str] = []
-        #: per leaf: (kernel kind, output column)
-        self.sources: list[tuple[int, str]] = []
+        #: per kernel column (leaf i is column i; template pieces' columns follow): (kind, where, column)
+        self.sources: list[tuple[int, str, str]] = []
         #: leaf number -> the output column of its canonical streams (``Leaf.canonical``)
         self.canonical = {i: leaf.canonical for i, leaf in enumerate(tree_leaves) if leaf.canonical and leaf.json}
         in_sql: set[int] = set()  # leaves whose default the SQL applies (JSON values: "null" is not a null)
         for number, leaf in enumerate(tree_leaves):
+            if number in from_batch:
+                self.sources.append((from_batch[number], BATCH, str(leaf.source)))
+                continue
+            if number in templated:
+                self.sources.append((0, NONE, ""))
+                continue
+            if number in split:
+                self.sources.append((STR32, BATCH, split[number][0]))
+                continue
             if leaf.column is not None:
                 kind = TIME if leaf.epoch else JSON32 if leaf.json else _kind(by_name[leaf.column])
-                self.sources.append((kind, leaf.column))
+                self.sources.append((kind, OUT, leaf.column))
                 continue
             name = f"__leaf{len(selected)}"
             kind = JSON32 if leaf.json else _kind(by_name[name])
@@ -69,11 +102,28 @@ class Assembler:
             elif kind == JSON32 and not leaf.json:
                 sql = f"CAST(to_json({sql}) AS VARCHAR)"
             selected.append(sql)
-            self.sources.append((kind, name))
-        self.program: Program = program(compiled.item, _kernel.canonical, in_sql)
-        # a field whose value is a leaf as it is (no default) is set where that leaf is not null
-        by_sql = {leaf.sql: name for leaf, (_kind, name) in zip(tree_leaves, self.sources, strict=True)}
-        #: reported field -> the output column whose non-null values count its rows set
+            self.sources.append((kind, OUT, name))
+        pieces: dict[int, list[tuple[int, str]]] = {}
+        piece_column: dict[str, int] = {}
+        for number, parts in templated.items():
+            pieces[number] = []
+            for col, text in parts:
+                if col is not None and col not in piece_column:
+                    piece_column[col] = len(self.sources)
+                    self.sources.append((_batch_kind(types[col]) or STR32, BATCH, col))
+                pieces[number].append((-1, text) if col is None else (piece_column[col], ""))
+        separators = {n: sep for n, (_col, sep) in split.items()}
+        self.program: Program = program(compiled.item, _kernel.canonical, in_sql, pieces, separators)
+        # a field whose value is a leaf as it is (no default) is set where that leaf is not null; a template where
+        # none of its columns is
+        by_sql: dict[str, tuple[str, tuple[str, ...]]] = {}
+        for number, leaf in enumerate(tree_leaves):
+            _k, where, name = self.sources[number]
+            if number in templated:
+                by_sql[leaf.sql] = (BATCH, tuple(dict.fromkeys(c for c, _t in templated[number] if c is not None)))
+            else:
+                by_sql[leaf.sql] = (where, (name,))
+        #: reported field -> (where, columns): its rows set are those where none of these columns is null
         self.set_from = {
             i: by_sql[f.value]
             for i, f in enumerate(compiled.fields)
@@ -81,20 +131,40 @@ class Assembler:
         }
         self.sql = compiled.run_sql(selected, set(self.set_from))
 
-    def assemble(self, table: pa.Table) -> tuple[pa.Array, pa.Array]:
-        """(item texts, content hashes) of the rows of ``table`` (the result of ``self.sql``, filtered)."""
+    def assemble(self, table: pa.Table, batch: pa.Table | None = None, rows: Any = None) -> tuple[pa.Array, pa.Array]:
+        """(item texts, content hashes) of the rows of ``table`` (the result of ``self.sql``, filtered); ``batch``:
+        the records it was computed from, ``rows``: the positions there of ``table``'s rows (None: all, in order)."""
         assert _kernel is not None
         n = table.num_rows
-        columns = [_column(kind, table.column(name)) for kind, name in self.sources]
+        columns: list[tuple[Any, ...] | None] = []
+        for kind, where, name in self.sources:
+            if where == NONE:
+                columns.append(None)
+                continue
+            if where == OUT:
+                values = table.column(name)
+            else:
+                assert batch is not None, "leaves read from the batch need it"
+                values = batch.column(name) if rows is None else batch.column(name).take(pa.array(rows))
+            columns.append(_column(kind, values))
         for i, name in self.canonical.items():
-            columns[i] = (*columns[i], _canonical(table.column(name)))
+            columns[i] = (*(columns[i] or ()), _canonical(table.column(name)))
         p = self.program
-        offsets, text, ends, hashes = _kernel.assemble_items(p.text, p.canon, p.pool, columns, n)
+        args: tuple[Any, ...] = (p.text, p.canon, p.pool, columns, n)
+        if len(p.pieces):
+            args += (p.pieces,)
+        offsets, text, ends, hashes = _kernel.assemble_items(*args)
         items = pa.Array.from_buffers(pa.large_string(), n, [None, pa.py_buffer(offsets), pa.py_buffer(text)])
         if ends is not None:  # a kernel built without xxHash: these are the canonical streams
             return items, stream_hashes(ends, hashes)
         starts = pa.py_buffer(np.arange(0, 32 * n + 1, 32, dtype=np.int32))
         return items, pa.Array.from_buffers(pa.string(), n, [None, starts, pa.py_buffer(hashes)])
+
+
+def _batch_kind(duck_type: str) -> int | None:
+    """The kernel kind of a source column read from the batch as it is (None: left to the SELECT)."""
+    kind = _kind(duck_type)
+    return None if kind == JSON32 else kind
 
 
 def _kind(duck_type: str) -> int:

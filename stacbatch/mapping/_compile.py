@@ -23,6 +23,8 @@ from stacbatch.mapping._tree import Arr, Const, Leaf, Node, Obj, text_sql
 Key = tuple[str | int, ...]
 SPEC_KEYS = ("column", "columns", "template", "const", "sql", "case", "lookup")
 _TEMPLATE = re.compile(r"\{\{|\}\}|\{([^{}]*)\}|[{}]")
+#: integer types whose values the kernel reads as int64 (HUGEINT and UBIGINT may not fit)
+_INTEGER_TYPES = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER")
 
 
 #: columns added to a batch for geometry alternative N before the compiled query runs (see ``_run._prepare``)
@@ -123,6 +125,7 @@ class Compiler:
         self.fields: list[Field] = []
         self.last_ts = ""
         self.last_converted = ""  # the value of the last spec before its default (``nested``)
+        self.last_pieces: tuple[tuple[str | None, str], ...] | None = None  # of the last template
         self.lookups: dict[str, tuple[str, str, str | None]] = {}
         for name, table in (doc.data.get("lookups") or {}).items():
             self.lookups[name] = (str(table["path"]), str(table["key"]), table.get("delimiter"))
@@ -144,36 +147,35 @@ class Compiler:
         typ = self.columns.get(name, "").upper()
         if typ == "VARCHAR":
             return col
-        if typ in (
-            "TINYINT",
-            "SMALLINT",
-            "INTEGER",
-            "BIGINT",
-            "HUGEINT",
-            "UTINYINT",
-            "USMALLINT",
-            "UINTEGER",
-            "UBIGINT",
-        ):
+        if typ in (*_INTEGER_TYPES, "HUGEINT", "UBIGINT"):
             return f"CAST({col} AS VARCHAR)"
         return f"(to_json({col}) ->> '$')"
 
     def template(self, text: str, key: Key) -> str:
         parts: list[str] = []
+        pieces: list[tuple[str | None, str]] = []  # (column, "") or (None, literal text)
         pos = 0
         for m in _TEMPLATE.finditer(text):
             if m.start() > pos:
                 parts.append(literal(text[pos : m.start()]))
+                pieces.append((None, text[pos : m.start()]))
             token = m.group(0)
             if token in ("{{", "}}"):
                 parts.append(literal(token[0]))
+                pieces.append((None, token[0]))
             elif token in ("{", "}") or not (m.group(1) or "").strip():
                 raise self.doc.error(key, f"malformed template {text!r}: write {{column}}, and {{{{ }}}} for braces")
             else:
-                parts.append(self._as_text(m.group(1).strip(), key))
+                name = m.group(1).strip()
+                parts.append(self._as_text(name, key))
+                pieces.append((name, ""))
             pos = m.end()
         if pos < len(text):
             parts.append(literal(text[pos:]))
+            pieces.append((None, text[pos:]))
+        # the kernel writes a template of text and integer columns itself (``Leaf.pieces``)
+        plain = all(c is None or self.columns.get(c, "").upper() in ("VARCHAR", *_INTEGER_TYPES) for c, _t in pieces)
+        self.last_pieces = tuple(pieces) if plain else None
         return "(" + " || ".join(parts or ["''"]) + ")"
 
     # -- values -----------------------------------------------------------------------------------------------
@@ -297,11 +299,20 @@ class Compiler:
         if isinstance(spec, dict) and spec.keys() == {"const"}:
             self.value(spec, key)  # its counts: set on every row (unless the constant is null)
             return Const.of(spec["const"])  # in the item as it is: no per-row value to compute or parse
+        self.last_pieces = None
         final = self.value(spec, key)
         if isinstance(spec, dict) and spec.get("default") is not None:
             # the value in its own type, the default as JSON text where it is null: the kernel writes both as they
             # are (no per-row JSON value for DuckDB to make and the kernel to parse); text_sql gives `final`'s text
             return Leaf(self.last_converted, default=Const.of(spec["default"]).text)
+        if isinstance(spec, dict) and spec.keys() == {"column"} and str(spec["column"]) in self.columns:
+            return Leaf(final, source=str(spec["column"]))  # the kernel may read it from the batch as it is
+        if isinstance(spec, dict) and spec.keys() == {"column", "split"} and str(spec["split"]):
+            name = str(spec["column"])
+            if self.columns.get(name, "").upper() == "VARCHAR":  # the kernel splits it (as string_split does)
+                return Leaf(final, split=(name, str(spec["split"])))
+        if self.last_pieces is not None and (isinstance(spec, str) or spec.keys() == {"template"}):
+            return Leaf(final, pieces=self.last_pieces)
         return Leaf(final)
 
     def nested_json(self, spec: Any, key: Key) -> str:

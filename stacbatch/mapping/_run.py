@@ -134,9 +134,9 @@ class Mapper:
         self.con.register("__batch", table)
         try:
             if self.use_kernel and self.assembler is None:
-                self.assembler = _assemble.Assembler(self.con, self.compiled)
+                self.assembler = _assemble.Assembler(self.con, self.compiled, self.columns)
             out = self._select()
-            stats = self._count(out)
+            stats = self._count(out, table)
         finally:
             self.con.unregister("__batch")
         errors = out.column("__error")
@@ -149,13 +149,14 @@ class Mapper:
                 for r, e in zip(bad.column("__row").to_pylist(), bad.column("__error").to_pylist(), strict=True)
             ]
             good = out.filter(ok)
-        geometry = self._geometry(table, good)
+        positions = _positions(table, good)
+        geometry = self._geometry(table, good, positions)
         for name, values in zip(("__geometry", "__geometry_wkb", "__geometry_canon"), geometry, strict=True):
             good = good.append_column(name, values)
         names = ["__id", "__collection", "__datetime", "__start_datetime", "__end_datetime", "__geometry"]
         names += ["__geometry_wkb", "__xmin", "__ymin", "__xmax", "__ymax"]
         if self.assembler:
-            items, hashes = self.assembler.assemble(good)
+            items, hashes = self.assembler.assemble(good, table, positions)
             good = good.select(names).append_column("item", items).append_column("__hash", hashes)
         else:
             good = good.select([*names, "item"])
@@ -174,18 +175,19 @@ class Mapper:
             self._prepared = sql
         return self.con.sql("EXECUTE __mapping").to_arrow_table()
 
-    def _geometry(self, table: pa.Table, good: pa.Table) -> tuple[pa.ChunkedArray, pa.ChunkedArray, pa.ChunkedArray]:
+    def _geometry(
+        self, table: pa.Table, good: pa.Table, rows: Any
+    ) -> tuple[pa.ChunkedArray, pa.ChunkedArray, pa.ChunkedArray]:
         """Per row of ``good``: the GeoJSON text, ISO WKB (null where the SELECT built the geometry: staging makes
         it) and canonical stream (null where not known) of the alternative that holds (``__alt``). Prepared columns
-        are taken from the batch by record number, not passed through the SELECT (~430 bytes a row, copied twice)."""
+        are taken from the batch by position (``rows``, None: all in order), not passed through the SELECT (~430
+        bytes a row, copied twice)."""
         n = good.num_rows
         text: Any = good.column("__built").cast(pa.large_string())
         wkb: Any = pa.nulls(n, pa.large_binary())
         canon: Any = pa.nulls(n, pa.large_binary())
         if not self.compiled.geometry:
             return text, wkb, canon
-        rows = np.searchsorted(table.column("__row").to_numpy(), good.column("__row").to_numpy())  # positions
-        identity = len(rows) == table.num_rows and bool((rows == np.arange(len(rows))).all())
         alt = good.column("__alt").to_numpy(zero_copy_only=False)
         for number, _kind, _col in self.compiled.geometry:
             mask = alt == number
@@ -193,7 +195,7 @@ class Mapper:
                 continue
             names = geom_columns(number)
             parts = [table.column(names[k]) for k in (0, 5, 6)]
-            if not identity:
+            if rows is not None:
                 parts = [p.take(pa.array(rows)) for p in parts]
             parts = [parts[0].cast(pa.large_string()), parts[1].cast(pa.large_binary()), parts[2]]
             if mask.all():
@@ -203,9 +205,10 @@ class Mapper:
                 text, wkb, canon = (pc.if_else(where, p, q) for p, q in zip(parts, (text, wkb, canon), strict=True))
         return text, wkb, canon
 
-    def _count(self, out: pa.Table) -> MappingRun:
-        """Per output field: set, defaulted, failed (from the run's ``count_columns``), and a value that failed
-        (a second query over the batch registered as ``__batch``, only when one did)."""
+    def _count(self, out: pa.Table, batch: pa.Table) -> MappingRun:
+        """Per output field: set, defaulted, failed (from the run's ``count_columns``, or the nulls of the columns
+        ``set_from`` names, in ``out`` or in the ``batch`` of the same rows), and a value that failed (a second query
+        over the batch registered as ``__batch``, only when one did)."""
         stats = MappingRun()
         fields = self.compiled.fields
         names = set(out.column_names)
@@ -213,7 +216,8 @@ class Mapper:
         for i, f in enumerate(fields):
             got = [_trues(out, f"__{what}{i}", names) for what in ("set", "defaulted", "failed")]
             if i in set_from:
-                got[0] = len(out) - out.column(set_from[i]).null_count
+                where, cols = set_from[i]
+                got[0] = _not_null(out if where == _assemble.OUT else batch, cols)
             stats.fields[f.name] = FieldStats(*got)
         failing = [(i, f) for i, f in enumerate(fields) if stats.fields[f.name].failed and f.failed]
         if failing:
@@ -222,6 +226,27 @@ class Mapper:
             for (_i, f), sample in zip(failing, samples, strict=True):
                 stats.fields[f.name].sample = sample
         return stats
+
+
+def _positions(table: pa.Table, good: pa.Table) -> Any:
+    """The positions in the batch ``table`` of ``good``'s rows (by record number), None when they are all of them
+    in order (no record failed)."""
+    if good.num_rows == table.num_rows:
+        return None
+    return np.searchsorted(table.column("__row").to_numpy(), good.column("__row").to_numpy())
+
+
+def _not_null(table: pa.Table, columns: tuple[str, ...]) -> int:
+    """Rows where none of ``columns`` is null."""
+    rows: int = table.num_rows
+    if len(columns) == 1:
+        return rows - int(table.column(columns[0]).null_count)
+    if not columns:
+        return rows
+    valid = pc.is_valid(table.column(columns[0]))
+    for name in columns[1:]:
+        valid = pc.and_(valid, pc.is_valid(table.column(name)))
+    return int(pc.sum(valid).as_py() or 0)
 
 
 def _trues(table: pa.Table, name: str, names: set[str]) -> int:

@@ -26,7 +26,11 @@ class Leaf:
     ``epoch``: that column holds microseconds since 1970, which the kernel writes as RFC 3339 text (what ``sql``
     gives) itself; ``canonical``: an output column holding, where not null, the value's canonical stream (the
     kernel then need not parse the JSON text to hash it); ``default``: JSON text written where the value is null
-    (the value then keeps its own type, and a member with a default is never left out)."""
+    (the value then keeps its own type, and a member with a default is never left out); ``source``: a column of the
+    batch that is the value as it is; ``pieces``: the value is a template of these literal texts ``(None, text)``
+    and columns ``(name, "")`` (text or integers), null where one is null. The kernel reads both from the batch
+    itself where it can (``_assemble``), sparing DuckDB a column to convert or a string per row to concatenate;
+    likewise ``split``."""
 
     sql: str
     json: bool = False
@@ -34,6 +38,10 @@ class Leaf:
     epoch: bool = False
     canonical: str | None = None
     default: str | None = None
+    source: str | None = None
+    pieces: tuple[tuple[str | None, str], ...] | None = None
+    #: the value is a text column split at a separator (column, separator): an array of strings
+    split: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -96,7 +104,7 @@ def leaves(node: Node) -> list[Leaf]:
     return []
 
 
-COPY, VALUE, MEMBER, OPEN, CLOSE, VALUE_OR = range(1, 7)
+COPY, VALUE, MEMBER, OPEN, CLOSE, VALUE_OR, TEMPLATE, SPLIT = range(1, 9)
 
 
 @dataclass
@@ -107,13 +115,16 @@ class Program:
     text: np.ndarray
     canon: np.ndarray
     pool: bytes
+    #: template pieces (column or -1 for a literal, -2 for a member's key; pool offset, length), 3 int64 each
+    pieces: np.ndarray
 
 
 class _Emitter:
     """Operations of one program; constant bytes accumulate and become one COPY."""
 
-    def __init__(self, pool: bytearray) -> None:
+    def __init__(self, pool: bytearray, pieces: list[tuple[int, int, int]]) -> None:
         self.pool = pool
+        self.pieces = pieces
         self.ops: list[tuple[int, int, int, int]] = []
         self.pending = bytearray()
 
@@ -134,6 +145,23 @@ class _Emitter:
         elif code:
             self.ops.append((code, a, 0, 0))
 
+    def template(self, key: bytes | None, pieces: list[tuple[int, bytes]]) -> None:
+        """A template: the key (a member, left out where a piece is null) or none (a value: null), then the
+        pieces (column number, or -1 and literal bytes)."""
+        self.op(0)
+        first = len(self.pieces)
+        if key is not None:
+            self.pieces.append((-2, *self._at(key)))
+        for col, text in pieces:
+            self.pieces.append((col, *self._at(text)) if col < 0 else (col, 0, 0))
+        self.ops.append((TEMPLATE, first, len(self.pieces) - first, key is not None))
+
+    def split(self, col: int, key: bytes, sep: bytes) -> None:
+        """A text column split at ``sep`` into an array of strings; ``key``: a member's (left out where null)."""
+        self.op(0)
+        at, _n = self._at(key + sep)
+        self.ops.append((SPLIT, col, at, len(key) | len(sep) << 32))
+
     def array(self) -> np.ndarray:
         self.op(0)
         return np.array(self.ops, np.int64).reshape(-1, 4)
@@ -151,12 +179,26 @@ def _members(node: Obj) -> list[tuple[str, Node, bool]]:
     return [(k, v, keep) for k, v, keep in node.members if keep or not (isinstance(v, Const) and v.text == "null")]
 
 
-def program(root: Obj, canonical: Any, in_sql: frozenset[int] | set[int] = frozenset()) -> Program:
+def program(
+    root: Obj,
+    canonical: Any,
+    in_sql: frozenset[int] | set[int] = frozenset(),
+    templates: dict[int, list[tuple[int, str]]] | None = None,
+    splits: dict[int, str] | None = None,
+) -> Program:
     """``canonical``: JSON text (bytes) -> its canonical stream (the kernel's ``canonical``); ``in_sql``: leaves
-    (by number) whose default their column already holds (their SQL is ``text_sql``'s)."""
+    (by number) whose default their column already holds (their SQL is ``text_sql``'s); ``templates``: leaves the
+    kernel writes from pieces (column number, or -1 and literal text); ``splits``: leaves the kernel splits (their
+    column holds the text) at this separator."""
     pool = bytearray()
-    text, canon = _Emitter(pool), _Emitter(pool)
+    pieces: list[tuple[int, int, int]] = []
+    text, canon = _Emitter(pool, pieces), _Emitter(pool, pieces)
     number: dict[int, int] = {id(leaf): i for i, leaf in enumerate(leaves(root))}
+    templates = templates or {}
+    seps = {n: sep.encode("utf-8", "surrogatepass") for n, sep in (splits or {}).items()}
+
+    def literal_pieces(n: int) -> list[tuple[int, bytes]]:
+        return [(col, t.encode("utf-8", "surrogatepass")) for col, t in templates[n]]
 
     def omittable(value: Node, keep: bool) -> bool:
         return _omittable(value, keep, in_sql, number)
@@ -177,6 +219,10 @@ def program(root: Obj, canonical: Any, in_sql: frozenset[int] | set[int] = froze
     def write_text(node: Node) -> None:
         if isinstance(node, Const):
             text.put(node.text.encode("utf-8", "surrogatepass"))
+        elif isinstance(node, Leaf) and number[id(node)] in templates:
+            text.template(None, literal_pieces(number[id(node)]))
+        elif isinstance(node, Leaf) and number[id(node)] in seps:
+            text.split(number[id(node)], b"", seps[number[id(node)]])
         elif isinstance(node, Leaf):
             value_op(text, node, None if node.default is None else node.default.encode("utf-8", "surrogatepass"))
         elif isinstance(node, Arr):
@@ -195,7 +241,11 @@ def program(root: Obj, canonical: Any, in_sql: frozenset[int] | set[int] = froze
                 text.put(b"{")
             for i, (key, value, keep) in enumerate(members):
                 head = (b"," if dynamic or i else b"") + key_text(key)
-                if omittable(value, keep):
+                if omittable(value, keep) and number[id(value)] in templates:
+                    text.template(head, literal_pieces(number[id(value)]))
+                elif omittable(value, keep) and number[id(value)] in seps:
+                    text.split(number[id(value)], head, seps[number[id(value)]])
+                elif omittable(value, keep):
                     text.op(MEMBER, number[id(value)], head)
                 else:
                     text.put(head)
@@ -208,6 +258,10 @@ def program(root: Obj, canonical: Any, in_sql: frozenset[int] | set[int] = froze
     def write_canon(node: Node) -> None:
         if isinstance(node, Const):
             canon.put(canonical(node.text.encode("utf-8", "surrogatepass")))
+        elif isinstance(node, Leaf) and number[id(node)] in templates:
+            canon.template(None, literal_pieces(number[id(node)]))
+        elif isinstance(node, Leaf) and number[id(node)] in seps:
+            canon.split(number[id(node)], b"", seps[number[id(node)]])
         elif isinstance(node, Leaf):
             default = None if node.default is None else canonical(node.default.encode("utf-8", "surrogatepass"))
             value_op(canon, node, default)
@@ -219,7 +273,11 @@ def program(root: Obj, canonical: Any, in_sql: frozenset[int] | set[int] = froze
         else:
             canon.put(b"{")
             for key, value, keep in sorted(_members(node), key=lambda m: m[0].encode("utf-8", "surrogatepass")):
-                if omittable(value, keep):
+                if omittable(value, keep) and number[id(value)] in templates:
+                    canon.template(key_canon(key), literal_pieces(number[id(value)]))
+                elif omittable(value, keep) and number[id(value)] in seps:
+                    canon.split(number[id(value)], key_canon(key), seps[number[id(value)]])
+                elif omittable(value, keep):
                     canon.op(MEMBER, number[id(value)], key_canon(key))
                 else:
                     canon.put(key_canon(key))
@@ -228,4 +286,4 @@ def program(root: Obj, canonical: Any, in_sql: frozenset[int] | set[int] = froze
 
     write_text(root)
     write_canon(root)
-    return Program(text.array(), canon.array(), bytes(pool))
+    return Program(text.array(), canon.array(), bytes(pool), np.array(pieces, np.int64).reshape(-1, 3))
