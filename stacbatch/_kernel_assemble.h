@@ -36,6 +36,10 @@ typedef struct {
     const unsigned char *canon_offsets, *canon_data;
     Py_buffer views[6];
     int nviews;
+    /* a time column's last text (row, length, text): both programs of a row write it, formatted once */
+    int64_t last_row;
+    size_t last_n;
+    char last[40];
 } AsmColumn;
 
 typedef struct {
@@ -272,7 +276,7 @@ static int put_json_double(Buf *o, double d) {
 }
 
 /* A leaf's value (not null) as JSON text, or (canon) as canonical stream. */
-static int asm_leaf(Asm *m, const AsmColumn *c, int canon) {
+static int asm_leaf(Asm *m, AsmColumn *c, int canon) {
     Buf *o = canon ? m->canon : m->text;
     int64_t i = c->offset + m->row, v;
     const unsigned char *s;
@@ -311,9 +315,14 @@ static int asm_leaf(Asm *m, const AsmColumn *c, int canon) {
             memcpy(&v, c->a + 8 * i, 8);
             return canon ? buf_byte(o, 'i') || buf_u64(o, (uint64_t)v) : put_int(o, v);
         case C_TIME: {
-            char t[40];
-            memcpy(&v, c->a + 8 * i, 8);
-            n = rfc3339(v, t);
+            char *t = c->last;
+            if (c->last_row == m->row) {
+                n = c->last_n;
+            } else {
+                memcpy(&v, c->a + 8 * i, 8);
+                c->last_n = n = rfc3339(v, t);
+                c->last_row = m->row;
+            }
             if (!n) {
                 m->err = "a datetime outside the years 0001-9999";
                 return -1;
@@ -421,7 +430,7 @@ static int asm_run(Asm *m, const int64_t *ops, int64_t nops, int canon) {
             case OP_VALUE:
             case OP_MEMBER:
             case OP_VALUE_OR: {
-                const AsmColumn *c = &m->cols[op[1]];
+                AsmColumn *c = &m->cols[op[1]];
                 if (asm_null(c, m->row)) {
                     if (op[0] == OP_MEMBER) break;
                     if (op[0] == OP_VALUE_OR) {
@@ -580,6 +589,7 @@ bad:
 static int asm_column(PyObject *spec, int64_t rows, AsmColumn *c) {
     PyObject *valid, *a, *b, *canon = Py_None;
     long long kind, offset;
+    c->last_row = -1;
     if (spec == Py_None) return 0; /* a leaf no operation reads (kind 0: asm_check refuses any that does) */
     if (!PyArg_ParseTuple(spec, "LLOOO|O", &kind, &offset, &valid, &a, &b, &canon)) return -1;
     c->kind = (int)kind;
