@@ -7,6 +7,7 @@ kernel assembles the item texts with their query columns.
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -76,6 +77,10 @@ class Mapper:
         self.doc = doc
         self.columns = columns
         self.con = connect(duckdb.connect())
+        if multiprocessing.parent_process() is not None:
+            # a pool worker: its siblings use the other cores; one thread gives one Arrow batch per query, which
+            # the assembly and staging then read without concatenating the columns of two
+            self.con.execute("SET threads = 1")
         self.compiled: Compiled = compile_mapping(doc, columns)
         self._load_lookups()
         self.use_kernel = _assemble.available() if assemble is None else assemble
