@@ -304,7 +304,10 @@ class Compiler:
         if isinstance(spec, dict) and spec.get("default") is not None:
             # the value in its own type, the default as JSON text where it is null: the kernel writes both as they
             # are (no per-row JSON value for DuckDB to make and the kernel to parse); text_sql gives `final`'s text
-            return Leaf(self.last_converted, default=Const.of(spec["default"]).text)
+            default = Const.of(spec["default"]).text
+            if spec.keys() == {"column", "default"} and str(spec["column"]) in self.columns:
+                return Leaf(self.last_converted, default=default, source=str(spec["column"]))  # read from the batch
+            return Leaf(self.last_converted, default=default)
         if isinstance(spec, dict) and spec.keys() == {"column"} and str(spec["column"]) in self.columns:
             return Leaf(final, source=str(spec["column"]))  # the kernel may read it from the batch as it is
         if isinstance(spec, dict) and spec.keys() == {"column", "split"} and str(spec["split"]):
