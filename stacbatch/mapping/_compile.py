@@ -23,8 +23,8 @@ from stacbatch.mapping._tree import Arr, Const, Leaf, Node, Obj, text_sql
 Key = tuple[str | int, ...]
 SPEC_KEYS = ("column", "columns", "template", "const", "sql", "case", "lookup")
 _TEMPLATE = re.compile(r"\{\{|\}\}|\{([^{}]*)\}|[{}]")
-#: integer types whose values the kernel reads as int64 (HUGEINT and UBIGINT may not fit)
-_INTEGER_TYPES = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER")
+#: DuckDB's integer types (a template writes them as their digits)
+_INTEGER_TYPES = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT")
 
 
 #: columns added to a batch for geometry alternative N before the compiled query runs (see ``_run._prepare``)
@@ -147,7 +147,7 @@ class Compiler:
         typ = self.columns.get(name, "").upper()
         if typ == "VARCHAR":
             return col
-        if typ in (*_INTEGER_TYPES, "HUGEINT", "UBIGINT"):
+        if typ in _INTEGER_TYPES:
             return f"CAST({col} AS VARCHAR)"
         return f"(to_json({col}) ->> '$')"
 
@@ -173,9 +173,7 @@ class Compiler:
         if pos < len(text):
             parts.append(literal(text[pos:]))
             pieces.append((None, text[pos:]))
-        # the kernel writes a template of text and integer columns itself (``Leaf.pieces``)
-        plain = all(c is None or self.columns.get(c, "").upper() in ("VARCHAR", *_INTEGER_TYPES) for c, _t in pieces)
-        self.last_pieces = tuple(pieces) if plain else None
+        self.last_pieces = tuple(pieces)  # for ``Leaf.pieces`` (the assembler decides whether the kernel takes them)
         return "(" + " || ".join(parts or ["''"]) + ")"
 
     # -- values -----------------------------------------------------------------------------------------------

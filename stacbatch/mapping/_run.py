@@ -235,19 +235,20 @@ class Mapper:
 
 def _positions(table: pa.Table, good: pa.Table) -> Any:
     """The positions in the batch ``table`` of ``good``'s rows (by record number), None when they are all of them
-    in order (no record failed)."""
-    if good.num_rows == table.num_rows:
+    in order. Checked, not assumed from the row counts: leaves read from the batch must sit beside their own row."""
+    numbers, wanted = table.column("__row").to_numpy(), good.column("__row").to_numpy()
+    if len(numbers) == len(wanted) and bool((numbers == wanted).all()):
         return None
-    return np.searchsorted(table.column("__row").to_numpy(), good.column("__row").to_numpy())
+    return np.searchsorted(numbers, wanted)
 
 
 def _not_null(table: pa.Table, columns: tuple[str, ...]) -> int:
     """Rows where none of ``columns`` is null."""
     rows: int = table.num_rows
-    if len(columns) == 1:
-        return rows - int(table.column(columns[0]).null_count)
     if not columns:
         return rows
+    if len(columns) == 1:
+        return rows - int(table.column(columns[0]).null_count)
     valid = pc.is_valid(table.column(columns[0]))
     for name in columns[1:]:
         valid = pc.and_(valid, pc.is_valid(table.column(name)))
