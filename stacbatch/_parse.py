@@ -250,12 +250,11 @@ def mapped_batch(cols: pa.RecordBatch) -> pa.RecordBatch:
     if wkb.null_count:
         import shapely
 
-        missing = np.flatnonzero(wkb.is_null().to_numpy(zero_copy_only=False))
-        texts = cols.column("__geometry").take(pa.array(missing)).to_numpy(zero_copy_only=False)
+        # only the missing values become Python objects (not every row's WKB, as a numpy object array did)
+        missing = wkb.is_null()
+        texts = cols.column("__geometry").filter(missing).to_numpy(zero_copy_only=False)
         made = shapely.to_wkb(shapely.from_geojson(texts, on_invalid="ignore"), flavor="iso")
-        values = wkb.to_numpy(zero_copy_only=False)
-        values[missing] = made
-        wkb = pa.array(values, pa.binary())
+        wkb = pc.replace_with_mask(wkb, missing, pa.array(made, wkb.type))
     xmin = cols.column("__xmin")
     bbox = pa.StructArray.from_arrays(
         [xmin, *(cols.column(f"__{side}") for side in ("ymin", "xmax", "ymax"))],

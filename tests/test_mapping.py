@@ -208,6 +208,11 @@ def test_geoparquet_geometry_column_and_lonlat(tmp_path: Path) -> None:
         else:
             assert items["b"]["geometry"] == {"type": "Point", "coordinates": [2.5, 4.5]}
             assert items["b"]["bbox"] == [2.5, 4.5, 2.5, 4.5]
+        # the stage's WKB column holds each item's geometry (ISO WKB of the same doubles)
+        wkbs = stacbatch.open_stage(stage).sql("SELECT id, geometry FROM items").fetchall()
+        for rid, wkb in wkbs:
+            expected = shapely.to_wkb(shapely.from_geojson(orjson.dumps(items[rid]["geometry"])), flavor="iso")
+            assert bytes(wkb) == expected
 
 
 @pytest.mark.parametrize(

@@ -102,3 +102,35 @@ def test_workers_keep_freed_pages_longer_and_this_process_environment_is_untouch
         got = list(pool.ordered_map(_env, [name, name]))
     assert os.environ.get(name) == before
     assert got == [before or "5000"] * 2
+
+
+def _records_of(unit: object) -> list[dict[str, object]]:
+    return unit.records.to_pylist()  # type: ignore[attr-defined,no-any-return]
+
+
+def test_records_reach_workers_through_a_mapped_file_that_is_then_removed() -> None:
+    import os
+    import pickle
+
+    import pyarrow as pa
+
+    from stacbatch import _handoff
+    from stacbatch.sources import RecordsUnit
+
+    table = pa.table({"a": [1, None, 3], "b": ["x", None, "ü"]})
+    unit = RecordsUnit("src.csv", 1, table, {"id": {"column": "a"}}, {"a": "BIGINT", "b": "VARCHAR"}, (), None)
+    data = pickle.dumps(unit)
+    assert len(data) < 1000  # the records are not in the pickle
+    folder = _handoff._make_folder()
+    assert len(os.listdir(folder)) == 1
+    back = pickle.loads(data)
+    assert back.records.equals(table) and back.doc == unit.doc and back.first_row == 1
+    assert os.listdir(folder) == []  # unlinked once mapped; the mapping keeps the pages
+    del back
+    # through real worker processes, in order
+    units = [RecordsUnit("s", i, pa.table({"n": [i, i + 1]}), None, {}) for i in range(6)]
+    with Workers(2) as pool:
+        got = list(pool.ordered_map(_records_of, units))
+    assert got == [[{"n": i}, {"n": i + 1}] for i in range(6)]
+    # anything that is not an Arrow table is pickled as it is
+    assert pickle.loads(pickle.dumps(RecordsUnit("s", 1, [1, 2], None, {}))).records == [1, 2]

@@ -152,3 +152,24 @@ def test_mangled_wkt_never_crashes_and_is_never_taken_wrongly() -> None:
     for i in np.flatnonzero(ok):
         assert geoms[i] is not None, texts[i]
         assert wkbs[i] == shapely.to_wkb(geoms[i], flavor="iso"), texts[i]
+
+
+def test_point_wkb_from_coordinates_is_what_shapely_writes_for_the_built_geojson() -> None:
+    import duckdb
+
+    from stacbatch.mapping._run import _point_wkb
+
+    rng = np.random.default_rng(5)
+    special = [-0.0, 0.0, 180.0, -180.0, 90.0, 1e-300, 5e-324, 0.1, 1 / 3, 179.99999999999997]
+    xs = np.concatenate([rng.uniform(-180, 180, 3000), special])
+    ys = np.concatenate([rng.uniform(-90, 90, 3000), [y / 2 for y in special]])
+    con = duckdb.connect()
+    con.register("built", pa.table({"x": xs, "y": ys}))
+    # the GeoJSON the compiled SELECT builds for a lon/lat point, and shapely's WKB of it (what staging wrote)
+    texts = con.sql(
+        """SELECT '{"type":"Point","coordinates":' || CAST(to_json([x, y]) AS VARCHAR) || '}' AS g FROM built"""
+    ).fetchnumpy()["g"]
+    expected = shapely.to_wkb(shapely.from_geojson(np.asarray(texts, dtype=object)), flavor="iso")
+    got = _point_wkb(pa.chunked_array([xs]), pa.chunked_array([ys]))
+    assert got.type == pa.large_binary()
+    assert got.to_pylist() == list(expected)

@@ -71,6 +71,8 @@ class Compiled:
     lookups: dict[str, tuple[str, str, str | None]] = field(default_factory=dict)
     #: per geometry alternative that shapely reads (wkt, wkb, geojson, column): (alternative number, kind, column)
     geometry: list[tuple[int, str, str]] = field(default_factory=list)
+    #: geometry alternatives that are 2D points from lon/lat columns (their bounds are the coordinates)
+    points: list[int] = field(default_factory=list)
     #: the relation the per-field counts are taken over: the batch with its parsed top-level times
     counts_from: str = "__batch"
 
@@ -374,6 +376,7 @@ class _Geometry:
     bounds: list[str]
     bad: str
     prepared: list[tuple[int, str, str]]
+    points: list[int] = field(default_factory=list)
 
 
 def _geometry(c: Compiler, spec: Any) -> _Geometry:
@@ -386,11 +389,19 @@ def _geometry(c: Compiler, spec: Any) -> _Geometry:
         if alt.column is not None:
             prepared.append((n, next(iter(one)), alt.column))
         alts.append(alt)
+    points = [n for n, one in enumerate(specs) if len(one.get("lonlat") or ()) == 2]
     built = ["CAST(NULL AS VARCHAR)" if a.column is not None else a.geom for a in alts]
     if len(alts) == 1:
         alt = alts[0]
         return _Geometry(
-            alt.geom, "CAST(0 AS TINYINT)", built[0], list(alt.bbox), list(alt.bounds), f"NOT {alt.ok}", prepared
+            alt.geom,
+            "CAST(0 AS TINYINT)",
+            built[0],
+            list(alt.bbox),
+            list(alt.bounds),
+            f"NOT {alt.ok}",
+            prepared,
+            points,
         )
 
     def case(values: list[str]) -> str:
@@ -400,7 +411,7 @@ def _geometry(c: Compiler, spec: Any) -> _Geometry:
     bbox = [case([a.bbox[i] for a in alts]) for i in range(4)]
     bad = "NOT (" + " OR ".join(a.ok for a in alts) + ")"
     number = case([f"CAST({n} AS TINYINT)" for n in range(len(alts))])
-    return _Geometry(case([a.geom for a in alts]), number, case(built), bbox, bounds, bad, prepared)
+    return _Geometry(case([a.geom for a in alts]), number, case(built), bbox, bounds, bad, prepared, points)
 
 
 def _bbox(g: _Geometry) -> Arr:
@@ -505,4 +516,13 @@ def compile_mapping(doc: Doc, columns: dict[str, str]) -> Compiled:
     parsed = ", ".join(f"{v} AS {ident('__ts_' + k)}" for k, v in stamps.items())
     counts_from = f"(SELECT __batch.*, {parsed} FROM __batch) AS __batch"
     item = Obj(tuple(members))
-    return Compiled(head, item, tail, fields=c.fields, lookups=c.lookups, geometry=g.prepared, counts_from=counts_from)
+    return Compiled(
+        head,
+        item,
+        tail,
+        fields=c.fields,
+        lookups=c.lookups,
+        geometry=g.prepared,
+        points=g.points,
+        counts_from=counts_from,
+    )

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from stacbatch import _handoff
+
 
 @dataclass(frozen=True, slots=True)
 class LinesUnit:
@@ -71,6 +73,17 @@ class RecordsUnit:
     #: the record number of each row, when they do not simply count up from ``first_row`` (unreadable records
     #: were taken out)
     rows: Any = None
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # to a worker process, the records go through a memory-mapped file, not the pool's pipe (see _handoff)
+        fields = (self.source, self.first_row, _handoff.dump(self.records), self.doc, self.columns)
+        return (_records_unit, (*fields, self.rejected, self.rows))
+
+
+def _records_unit(
+    source: str, first_row: int, records: Any, doc: Any, columns: dict[str, str], rejected: Any, rows: Any
+) -> RecordsUnit:
+    return RecordsUnit(source, first_row, _handoff.load(records), doc, columns, rejected, rows)
 
 
 Unit = LinesUnit | RangeUnit | FilesUnit | DictsUnit | PagesUnit | RecordsUnit
