@@ -89,7 +89,14 @@ def keep_freed_memory() -> bool:
 
 
 def release_freed_memory() -> None:
-    """Return the heap kept by ``keep_freed_memory`` to the system (Arrow's own allocator cannot reuse it)."""
+    """Return the heap kept by ``keep_freed_memory`` to the system (Arrow's own allocator cannot reuse it), and the
+    kernel's spare block (kept for the next large buffer)."""
+    try:
+        from stacbatch import _kernel
+    except ImportError:  # pragma: no cover - built without the kernel
+        pass
+    else:
+        _kernel.drop_spare()
     libc = _libc()
     if libc is not None:
         libc.malloc_trim(0)
