@@ -71,6 +71,10 @@ def tree_rss_kb(root: int) -> int:
 
 
 def run(cmd: list[str], env: dict[str, str] | None = None, timeout: float = 7200) -> Measurement:
+    # Earlier steps' files (JSON trees of 100k files, stages, a database) are still being written back to disk for
+    # up to ~30 s after they finish; each step starts once that is done, not while the kernel's flusher threads
+    # take CPU from it.
+    os.sync()
     t0 = time.perf_counter()
     proc = subprocess.Popen(
         cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})}

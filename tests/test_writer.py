@@ -109,6 +109,29 @@ def test_audit_of_a_first_load_comes_from_the_writers_and_matches_the_items(tmp_
     assert [e["rows"] for e in st.manifest.audit] == [30, 1]
 
 
+def test_a_large_audit_log_is_written_as_two_files_at_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from stacbatch.stage import _audit
+
+    monkeypatch.setattr(_audit, "SPLIT_ROWS", 10)
+    monkeypatch.setattr(_audit, "default_workers", lambda: 2)
+    docs = [item(f"a{n:02d}", dt=f"20{10 + n % 4}-03-01T00:00:00Z") for n in range(25)]
+    stage = str(tmp_path / "stage")
+    load(stage, [str(write_ndjson(tmp_path / "a.ndjson", docs))], workers=1)
+    st = stacbatch.open_stage(stage)
+    entries = st.manifest.audit
+    assert [e["rows"] for e in entries] == [13, 12] and len({e["run"] for e in entries}) == 1
+    assert {str(p.relative_to(stage)) for p in Path(stage, "audit").iterdir()} == {e["path"] for e in entries}
+    # the view reads both, in order, each staged row once
+    rows = st.sql("SELECT a.id, a.hash_after = i.content_hash FROM audit a JOIN items i USING (collection, id)")
+    got = rows.fetchall()
+    assert sorted(r[0] for r in got) == sorted(d["id"] for d in docs) and all(r[1] for r in got)
+    # a later run adds its own file beside them
+    load(stage, [str(write_ndjson(tmp_path / "b.ndjson", [item("b", dt="2012-01-01T00:00:00Z")]))], workers=1)
+    st = stacbatch.open_stage(stage)
+    assert [e["rows"] for e in st.manifest.audit] == [13, 12, 1]
+    assert st.sql("SELECT count(*) FROM audit").fetchall() == [(26,)]
+
+
 @pytest.mark.parametrize("workers", [1, 2])
 def test_workers_write_large_partitions_themselves(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, workers: int

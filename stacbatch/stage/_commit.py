@@ -34,12 +34,11 @@ def commit(
     ``audit_written``: the entry of an audit file already written for this run (instead of ``audit``)."""
     from stacbatch.stage._load import _delete_unreferenced
 
-    entry = audit_written or write_audit(stage.fs, stage.root, run.id, audit)
-    if entry is not None:
-        manifest.audit.append(entry)
-        tomb = write_tombstones(stage.fs, stage.root, run.id, [tombstones_from_audit(t) for t in audit])
-        if tomb is not None:
-            manifest.tombstones.append(tomb)
+    entries = [audit_written] if audit_written else write_audit(stage.fs, stage.root, run.id, audit)
+    if entries:
+        manifest.audit.extend(entries)
+        tombs = write_tombstones(stage.fs, stage.root, run.id, [tombstones_from_audit(t) for t in audit])
+        manifest.tombstones.extend(tombs)
     manifest.last_run = {"run_id": run.id, "command": run.command, "status": status, **counts}
     manifest.version += 1
     crash_point("before_manifest")
