@@ -134,3 +134,18 @@ def test_records_reach_workers_through_a_mapped_file_that_is_then_removed() -> N
     assert got == [[{"n": i}, {"n": i + 1}] for i in range(6)]
     # anything that is not an Arrow table is pickled as it is
     assert pickle.loads(pickle.dumps(RecordsUnit("s", 1, [1, 2], None, {}))).records == [1, 2]
+
+
+def test_handoff_folders_of_dead_processes_are_removed(tmp_path: Path) -> None:
+    import os
+
+    from stacbatch import _handoff
+
+    dead = tmp_path / "stacbatch-handoff-999999999-abc"  # above any pid_max: no such process
+    mine = tmp_path / f"stacbatch-handoff-{os.getpid()}-def"
+    other = tmp_path / "unrelated-999999999"
+    for d in (dead, mine, other):
+        d.mkdir()
+        (d / "x.arrow").write_bytes(b"x")
+    _handoff._remove_orphans(str(tmp_path))
+    assert not dead.exists() and mine.exists() and other.exists()
