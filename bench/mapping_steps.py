@@ -50,8 +50,9 @@ def main() -> None:
     tick("bind source, check")
     units = list(source.units())
     tick("read source")
+    # as the pool does: pickled (the records as a memory-mapped Arrow file, stacbatch/_handoff.py) and back
     units = [pickle.loads(pickle.dumps(u)) for u in units]
-    tick("hand to a worker (pickle)")
+    tick("hand to a worker")
     mapper = Mapper(doc, source.columns)
     tick("worker set-up")
     out = tempfile.TemporaryDirectory(prefix="stacbatch-steps-")  # ~300 MB of stage files at 1M rows: removed
