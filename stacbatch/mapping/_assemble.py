@@ -137,6 +137,7 @@ class Assembler:
         assert _kernel is not None
         n = table.num_rows
         columns: list[tuple[Any, ...] | None] = []
+        positions = None if rows is None else pa.array(rows)
         for kind, where, name in self.sources:
             if where == NONE:
                 columns.append(None)
@@ -145,7 +146,7 @@ class Assembler:
                 values = table.column(name)
             else:
                 assert batch is not None, "leaves read from the batch need it"
-                values = batch.column(name) if rows is None else batch.column(name).take(pa.array(rows))
+                values = batch.column(name) if positions is None else batch.column(name).take(positions)
             columns.append(_column(kind, values))
         for i, name in self.canonical.items():
             columns[i] = (*(columns[i] or ()), _canonical(table.column(name)))

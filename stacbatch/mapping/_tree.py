@@ -203,11 +203,20 @@ def program(
     def omittable(value: Node, keep: bool) -> bool:
         return _omittable(value, keep, in_sql, number)
 
-    def value_op(emitter: _Emitter, leaf: Leaf, default: bytes | None) -> None:
-        if leaf.default is None or number[id(leaf)] in in_sql or default is None:
-            emitter.op(VALUE, number[id(leaf)])
+    def put_leaf(emitter: _Emitter, leaf: Leaf, key: bytes | None, default: bytes | None = None) -> None:
+        """A leaf as a value (``key`` None; ``default``: what is written where it is null) or as a member left
+        out where null (``key``: the member's key as this program writes it), by the op that writes it."""
+        n = number[id(leaf)]
+        if n in templates:
+            emitter.template(key, literal_pieces(n))
+        elif n in seps:
+            emitter.split(n, key or b"", seps[n])
+        elif key is not None:
+            emitter.op(MEMBER, n, key)
+        elif leaf.default is None or n in in_sql or default is None:
+            emitter.op(VALUE, n)
         else:
-            emitter.op(VALUE_OR, number[id(leaf)], default)
+            emitter.op(VALUE_OR, n, default)
 
     def key_text(key: str) -> bytes:
         return (json.dumps(key, ensure_ascii=False) + ":").encode("utf-8", "surrogatepass")
@@ -219,12 +228,8 @@ def program(
     def write_text(node: Node) -> None:
         if isinstance(node, Const):
             text.put(node.text.encode("utf-8", "surrogatepass"))
-        elif isinstance(node, Leaf) and number[id(node)] in templates:
-            text.template(None, literal_pieces(number[id(node)]))
-        elif isinstance(node, Leaf) and number[id(node)] in seps:
-            text.split(number[id(node)], b"", seps[number[id(node)]])
         elif isinstance(node, Leaf):
-            value_op(text, node, None if node.default is None else node.default.encode("utf-8", "surrogatepass"))
+            put_leaf(text, node, None, None if node.default is None else node.default.encode("utf-8", "surrogatepass"))
         elif isinstance(node, Arr):
             text.put(b"[")
             for i, item in enumerate(node.items):
@@ -241,12 +246,8 @@ def program(
                 text.put(b"{")
             for i, (key, value, keep) in enumerate(members):
                 head = (b"," if dynamic or i else b"") + key_text(key)
-                if omittable(value, keep) and number[id(value)] in templates:
-                    text.template(head, literal_pieces(number[id(value)]))
-                elif omittable(value, keep) and number[id(value)] in seps:
-                    text.split(number[id(value)], head, seps[number[id(value)]])
-                elif omittable(value, keep):
-                    text.op(MEMBER, number[id(value)], head)
+                if isinstance(value, Leaf) and omittable(value, keep):
+                    put_leaf(text, value, head)
                 else:
                     text.put(head)
                     write_text(value)
@@ -258,13 +259,9 @@ def program(
     def write_canon(node: Node) -> None:
         if isinstance(node, Const):
             canon.put(canonical(node.text.encode("utf-8", "surrogatepass")))
-        elif isinstance(node, Leaf) and number[id(node)] in templates:
-            canon.template(None, literal_pieces(number[id(node)]))
-        elif isinstance(node, Leaf) and number[id(node)] in seps:
-            canon.split(number[id(node)], b"", seps[number[id(node)]])
         elif isinstance(node, Leaf):
             default = None if node.default is None else canonical(node.default.encode("utf-8", "surrogatepass"))
-            value_op(canon, node, default)
+            put_leaf(canon, node, None, default)
         elif isinstance(node, Arr):
             canon.put(b"[")
             for item in node.items:
@@ -273,12 +270,8 @@ def program(
         else:
             canon.put(b"{")
             for key, value, keep in sorted(_members(node), key=lambda m: m[0].encode("utf-8", "surrogatepass")):
-                if omittable(value, keep) and number[id(value)] in templates:
-                    canon.template(key_canon(key), literal_pieces(number[id(value)]))
-                elif omittable(value, keep) and number[id(value)] in seps:
-                    canon.split(number[id(value)], key_canon(key), seps[number[id(value)]])
-                elif omittable(value, keep):
-                    canon.op(MEMBER, number[id(value)], key_canon(key))
+                if isinstance(value, Leaf) and omittable(value, keep):
+                    put_leaf(canon, value, key_canon(key))
                 else:
                     canon.put(key_canon(key))
                     write_canon(value)
