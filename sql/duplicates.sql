@@ -4,7 +4,7 @@
 WITH rows AS (
     SELECT collection, id, stage_seq, filename, file_row_number,
            list_contains($2, filename) AS is_new
-    FROM read_parquet($1, filename = true, file_row_number = true)
+    FROM read_parquet($1, filename = true, file_row_number = true, hive_partitioning = false)
 ),
 ranked AS (
     SELECT filename, file_row_number, is_new,

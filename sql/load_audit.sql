@@ -2,10 +2,10 @@
 -- from the version it replaced in files $2 (the collections' files before the load), with the merge patch
 -- between the two versions. Unchanged re-loads are not changes and are left out.
 WITH new_rows AS (
-    SELECT collection, id, content_hash FROM read_parquet($1) WHERE stage_run = $3
+    SELECT collection, id, content_hash FROM read_parquet($1, hive_partitioning = false) WHERE stage_run = $3
 ),
 old_rows AS (
-    SELECT collection, id, content_hash FROM read_parquet($2)
+    SELECT collection, id, content_hash FROM read_parquet($2, hive_partitioning = false)
 ),
 changed AS (
     SELECT n.collection, n.id, o.content_hash AS hash_before, n.content_hash AS hash_after
@@ -21,11 +21,11 @@ SELECT
     json_merge_patch_diff(oi.item, ni.item)::VARCHAR AS patch
 FROM changed AS c
 LEFT JOIN (
-    SELECT collection, id, item FROM read_parquet($2)
+    SELECT collection, id, item FROM read_parquet($2, hive_partitioning = false)
     WHERE (collection, id) IN (SELECT collection, id FROM changed WHERE hash_before IS NOT NULL)
 ) AS oi ON oi.collection = c.collection AND oi.id = c.id
 LEFT JOIN (
-    SELECT collection, id, item FROM read_parquet($1)
+    SELECT collection, id, item FROM read_parquet($1, hive_partitioning = false)
     WHERE stage_run = $3 AND (collection, id) IN (SELECT collection, id FROM changed WHERE hash_before IS NOT NULL)
 ) AS ni ON ni.collection = c.collection AND ni.id = c.id
 ORDER BY c.collection, c.id;

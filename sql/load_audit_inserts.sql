@@ -11,6 +11,6 @@ COPY (
         NULL::VARCHAR[] AS paths,
         NULL::VARCHAR AS hash_before,
         content_hash AS hash_after
-    FROM read_parquet($3)
+    FROM read_parquet($3, hive_partitioning = false)
     WHERE stage_run = $1
 ) TO {target} (FORMAT parquet, COMPRESSION zstd);

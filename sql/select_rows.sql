@@ -7,7 +7,7 @@ FROM (
         item -> '$.properties' AS properties,
         item -> '$.assets' AS assets,
         item -> '$.links' AS links
-    FROM read_parquet({files}, filename = true, file_row_number = true)
+    FROM read_parquet({files}, filename = true, file_row_number = true, hive_partitioning = false)
 )
 WHERE {predicate}
 GROUP BY filename;

@@ -1,7 +1,9 @@
 """JSON parsing, compact dumping and canonical hashing.
 
 orjson is the fast path. The stdlib is the fallback for what orjson refuses but is still worth keeping losslessly:
-integers beyond 64 bits, NaN/Infinity tokens and lone surrogates.
+integers beyond 64 bits and lone surrogates. NaN, Infinity and numbers beyond a double's range (``1e999``) are
+read (so that the item they are in can be named), but never written: JSON has no such numbers, so ``dumps`` raises
+``NonFiniteError`` naming where the value is, and the item carrying it fails.
 """
 
 from __future__ import annotations
@@ -33,7 +35,35 @@ def loads(data: bytes | str) -> Any:
 
 class NonFinite(float):
     """NaN or an infinity read by the stdlib. orjson would write it as ``null`` (silently lossy); it refuses a float
-    subclass instead, so ``dumps`` falls back to the stdlib, which writes ``NaN``/``Infinity`` back."""
+    subclass instead, so ``dumps`` falls back to the stdlib, which refuses it with the value's path."""
+
+
+NON_FINITE = "not a finite JSON number (NaN, Infinity or beyond a double's range)"
+
+
+class NonFiniteError(ValueError):
+    """A value that JSON cannot carry (NaN, +-Infinity, or a number beyond a double's range): ``path`` says where."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(f"{path or 'the value'} is {NON_FINITE}")
+        self.path = path
+
+
+def non_finite_path(obj: Any, prefix: str = "") -> str | None:
+    """The dotted path (``properties.x``, ``bbox[2]``) of the first non-finite number in ``obj``, or None."""
+    if isinstance(obj, float):
+        return None if math.isfinite(obj) else prefix
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            found = non_finite_path(v, f"{prefix}.{k}" if prefix else str(k))
+            if found is not None:
+                return found
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            found = non_finite_path(v, f"{prefix}[{i}]")
+            if found is not None:
+                return found
+    return None
 
 
 def _non_finite(token: str) -> float:
@@ -50,7 +80,14 @@ def dumps(obj: Any) -> bytes:
     try:
         return orjson.dumps(obj)
     except (TypeError, orjson.JSONEncodeError):
-        return json.dumps(obj, separators=(",", ":"), ensure_ascii=True).encode("ascii")
+        pass
+    try:
+        return json.dumps(obj, separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode("ascii")
+    except ValueError:
+        path = non_finite_path(obj)
+        if path is None:
+            raise
+        raise NonFiniteError(path) from None
 
 
 # The canonical stream (format 2 of the stage): what content hashes are taken of, and how values are compared.

@@ -441,8 +441,9 @@ static int scan_line(Parser *ps, Parser *num, Out *o, const unsigned char *s, co
     if (!fs[F_ID] || !plain_string(fs[F_ID], fe[F_ID], &id, &id_len) || id_len == 0) return 0;
     if (!fs[F_COLLECTION] || is_null(fs[F_COLLECTION], fe[F_COLLECTION])) {
         coll = (const unsigned char *)dflt, coll_len = dflt_len;
-    } else if (!plain_string(fs[F_COLLECTION], fe[F_COLLECTION], &coll, &coll_len) || coll_len == 0) {
-        return 0;
+    } else if (!plain_string(fs[F_COLLECTION], fe[F_COLLECTION], &coll, &coll_len) || coll_len == 0 ||
+               (coll_len == dflt_len && !memcmp(coll, dflt, dflt_len))) {
+        return 0; /* the default's own name given literally: Python refuses it (the keys would collide) */
     }
     int64_t ts[3] = {0, 0, 0};
     unsigned char tv[3] = {0, 0, 0};

@@ -191,7 +191,13 @@ def parse_unit(unit: Unit, batch_size: int) -> ParseResult:
                 out.res.relative_lines = (unit.source, newlines + (0 if data.endswith(b"\n") else 1))
         elif isinstance(unit, DictsUnit):
             for label, obj in zip(unit.labels, unit.items, strict=True):
-                out.add(obj, label, None)
+                bad = _json.non_finite_path(obj) if unit.check_finite else None
+                if bad is None:
+                    out.add(obj, label, None)
+                else:
+                    item_id = obj.get("id") if isinstance(obj, dict) else None
+                    hint = "STAC is JSON: write null or a finite number"
+                    out.fail(_failure(label, _json.NON_FINITE, item_id=item_id, field=bad, hint=hint))
         elif isinstance(unit, RecordsUnit):
             from stacbatch.mapping._run import map_records
 

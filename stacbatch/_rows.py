@@ -105,6 +105,12 @@ class BatchBuilder:
             coll = DEFAULT_COLLECTION
         elif not isinstance(coll, str) or not coll:
             raise ItemError(f"collection must be a non-empty string, got {coll!r}", "collection", "fix or remove it")
+        elif coll == DEFAULT_COLLECTION:  # its partition holds the items that have no collection: keys would collide
+            raise ItemError(
+                f"collection {coll!r} is reserved for items without a collection",
+                "collection",
+                "rename the collection, or remove the field if the item has none",
+            )
         box = _own_bbox(obj.get("bbox"))
         geom = obj.get("geometry")
         wkb: bytes | None = None
@@ -124,7 +130,13 @@ class BatchBuilder:
             dt = start = end = None
         corners: tuple[float | None, ...] = _NO_BOX if box is None else box
         # The hash is taken of the stored text, whichever path made it (the kernel hashes raw lines).
-        text = (raw if raw[-1] > 32 else raw.rstrip()) if raw is not None else _json.dumps(obj)
+        if raw is not None:
+            text = raw if raw[-1] > 32 else raw.rstrip()
+        else:
+            try:
+                text = _json.dumps(obj)
+            except _json.NonFiniteError as err:
+                raise ItemError(_json.NON_FINITE, err.path, "STAC is JSON: write null or a finite number") from None
         self.rows.append(
             (
                 coll,

@@ -457,16 +457,18 @@ def test_page_index_gives_what_paging_needs_without_decoding_items() -> None:
 
 
 @pytest.mark.parametrize("kernel_on", [True, False])
-def test_non_finite_numbers_are_kept_not_nulled(monkeypatch: pytest.MonkeyPatch, kernel_on: bool) -> None:
-    """orjson refuses NaN/1e400 on input and writes them as null on output: the stdlib path must keep them."""
-    line = (
-        b'{"type":"Feature","id":"n","collection":"c","geometry":null,"properties":{"a":NaN,"b":1e400,"c":-Infinity}}'
-    )
+@pytest.mark.parametrize("value", [b"NaN", b"1e400", b"-Infinity", b"Infinity", b"-1e999"])
+def test_non_finite_numbers_fail_their_item(monkeypatch: pytest.MonkeyPatch, kernel_on: bool, value: bytes) -> None:
+    """JSON has no NaN or infinities (orjson refuses them on input and would write null): the item fails, naming
+    the field, and the other items of the block are staged. 1e-999 is finite (0): it is kept byte for byte."""
+    bad = b'{"type":"Feature","id":"n","collection":"c","geometry":null,"properties":{"a":[1,%s]}}' % value
+    tiny = b'{"type":"Feature","id":"t","collection":"c","geometry":null,"properties":{"a":1e-999}}'
     monkeypatch.setattr(_scan, "AVAILABLE", kernel_on)
-    res = _parse.parse_unit(LinesUnit("s", 1, line), 10)
-    (text,) = [r["item"] for b in res.batches for r in b.to_pylist()]
-    props = json.loads(text)["properties"]
-    assert math.isnan(props["a"]) and props["b"] == math.inf and props["c"] == -math.inf
+    res = _parse.parse_unit(LinesUnit("s", 1, b"\n".join([bad, tiny])), 10)
+    assert [r["item"] for b in res.batches for r in b.to_pylist()] == [tiny.decode()]
+    (failure,) = res.failures
+    assert failure["id"] == "n" and failure["field"] == "properties.a[1]" and failure["line"] == 1
+    assert "not a finite JSON number" in failure["reason"]
 
 
 def test_scan_lines_hands_its_buffers_over_without_copies() -> None:

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import os
 import sys
+import threading
 from typing import TYPE_CHECKING
 
 import typer
@@ -12,6 +14,8 @@ from stacbatch.stage import open_stage
 
 if TYPE_CHECKING:
     import duckdb
+
+    from stacbatch.stage import Stage
 
 FORMATS = ("table", "csv", "json", "parquet")
 
@@ -35,7 +39,7 @@ def sql_cmd(
     try:
         rel = st.sql(query)
     except duckdb.Error as err:
-        raise QueryError(f"query failed: {_sql.one_line(err)}") from None
+        raise QueryError(_failed(st, err)) from None
     if rel is None:
         return
     try:
@@ -48,11 +52,53 @@ def sql_cmd(
                 "json": "FORMAT json",
                 "parquet": "FORMAT parquet",
             }[fmt]
-            target = to or "/dev/stdout"
-            sys.stdout.flush()
-            st.connection.execute(f"COPY ({query}) TO {_sql.literal(target)} ({options})")
+            if to:
+                st.connection.execute(f"COPY ({query}) TO {_sql.literal(to)} ({options})")
+            else:
+                _copy_to_stdout(st.connection, query, options)
     except duckdb.Error as err:
-        raise QueryError(f"query failed: {_sql.one_line(err)}") from None
+        raise QueryError(_failed(st, err)) from None
+
+
+def _failed(st: Stage, err: Exception) -> str:
+    import duckdb
+
+    newer = st.newer_version() if isinstance(err, duckdb.IOException) else None
+    if newer is not None:  # a query longer than the retention of replaced files, or a writer that removed them
+        return (
+            f"query failed: the stage moved from v{st.version} to v{newer} while it ran and v{st.version}'s files "
+            "are gone; run it again"
+        )
+    return f"query failed: {_sql.one_line(err)}"
+
+
+def _copy_to_stdout(con: duckdb.DuckDBPyConnection, query: str, options: str) -> None:
+    """DuckDB's COPY writes into a pipe that a thread drains into this process's own stdout. ``COPY TO
+    '/dev/stdout'`` would reopen the file behind stdout at offset 0: a redirect to a file lost what the shell wrote
+    before, and ``>>`` overwrote the file."""
+    read_end, write_end = os.pipe()
+    out = sys.stdout.buffer
+    sys.stdout.flush()
+
+    def drain() -> None:
+        gone = False
+        with os.fdopen(read_end, "rb", buffering=0) as pipe:
+            while chunk := pipe.read(1 << 16):
+                if gone:
+                    continue  # the reader went away (`| head`): drain on regardless, or DuckDB would block
+                try:
+                    out.write(chunk)
+                except (BrokenPipeError, ValueError):
+                    gone = True
+
+    thread = threading.Thread(target=drain, name="stacbatch-sql-out", daemon=True)
+    thread.start()
+    try:
+        con.execute(f"COPY ({query}) TO {_sql.literal(f'/dev/fd/{write_end}')} ({options})")
+    finally:
+        os.close(write_end)  # the drain sees the end of the data once DuckDB's own descriptor is closed too
+        thread.join()
+        out.flush()
 
 
 def _table(rel: duckdb.DuckDBPyRelation, max_rows: int) -> str:

@@ -44,6 +44,8 @@ class DictsUnit:
     source: str
     labels: list[str]
     items: list[Any]
+    #: the items may hold NaN or infinite floats (orjson would write them as null): look for them item by item
+    check_finite: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,6 +4,7 @@ removed, the run's summary written."""
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
 
 import pyarrow as pa
@@ -40,6 +41,7 @@ def commit(
         tombs = write_tombstones(stage.fs, stage.root, run.id, [tombstones_from_audit(t) for t in audit])
         manifest.tombstones.extend(tombs)
     manifest.last_run = {"run_id": run.id, "command": run.command, "status": status, **counts}
+    manifest.retire(stage.manifest, time.time())
     manifest.version += 1
     crash_point("before_manifest")
     write_manifest(stage.fs, stage.root, manifest)

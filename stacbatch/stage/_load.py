@@ -160,8 +160,7 @@ def load(
             touched = {e["collection"] for e in new_entries}
             first = ids_distinct and not any(f["collection"] in touched for f in manifest.files)
             inserts = writer.audit_keys() if first else None
-        for label, doc in plan.collections:  # a catalog with collections but no items
-            collections[str(doc.get("id"))] = (label, doc)
+        _take_collections(plan.collections, run, collections, result)  # a catalog with collections but no items
         for source in plan.api_sources:
             for rec in source.failures:
                 run.fail(rec)
@@ -244,21 +243,29 @@ def _take(
     for rec in res.failures:
         run.fail(rec)
     result.failed += len(res.failures)
-    for label, doc in res.collections:
-        cid = doc.get("id")
-        if not isinstance(cid, str) or not cid:
-            run.fail(
-                {
-                    "source": label,
-                    "field": "id",
-                    "reason": "collection has no string id",
-                    "hint": "give the collection an id",
-                }
-            )
-            result.failed += 1
-            continue
-        collections[cid] = (label, doc)
+    _take_collections(res.collections, run, collections, result)
     writer.add_parts(res.parts)
+
+
+def _take_collections(
+    found: list[tuple[str, dict[str, Any]]],
+    run: Run,
+    collections: dict[str, tuple[str, dict[str, Any]]],
+    result: LoadResult,
+) -> None:
+    """Keep the Collections that can be staged; each other one is a failure that says why."""
+    for label, doc in found:
+        cid = doc.get("id")
+        bad = _json.non_finite_path(doc)
+        if not isinstance(cid, str) or not cid:
+            problem = {"field": "id", "reason": "collection has no string id", "hint": "give the collection an id"}
+        elif bad is not None:
+            problem = {"field": bad, "reason": _json.NON_FINITE, "hint": "STAC is JSON: write null or a finite number"}
+        else:
+            collections[cid] = (label, doc)
+            continue
+        run.fail({"source": label, **({"id": cid} if isinstance(cid, str) else {}), **problem})
+        result.failed += 1
 
 
 def _stage_collection(
@@ -365,11 +372,8 @@ def _rewrite_without(
 
 
 def _referenced(manifest: Manifest) -> set[str]:
-    refs = {f["path"] for f in manifest.files}
-    refs.update(m["json"] for m in manifest.collections.values() if m.get("json"))
-    refs.update(e["path"] for e in manifest.audit)
-    refs.update(e["path"] for e in manifest.tombstones)
-    return refs
+    """What cleanup keeps: this version's files and the ones it retired, which readers of older versions use."""
+    return manifest.referenced() | {r["path"] for r in manifest.retired}
 
 
 def _cleanup_orphans(stage: Stage) -> None:

@@ -24,6 +24,9 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "row_group_rows": 10_000,
     "file_max_rows": 100_000,
     "file_max_bytes": 128 * 1024 * 1024,
+    # Files a write replaces stay this long for readers that opened an older version (then the next write removes
+    # them): a query over a snapshot never meets a file that a concurrent writer deleted under it.
+    "retain_replaced_seconds": 900,
 }
 
 
@@ -42,6 +45,9 @@ class Manifest:
     audit: list[dict[str, Any]] = field(default_factory=list)
     #: tombstone files (one per run that deleted something): path, run, rows
     tombstones: list[dict[str, Any]] = field(default_factory=list)
+    #: files that earlier versions referenced and this one does not, kept for readers of those versions until
+    #: ``since`` (epoch seconds) + the ``retain_replaced_seconds`` setting: path, since, version (last one using it)
+    retired: list[dict[str, Any]] = field(default_factory=list)
 
     def partitions(self) -> list[dict[str, Any]]:
         """One entry per partition folder: collection, bucket, files, rows, bytes."""
@@ -83,9 +89,28 @@ class Manifest:
                 "last_run": self.last_run,
                 "audit": self.audit,
                 "tombstones": self.tombstones,
+                "retired": self.retired,
             },
             option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS,
         )
+
+    def referenced(self) -> set[str]:
+        """Every file this version reads: data, Collection JSON, audit and tombstones (not the retired ones)."""
+        refs = {f["path"] for f in self.files}
+        refs.update(m["json"] for m in self.collections.values() if m.get("json"))
+        refs.update(e["path"] for e in self.audit)
+        refs.update(e["path"] for e in self.tombstones)
+        return refs
+
+    def retire(self, before: Manifest, now: float) -> None:
+        """Record the files ``before`` read that this version does not, and forget those retired long enough ago
+        (the next cleanup deletes them)."""
+        keep = self.referenced()
+        grace = float(self.settings["retain_replaced_seconds"])
+        retired = {r["path"]: r for r in self.retired if now - float(r["since"]) < grace and r["path"] not in keep}
+        for path in sorted(before.referenced() - keep) if grace > 0 else ():
+            retired.setdefault(path, {"path": path, "since": round(now, 3), "version": before.version})
+        self.retired = sorted(retired.values(), key=lambda r: r["path"])
 
     def copy(self) -> Manifest:
         return copy.deepcopy(self)
@@ -132,6 +157,7 @@ def read_manifest(fs: Any, root: str) -> Manifest | None:
         last_run=doc.get("last_run"),
         audit=doc.get("audit") or [],
         tombstones=doc.get("tombstones") or [],
+        retired=doc.get("retired") or [],
     )
 
 

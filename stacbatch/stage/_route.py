@@ -47,7 +47,7 @@ class Router:
             bounds = [*starts.tolist(), len(sorted_codes)]
         groups: list[Group] = []
         for i, code in enumerate(values):
-            collection, bucket = dictionary[code].split("\x00", 1)
+            collection, bucket = dictionary[code].rsplit("\x00", 1)  # a bucket has no NUL; a collection id may
             groups.append((collection, bucket or None, bounds[i], bounds[i + 1] - bounds[i]))
         return grouped, groups
 

@@ -23,6 +23,9 @@ if TYPE_CHECKING:
 class Stage:
     """A snapshot of a stage: the manifest as it was when opened, and DuckDB views over exactly its files.
 
+    Writers in other processes do not change what a snapshot reads: the files a write replaces are kept for the
+    ``retain_replaced_seconds`` setting (15 minutes by default) after it. ``refresh()`` moves to the newest version.
+
     >>> stage = open_stage("my-stage")
     >>> stage.items.filter("collection = 'HLSL30_2.0'").to_arrow_table()
     """
@@ -84,6 +87,28 @@ class Stage:
         finally:
             os.close(fd)
 
+    @property
+    def version(self) -> int:
+        """The stage version this snapshot reads."""
+        return self.manifest.version
+
+    def refresh(self) -> Stage:
+        """Read the newest version (views and relations made before this call are dropped with the connection)."""
+        manifest = read_manifest(self.fs, self.root)
+        if manifest is None:
+            raise StageError(f"{self.path}: the stage is gone (no {MANIFEST})")
+        self.close()
+        self.manifest = manifest
+        return self
+
+    def newer_version(self) -> int | None:
+        """The stage's current version when a writer has committed since this snapshot was opened, else None."""
+        try:
+            current = read_manifest(self.fs, self.root)
+        except StageError:
+            return None
+        return current.version if current is not None and current.version != self.version else None
+
     # -- querying ------------------------------------------------------------------------------------------
     def file_paths(self, collections: list[str] | None = None) -> list[str]:
         files = self.manifest.files
@@ -103,7 +128,7 @@ class Stage:
         if not paths:
             con.execute(_sql.load("empty_items"))
             return "_empty_items"
-        return f"read_parquet({_sql.literal_list(paths)})"
+        return f"read_parquet({_sql.literal_list(paths)}, hive_partitioning = false)"
 
     def _view(self, con: duckdb.DuckDBPyConnection, view: str, paths: list[str]) -> None:
         source = self._source(con, paths)
@@ -124,7 +149,9 @@ class Stage:
         con.execute(_sql.load("audit_tables"))
         for view, entries in (("audit", self.manifest.audit), ("tombstones", self.manifest.tombstones)):
             paths = [_fs.full_path(self.fs, _fs.join(self.root, e["path"])) for e in entries]
-            source = f"read_parquet({_sql.literal_list(paths)})" if paths else f"_empty_{view}"
+            source = (
+                f"read_parquet({_sql.literal_list(paths)}, hive_partitioning = false)" if paths else f"_empty_{view}"
+            )
             # Ordered as written: by run, then row order within the run.
             con.execute(f"CREATE OR REPLACE VIEW {_sql.ident(view)} AS SELECT * FROM {source}")
         rows = []
