@@ -5,6 +5,17 @@ search, the last non-empty page keeping its next link, page size min(limit, 100)
 ``{"errors": [...]}`` bodies, ``context`` on /search and counts on /items, items from /items with only a self link.
 Faults: every ``fault_every``-th request fails with the next status of ``fault_cycle`` (500 "Oops", 502, 503, 504,
 429 with ``Retry-After``); ``latency`` delays every page; ``broken`` collections always fail with 500.
+
+Hostile modes (issue 18), on item pages (``/search`` and ``/collections/{id}/items``):
+``next_base``      next links name another server (its base URL: a foreign host);
+``redirect_to``    item searches are redirected (``redirect_status``, 307 keeps a POST) to another server;
+``loop``           "self": each next link asks for the page it is on; "back": pages after the first link back to it;
+``lie_matched``    the count (numberMatched, context.matched) says this, whatever the truth;
+``page_cap``       pages hold at most this many items (``limit_max``: a larger limit is a 400);
+``cut_every``      every n-th item page is cut: "reset" closes the connection mid-body, "truncate" sends half of it
+                   as a complete 200 (invalid JSON);
+``huge``           item pages carry this many bytes of padding, sent chunked (no Content-Length).
+Every request's headers are kept in ``request_headers`` (path, headers).
 """
 
 from __future__ import annotations
@@ -125,6 +136,16 @@ class FakeStac:
         broken: tuple[str, ...] = (),
         collections_page: int = 100,
         search: bool = True,
+        next_base: str | None = None,
+        redirect_to: str | None = None,
+        redirect_status: int = 307,
+        loop: str | None = None,
+        lie_matched: int | None = None,
+        page_cap: int = 100,
+        limit_max: int = 5000,
+        cut_every: int = 0,
+        cut: str = "reset",
+        huge: int = 0,
     ) -> None:
         self.items = items
         self.fault_every = fault_every
@@ -134,6 +155,18 @@ class FakeStac:
         self.broken = broken
         self.collections_page = collections_page
         self.search_enabled = search
+        self.next_base = next_base
+        self.redirect_to = redirect_to
+        self.redirect_status = redirect_status
+        self.loop = loop
+        self.lie_matched = lie_matched
+        self.page_cap = page_cap
+        self.limit_max = limit_max
+        self.cut_every = cut_every
+        self.cut = cut
+        self.huge = huge
+        self.request_headers: list[tuple[str, dict[str, str]]] = []
+        self._pages_served = 0
         self._cache: dict[int, bytes] = {}
         self._pools: dict[tuple[tuple[str, ...], str | None], list[dict[str, Any]]] = {}
         self.posts: list[str] = []  # POST search bodies, as received (sorted keys)
@@ -197,7 +230,11 @@ class FakeStac:
         self._n += 1
         arrived = time.monotonic()
         status = 200
+        self.request_headers.append((request.path_qs, dict(request.headers)))
         try:
+            if self.redirect_to and request.path.startswith(f"/stac/{PROVIDER}/search"):
+                status = self.redirect_status
+                return web.Response(status=status, headers={"Location": self.redirect_to + request.path_qs})
             if self.fault_every and self._n % self.fault_every == 0:
                 status = self.fault_cycle[self._faults % len(self.fault_cycle)]
                 self._faults += 1
@@ -305,12 +342,47 @@ class FakeStac:
         try:
             limit = int(raw) if raw not in (None, "") else 0
         except ValueError:
-            return self._error(400, "Limit must be between 0 and 5000")
-        if limit < 0 or limit > 5000:
-            return self._error(400, "Limit must be between 0 and 5000")
-        return 20 if limit == 0 else min(limit, 100)
+            return self._error(400, f"Limit must be between 0 and {self.limit_max}")
+        if limit < 0 or limit > self.limit_max:
+            return self._error(400, f"Limit must be between 0 and {self.limit_max}")
+        return 20 if limit == 0 else min(limit, self.page_cap)
 
-    async def coll_items(self, request: web.Request) -> web.Response:
+    def _next_cursor(self, start: int, n: int) -> int:
+        if self.loop == "self":
+            return start
+        if self.loop == "back" and start > 0:
+            return 0
+        return start + n
+
+    def _matched(self, n: int) -> int:
+        return n if self.lie_matched is None else self.lie_matched
+
+    async def _page(self, request: web.Request, page: bytes, content_type: str) -> web.StreamResponse:
+        """An item page as sent, or as a hostile server sends it (cut, or padded past any sane size)."""
+        self._pages_served += 1
+        if self.cut_every and self._pages_served % self.cut_every == 0:
+            if self.cut == "truncate":
+                return web.Response(body=page[: len(page) // 2], content_type=content_type)
+            resp = web.StreamResponse(headers={"Content-Type": content_type, "Content-Length": str(len(page))})
+            await resp.prepare(request)
+            await resp.write(page[: len(page) // 2])
+            assert request.transport is not None
+            request.transport.close()  # a connection reset in the middle of the body
+            return resp
+        if self.huge:
+            resp = web.StreamResponse(headers={"Content-Type": content_type})
+            resp.enable_chunked_encoding()
+            await resp.prepare(request)
+            await resp.write(page[:-1] + b',"padding":"')
+            block = b"x" * (1 << 16)
+            for _ in range(self.huge // len(block)):
+                await resp.write(block)
+            await resp.write(b'"}')
+            await resp.write_eof()
+            return resp
+        return web.Response(body=page, content_type=content_type)
+
+    async def coll_items(self, request: web.Request) -> web.StreamResponse:
         cid = request.match_info["cid"]
         if cid not in self.items:
             return self._error(404, f"Collection [{cid}] not found for provider [{PROVIDER}]")
@@ -333,24 +405,23 @@ class FakeStac:
             links.append(
                 {
                     "rel": "next",
-                    "href": f"{self.base}/collections/{cid}/items?"
-                    + urlencode({**q, "cursor": _cursor(start + len(feats))}),
+                    "href": f"{self.next_base or self.base}/collections/{cid}/items?"
+                    + urlencode({**q, "cursor": _cursor(self._next_cursor(start, len(feats)))}),
                 }
             )
-        n = len(pool)
+        n = self._matched(len(pool))
         self.empty_pages += not out
-        return _json(
-            {
-                "type": "FeatureCollection",
-                "features": out,
-                "numberMatched": n,
-                "numberReturned": len(out),
-                "context": {"returned": len(out), "matched": n},
-                "links": links,
-            }
-        )
+        doc = {
+            "type": "FeatureCollection",
+            "features": out,
+            "numberMatched": n,
+            "numberReturned": len(out),
+            "context": {"returned": len(out), "matched": n},
+            "links": links,
+        }
+        return await self._page(request, orjson.dumps(doc), "application/json")
 
-    async def search(self, request: web.Request) -> web.Response:
+    async def search(self, request: web.Request) -> web.StreamResponse:
         if request.method == "POST":
             body = await request.json()
             self.posts.append(orjson.dumps(body, option=orjson.OPT_SORT_KEYS).decode())
@@ -381,20 +452,21 @@ class FakeStac:
         links = [{"rel": "self", "href": str(request.url)}, {"rel": "root", "href": self.base}]
         if feats:  # the last non-empty page keeps its next link; the page after it is empty without one
             params = {k: v for k, v in body.items() if k != "cursor"}
-            q = [*_bracketed(params), ("cursor", _cursor(start + len(feats)))]
-            links.append({"rel": "next", "href": f"{self.base}/search?{urlencode(q)}", "method": "GET"})
+            q = [*_bracketed(params), ("cursor", _cursor(self._next_cursor(start, len(feats))))]
+            base = self.next_base or self.base
+            links.append({"rel": "next", "href": f"{base}/search?{urlencode(q)}", "method": "GET"})
         # Items are serialised once and spliced into pages: the server's CPU must not be what a client benchmark
         # measures (CMR-STAC's cost is latency, modelled by ``latency``).
         head = orjson.dumps(
             {
                 "type": "FeatureCollection",
-                "context": {"returned": len(feats), "limit": body.get("limit"), "matched": len(pool)},
+                "context": {"returned": len(feats), "limit": body.get("limit"), "matched": self._matched(len(pool))},
                 "links": links,
             }
         )
         self.empty_pages += not feats
         page = head[:-1] + b',"features":[' + b",".join(self._bytes(f) for f in feats) + b"]}"
-        return web.Response(body=page, content_type="application/geo+json")
+        return await self._page(request, page, "application/geo+json")
 
     def _pool(self, colls: tuple[str, ...], when: str | None) -> list[dict[str, Any]]:
         """The query's matches, filtered once per (collections, datetime): every page of a query asks again, and

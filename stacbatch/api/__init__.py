@@ -2,6 +2,16 @@
 
 from stacbatch._headers import parse_headers
 from stacbatch.api._http import Http, HttpError
-from stacbatch.api._source import ApiOptions, ApiSource, ApiStats, check_datetime, parse_bbox
+from stacbatch.api._options import ApiOptions, ApiStats, check_datetime, parse_bbox
+from stacbatch.api._source import ApiSource
 
-__all__ = ["ApiOptions", "ApiSource", "ApiStats", "Http", "HttpError", "check_datetime", "parse_bbox", "parse_headers"]
+__all__ = [
+    "ApiOptions",
+    "ApiSource",
+    "ApiStats",
+    "Http",
+    "HttpError",
+    "check_datetime",
+    "parse_bbox",
+    "parse_headers",
+]

@@ -2,25 +2,30 @@
 handed to the loader through a bounded queue (memory stays flat however many items), as parse units.
 
 A page that still fails after its retries is recorded (request, status, body excerpt) and its query stops; the
-other queries go on, and the load ends as partial.
+other queries go on, and the load ends as partial. So does a query whose next links loop or page past
+``max_pages``. Every next link is followed: the server's count only decides splitting (bounded) and progress, and a
+count that disagrees with the items received is reported.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as _dt
 import itertools
 import queue
 import threading
 import time
 from collections.abc import Awaitable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from stacbatch import _json
+from stacbatch._headers import HeaderScope
 from stacbatch._scan import AVAILABLE as _KERNEL
 from stacbatch.api._http import Http, HttpError
+from stacbatch.api._options import AUTO_LIMIT, FALLBACK_LIMIT, ApiOptions, ApiStats
 from stacbatch.api._stac import list_collections, match_collections, open_api, pages, search_request
 from stacbatch.api._windows import parse_instant as _instant
 from stacbatch.api._windows import split_window, time_windows
@@ -39,84 +44,6 @@ class _Complete:
 
 #: items per parse unit at most (pages already fetched are grouped up to this)
 _UNIT_ITEMS = 2000
-
-
-@dataclass
-class ApiOptions:
-    collections: list[str] = field(default_factory=list)
-    bbox: list[float] | None = None
-    datetime: str | None = None
-    ids: list[str] | None = None
-    max_items: int | None = None
-    concurrency: int = 8
-    rate_limit: float | None = None
-    max_retries: int = 5
-    timeout: float = 60.0
-    headers: dict[str, str] = field(default_factory=dict)
-    limit: int = 100
-    method: str = "auto"
-    #: time windows per collection (None: enough to keep ``concurrency`` requests busy; 1: no splitting)
-    windows: int | None = None
-    #: failure records of an earlier run (collection, request): fetch from exactly those requests on
-    requests: list[dict[str, Any]] = field(default_factory=list)
-    #: stop after about this many items so that the caller can commit a checkpoint (0: never)
-    segment_items: int = 0
-    #: a window whose count (numberMatched) says more pages than this is split further (0: never)
-    window_pages: int = 10
-
-
-@dataclass
-class ApiStats:
-    items: int = 0
-    pages: int = 0
-    queries: int = 0
-    splits: int = 0
-    failed_queries: int = 0
-    requests: int = 0
-    retries: int = 0
-    matched: int | None = None
-    seconds: float = 0.0
-    request_starts: list[float] = field(default_factory=list)
-
-
-def parse_bbox(text: str) -> list[float]:
-    try:
-        values = [float(v) for v in text.split(",")]
-    except ValueError:
-        raise InputError(f"--bbox {text!r}: expected 4 (or 6) comma-separated numbers west,south,east,north") from None
-    if len(values) not in (4, 6):
-        raise InputError(f"--bbox {text!r}: expected 4 (or 6) numbers, got {len(values)}")
-    west, south, east, north = (
-        (values[0], values[1], values[2], values[3])
-        if len(values) == 4
-        else (values[0], values[1], values[3], values[4])
-    )
-    if not (-180 <= west <= 180 and -180 <= east <= 180 and -90 <= south <= north <= 90):
-        raise InputError(f"--bbox {text!r}: out of range (lon -180..180, lat -90..90, south <= north)")
-    return values
-
-
-def check_datetime(text: str) -> str:
-    """An RFC 3339 datetime or interval (``a/b``, open ends ``..``); a date-only value is widened to the day."""
-    parts = text.split("/")
-    if len(parts) > 2 or not text:
-        raise InputError(f"--datetime {text!r}: expected a datetime or an interval start/end")
-    out = []
-    for n, part in enumerate(parts):
-        if part in ("..", "") and len(parts) == 2:
-            out.append("..")
-            continue
-        value = part
-        if len(value) == 10:  # a date: the whole day (CMR-STAC rejects date-only values)
-            value += "T00:00:00Z" if (n == 0 or len(parts) == 1) else "T23:59:59Z"
-        try:
-            _dt.datetime.fromisoformat(value.replace("z", "Z"))
-        except ValueError:
-            raise InputError(f"--datetime {text!r}: {part!r} is not an RFC 3339 datetime") from None
-        out.append(value)
-    if len(parts) == 1 and len(text) == 10:
-        out = [out[0], text + "T23:59:59Z"]
-    return "/".join(out)
 
 
 class ApiSource:
@@ -143,6 +70,15 @@ class ApiSource:
         self.raw_pages = False
         self._tasks: asyncio.TaskGroup
         self.exhausted = False
+        #: the page size asked by fresh queries (falls back once when the server refuses the automatic one)
+        self._page_limit = options.limit or AUTO_LIMIT
+        #: (collection, filters) of the queries a fresh load starts with
+        self._initial: list[tuple[str, dict[str, Any]]] = []
+        #: window parts made by splitting, per collection (bounded by ``max_split_parts``)
+        self._parts: dict[str, int] = {}
+        #: the fetching thread's loop and main task: cancelled (waits and all) when the consumer stops
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._main_task: asyncio.Task[Any] | None = None
 
     @property
     def decoded_features(self) -> bool:
@@ -150,19 +86,26 @@ class ApiSource:
         fetcher decodes them whole; otherwise it decodes only what paging needs (``indexed_page``)."""
         return not (self.raw_pages or _KERNEL)
 
+    def _http(self, **kwargs: Any) -> Http:
+        o = self.options
+        return Http(
+            timeout=o.timeout,
+            headers=o.headers,
+            rate_limit=o.rate_limit,
+            rate_state=self._rate_state,
+            header_scope=HeaderScope.of(self.url, o.header_hosts),
+            max_retry_after=o.max_retry_after,
+            max_page_bytes=o.max_page_bytes,
+            **kwargs,
+        )
+
     def prepare(self) -> None:
         """Open the API and resolve the collections before anything is written: an unreachable URL, a response that
         is not a STAC API or an unknown collection fails here, with one line."""
 
         async def run() -> None:
             o = self.options
-            async with Http(
-                max_retries=min(2, o.max_retries),
-                timeout=o.timeout,
-                headers=o.headers,
-                rate_limit=o.rate_limit,
-                rate_state=self._rate_state,
-            ) as http:
+            async with self._http(max_retries=min(2, o.max_retries)) as http:
                 # one request at a time means one: no speculative /collections then
                 api = await open_api(http, self.url, speculate=o.concurrency > 1)
                 wanted = sorted({str(r["collection"]) for r in o.requests}) if o.requests else o.collections
@@ -217,7 +160,9 @@ class ApiSource:
                 if segment and taken >= segment:
                     break  # a checkpoint: the caller commits, then goes on from pending()
         finally:
+            # also on an interrupt (Ctrl-C): the fetcher stops now, even inside a Retry-After or backoff wait
             self._stop.set()
+            self._cancel()
             while thread.is_alive():  # unblock a producer waiting on a full queue
                 try:
                     self._queue.get_nowait()
@@ -231,11 +176,18 @@ class ApiSource:
         """The queries not finished by the pages taken so far, each as the request that continues it."""
         return [{"collection": cid, "request": req} for cid, req in self._frontier.values() if req is not None]
 
+    def _cancel(self) -> None:
+        loop, task = self._loop, self._main_task
+        if loop is not None and task is not None:
+            with contextlib.suppress(RuntimeError):  # the loop has ended already
+                loop.call_soon_threadsafe(task.cancel)
+
     def _thread(self) -> None:
         try:
             asyncio.run(self._main())
-        except BaseException as err:  # surfaced in units()
-            self._error = err
+        except BaseException as err:  # surfaced in units(); a cancel asked for by units() is no error
+            if not (self._stop.is_set() and isinstance(err, asyncio.CancelledError)):
+                self._error = err
         finally:
             self._put(_DONE)
 
@@ -247,16 +199,21 @@ class ApiSource:
             except queue.Full:
                 continue
 
-    async def _main(self) -> None:
+    def _note_started(self, api: Any) -> None:
+        """``options.started``: the first request of each fresh query, at the page size now asked."""
         o = self.options
-        async with Http(
-            concurrency=o.concurrency,
-            rate_limit=o.rate_limit,
-            max_retries=o.max_retries,
-            timeout=o.timeout,
-            headers=o.headers,
-            rate_state=self._rate_state,
-        ) as http:
+        self.stats.limit = self._page_limit
+        o.started = [
+            {"collection": cid, "request": _request(*search_request(api, cid, p, self._page_limit, o.method))}
+            for cid, p in self._initial
+        ]
+
+    async def _main(self) -> None:
+        self._loop, self._main_task = asyncio.get_running_loop(), asyncio.current_task()
+        if self._stop.is_set():  # stopped before the loop was known
+            return
+        o = self.options
+        async with self._http(concurrency=o.concurrency, max_retries=o.max_retries) as http:
             try:
                 assert self._api is not None, "prepare() first"
                 api, chosen = self._api, self.collections
@@ -274,6 +231,9 @@ class ApiSource:
                     for c in chosen
                     for window in (time_windows(c, o.datetime, per) if not o.ids else [o.datetime])
                 ]
+                if not o.requests:
+                    self._initial = [(cid, {**params, "datetime": w} if w else params) for cid, w in queries]
+                    self._note_started(api)
                 async with asyncio.TaskGroup() as tg:
                     self._tasks = tg
                     if o.requests:  # --retry-failed / --resume: exactly those requests, and the pages after them
@@ -287,10 +247,9 @@ class ApiSource:
                                 )
                             )
                     else:
-                        for cid, _w in queries:
+                        for cid, _p in self._initial:
                             self._open_query(cid)
-                        for cid, w in queries:
-                            sub = {**params, "datetime": w} if w else params
+                        for cid, sub in self._initial:
                             tg.create_task(self._tracked(cid, self._query(http, api, cid, budget, sub)))
             finally:
                 self.stats.requests = http.stats.requests
@@ -333,38 +292,46 @@ class ApiSource:
         params: dict[str, Any] | None = None,
         start: dict[str, Any] | None = None,
         q: int | None = None,
+        depth: int = 0,
+        parent_count: int | None = None,
     ) -> None:
-        """One query's pages, in order. ``start``: continue from that request (resume, retry). A fresh query whose
-        first page counts more pages than ``window_pages`` is replaced by parts of its time window instead."""
+        """One query's pages, in order, every ``next`` link followed. ``start``: continue from that request (resume,
+        retry). A fresh query whose first page counts more pages than ``window_pages`` is replaced by parts of its
+        time window instead (``depth``: splits above it; ``parent_count``: the count of the window it is part of)."""
         fresh = start is None
+        limit = self._page_limit
         if start is not None:
             method, url, body = str(start["method"]), str(start["url"]), start.get("body")
             params = {"datetime": _window_of(start)}
         else:
             params = params or {}
-            method, url, body = search_request(api, cid, params, self.options.limit, self.options.method)
+            method, url, body = search_request(api, cid, params, limit, self.options.method)
         window = params.get("datetime")
         edges = tuple(_instant(v) for v in window.split("/", 1)) if window and "/" in window else (None, None)
         self.stats.queries += 1
         if q is None:
             q = next(self._query_ids)
-            self._frontier[q] = (cid, {"method": method, "url": url, "body": body, "headers": None})
-        first, taken, matched = True, 0, None
+            self._frontier[q] = (cid, _request(method, url, body))
+        first, received, matched = True, 0, None
         try:
-            async for req_url, doc, body_bytes, nxt in pages(http, method, url, body, index=not self.decoded_features):
+            index = not self.decoded_features
+            async for req_url, doc, body_bytes, nxt in pages(
+                http, method, url, body, index=index, max_pages=self.options.max_pages
+            ):
                 if self._stop.is_set():
                     return
                 raw = doc.get("features") or []
                 count = doc.get("numberMatched", (doc.get("context") or {}).get("matched"))
-                if first and fresh and isinstance(count, int):
+                if first and fresh and isinstance(count, int) and not isinstance(count, bool):
                     matched = count
-                    if await self._split(http, api, cid, budget, params, q, req_url, raw, count):
+                    if await self._split(http, api, cid, budget, params, q, req_url, raw, count, depth, parent_count):
                         return
-                    self.stats.matched = (self.stats.matched or 0) + count  # the total to expect
+                    self.stats.matched = (self.stats.matched or 0) + count  # the total to expect (progress only)
                 first = False
-                taken += len(raw)
-                # a short page that completes the count ends the query: no request for the empty page after it
-                done = not raw or (matched is not None and taken >= matched and len(raw) < self.options.limit)
+                received += len(raw)
+                # the count is a hint: a short page that "completes" it ends nothing (servers cap pages silently
+                # and counts are estimates); the query ends on an empty page or no next link
+                done = not raw or nxt is None
                 keep = [i for i, f in enumerate(raw) if not self._seen_at_edge(cid, f, edges)]  # type: ignore[arg-type]
                 self.stats.pages += 1
                 if budget[0] is not None:
@@ -376,13 +343,36 @@ class ApiSource:
                 # the page's bytes when the kernel can read them (no per-item Python), else the decoded features
                 page = (raw if self.decoded_features else body_bytes, chosen, len(keep))
                 await asyncio.to_thread(self._put, (req_url, page, q, None if done or over else nxt, []))
-                if over or done:
+                if over:
                     return
+                if done:
+                    break
+            if matched is not None and received != matched:
+                self._mismatch(cid, window, matched, received)
         except HttpError as err:
+            if fresh and first and self._refused_limit(err, limit):
+                # the automatic page size was refused (CMR-STAC refuses more than 5000): the usual one, from now on
+                self._page_limit = FALLBACK_LIMIT
+                self._note_started(api)
+                self.stats.queries -= 1
+                retry = search_request(api, cid, params, FALLBACK_LIMIT, self.options.method)
+                self._frontier[q] = (cid, _request(*retry))
+                await self._query(http, api, cid, budget, params, None, q, depth, parent_count)
+                return
             self.stats.failed_queries += 1
             rec = {"source": self.url, "collection": cid, **err.record()}
             self.failures.append(rec)
             await asyncio.to_thread(self._put, (err.url, None, q, None, []))  # recorded: --retry-failed takes it up
+
+    def _refused_limit(self, err: HttpError, limit: int) -> bool:
+        return self.options.limit is None and limit > FALLBACK_LIMIT and err.status in (400, 422)
+
+    def _mismatch(self, cid: str, window: str | None, matched: int, received: int) -> None:
+        self.stats.count_mismatches += 1
+        if len(self.stats.mismatch_examples) < 5:
+            self.stats.mismatch_examples.append(
+                {"collection": cid, "datetime": window, "matched": matched, "received": received}
+            )
 
     async def _split(
         self,
@@ -395,30 +385,44 @@ class ApiSource:
         req_url: str,
         raw: list[Any],
         count: int,
+        depth: int,
+        parent_count: int | None,
     ) -> bool:
         """Replace query ``q`` by parts of its window when its count says it is too deep to page through alone. The
-        first page is dropped (its items come again from the parts): one request spent, many gained in parallel."""
+        first page is dropped (its items come again from the parts): one request spent, many gained in parallel.
+
+        Bounded, because the count may be an estimate or a lie (10^9 made 592 split requests and no items): a part
+        whose count did not shrink with its window is paged, not split again; parts per split, splits of splits and
+        parts per collection are capped. Past the caps a window is simply paged."""
         o = self.options
-        per_page = max(1, len(raw) or o.limit)  # servers may cap the page size below the limit asked
-        depth = -(-count // per_page)
-        if not o.window_pages or o.ids or depth <= o.window_pages:
+        per_page = max(1, len(raw) or self._page_limit)  # servers may cap the page size below the limit asked
+        deep = -(-count // per_page)
+        if not o.window_pages or o.ids or deep <= o.window_pages:
+            return False
+        if (parent_count is not None and count >= parent_count) or depth >= o.max_split_depth:
+            return False
+        room = o.max_split_parts - self._parts.get(cid, 0)
+        wanted = min(-(-deep // o.window_pages), max(2, 4 * o.concurrency), room)
+        if wanted < 2:
             return False
         coll = next((c for c in self.collections if str(c.get("id")) == cid), {})
-        parts = split_window(params.get("datetime"), coll, min(1000, -(-depth // o.window_pages)))
+        parts = split_window(params.get("datetime"), coll, wanted)
         if not parts:
             return False
+        self._parts[cid] = self._parts.get(cid, 0) + len(parts)
         self.stats.splits += 1
         children = []
         for part in parts:
             sub = {**params, "datetime": part}
-            method, url, body = search_request(api, cid, sub, o.limit, o.method)
-            children.append((next(self._query_ids), sub, {"method": method, "url": url, "body": body, "headers": None}))
+            request = _request(*search_request(api, cid, sub, self._page_limit, o.method))
+            children.append((next(self._query_ids), sub, request))
         # the parts are registered (for checkpoints) by the same message that closes the split query
         await asyncio.to_thread(self._put, (req_url, None, q, None, [(c, cid, r) for c, _, r in children]))
         for _child, _sub, _ in children:
             self._open_query(cid)
         for child, sub, _ in children:
-            self._tasks.create_task(self._tracked(cid, self._query(http, api, cid, budget, sub, q=child)))
+            task = self._query(http, api, cid, budget, sub, q=child, depth=depth + 1, parent_count=count)
+            self._tasks.create_task(self._tracked(cid, task))
         return True
 
     def _open_query(self, cid: str) -> None:
@@ -432,6 +436,10 @@ class ApiSource:
         self._open[cid] -= 1
         if not self._open[cid]:
             await asyncio.to_thread(self._put, _Complete(cid))
+
+
+def _request(method: str, url: str, body: dict[str, Any] | None) -> dict[str, Any]:
+    return {"method": method, "url": url, "body": body, "headers": None}
 
 
 def _window_of(request: dict[str, Any]) -> str | None:

@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import fnmatch
+import hashlib
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode, urljoin
+
+import orjson
 
 from stacbatch import _json
 from stacbatch._scan import page_index
@@ -88,6 +91,39 @@ def indexed_page(raw: bytes) -> Any:
     return doc
 
 
+#: pages one query may take by default: a server that pages forever (or by a count of 10^9) is stopped there
+MAX_PAGES = 100_000
+
+
+class PageGuard:
+    """The requests of one query so far: a ``next`` link that asks for one of them again (itself, or back to an
+    earlier page) would page forever, as would a query past ``max_pages``. Digests, not URLs, are kept: 16 bytes
+    a page however long the tokens."""
+
+    def __init__(self, max_pages: int = MAX_PAGES) -> None:
+        self.max_pages = max_pages
+        self._seen: set[bytes] = set()
+
+    def check(self, method: str, url: str, body: Any) -> None:
+        key = hashlib.blake2b(
+            f"{method} {url} ".encode() + orjson.dumps(body, option=orjson.OPT_SORT_KEYS), digest_size=16
+        ).digest()
+        if key in self._seen:
+            raise HttpError(
+                method,
+                url,
+                None,
+                f"paging loop: after {len(self._seen):,} page(s) the next link asks for an earlier page again; "
+                "the server's paging is broken, so this query stops here",
+                body,
+            )
+        if len(self._seen) >= self.max_pages:
+            raise HttpError(
+                method, url, None, f"more than --max-pages {self.max_pages:,} pages in one query; stopped here", body
+            )
+        self._seen.add(key)
+
+
 async def pages(
     http: Http,
     method: str,
@@ -96,12 +132,17 @@ async def pages(
     *,
     index: bool = False,
     first: tuple[Any, bytes] | None = None,
+    max_pages: int = MAX_PAGES,
 ) -> AsyncIterator[tuple[str, dict[str, Any], bytes, dict[str, Any] | None]]:
     """(request URL, page, its bytes, the request that returns the next page or None) for each page of one query.
-    ``index``: item pages, decoded by ``indexed_page``; ``first``: the first response, already received."""
+    ``index``: item pages, decoded by ``indexed_page``; ``first``: the first response, already received. Every
+    ``next`` link is followed (counts are not trusted to end a query); a loop or too many pages raise
+    ``HttpError``."""
     decode = indexed_page if index else _json.loads
+    guard = PageGuard(max_pages)
     request: dict[str, Any] | None = {"method": method, "url": url, "body": body, "headers": None}
     while request is not None:
+        guard.check(request["method"], request["url"], request["body"])
         if first is not None:
             (doc, raw), first = first, None
         else:
@@ -161,11 +202,15 @@ async def list_collections(http: Http, api: Api) -> list[dict[str, Any]]:
 async def _child_urls(http: Http, api: Api) -> list[str]:
     urls = list(api.children)
     doc = api.landing
+    guard = PageGuard()
+    guard.check("GET", api.url, None)
     while True:  # CMR-STAC pages its catalogs' child links (100 a page) with its own next link
         nxt = _links(doc, "next")
         if not nxt:
             return urls
-        doc, _ = await http.json("GET", urljoin(api.url, nxt[0]["href"]))
+        href = urljoin(api.url, nxt[0]["href"])
+        guard.check("GET", href, None)
+        doc, _ = await http.json("GET", href)
         urls += [urljoin(api.url, ln["href"]) for ln in _links(doc, "child")]
 
 

@@ -8,9 +8,11 @@ import orjson
 import typer
 
 from stacbatch.cli._common import info
+from stacbatch.cli._source_opts import HTTP_ONLY, SourceArgs, with_source_options
 from stacbatch.errors import InputError
 
 
+@with_source_options(only=HTTP_ONLY)
 def discover_cmd(
     url: str = typer.Argument(..., help="STAC API landing page (or a CMR-STAC root such as .../stac)."),
     collection: list[str] = typer.Option([], "--collection", "-c", help="Collection id patterns (globs; repeatable)."),
@@ -21,10 +23,11 @@ def discover_cmd(
     ),
     fmt: str = typer.Option("table", "--format", "-f", help="table | json | ndjson"),
     stage: str | None = typer.Option(None, "--stage", "-s", help="Also store the chosen collections in this stage."),
-    header: list[str] = typer.Option([], "--header", "-H", help='"Name: value" (${ENV} expanded; repeatable).'),
-    timeout: float = typer.Option(60.0, "--timeout", help="Seconds per request."),
+    *,
+    source: SourceArgs,
 ) -> None:
-    from stacbatch.api import check_datetime, parse_bbox, parse_headers
+    from stacbatch._headers import HeaderScope
+    from stacbatch.api import check_datetime, parse_bbox
     from stacbatch.api._discover import discover
 
     if fmt not in ("table", "json", "ndjson"):
@@ -35,7 +38,7 @@ def discover_cmd(
         providers=provider,
         datetime=check_datetime(datetime_) if datetime_ else None,
         bbox=parse_bbox(bbox) if bbox else None,
-        http_options={"headers": parse_headers(header), "timeout": timeout},
+        http_options={**source.http_options(), "header_scope": HeaderScope.of(url, source.header_host)},
     )
     if fmt == "json":
         sys.stdout.write(orjson.dumps([c for _p, c in found], option=orjson.OPT_INDENT_2).decode() + "\n")

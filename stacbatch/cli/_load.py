@@ -7,12 +7,14 @@ import orjson
 import typer
 
 from stacbatch.cli._common import info, require_stage, stage_option, state
+from stacbatch.cli._source_opts import SourceArgs, with_source_options
 from stacbatch.errors import ExitCode, InputError
 from stacbatch.stage import DEFAULT_BATCH_SIZE, load
 from stacbatch.stage._load import print_progress
 from stacbatch.stage._runs import format_failure
 
 
+@with_source_options()
 def load_cmd(
     sources: list[str] = typer.Argument(
         None,
@@ -27,17 +29,6 @@ def load_cmd(
         "--time-bucket",
         help="none | year | month: time partitions of large new collections (stage default: year).",
     ),
-    collection: list[str] = typer.Option([], "--collection", "-c", help="API: collection ids or globs (repeatable)."),
-    bbox: str | None = typer.Option(None, "--bbox", help="API: west,south,east,north."),
-    datetime_: str | None = typer.Option(None, "--datetime", help="API: RFC 3339 datetime or interval a/b (.. open)."),
-    ids: str | None = typer.Option(None, "--ids", help="API: comma-separated item ids."),
-    max_items: int | None = typer.Option(None, "--max-items", help="API: stop after this many items."),
-    concurrency: int = typer.Option(8, "--concurrency", help="API: requests in flight."),
-    rate_limit: float | None = typer.Option(None, "--rate-limit", help="API: requests per second per host."),
-    max_retries: int = typer.Option(5, "--max-retries", help="API: retries of a failing request (429, 5xx, timeouts)."),
-    timeout: float = typer.Option(60.0, "--timeout", help="API: seconds per request."),
-    header: list[str] = typer.Option([], "--header", "-H", help='API: "Name: value" (${ENV} expanded; repeatable).'),
-    method: str = typer.Option("auto", "--method", help="API: auto | GET | POST item search."),
     resume: bool = typer.Option(
         False, "--resume", help="API: go on where the last interrupted load from an API stopped (its checkpoint)."
     ),
@@ -49,20 +40,12 @@ def load_cmd(
     retry_failed: str | None = typer.Option(
         None, "--retry-failed", help="API: fetch again just the queries that failed in this run of the stage."
     ),
-    windows: int | None = typer.Option(
-        None,
-        "--windows",
-        help="API: time windows per collection fetched concurrently (default: to fill --concurrency).",
-    ),
     mapping: str | None = typer.Option(
         None, "--mapping", "-m", help="Make items from tabular SOURCEs (CSV, JSON, NDJSON, Parquet) with this mapping."
     ),
     explain: bool = typer.Option(False, "--explain", help="With --mapping: print the compiled SQL; stage nothing."),
-    window_pages: int = typer.Option(
-        10,
-        "--window-pages",
-        help="API: split a window further when the server's count says it has more pages than this (0: never).",
-    ),
+    *,
+    source: SourceArgs,
 ) -> None:
     if not sources and not resume and not retry_failed:
         raise typer.BadParameter("give at least one SOURCE (or --resume / --retry-failed RUN_ID)", param_hint="SOURCE")
@@ -80,17 +63,11 @@ def load_cmd(
     api = None
     doc = None
     if mapping is not None:
-        from stacbatch._headers import parse_headers
         from stacbatch.cli._mapping import explain_text
         from stacbatch.mapping import MappedSource, read_mapping
 
         doc = read_mapping(mapping)
-        doc.http = {
-            "rate_limit": rate_limit,
-            "max_retries": max_retries,
-            "timeout": timeout,
-            "headers": parse_headers(header),
-        }
+        doc.http = source.http_options()
         if explain:
             for src in sources:
                 sys.stdout.write(explain_text(MappedSource(src, doc, sample=True)))
@@ -98,36 +75,31 @@ def load_cmd(
     elif explain:
         raise InputError("--explain goes with --mapping")
     if doc is None and any(s.startswith(("http://", "https://")) for s in sources):
-        from stacbatch.api import ApiOptions, check_datetime, parse_bbox, parse_headers
-
-        if method.upper() not in ("AUTO", "GET", "POST"):
-            raise InputError(f"--method must be auto, GET or POST, got {method!r}")
-        if windows is not None and windows < 1:
-            raise InputError(f"--windows must be at least 1, got {windows}")
-        if window_pages < 0:
-            raise InputError(f"--window-pages must be 0 (never split) or more, got {window_pages}")
-        if max_items is not None and max_items < 1:
-            raise InputError(f"--max-items must be at least 1, got {max_items}")
-        api = ApiOptions(
-            collections=collection,
-            bbox=parse_bbox(bbox) if bbox else None,
-            datetime=check_datetime(datetime_) if datetime_ else None,
-            ids=[i for i in ids.split(",") if i] if ids else None,
-            max_items=max_items,
-            concurrency=concurrency,
-            rate_limit=rate_limit,
-            max_retries=max_retries,
-            timeout=timeout,
-            headers=parse_headers(header),
-            method=method.upper() if method.upper() != "AUTO" else "auto",
-            windows=windows,
-            window_pages=window_pages,
-            requests=retry,
-            segment_items=0 if max_items else checkpoint_every,
-        )
-    elif collection or bbox or datetime_ or ids or max_items:
+        api = source.api_options(requests=retry, segment_items=0 if source.max_items else checkpoint_every)
+    elif source.query_given():
         raise InputError("--collection, --bbox, --datetime, --ids and --max-items apply to STAC API URLs only")
     progress = print_progress() if sys.stderr.isatty() and not state.quiet else None
+    try:
+        _run(path, sources, api, doc, progress, batch_size, workers, time_bucket)
+    except KeyboardInterrupt:
+        if api is not None:  # nothing of this segment was committed: resume goes on from where it began
+            pending = api.requests or api.started
+            if pending:
+                _write_checkpoint(path, sources[0], None, pending)
+        raise
+
+
+def _run(
+    path: str,
+    sources: list[str],
+    api: Any,
+    doc: Any,
+    progress: Any,
+    batch_size: int,
+    workers: int | None,
+    time_bucket: str | None,
+) -> None:
+    """Load; from an API, in segments, each committed and then checkpointed."""
     while True:
         res = load(
             path,
@@ -163,6 +135,8 @@ def _report(res: Any) -> None:
         f"replaced), {res.duplicates:,} superseded within input, failed {res.failed:,}; "
         f"{res.collections_staged} collection(s); {res.seconds:.1f} s, {rate:,.0f} items/s; stage v{res.stage_version}"
     )
+    for skipped in res.skipped_stages:
+        info(f"  left out {skipped}: a stacbatch stage inside a source folder (its files are not items)")
     if res.api is not None:
         a = res.api
         info(
@@ -170,6 +144,15 @@ def _report(res: Any) -> None:
             f"{a.queries:,} queries ({a.splits:,} windows split by count), {a.failed_queries:,} failed queries; "
             f"{a.seconds:.1f} s, {a.items / a.seconds if a.seconds else 0:,.0f} items/s"
         )
+        if a.count_mismatches:
+            ex = a.mismatch_examples[0]
+            window = f" {ex['datetime']}" if ex["datetime"] else ""
+            print(
+                f"stacbatch: warning: the server's item count (numberMatched) disagreed with the items it returned in "
+                f"{a.count_mismatches:,} quer{'y' if a.count_mismatches == 1 else 'ies'} (e.g. {ex['collection']}"
+                f"{window}: counted {ex['matched']:,}, returned {ex['received']:,}); every next link was followed",
+                file=sys.stderr,
+            )
     if res.failed:
         for rec in res.first_failures:
             print(f"stacbatch: failed: {format_failure(rec)}", file=sys.stderr)
@@ -207,20 +190,24 @@ def _failed_requests(stage: str, run_id: str, sources: list[str]) -> tuple[list[
 CHECKPOINT = "api-checkpoint.json"
 
 
-def _write_checkpoint(stage: str, url: str, res: Any) -> None:
+def _write_checkpoint(stage: str, url: str, res: Any, pending: list[dict[str, Any]] | None = None) -> None:
     """``runs/api-checkpoint.json``: the API, and for each unfinished query the request that continues it. Written
     after the segment's commit (a kill in between only means one segment is fetched again; staging is idempotent:
-    last wins). Removed when the load finishes. Request headers are not stored: they may hold secrets."""
+    last wins), or at an interrupt (``pending``: where the uncommitted segment began). Removed when the load
+    finishes. Request headers are not stored: they may hold secrets."""
     from stacbatch import _fs
     from stacbatch.stage._layout import RUNS
 
     fs, root = _fs.filesystem(stage)
     target = _fs.join(root, RUNS, CHECKPOINT)
-    if res is None:
+    if pending is not None:
+        doc: dict[str, Any] = {"url": url, "run_id": None, "pending": pending}
+    elif res is None:
         if fs.exists(target):
             fs.rm(target)
         return
-    doc = {"url": url, "run_id": res.run_id, "pending": res.api_pending}
+    else:
+        doc = {"url": url, "run_id": res.run_id, "pending": res.api_pending}
     _fs.atomic_write_bytes(fs, target, orjson.dumps(doc, option=orjson.OPT_INDENT_2))
 
 
