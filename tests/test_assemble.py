@@ -168,12 +168,15 @@ def test_any_values_assemble_as_the_sql_writes_them(tmp_path: Path, rows: list[t
     (tmp_path / "shapes.yaml").write_text(SHAPES)
     kernel, sql, kh, sh = _both(str(path), str(tmp_path / "shapes.yaml"))
     _same(kernel, sql, kh, sh)
-    kept = [r for r in rows if -62135596800000000 <= r[5] <= 253402300799999999]
+    # a record whose value is NaN fails (JSON has no NaN), as one whose time is out of range does
+    kept = [
+        r
+        for r in rows
+        if -62135596800000000 <= r[5] <= 253402300799999999 and not (isinstance(r[2], float) and math.isnan(r[2]))
+    ]
     assert len(kernel) == len(kept)
-    for text in kernel:  # rows leave in stage order: each found by its id (the record's number)
-        x = rows[int(json.loads(text)["id"])][2]
-        if x is None or not math.isnan(x):
-            orjson.loads(text)  # strict JSON (orjson refuses NaN, which both paths write as DuckDB does)
+    for text in kernel:
+        orjson.loads(text)  # strict JSON
 
 
 def test_left_out_members_and_empty_objects() -> None:

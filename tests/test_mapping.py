@@ -69,6 +69,13 @@ def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]
     )
 
 
+def validate_staged(item: dict[str, Any]) -> None:
+    """A staged item as STAC: with a collection, STAC 1.1 wants a collection link, which the tree emit writes (the
+    stage and NDJSON have no layout to point into), so it is added here as the tree would."""
+    link = {"rel": "collection", "href": "../collection.json", "type": "application/json"}
+    validate_item({**item, "links": [*item["links"], link]} if item.get("collection") else item)
+
+
 def staged(stage: str) -> dict[str, Any]:
     rows = stacbatch.open_stage(stage).sql("SELECT id, item FROM items").fetchall()
     return {i: orjson.loads(j) for i, j in rows}
@@ -88,8 +95,6 @@ def test_csv_makes_valid_items_and_reports_failed_records(inventory: Path) -> No
     assert (res.read, res.staged, res.failed) == (4, 2, 2)
     items = staged(stage)
     assert sorted(items) == ["landsat-8_T31UFQ_S1", "sentinel-2a_T32ABC_S2"]
-    for item in items.values():
-        validate_item(item)
     one = items["landsat-8_T31UFQ_S1"]
     p = one["properties"]
     assert p["datetime"] == "2021-06-01T08:20:30Z"  # Brussels summer time to UTC
@@ -108,10 +113,7 @@ def test_csv_makes_valid_items_and_reports_failed_records(inventory: Path) -> No
         "roles": ["data"],
         "eo:bands": [{"name": "b1"}],
     }
-    assert one["links"] == [
-        {"rel": "via", "href": "https://example.com/scenes/S1"},
-        {"rel": "collection", "href": "../collection.json", "type": "application/json"},  # added: STAC 1.1 needs it
-    ]
+    assert one["links"] == [{"rel": "via", "href": "https://example.com/scenes/S1"}]  # the mapping's own only
     two = items["sentinel-2a_T32ABC_S2"]["properties"]
     assert two["eo:cloud_cover"] == 0 and two["constellation"] == "sentinel-2" and two["gsd"] == 10  # defaulted
     # the records that could not become items: their number and why
@@ -168,7 +170,7 @@ def test_json_ndjson_and_parquet_sources(tmp_path: Path, fmt: str) -> None:
     assert res.failed == 0 and res.staged == 2
     items = staged(stage)
     for item in items.values():
-        validate_item(item)
+        validate_staged(item)
     assert items["r1"]["bbox"] == [1.0, 2.0, 3.0, 4.0] and items["r1"]["properties"]["sensor"] == "A"
     assert items["r2"]["properties"] == {"datetime": "2020-01-02T10:30:00.5Z", "sensor": "unknown"}
     assert items["r2"]["geometry"]["coordinates"][0][0] == [-10.0, -5.0]
@@ -201,7 +203,7 @@ def test_geoparquet_geometry_column_and_lonlat(tmp_path: Path) -> None:
         assert res.failed == 0
         items = staged(stage)
         for item in items.values():
-            validate_item(item)
+            validate_staged(item)
         assert items["a"]["properties"]["datetime"] == "2022-03-01T00:00:00Z"
         if n == 0:
             assert items["a"]["bbox"] == [0.0, 0.0, 2.0, 1.0] and items["b"]["geometry"]["type"] == "Point"
@@ -302,7 +304,7 @@ def test_astral_api_through_configs_astral_yaml(tmp_path: Path) -> None:
         items = staged(stage)
         assert len(items) == len(rows) - len(no_location) and no_location
         for item in items.values():
-            validate_item(item)
+            validate_staged(item)
         by_uid = {r["uid"]: r for r in rows}
         for uid, item in items.items():
             row = by_uid[uid]
@@ -638,3 +640,90 @@ def test_a_csv_is_read_with_the_dialect_its_sniffer_found_written_out(tmp_path: 
         spelled = con.sql(explicit)
         assert spelled.columns == auto.columns and spelled.types == auto.types
         assert spelled.fetchall() == auto.fetchall()
+
+
+def test_mapped_items_carry_no_layout_links_until_a_tree_is_emitted(inventory: Path) -> None:
+    """Issue 18: a mapping no longer invents `../collection.json` (no such file beside NDJSON or in the stage);
+    the tree emit writes root, parent and collection links that resolve, and its items are valid STAC."""
+    stage = str(inventory / "stage")
+    p = cli("load", "inv.csv", "--mapping", "map.yaml", "--stage", "stage", cwd=inventory)
+    assert p.returncode == 3, p.stderr  # two records fail (test_csv_makes_valid_items_and_reports_failed_records)
+    p = cli("emit", "--stage", "stage", "-f", "ndjson", "-o", "out.ndjson", "--single-file", cwd=inventory)
+    assert p.returncode == 0, p.stderr
+    lines = read_ndjson(inventory / "out.ndjson")
+    assert len(lines) == 2
+    for doc in lines:
+        assert [lk["rel"] for lk in doc["links"]] == ["via"], doc["links"]
+    p = cli("emit", "--stage", "stage", "-f", "json", "-o", "tree", cwd=inventory)
+    assert p.returncode == 0, p.stderr
+    paths = sorted((inventory / "tree").glob("inventory/*/*.json"))
+    assert len(paths) == 2
+    for path in paths:
+        doc = orjson.loads(path.read_bytes())
+        validate_item(doc)
+        rels = {lk["rel"]: lk["href"] for lk in doc["links"]}
+        assert rels["via"].startswith("https://example.com/scenes/")
+        for rel in ("root", "parent", "collection"):
+            assert (path.parent / rels[rel]).resolve().is_file(), (rel, rels[rel])
+        target = orjson.loads((path.parent / rels["collection"]).read_bytes())
+        assert target["id"] == "inventory"
+    del stage
+
+
+NON_FINITE_CSV = "id,lon,lat,v\na,1,2,1.5\nb,3,4,inf\nc,5,6,2\nd,7,8,NaN\ne,9,9,3\n"
+NON_FINITE_MAPPING = """
+collection: c
+id: {column: id}
+datetime: "2020-01-01T00:00:00Z"
+geometry: {lonlat: [lon, lat]}
+properties:
+  x: {sql: "CASE WHEN id = 'a' THEN 1e308 * 10 ELSE 1.0 END"}
+  y: {column: v, cast: float}
+  z: {sql: "CASE WHEN id = 'c' THEN '[1e999]'::JSON END"}
+"""
+
+
+@pytest.mark.parametrize("kernel", [True, False])
+def test_mapped_values_that_are_not_finite_numbers_fail_their_records(tmp_path: Path, kernel: bool) -> None:
+    """Issue 18: `sql:` values (and float columns) giving NaN, an infinity or 1e999 were staged as `Infinity`,
+    `NaN`, `1e999`, whichever way the item text is made (the kernel, or SQL)."""
+    from stacbatch.mapping._run import Mapper
+
+    (tmp_path / "m.yaml").write_text(NON_FINITE_MAPPING)
+    columns = {"id": "VARCHAR", "lon": "DOUBLE", "lat": "DOUBLE", "v": "VARCHAR"}
+    mapper = Mapper(read_mapping(str(tmp_path / "m.yaml")), columns, assemble=kernel)
+    batch = pa.table(
+        {"id": list("abcde"), "lon": [1.0, 3, 5, 7, 9], "lat": [2.0, 4, 6, 8, 9], "v": ["1.5", "inf", "2", "NaN", "3"]}
+    )
+    got = mapper.run("in.csv", batch, 1)
+    fails = [(f["row"], f["id"], f["field"], f["reason"]) for f in got.failures]
+    reason = "not a finite JSON number (NaN, Infinity or beyond a double's range)"
+    assert fails == [
+        (1, "a", "properties.x", reason),
+        (2, "b", "properties.y", reason),
+        (3, "c", "properties.z[0]", reason),
+        (4, "d", "properties.y", reason),
+    ]
+    assert got.columns is not None and got.columns.column("__id").to_pylist() == ["e"]
+    assert (got.stats.items, got.stats.failed) == (1, 4)
+
+
+def test_cli_load_of_non_finite_mapped_values_then_emit(tmp_path: Path) -> None:
+    (tmp_path / "in.csv").write_text(NON_FINITE_CSV)
+    (tmp_path / "m.yaml").write_text(NON_FINITE_MAPPING)
+    p = cli("load", "in.csv", "--mapping", "m.yaml", "--stage", "stage", cwd=tmp_path)
+    assert p.returncode == 3 and "Traceback" not in p.stderr, p.stderr
+    for row, item_id, field in ((1, "a", "properties.x"), (2, "b", "properties.y"), (3, "c", "properties.z[0]")):
+        assert f"in.csv record {row}: item '{item_id}': field {field}: not a finite JSON number" in p.stderr
+    assert sorted(staged(str(tmp_path / "stage"))) == ["e"]
+    p = cli("emit", "--stage", "stage", "-f", "ndjson", "-o", "out.ndjson", "--single-file", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    import json
+
+    def refuse(token: str) -> None:
+        raise AssertionError(token)
+
+    lines = (tmp_path / "out.ndjson").read_text().splitlines()
+    assert len(lines) == 1
+    for line in lines:
+        json.loads(line, parse_constant=refuse)

@@ -19,6 +19,10 @@ WHERE_HELP = (
     '"collection = \'HLSL30_2.0\' AND properties.\\"eo:cloud_cover\\" > 90".'
 )
 IDS_HELP = "File of ids: text (one per line), NDJSON, CSV or Parquet with id (and optionally collection)."
+CREATE_PARENTS_HELP = (
+    "Create missing parent objects of a --set or --rename target (default: items without them are skipped for "
+    "that path, and counted)."
+)
 
 
 def read_document(path: str) -> Any:
@@ -49,6 +53,7 @@ def update_cmd(
     dry_run: bool = typer.Option(False, "--dry-run", "-n", help="Show what would change; write nothing."),
     ignore_unknown_ids: bool = typer.Option(False, "--ignore-unknown-ids", help="Report unknown ids, go on."),
     workers: int | None = typer.Option(None, "--workers", help="Worker processes (default: one per core)."),
+    create_parents: bool = typer.Option(False, "--create-parents", help=CREATE_PARENTS_HELP),
 ) -> None:
     from stacbatch.edit import parse_cli_ops, parse_ops_document, update
 
@@ -60,7 +65,14 @@ def update_cmd(
         where = f"({doc_where}) AND ({where})" if doc_where and where else where or doc_where
         ids = ids or (str(Path(file).parent / doc_ids) if doc_ids else None)
     res = update(
-        path, ops, where=where, ids_file=ids, dry_run=dry_run, ignore_unknown_ids=ignore_unknown_ids, workers=workers
+        path,
+        ops,
+        where=where,
+        ids_file=ids,
+        dry_run=dry_run,
+        ignore_unknown_ids=ignore_unknown_ids,
+        workers=workers,
+        create_parents=create_parents,
     )
     _report(res)
 
@@ -91,6 +103,7 @@ def _report(res: EditResult) -> None:
     if res.unknown_ids:
         shown = ", ".join(repr(i) for i in res.unknown_ids[:5])
         print(f"stacbatch: {len(res.unknown_ids):,} id(s) not staged (ignored): {shown}", file=sys.stderr)
+    _report_skipped(res)
     if res.dry_run:
         out = sys.stdout
         out.write(
@@ -119,6 +132,20 @@ def _report(res: EditResult) -> None:
             file=sys.stderr,
         )
         state.exit_code = ExitCode.PARTIAL
+
+
+def _report_skipped(res: EditResult) -> None:
+    """One line per target path that some selected items did not get, for want of its parent object."""
+    from stacbatch._patch import format_path
+    from stacbatch.edit._paths import parse_path
+
+    for path, n in sorted(res.skipped.items()):
+        parent = format_path(parse_path(path)[:-1])
+        print(
+            f"stacbatch: {path}: {n:,} item(s) skipped: they have no {parent} object "
+            "(pass --create-parents to create it)",
+            file=sys.stderr,
+        )
 
 
 def _show(value: Any) -> str:

@@ -120,6 +120,9 @@ def transform_cmd(
     mapping: str = typer.Option(..., "--mapping", "-m", help="The transform file (YAML or JSON)."),
     where: str | None = typer.Option(None, "--where", "-w", help="Only these items (SQL; the file's where too)."),
     dry_run: bool = typer.Option(False, "--dry-run", "-n", help="Show what would change; write nothing."),
+    create_parents: bool = typer.Option(
+        False, "--create-parents", help="Create missing parent objects (a new asset); default: skip, and count."
+    ),
 ) -> None:
     """Apply the mapping language to staged items: set (values from item paths, templates, SQL, CASE...), rename
     and unset fields; changed items get properties.updated and audit rows, as with update."""
@@ -129,5 +132,7 @@ def transform_cmd(
 
     ops, file_where = compile_transform(mapping)
     clauses = [f"({w})" for w in (file_where, where) if w]
-    res = update(require_stage(stage), ops, where=" AND ".join(clauses) or None, dry_run=dry_run)
+    res = update(
+        require_stage(stage), ops, where=" AND ".join(clauses) or None, dry_run=dry_run, create_parents=create_parents
+    )
     edit_report(res)

@@ -35,9 +35,11 @@ class EditResult:
     stage_version: int = 0
     failures_file: str | None = None
     first_failures: list[dict[str, Any]] = field(default_factory=list)
+    #: target path -> selected items left without it: its parent object is missing (see ``create_parents``)
+    skipped: dict[str, int] = field(default_factory=dict)
 
     def counts(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "selected": self.selected,
             "changed": self.changed,
             "unchanged": self.unchanged,
@@ -45,6 +47,9 @@ class EditResult:
             "failed": self.failed,
             "unknown_ids": len(self.unknown_ids),
         }
+        if self.skipped:
+            out["skipped_missing_parent"] = dict(sorted(self.skipped.items()))
+        return out
 
 
 def update(
@@ -56,11 +61,15 @@ def update(
     dry_run: bool = False,
     ignore_unknown_ids: bool = False,
     workers: int | None = None,
+    create_parents: bool = False,
 ) -> EditResult:
-    """Apply set/unset/rename operations to the selected items; changed items get ``properties.updated``."""
+    """Apply set/unset/rename operations to the selected items; changed items get ``properties.updated``. A target
+    whose parent object an item lacks (``assets.B04.href`` on an item without asset B04) is skipped for that item
+    and counted in ``EditResult.skipped``, unless ``create_parents``. An item for which an expression gives NaN or
+    an infinity fails (it is left as it was); the others are updated."""
     if not ops:
         raise InputError("nothing to do: give --set, --unset, --rename or --file")
-    return _edit("update", stage_path, ops, where, ids_file, dry_run, ignore_unknown_ids, workers)
+    return _edit("update", stage_path, ops, where, ids_file, dry_run, ignore_unknown_ids, workers, create_parents)
 
 
 def delete(
@@ -85,6 +94,7 @@ def _edit(
     dry_run: bool,
     ignore_unknown_ids: bool,
     workers: int | None,
+    create_parents: bool = False,
 ) -> EditResult:
     t0 = time.perf_counter()
     ids = read_ids(ids_file) if ids_file else None
@@ -102,7 +112,12 @@ def _edit(
                 stage.fs,
                 stage.root,
                 command,
-                {"where": where, "ids": ids_file, "operations": [o.describe() for o in ops]},
+                {
+                    "where": where,
+                    "ids": ids_file,
+                    "operations": [o.describe() for o in ops],
+                    **({"create_parents": True} if create_parents else {}),
+                },
             )
         )
         res = EditResult(command, run.id if run else None, dry_run, unknown_ids=missing)
@@ -118,6 +133,7 @@ def _edit(
             rederive=rederive(ops),
             dry_run=dry_run,
             overlapping=compiled.overlapping,
+            create_parents=create_parents,
         )
         results: list[FileResult] = run_jobs(jobs, workers)
         counts = result_counts(results)
@@ -126,15 +142,17 @@ def _edit(
             counts["changed"],
             counts["files_rewritten"],
         )
-        res.unchanged = res.selected - res.changed
         for r in results:
             res.samples += r.samples
+            for path, n in r.skipped.items():
+                res.skipped[path] = res.skipped.get(path, 0) + n
             if r.changed:
                 c = r.entry["collection"]
                 res.per_collection[c] = res.per_collection.get(c, 0) + r.changed
         res.samples = res.samples[:3]
         failures = [f for r in results for f in r.failures]
         res.failed = len(failures)
+        res.unchanged = res.selected - res.changed - res.failed
         if run is None:
             res.seconds = time.perf_counter() - t0
             return res

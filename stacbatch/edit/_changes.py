@@ -92,11 +92,16 @@ QUERY_COLUMNS = ("datetime", "start_datetime", "end_datetime", "bbox", "geometry
 
 
 def located_change_table(
-    con: duckdb.DuckDBPyConnection, a: Stage, b: Stage, workers: int | None = None
+    con: duckdb.DuckDBPyConnection,
+    a: Stage,
+    b: Stage,
+    workers: int | None = None,
+    collections: list[str] | None = None,
 ) -> pa.Table | None:
     """The change set rows of ``_k`` (as ``diff_changes.sql`` gives them, sorted by collection and id), or None
-    when the SQL join should do it (texts over budget, or places DuckDB numbers differently)."""
-    a_paths, b_paths = a.file_paths(), b.file_paths()
+    when the SQL join should do it (texts over budget, or places DuckDB numbers differently). ``collections``: the
+    views ``_a`` and ``_b`` are over these collections' files only (``source_sql``), which the places index."""
+    a_paths, b_paths = a.file_paths(collections), b.file_paths(collections)
     keys = con.sql(_KEYS).to_arrow_table()
     kind = keys["kind"]
     b_jobs = _jobs(keys, "b", b_paths, pc.not_equal(kind, "deleted").combine_chunks())

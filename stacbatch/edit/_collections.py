@@ -16,7 +16,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from stacbatch import _json, _sql
+from stacbatch import _finite, _json, _sql
 from stacbatch._patch import format_path
 from stacbatch.edit._ops import Op, to_json_sql
 from stacbatch.edit._rewrite import _apply, _get, _NotAnObject, _same
@@ -199,10 +199,14 @@ def _compile(stage: Stage, ops: list[Op]) -> list[Any]:
             continue
         assert op.expr is not None
         what = f"--set {format_path(op.path)}"
+        _sql.check_expression(op.expr, what)
         try:
             typ = str(con.sql(f"DESCRIBE SELECT ({op.expr}) AS v").fetchall()[0][1])
             (text,) = con.sql(f"SELECT ({to_json_sql(f'({op.expr})', typ)})::VARCHAR").fetchall()[0]
         except duckdb.Error as err:
             raise QueryError(f"{what} {op.expr!r}: {_sql.one_line(err)}") from None
+        bad = _finite.non_finite_path(text) if text is not None else None
+        if bad is not None:
+            raise QueryError(f"{what} {op.expr!r}: {_finite.joined(format_path(op.path), bad)} is {_finite.REASON}")
         steps.append(("set", op.path, None, text))
     return steps

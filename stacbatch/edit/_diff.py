@@ -12,6 +12,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -73,15 +74,16 @@ def is_stage(path: str) -> bool:
 
 
 @contextlib.contextmanager
-def as_stage(source: str) -> Iterator[Stage]:
-    """A stage as it is, or anything ``load`` reads staged into a temporary stage for the comparison."""
+def as_stage(source: str, api: Any = None) -> Iterator[Stage]:
+    """A stage as it is, or anything ``load`` reads staged into a temporary stage for the comparison (``api``: the
+    ``ApiOptions`` for a STAC API URL)."""
     if is_stage(source):
         yield Stage.open(source)
         return
     from stacbatch.stage._load import load
 
     with tempfile.TemporaryDirectory(prefix="stacbatch-diff-") as tmp:
-        res = load(os.path.join(tmp, "stage"), [source])
+        res = load(os.path.join(tmp, "stage"), [source], api=api)
         if res.failed:
             raise InputError(
                 f"{source}: {res.failed:,} item(s) could not be read, so the comparison would be wrong; "
@@ -90,27 +92,32 @@ def as_stage(source: str) -> Iterator[Stage]:
         yield Stage.open(os.path.join(tmp, "stage"))
 
 
-def source_sql(con: duckdb.DuckDBPyConnection, stage: Stage, name: str) -> str:
-    """A view ``name`` over a stage's data files (an empty table when it has none), with each row's place:
-    ``__file`` (index into ``stage.file_paths()``) and ``__row`` (row number in that file)."""
-    paths = stage.file_paths()
+def source_sql(
+    con: duckdb.DuckDBPyConnection, stage: Stage, name: str, collections: list[str] | None = None
+) -> list[str]:
+    """A view ``name`` over a stage's data files (only those of ``collections`` when given; an empty table when
+    there are none), with each row's place: ``__file`` (index into the returned list, ``stage.file_paths
+    (collections)``) and ``__row`` (row number in that file)."""
+    paths = stage.file_paths(collections)
     if paths:
-        src = f"read_parquet({_sql.literal_list(paths)})"
+        # Not read as hive partitions: a filter on `collection` would then drop whole files and DuckDB would number
+        # the rest from 0, so `__file` would no longer index this list (diff -c read other files' rows).
+        src = f"read_parquet({_sql.literal_list(paths)}, hive_partitioning = false)"
         place = "file_index::INTEGER AS __file, file_row_number AS __row"
     else:
         con.execute(_sql.load("empty_items"))
         src = "_empty_items"
         place = "NULL::INTEGER AS __file, NULL::BIGINT AS __row"
     con.execute(f"CREATE OR REPLACE VIEW {_sql.ident(name)} AS SELECT *, {place} FROM {src}")
-    return name
+    return paths
 
 
-def connect_pair(a: Stage, b: Stage) -> duckdb.DuckDBPyConnection:
+def connect_pair(a: Stage, b: Stage, collections: list[str] | None = None) -> duckdb.DuckDBPyConnection:
     con = _sql.connect(a.fs if not _fs.is_local(a.fs) else b.fs)
     # Geometry stays WKB bytes, as staged; the comparison never needs it parsed.
     con.execute("SET enable_geoparquet_conversion = false")
-    source_sql(con, a, "_a")
-    source_sql(con, b, "_b")
+    source_sql(con, a, "_a", collections)
+    source_sql(con, b, "_b", collections)
     return con
 
 
@@ -137,13 +144,15 @@ def change_batches(
     ignore: list[tuple[str, ...]],
     rows: int = 10_000,
     stages: tuple[Stage, Stage] | None = None,
+    collections: list[str] | None = None,
 ) -> Iterator[pa.Table]:
     """The change set in batches (sorted by collection, id), paths filled in, ``ignore`` applied: a modified row
     whose every changed path is ignored is dropped (and counted unchanged by the caller).
 
-    With ``stages`` (the stages behind views ``_a`` and ``_b``) the rows are read by their place in the files
-    (``_changes``) when that fits in memory; otherwise, and for other sources, through the SQL join."""
-    located = located_change_table(con, *stages) if stages is not None else None
+    With ``stages`` (the stages behind views ``_a`` and ``_b``, over the files of ``collections``) the rows are read
+    by their place in the files (``_changes``) when that fits in memory; otherwise, and for other sources, through
+    the SQL join."""
+    located = located_change_table(con, *stages, collections=collections) if stages is not None else None
     batches: Iterator[pa.RecordBatch]
     if located is not None:
         batches = iter(located.to_batches(rows))
@@ -190,17 +199,18 @@ def diff(
     ndjson: str | None = None,
     ignore: list[str] | None = None,
     collections: list[str] | None = None,
+    api: Any = None,
 ) -> DiffResult:
     t0 = time.perf_counter()
     ignore_segs = [parse_path(p) for p in ignore or []]
     res = DiffResult(a, b)
-    with as_stage(a) as sa, as_stage(b) as sb:
-        con = connect_pair(sa, sb)
+    with as_stage(a, api) as sa, as_stage(b, api) as sb:
+        con = connect_pair(sa, sb, collections)
         try:
             res.counts = compare_keys(con, collections)
             # The change set is written even when empty: the caller asked for the file.
             if out or ndjson or ignore_segs:
-                res.changes_written = _write_changes(con, res, ignore_segs, out, ndjson, (sa, sb))
+                res.changes_written = _write_changes(con, res, ignore_segs, out, ndjson, (sa, sb), collections)
         finally:
             con.close()
     res.seconds = time.perf_counter() - t0
@@ -214,6 +224,7 @@ def _write_changes(
     out: str | None,
     ndjson: str | None,
     stages: tuple[Stage, Stage],
+    collections: list[str] | None = None,
 ) -> int:
     """Stream the change set to Parquet and/or NDJSON; each file appears only once complete."""
     written = 0
@@ -231,7 +242,7 @@ def _write_changes(
         if ndjson:
             fs, path = _fs.filesystem(ndjson)
             nd = stack.enter_context(_fs.atomic_sink(fs, path))
-        for table in change_batches(con, ignore, stages=stages):
+        for table in change_batches(con, ignore, stages=stages, collections=collections):
             if ignore:
                 modified = table.filter(pc.equal(table["kind"], "modified"))["collection"]
                 for row in pc.value_counts(modified).to_pylist():

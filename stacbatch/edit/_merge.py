@@ -28,7 +28,7 @@ from stacbatch.edit._select import select_rows
 from stacbatch.errors import InputError, QueryError
 from stacbatch.stage._audit import audit_table
 from stacbatch.stage._commit import commit, crash_point
-from stacbatch.stage._load import LoadResult, _cleanup_orphans, _stage_collection, _stage_tmp, adopt_schemes
+from stacbatch.stage._load import LoadResult, _stage_collection, _stage_tmp, adopt_schemes
 from stacbatch.stage._runs import Run
 from stacbatch.stage._stage import Stage
 from stacbatch.stage._writer import PartitionWriter
@@ -67,7 +67,7 @@ def is_changeset(path: str) -> bool:
 
 
 @contextlib.contextmanager
-def _source(con: duckdb.DuckDBPyConnection, source: str) -> Iterator[tuple[Stage | None, bool]]:
+def _source(con: duckdb.DuckDBPyConnection, source: str, api: Any = None) -> Iterator[tuple[Stage | None, bool]]:
     """Create view ``_b`` (the source's items) and table ``_cs_deleted`` (keys a change set deletes)."""
     if is_changeset(source):
         fs, _ = _fs.filesystem(source)
@@ -83,19 +83,22 @@ def _source(con: duckdb.DuckDBPyConnection, source: str) -> Iterator[tuple[Stage
         )
         yield None, True
         return
-    with as_stage(source) as stage:
+    with as_stage(source, api) as stage:
         source_sql(con, stage, "_b")
         yield stage, False
 
 
-def merge(target: str, source: str, *, mode: str = "upsert", workers: int | None = None) -> MergeResult:
+def merge(
+    target: str, source: str, *, mode: str = "upsert", workers: int | None = None, api: Any = None
+) -> MergeResult:
+    """Apply ``source`` (a stage, a change set, or anything ``load`` reads; ``api``: ``ApiOptions`` for a STAC API
+    URL) to the stage at ``target``."""
     if mode not in MODES:
         raise InputError(f"--mode must be one of {', '.join(MODES)}, got {mode!r}")
     t0 = time.perf_counter()
     stage = Stage.open_or_new(target)
     with stage.write_lock():
         stage = Stage.open_or_new(target)
-        _cleanup_orphans(stage)
         run = Run(stage.fs, stage.root, "merge", {"source": source, "mode": mode})
         res = MergeResult(run.id, mode)
         run_time = datetime.now(UTC)
@@ -103,7 +106,7 @@ def merge(target: str, source: str, *, mode: str = "upsert", workers: int | None
         con.execute("SET enable_geoparquet_conversion = false")
         try:
             source_sql(con, stage, "_a")
-            with _source(con, source) as (src_stage, changeset):
+            with _source(con, source, api) as (src_stage, changeset):
                 counts = compare_keys(con)
                 manifest = stage.manifest.copy()
                 audit: list[pa.Table] = []

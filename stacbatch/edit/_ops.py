@@ -14,7 +14,6 @@ import duckdb
 from stacbatch import _sql
 from stacbatch._patch import format_path
 from stacbatch.edit._paths import (
-    TOKEN,
     PathError,
     find_references,
     item_segments,
@@ -178,9 +177,8 @@ _SCALARS = {"VARCHAR", "BOOLEAN", "DOUBLE", "BIGINT", "UBIGINT"}
 
 
 def check_sql(expr: str, what: str) -> None:
-    for m in TOKEN.finditer(expr):
-        if m.lastgroup == "other" and m.group() == ";":
-            raise QueryError(f"{what} {expr!r}: one expression only (no ';')")
+    """One SQL expression and nothing else (``_sql.check_expression``): checked before anything binds or runs it."""
+    _sql.check_expression(expr, what)
 
 
 def ref_types(con: duckdb.DuckDBPyConnection, view: str, refs: list[tuple[str, ...]]) -> dict[tuple[str, ...], str]:
@@ -261,7 +259,12 @@ class _Scope:
     def compile(self, expr: str, what: str) -> str:
         check_sql(expr, what)
         template, refs = find_references(expr)
-        return template.format(**{f"ref{n}": f"({self.read(r.segments, what, expr)})" for n, r in enumerate(refs)})
+        out = template.format(**{f"ref{n}": f"({self.read(r.segments, what, expr)})" for n, r in enumerate(refs)})
+        # what runs is checked too: paths are found by a simpler tokenizer than DuckDB's (E'' and $$ strings)
+        problem = _sql.expression_problem(out)
+        if problem:
+            raise QueryError(f"{what} {expr!r}: {problem}")
+        return out
 
     def write(self, path: tuple[str, ...], typed: str, as_json: str) -> None:
         for p in [p for p in self.written if p[: len(path)] == path]:

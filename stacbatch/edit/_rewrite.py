@@ -7,6 +7,7 @@ keep their bytes, hash and provenance.
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from stacbatch import _fs, _json, _sql
+from stacbatch import _finite, _fs, _json, _sql
 from stacbatch._patch import format_path
 from stacbatch._rows import STAGE_SCHEMA, BatchBuilder, ItemError
 from stacbatch._scan import AVAILABLE as _KERNEL
@@ -48,6 +49,8 @@ class FileJob:
     rederive: bool = False
     dry_run: bool = False
     overlapping: bool = False
+    #: create missing parent objects of a set's (or rename's) target; otherwise the item is skipped for that path
+    create_parents: bool = False
 
 
 @dataclass
@@ -59,6 +62,8 @@ class FileResult:
     changed: int = 0
     failures: list[dict[str, Any]] = field(default_factory=list)
     samples: list[dict[str, Any]] = field(default_factory=list)
+    #: target path -> selected items left without it because its parent object is missing (no --create-parents)
+    skipped: dict[str, int] = field(default_factory=dict)
 
     @property
     def rewritten(self) -> bool:
@@ -159,16 +164,20 @@ def _update(job: FileJob, table: pa.Table) -> FileResult:
     every = len(job.rows) == table.num_rows
     selected = table if every else table.take(pa.array(job.rows, pa.int64()))
     values: list[list[Any]] = []
+    res = FileResult(job.entry, selected=len(job.rows))
     if sets:
-        con = _sql.cursor()
+        con = _sql.sandbox()  # user expressions: no file, network or extension within reach
         try:
             con.register("_selected", selected)
             cols = ", ".join(f"{job.steps[n][3]} AS v{n}" for n in sets)
             out = con.sql(f"SELECT {cols} FROM _selected").to_arrow_table()  # one row per selected row, in order
-            values = [out[f"v{n}"].to_pylist() for n in sets]
         finally:
             con.close()
-    res = FileResult(job.entry, selected=len(job.rows))
+        keep = _finite_values(job, out, sets, selected, res)
+        if keep is not None:  # the items given a non-finite value failed: the rest go on, without them
+            selected, out = selected.filter(keep), out.filter(keep)
+            job = dataclasses.replace(job, rows=np.asarray(job.rows)[keep.to_numpy(zero_copy_only=False)].tolist())
+        values = [out[f"v{n}"].to_pylist() for n in sets]
     stamp = job.run_time.isoformat(timespec="microseconds").replace("+00:00", "Z")
     item_col = pa.chunked_array([c.storage for c in selected["item"].chunks], pa.string())
     targets = _targets(job.steps)
@@ -192,7 +201,7 @@ def _update(job: FileJob, table: pa.Table) -> FileResult:
             continue
         before = [_get(doc, t) for t in targets]
         try:
-            _apply(doc, job.steps, [v[i] for v in values], cache, job.overlapping)
+            _apply(doc, job.steps, [v[i] for v in values], cache, job.overlapping, job.create_parents, res.skipped)
         except _NotAnObject as err:
             res.failures.append(
                 _failure(
@@ -403,6 +412,26 @@ def _failure(job: FileJob, item_id: str, field: str | None, reason: str, hint: s
     return {"source": job.entry["path"], "id": item_id, "field": field, "reason": reason, "hint": hint}
 
 
+def _finite_values(
+    job: FileJob, out: pa.Table, sets: list[int], selected: pa.Table, res: FileResult
+) -> pa.Array | None:
+    """Fail each item for which a set's value holds NaN, an infinity or a number beyond a double's range (JSON has
+    none: the item is left as it was); the mask of the items left, or None when every value is finite."""
+    bad: dict[int, str] = {}
+    for n in sets:
+        for i, path in _finite.non_finite(out[f"v{n}"]):
+            bad.setdefault(i, _finite.joined(format_path(job.steps[n][1]), path))
+    if not bad:
+        return None
+    ids = selected["id"]
+    for i, field_path in sorted(bad.items()):
+        hint = "STAC is JSON: make the expression give null or a finite number, e.g. CASE WHEN isfinite(x) THEN x END"
+        res.failures.append(_failure(job, ids[i].as_py(), field_path, _finite.REASON, hint))
+    keep = np.ones(selected.num_rows, dtype=bool)
+    keep[list(bad)] = False
+    return pa.array(keep)
+
+
 class _NotAnObject(Exception):
     pass
 
@@ -424,8 +453,9 @@ def _get(doc: Any, path: tuple[str, ...]) -> Any:
     return doc
 
 
-def _parent(doc: dict[str, Any], path: tuple[str, ...], create: bool) -> dict[str, Any] | None:
-    """The object holding the path's last key; missing (or null) parents are created as objects when asked."""
+def _parent(doc: dict[str, Any], path: tuple[str, ...], create: bool, strict: bool = False) -> dict[str, Any] | None:
+    """The object holding the path's last key. A missing (or null) parent is created as an object when ``create``,
+    else None. A parent that is not an object: ``_NotAnObject`` when ``create`` or ``strict``, else None."""
     node: Any = doc
     for n, key in enumerate(path[:-1]):
         nxt = node.get(key)
@@ -434,26 +464,38 @@ def _parent(doc: dict[str, Any], path: tuple[str, ...], create: bool) -> dict[st
                 return None
             nxt = node[key] = {}
         elif not isinstance(nxt, dict):
-            if not create:
+            if not (create or strict):
                 return None
             raise _NotAnObject(format_path(path[: n + 1]))
         node = nxt
     return node  # type: ignore[no-any-return]
 
 
-def _apply(doc: dict[str, Any], steps: list[Any], values: list[Any], cache: dict[str, Any], overlapping: bool) -> None:
+def _apply(
+    doc: dict[str, Any],
+    steps: list[Any],
+    values: list[Any],
+    cache: dict[str, Any],
+    overlapping: bool,
+    create_parents: bool = True,
+    skipped: dict[str, int] | None = None,
+) -> None:
+    """The steps on one item, in order. A target whose parent object is missing is skipped (counted in ``skipped``
+    by path) unless ``create_parents``: a new parent (an asset without href, say) is rarely what was meant."""
     k = 0
     for kind, path, to, _sql_value in steps:
         if kind == "set":
             text = values[k]
             k += 1
+            parent = _parent(doc, path, create=create_parents, strict=True)
+            if parent is None:
+                _skip(skipped, path)
+                continue
             value = _ABSENT if overlapping else cache.get(text, _ABSENT)
             if value is _ABSENT:
                 value = _json.loads(text)
                 if not isinstance(value, dict | list) and len(cache) < 1024:
                     cache[text] = value  # immutable: safe to share between items
-            parent = _parent(doc, path, create=True)
-            assert parent is not None
             parent[path[-1]] = value
         elif kind == "unset":
             parent = _parent(doc, path, create=False)
@@ -462,10 +504,17 @@ def _apply(doc: dict[str, Any], steps: list[Any], values: list[Any], cache: dict
         else:
             parent = _parent(doc, path, create=False)
             if parent is not None and path[-1] in parent:
-                value = parent.pop(path[-1])
-                target = _parent(doc, to, create=True)
-                assert target is not None
-                target[to[-1]] = value
+                target = _parent(doc, to, create=create_parents, strict=True)
+                if target is None:
+                    _skip(skipped, to)
+                    continue
+                target[to[-1]] = parent.pop(path[-1])
+
+
+def _skip(skipped: dict[str, int] | None, path: tuple[str, ...]) -> None:
+    if skipped is not None:
+        name = format_path(path)
+        skipped[name] = skipped.get(name, 0) + 1
 
 
 def _same(a: Any, b: Any) -> bool:

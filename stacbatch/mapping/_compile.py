@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from stacbatch._sql import ident, literal
+from stacbatch._sql import expression_problem, ident, literal
 from stacbatch.mapping._doc import Doc
 from stacbatch.mapping._tree import Arr, Const, Leaf, Node, Obj, text_sql
 
@@ -205,13 +205,13 @@ class Compiler:
         elif "const" in spec:
             base = self.constant(spec["const"]) if spec["const"] is not None else "NULL"  # not set: left out
         elif "sql" in spec:
-            base = f"({spec['sql']})"
+            base = f"({self.expression(spec['sql'], (*key, 'sql'))})"
         elif "case" in spec:
             # text when every outcome is text (a VARCHAR, written as a string, never parsed again); else JSON
             as_text = all(isinstance(v, str) for v in [*(arm["then"] for arm in spec["case"]), spec.get("else", "")])
             wrap = "({})" if as_text else "to_json({})"
             arms = " ".join(
-                f"WHEN ({arm['when']}) THEN "
+                f"WHEN ({self.expression(arm['when'], (*key, 'case', i, 'when'))}) THEN "
                 + wrap.format(self.value(arm["then"], (*key, "case", i, "then"), report=False))
                 for i, arm in enumerate(spec["case"])
             )
@@ -287,6 +287,15 @@ class Compiler:
             f"(SELECT {ident(table)}.{ident(str(spec['value']))} FROM {ident(table)} "
             f"WHERE {ident(table)}.{ident(lookup_key)} = {on})"
         )
+
+    def expression(self, sql: Any, key: Key) -> str:
+        """A user's SQL expression (``sql:``, ``when:``), refused unless it is exactly one expression: it is put in
+        the compiled SELECT, which ``mapping check`` and ``load --explain`` bind before any record is read."""
+        text = str(sql)
+        problem = expression_problem(text)
+        if problem:
+            raise self.doc.error(key, f"{text!r}: {problem}")
+        return text
 
     def nested(self, spec: Any, key: Key) -> Node:
         """The tree of a value, an array of nested values, or an object of them."""
@@ -449,11 +458,9 @@ def compile_mapping(doc: Doc, columns: dict[str, str]) -> Compiled:
         stamps[k] = c.last_ts
     g = _geometry(c, data["geometry"])
     assets = c.obj(data.get("assets") or {}, ("assets",))
-    link_specs = list(data.get("links") or [])
-    if "collection" in data and not any(isinstance(ln, dict) and ln.get("rel") == "collection" for ln in link_specs):
-        # STAC 1.1 requires it next to a collection id; the href fits the tree `emit --format json` writes
-        link_specs.append({"rel": "collection", "href": "../collection.json", "type": "application/json"})
-    links = c.nested(link_specs, ("links",))
+    # Only the mapping's own links: those that depend on a layout (collection, parent, root) are written by the
+    # tree emit (`emit --format json`), where the files they point to exist; NDJSON and the stage have none.
+    links = c.nested(list(data.get("links") or []), ("links",))
     # values used twice (in the checks and in the item) are computed once, in a first projection
     inner = [f"{item_id} AS __id", f"({g.bad}) AS __geom_bad"]
     inner += [f"{v} AS {ident('__ts_' + k)}" for k, v in stamps.items()]

@@ -17,6 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from stacbatch import _finite
 from stacbatch._sql import ident, one_line
 from stacbatch.mapping import _assemble
 from stacbatch.mapping._compile import Compiled, compile_mapping, geom_columns
@@ -83,6 +84,9 @@ class Mapper:
             self.con.execute("SET threads = 1")
         self.compiled: Compiled = compile_mapping(doc, columns)
         self._load_lookups()
+        # From here on the connection runs the mapping's own SQL over registered batches: no file, network or
+        # extension is within its reach (the lookups are read; checking a mapping has no side effect).
+        self.con.execute("SET enable_external_access = false")
         self.use_kernel = _assemble.available() if assemble is None else assemble
         self.assembler: _assemble.Assembler | None = None
         #: the SQL prepared as ``__mapping`` on this connection (``_select``)
@@ -160,11 +164,13 @@ class Mapper:
             good = good.append_column(name, values)
         names = ["__id", "__collection", "__datetime", "__start_datetime", "__end_datetime", "__geometry"]
         names += ["__geometry_wkb", "__xmin", "__ymin", "__xmax", "__ymax"]
+        numbers = good.column("__row")
         if self.assembler:
             items, hashes = self.assembler.assemble(good, table, positions)
             good = good.select(names).append_column("item", items).append_column("__hash", hashes)
         else:
             good = good.select([*names, "item"])
+        good = _finite_items(source, good, numbers, failures)
         good = good.combine_chunks().to_batches()
         stats.rows, stats.items, stats.failed = table.num_rows, table.num_rows - len(failures), len(failures)
         return MappedBatch(good[0] if good else None, failures, stats)
@@ -260,6 +266,29 @@ def _positions(table: pa.Table, good: pa.Table) -> Any:
     if len(numbers) == len(wanted) and bool((numbers == wanted).all()):
         return None
     return np.searchsorted(numbers, wanted)
+
+
+def _finite_items(source: str, good: pa.Table, numbers: pa.ChunkedArray, failures: list[dict[str, Any]]) -> pa.Table:
+    """``good`` without the items holding NaN, an infinity or a number beyond a double's range (a value a ``sql:``
+    or a float column gave: JSON has none), each a failure naming the record (``numbers``), item and field."""
+    bad = _finite.non_finite(good.column("item"))
+    if not bad:
+        return good
+    ids = good.column("__id")
+    for i, path in bad:
+        failures.append(
+            {
+                "source": source,
+                "row": numbers[i].as_py(),
+                "id": ids[i].as_py(),
+                "field": path,
+                "reason": _finite.REASON,
+                "hint": "STAC is JSON: fix the record, or make the mapping give null or a finite number",
+            }
+        )
+    keep = np.ones(good.num_rows, dtype=bool)
+    keep[[i for i, _path in bad]] = False
+    return good.filter(pa.array(keep))
 
 
 def _not_null(table: pa.Table, columns: tuple[str, ...]) -> int:
