@@ -40,7 +40,7 @@ def atomic_write_bytes(fs: Any, path: str, data: bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-        _fsync_dir(os.path.dirname(path) or ".")
+        fsync_dir(os.path.dirname(path) or ".")
     else:
         with fs.open(path, "wb") as f:
             f.write(data)
@@ -68,7 +68,28 @@ def atomic_sink(fs: Any, path: str) -> Iterator[Any]:
         raise
 
 
-def _fsync_dir(path: str) -> None:
+@contextlib.contextmanager
+def atomic_output(fs: Any, path: str) -> Iterator[Any]:
+    """:func:`atomic_sink`, and on object stores a write that fails publishes nothing: closing an fsspec file
+    uploads what it holds, so a failed one is discarded (an unfinished multipart upload aborted) and never closed."""
+    if is_local(fs):
+        with atomic_sink(fs, path) as f:
+            yield f
+        return
+    f = fs.open(path, "wb")
+    try:
+        yield f
+    except BaseException:
+        discard = getattr(f, "discard", None)
+        if callable(discard):
+            discard()
+        with contextlib.suppress(AttributeError):  # fsspec's buffered files would upload when garbage-collected
+            f.closed = True
+        raise
+    f.close()
+
+
+def fsync_dir(path: str) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)

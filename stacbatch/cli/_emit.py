@@ -18,6 +18,9 @@ def emit_cmd(
     single_file: bool = typer.Option(False, "--single-file", help="ndjson: one file for all collections."),
     catalog_id: str = typer.Option("stacbatch", "--catalog-id", help="json: id of the root catalog."),
     title: str | None = typer.Option(None, "--title", help="json: title of the root catalog."),
+    force: bool = typer.Option(
+        False, "--force", help="json: replace a non-empty folder that is not an earlier stacbatch tree (deleting it)."
+    ),
 ) -> None:
     # imported here: the emit layer pulls in PySTAC, which other commands do not need
     from stacbatch.edit._ops import compile_where
@@ -31,7 +34,7 @@ def emit_cmd(
     if fmt == "ndjson":
         res = emit_ndjson(st, to, collections=colls, where=where, split=False if single_file else None)
     elif fmt == "json":
-        res = emit_json_tree(st, to, collections=colls, where=where, catalog_id=catalog_id, title=title)
+        res = emit_json_tree(st, to, collections=colls, where=where, catalog_id=catalog_id, title=title, force=force)
     elif fmt == "geoparquet":
         res = emit_geoparquet(st, to, collections=colls, where=where)
     else:

@@ -3,6 +3,7 @@
 stac-geoparquet's format is columnar (properties become columns), so it is not lossless for every item (see the
 README): datetimes are held to microseconds (longer fractions are truncated before conversion), absent keys come
 back as nulls. Its schema is unified over the whole collection with ``ChunksToDisk`` to keep memory bounded.
+Each file replaces the old one only once complete.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ import orjson
 
 from stacbatch import _fs, _sql
 from stacbatch.emit._common import EmitResult, check_where, iter_items, selected_collections
+from stacbatch.emit._target import kill_point, local_file_output, refuse_stage_target
 from stacbatch.errors import InputError
-from stacbatch.stage._layout import encode
+from stacbatch.stage._layout import encode as path_name
 from stacbatch.stage._stage import Stage
 
 #: RFC 3339 text with more than 6 fractional digits (stac-geoparquet stores microseconds and refuses these).
@@ -39,6 +41,7 @@ def _dicts(stage: Stage, cid: str, where: str | None) -> Iterator[dict[str, Any]
     for batch in iter_items(stage, cid, where):
         for text in batch.column(0).cast("string").to_pylist():
             yield _for_stac_geoparquet(orjson.loads(text))
+        kill_point("emit:file_partial")
 
 
 def emit_geoparquet(
@@ -50,6 +53,7 @@ def emit_geoparquet(
     chosen = selected_collections(stage, collections)
     check_where(stage, where)
     fs, root = _fs.filesystem(to)
+    refuse_stage_target(stage, fs, root, to)
     fs.makedirs(root, exist_ok=True)
     result = EmitResult()
     for cid in chosen:
@@ -59,13 +63,13 @@ def emit_geoparquet(
         ).fetchone()
         if not count or not count[0]:
             continue
-        path = _fs.join(root, f"{encode(cid)}.parquet")
+        path = _fs.join(root, f"{path_name(cid)}.parquet")
         coll = stage.collection_json(cid)
-        with tempfile.TemporaryDirectory(prefix="stacbatch-sgp-") as tmp:
+        with tempfile.TemporaryDirectory(prefix="stacbatch-sgp-") as tmp, local_file_output(fs, path) as out:
             try:
                 reader = parse_stac_items_to_arrow(_dicts(stage, cid, where), schema="ChunksToDisk", tmpdir=tmp)
                 kwargs: dict[str, Any] = {"collections": {cid: coll}} if coll else {}
-                to_parquet(reader, path if _fs.is_local(fs) else fs.unstrip_protocol(path), **kwargs)
+                to_parquet(reader, out, **kwargs)
             except Exception as err:  # stac-geoparquet raises many kinds; name the collection and move on
                 raise InputError(
                     f"emit --format geoparquet: stac-geoparquet cannot convert collection {cid!r}: "

@@ -1,8 +1,16 @@
-"""NDJSON out: the staged JSON text, byte for byte as stored, one item per line."""
+"""NDJSON out: the staged JSON text, byte for byte as stored, one item per line.
+
+Each file is written under a temporary name and renamed over the target when complete, so a killed emit leaves
+the previous file as it was.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import gzip
+import posixpath
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -11,7 +19,8 @@ import pyarrow.compute as pc
 
 from stacbatch import _fs
 from stacbatch.emit._common import EmitResult, check_where, iter_items, selected_collections
-from stacbatch.stage._layout import encode
+from stacbatch.emit._target import file_output, kill_point, refuse_stage_target
+from stacbatch.stage._layout import encode as path_name
 from stacbatch.stage._stage import Stage
 
 
@@ -25,6 +34,27 @@ def ndjson_bytes(column: pa.Array) -> memoryview:
     return memoryview(data)[int(offs[0]) : int(offs[-1])]
 
 
+@contextlib.contextmanager
+def _output(fs: Any, path: str) -> Iterator[Any]:
+    with file_output(fs, path) as raw:
+        if not path.endswith(".gz"):
+            yield raw
+            return
+        # The header names the final file, not the temporary one
+        with gzip.GzipFile(filename=posixpath.basename(path), mode="wb", fileobj=raw) as gz:
+            yield gz
+
+
+def _write_collection(stage: Stage, cid: str, where: str | None, out: Any) -> int:
+    n = 0
+    for batch in iter_items(stage, cid, where):
+        if batch.num_rows:
+            out.write(ndjson_bytes(batch.column(0)))
+            n += batch.num_rows
+            kill_point("emit:file_partial")
+    return n
+
+
 def emit_ndjson(
     stage: Stage,
     to: str,
@@ -36,46 +66,35 @@ def emit_ndjson(
     """Write items as NDJSON: one file per collection into folder ``to`` (``split``), or one file ``to``.
 
     ``split=None`` decides from the target: a path ending in ``.ndjson``/``.jsonl`` (optionally ``.gz``) is one
-    file, anything else a folder.
+    file, anything else a folder. Every file replaces the old one only once complete.
     """
     t0 = time.perf_counter()
     chosen = selected_collections(stage, collections)
     check_where(stage, where)
     fs, path = _fs.filesystem(to)
+    refuse_stage_target(stage, fs, path, to)
     if split is None:
         split = not path.lower().removesuffix(".gz").endswith((".ndjson", ".jsonl"))
     result = EmitResult()
-    out: Any = None
     if not split:
         fs.makedirs(path.rsplit("/", 1)[0] or ".", exist_ok=True)
-        out = fs.open(path, "wb", compression="gzip" if path.endswith(".gz") else None)
+        with _output(fs, path) as out:
+            for cid in chosen:
+                n = _write_collection(stage, cid, where, out)
+                result.items += n
+                result.collections += int(n > 0)
         result.files.append(to)
     else:
         fs.makedirs(path, exist_ok=True)
-    try:
         for cid in chosen:
-            n_before = result.items
-            target = out
-            if split:
-                name = _fs.join(path, f"{encode(cid)}.ndjson")
-                target = fs.open(name, "wb")
-            try:
-                for batch in iter_items(stage, cid, where):
-                    if batch.num_rows:
-                        target.write(ndjson_bytes(batch.column(0)))
-                        result.items += batch.num_rows
-            finally:
-                if split:
-                    target.close()
-            if split:
-                if result.items == n_before:
-                    fs.rm(name)
-                else:
-                    result.files.append(name)
-            if result.items > n_before:
+            name = _fs.join(path, f"{path_name(cid)}.ndjson")
+            with _output(fs, name) as out:
+                n = _write_collection(stage, cid, where, out)
+            if n:
+                result.items += n
                 result.collections += 1
-    finally:
-        if out is not None:
-            out.close()
+                result.files.append(name)
+            else:  # nothing selected: no file for this collection, as before
+                fs.rm(name)
     result.seconds = time.perf_counter() - t0
     return result

@@ -6,7 +6,9 @@ JSON with only ``links`` rewritten: re-serialising them through ``pystac.Item`` 
 
 Layout (PySTAC's best-practices layout):
 ``catalog.json``, ``<collection>/collection.json``, ``<collection>/<item>/<item>.json``; items without a collection
-hang from the root catalog as ``<item>/<item>.json``.
+hang from the root catalog as ``<item>/<item>.json``. Names are percent-encoded ids, cut and hashed when too long
+(:func:`stacbatch.stage._layout.encode`). The folder ends up holding exactly the new tree, switched in whole
+(:func:`stacbatch.emit._target.tree_output`).
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ import pystac
 from stacbatch import _fs
 from stacbatch._rows import DEFAULT_COLLECTION
 from stacbatch.emit._common import EmitResult, check_where, iter_items, selected_collections
-from stacbatch.stage._layout import encode
+from stacbatch.emit._target import TREE_NAMES, TreeWriter, kill_point, refuse_stage_target, tree_output
+from stacbatch.stage._layout import encode as path_name
 from stacbatch.stage._stage import Stage
 
 #: Links that describe a document's place in a catalog tree; the tree writes its own.
@@ -77,12 +80,37 @@ def emit_json_tree(
     catalog_id: str = "stacbatch",
     title: str | None = None,
     description: str = "Catalog emitted by stacbatch",
+    force: bool = False,
 ) -> EmitResult:
+    """Write a self-contained static catalog into folder ``to``, which then holds exactly this tree.
+
+    ``to`` must be missing, empty, or an earlier stacbatch tree; ``force`` replaces any other folder (its
+    contents are deleted). A folder inside the stage, or one holding it, is refused.
+    """
     t0 = time.perf_counter()
     chosen = selected_collections(stage, collections)
     check_where(stage, where)
-    fs, root = _fs.filesystem(to)
-    local = _fs.is_local(fs)
+    fs, target = _fs.filesystem(to)
+    refuse_stage_target(stage, fs, target, to, replaces_folder=True)
+    with tree_output(fs, target, to, force=force) as writer:
+        result = _write_tree(stage, fs, writer, chosen, where, catalog_id, title, description)
+    final = os.path.realpath(target) if writer.local else target.rstrip("/")
+    result.files = [final + f[len(writer.root) :] for f in result.files]
+    result.seconds = time.perf_counter() - t0
+    return result
+
+
+def _write_tree(
+    stage: Stage,
+    fs: Any,
+    writer: TreeWriter,
+    chosen: list[str],
+    where: str | None,
+    catalog_id: str,
+    title: str | None,
+    description: str,
+) -> EmitResult:
+    root, local = writer.root, writer.local
     catalog = pystac.Catalog(
         id=catalog_id,
         description=description,
@@ -101,7 +129,7 @@ def emit_json_tree(
             original: dict[str, Any] | None = None
         else:
             original = _collection_dict(stage, cid)
-            folder = _fs.join(root, encode(cid))
+            folder = _fs.join(root, path_name(cid, TREE_NAMES))
             # Structural links are dropped before PySTAC sees the dict; it resolves the rest relative to us.
             stripped = {
                 **original,
@@ -112,6 +140,8 @@ def emit_json_tree(
             coll.set_self_href(_fs.join(folder, "collection.json"))
             parent = coll
         hrefs = _write_items(stage, fs, local, cid, where, folder, parent is not catalog, result)
+        if not local:
+            writer.track([folder + h[1:] for h in hrefs])
         if original is None:
             root_items.extend(hrefs)
         elif not hrefs and where is not None:
@@ -132,7 +162,8 @@ def emit_json_tree(
         assert href is not None
         _write(fs, local, href, orjson.dumps(doc, option=_OPTS))
         result.files.append(href)
-    result.seconds = time.perf_counter() - t0
+    writer.track(result.files)
+    writer.items, writer.collections = result.items, result.collections
     return result
 
 
@@ -165,7 +196,7 @@ def _write_items(
     for batch in iter_items(stage, cid, where):
         for text in batch.column(0).cast("string").to_pylist():
             item = orjson.loads(text)
-            name = encode(item["id"])
+            name = path_name(item["id"], TREE_NAMES)
             links = item.get("links")
             kept = (
                 [lk for lk in links if not (isinstance(lk, dict) and lk.get("rel") in STRUCTURAL)]
@@ -181,6 +212,7 @@ def _write_items(
                     made.add(d)
             _write(fs, local, href, orjson.dumps(item, option=_OPTS))
             hrefs.append(f"./{name}/{name}.json")
+        kill_point("emit:tree_partial")
     result.items += len(hrefs)
     return hrefs
 

@@ -24,25 +24,26 @@ _BUCKET_KEY = {"year": "year", "month": "month"}
 #: bytes of an encoded name at most: file systems allow 255 per path component, and the longest name made from an
 #: encoded id adds 18 (``.<hash>.json``) or 11 (``collection=``)
 MAX_NAME = 200
-_KEEP = MAX_NAME - 18
+_CUT = MAX_NAME - 21  # room for ``!`` and 20 hex digits of hash
 
 
-def encode(value: str) -> str:
-    """Path-safe form of a collection or item id (hive-style percent encoding; plain ids stay as they are).
+def encode(value: str, reserved: frozenset[str] = frozenset()) -> str:
+    """Path-safe form of a collection or item id (hive-style percent encoding; plain ids stay as they are): no
+    ``/``, no leading dot, no control characters, so nothing leaves its folder.
 
-    A long one is cut and ends in ``%%`` and a hash of the whole id: still one name per id, and it fits the file
-    system (``%%`` never occurs in percent encoding, so a cut name equals no other id's encoding). Nothing reads ids
-    back from paths: the stage's columns hold them.
+    A name over :data:`MAX_NAME` bytes, or one of ``reserved``, is cut and ends in ``!`` and a hash of the whole
+    id: stable, fits the file system, and equal to no other id's name (percent encoding never writes ``!``).
+    Nothing reads ids back from paths: the stage's columns hold them.
     """
     out = quote(value, safe="-_.~+@,")
     out = "%2E" + out[1:] if out.startswith(".") else out
-    if len(out) <= MAX_NAME:
+    if len(out) <= MAX_NAME and out not in reserved:
         return out
-    head = out[:_KEEP]
+    head = out[:_CUT]
     cut = head.rfind("%", len(head) - 2)  # not inside a %XX escape
     if cut >= 0:
         head = head[:cut]
-    return f"{head}%%{xxhash.xxh3_64_hexdigest(value.encode('utf-8', 'surrogatepass'))}"
+    return f"{head}!{xxhash.xxh3_128_hexdigest(value.encode('utf-8', 'surrogatepass'))[:20]}"
 
 
 def partition_dir(collection: str, scheme: str, bucket: str | None) -> str:
