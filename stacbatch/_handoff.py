@@ -28,6 +28,12 @@ _lock = threading.Lock()
 _folder: str | None = None
 
 
+def process_folder() -> str:
+    """This process's own folder (RAM file system when roomy): removed at exit, and by the next process when this
+    one was killed before it could."""
+    return _make_folder()
+
+
 def _make_folder() -> str:
     global _folder
     with _lock:

@@ -38,8 +38,11 @@ _WORKER_ENV = {"MIMALLOC_PURGE_DELAY": "5000"}
 def _worker_env() -> Iterator[None]:
     """``_WORKER_ENV`` set while the fork server starts (it copies the environment then), this process's own
     environment left as it was."""
-    added = [k for k in _WORKER_ENV if k not in os.environ]
-    os.environ.update({k: _WORKER_ENV[k] for k in added})
+    from stacbatch._orphan import ENV
+
+    wanted = {**_WORKER_ENV, ENV: str(os.getpid())}
+    added = [k for k in wanted if k not in os.environ]
+    os.environ.update({k: wanted[k] for k in added})
     try:
         yield
     finally:
@@ -50,6 +53,12 @@ def _worker_env() -> Iterator[None]:
 def _start_fork_server() -> None:
     from multiprocessing import forkserver
 
+    from stacbatch import _handoff
+
+    # multiprocessing's own temporary folder (the fork server's socket) would be a /tmp/pymp-* that outlives a
+    # killed process; our per-process folder is removed at exit, and a killed process's by the next one
+    config = multiprocessing.current_process()._config  # type: ignore[attr-defined]
+    config.setdefault("tempdir", _handoff.process_folder())
     with _worker_env():
         forkserver.ensure_running()
 
@@ -103,6 +112,9 @@ def release_freed_memory() -> None:
 
 
 def _init_worker(keep_heap: bool) -> None:
+    from stacbatch._orphan import watch_main
+
+    watch_main()  # a worker is forked from the fork server: the server's watching thread did not come along
     if keep_heap:
         keep_freed_memory()
     without_pandas()

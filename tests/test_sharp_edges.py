@@ -196,3 +196,107 @@ def test_sql_in_a_loop_never_fails_while_a_writer_commits(tmp_path: Path, tmp_st
         stop.set()
         writer.join()
     assert errors == []
+
+
+def test_a_stage_path_that_is_a_file_is_a_stage_error(tmp_path: Path) -> None:
+    from stacbatch.errors import ExitCode
+
+    (tmp_path / "afile").write_text("x")
+    src = write_ndjson(tmp_path / "a.ndjson", [item("a")])
+    for args in (["load", str(src)], ["info"], ["sql", "SELECT 1"]):
+        proc = run(*args, "--stage", str(tmp_path / "afile"))
+        assert proc.returncode == ExitCode.STAGE, (args, proc.stderr)
+        assert "is a file, not a stage folder" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_loading_a_folder_that_holds_the_stage_leaves_the_stage_out(tmp_path: Path) -> None:
+    """`load data/ --stage data/stage` read the stage's own Parquet files as sources on the second load."""
+    data = tmp_path / "data"
+    write_ndjson(data / "a.ndjson", [item("a"), item("b")])
+    stage = str(data / "stage")
+    first = stacbatch.load_to_stage(stage, [str(data)])
+    assert (first.read, first.failed) == (2, 0)
+    again = stacbatch.load_to_stage(stage, [str(data)])
+    assert (again.read, again.failed, again.staged) == (2, 0, 2)
+    assert again.skipped_stages == [str(data / "stage")]
+    assert [k for _c, k, _t in _staged(stage)] == ["a", "b"]
+
+
+@pytest.mark.parametrize("fmt", ["table", "csv"])
+def test_ctrl_c_during_a_query_is_an_interrupt_not_a_bug(tmp_path: Path, tmp_stage: str, fmt: str) -> None:
+    """SIGINT during a DuckDB query exited 70 ("internal error"), or went unnoticed while DuckDB held the thread."""
+    import signal
+    import time
+
+    items = [item(f"i{n}") for n in range(20000)]
+    stacbatch.load_to_stage(tmp_stage, [str(write_ndjson(tmp_path / "a.ndjson", items))])
+    query = "SELECT count(*) FROM items a, items b, items c WHERE a.item->>'id' < b.item->>'id'"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "stacbatch", "sql", "--stage", tmp_stage, "-f", fmt, query],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(5)  # past the imports, inside the query (it would run for hours)
+    proc.send_signal(signal.SIGINT)
+    try:
+        _out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines() == ["stacbatch: interrupted; the stage is unchanged unless a commit was reported"]
+
+
+def _helpers_of(pid: int) -> list[int]:
+    """Processes whose environment names ``pid`` as their stacbatch main process (fork server, workers)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            env = (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        if f"STACBATCH_MAIN_PID={pid}\0".encode() in env:
+            found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc")
+def test_a_killed_load_leaves_no_processes_and_the_next_write_clears_its_leftovers(
+    tmp_path: Path, tmp_stage: str
+) -> None:
+    """After kill -9 the fork server and workers lived on (holding /dev/shm/sem.mp-*), `_tmp` survived update and
+    delete, and `runs/<id>/` without summary.json was never closed."""
+    import signal
+    import time
+
+    stacbatch.load_to_stage(tmp_stage, [str(write_ndjson(tmp_path / "a.ndjson", [item("first")]))])
+    big = write_ndjson(tmp_path / "big.ndjson", [item(f"i{n}", title="x" * 200) for n in range(150_000)])
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "stacbatch", "-q", "load", str(big), "--stage", tmp_stage, "--workers", "2"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 30
+    while not _helpers_of(proc.pid) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    helpers = _helpers_of(proc.pid)
+    assert helpers, "the load ended before its workers started"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    deadline = time.monotonic() + 10
+    while _helpers_of(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _helpers_of(proc.pid) == []
+    (Path(tmp_stage) / "manifest.json.tmp-99999").write_text("{")  # as a write that met ENOSPC leaves it
+    res = subprocess.run(
+        [sys.executable, "-m", "stacbatch", "delete", "--stage", tmp_stage, "--where", "id = 'first'"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert res.returncode == 0, res.stderr
+    assert not (Path(tmp_stage) / "_tmp").exists()
+    assert not list(Path(tmp_stage).glob("manifest.json.tmp-*"))
+    assert all((run / "summary.json").exists() for run in (Path(tmp_stage) / "runs").iterdir() if run.is_dir())

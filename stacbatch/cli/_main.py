@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import traceback
+from typing import NoReturn
 
 import typer
 from typer.exceptions import TyperException
@@ -80,8 +81,12 @@ def main(argv: list[str] | None = None) -> None:
     try:
         rc = app(args=argv, standalone_mode=False)
         if isinstance(rc, int) and rc:  # typer returns Exit codes instead of raising in this mode
+            if rc == 130:  # typer's answer to a KeyboardInterrupt it caught
+                _say_interrupted()
             sys.exit(rc)
     except StacbatchError as err:
+        if _interrupted(err):  # DuckDB turns SIGINT into an error of its own, which callers may have wrapped
+            _say_interrupted()
         print(f"stacbatch: error: {err}", file=sys.stderr)
         if state.verbose >= 2:
             traceback.print_exc()
@@ -90,11 +95,7 @@ def main(argv: list[str] | None = None) -> None:
         code = getattr(ex, "exit_code", None)
         sys.exit(int(code if code is not None else (ex.args[0] if ex.args else 0)))
     except (typer.Abort, KeyboardInterrupt):
-        print(
-            "stacbatch: interrupted; the stage is unchanged unless a commit was reported",
-            file=sys.stderr,
-        )
-        sys.exit(130)
+        _say_interrupted()
     except TyperException as err:  # usage errors (typer bundles its own click)
         show = getattr(err, "show", None)
         if callable(show):
@@ -111,6 +112,8 @@ def main(argv: list[str] | None = None) -> None:
             traceback.print_exc()
         sys.exit(int(ExitCode.INPUT))
     except Exception as err:  # a bug: say so in one line, keep the traceback behind -vv
+        if _interrupted(err):
+            _say_interrupted()
         print(
             f"stacbatch: internal error: {type(err).__name__}: {err} (rerun with -vv for a traceback and report it)",
             file=sys.stderr,
@@ -119,3 +122,21 @@ def main(argv: list[str] | None = None) -> None:
             traceback.print_exc()
         sys.exit(int(ExitCode.INTERNAL))
     sys.exit(int(state.exit_code))
+
+
+def _interrupted(err: BaseException | None) -> bool:
+    """Whether ``err`` is, or was raised while handling, DuckDB's answer to SIGINT (or SIGINT itself)."""
+    for _ in range(10):
+        if err is None:
+            return False
+        if type(err).__name__ == "InterruptException" and type(err).__module__.split(".")[0] in ("duckdb", "_duckdb"):
+            return True
+        if isinstance(err, KeyboardInterrupt) or (type(err) is RuntimeError and str(err) == "Query interrupted"):
+            return True  # the second: how DuckDB's relation API reports it
+        err = err.__cause__ or err.__context__
+    return False
+
+
+def _say_interrupted() -> NoReturn:
+    print("stacbatch: interrupted; the stage is unchanged unless a commit was reported", file=sys.stderr)
+    sys.exit(130)

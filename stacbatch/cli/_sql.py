@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import sys
 import threading
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import typer
@@ -36,28 +39,56 @@ def sql_cmd(
     import duckdb  # here, not at the top: every other command's start-up would pay for it
 
     st = open_stage(require_stage(stage))
+
     try:
-        rel = st.sql(query)
-    except duckdb.Error as err:
-        raise QueryError(_failed(st, err)) from None
-    if rel is None:
-        return
-    try:
-        if fmt == "table":
-            _out(_table(rel, max_rows), to)
-        else:
+        with _interrupt_on_sigint(st.connection):
+            rel = st.sql(query)
+            if rel is None:
+                return
+            if fmt == "table":
+                _out(_table(rel, max_rows), to)
+                return
             # DuckDB's own writers: JSON columns stay nested JSON, types are rendered consistently.
-            options = {
-                "csv": "FORMAT csv, HEADER true",
-                "json": "FORMAT json",
-                "parquet": "FORMAT parquet",
-            }[fmt]
+            options = {"csv": "FORMAT csv, HEADER true", "json": "FORMAT json", "parquet": "FORMAT parquet"}[fmt]
             if to:
                 st.connection.execute(f"COPY ({query}) TO {_sql.literal(to)} ({options})")
             else:
                 _copy_to_stdout(st.connection, query, options)
     except duckdb.Error as err:
         raise QueryError(_failed(st, err)) from None
+
+
+@contextlib.contextmanager
+def _interrupt_on_sigint(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """Ctrl-C interrupts the running query. While DuckDB holds the main thread, Python's handler for SIGINT cannot
+    run (a long query noticed Ctrl-C late or never); the C-level handler still writes the signal to a wake-up pipe,
+    and a thread reading it interrupts the query. KeyboardInterrupt then follows as usual."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)
+    previous = signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
+
+    seen: list[bool] = []
+
+    def watch() -> None:
+        while data := os.read(read_end, 64):
+            if signal.SIGINT in data:
+                seen.append(True)
+                con.interrupt()
+
+    thread = threading.Thread(target=watch, name="stacbatch-sigint", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        signal.set_wakeup_fd(previous)
+        os.close(write_end)  # the watcher reads the end of the pipe and stops
+        thread.join(1)
+        os.close(read_end)
+    if seen:  # an interrupted query may end as if it were complete (a partial count): never exit 0 after Ctrl-C
+        raise KeyboardInterrupt
 
 
 def _failed(st: Stage, err: Exception) -> str:

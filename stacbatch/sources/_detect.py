@@ -38,6 +38,8 @@ class SourcePlan:
     api_sources: list[Any] = field(default_factory=list)
     #: files read through a mapping (``load --mapping``), prepared: columns known, mapping compiled and checked
     mapped_sources: list[Any] = field(default_factory=list)
+    #: stacbatch stages found inside source folders, left out of the load
+    skipped_stages: list[str] = field(default_factory=list)
 
     def units(self) -> Iterator[Unit]:
         if self.mapped_sources:  # with a mapping, every source is mapped
@@ -184,9 +186,32 @@ def _range_units(path: str, label: str, plan: SourcePlan) -> Iterator[Unit]:
         plan.problems.append((label, "", f"cannot read: {err}"))
 
 
+def _stage_roots(fs: Any, paths: list[str]) -> list[str]:
+    """Folders among ``paths`` that are stacbatch stages (a lock file, or a manifest of ours): their Parquet files
+    are not stac-geoparquet, and a stage inside the folder being loaded must not be read into itself."""
+    from stacbatch.stage._layout import LOCK, MANIFEST
+
+    roots = []
+    for path in paths:
+        folder, _, name = path.rpartition("/")
+        if name == LOCK:
+            roots.append(folder)
+        elif name == MANIFEST:
+            with fs.open(path, "rb") as f:
+                if b'"stacbatch-stage"' in f.read(1 << 20):
+                    roots.append(folder)
+    return sorted(set(roots))
+
+
 def _folder_units(fs: Any, root: str, plan: SourcePlan) -> Iterator[Unit]:
     batch: list[str] = []
-    for path in sorted(fs.find(root)):
+    found = sorted(fs.find(root))
+    stages = tuple(f"{s}/" for s in _stage_roots(fs, found))
+    for stage in stages:
+        plan.skipped_stages.append(stage.rstrip("/"))
+    for path in found:
+        if stages and path.startswith(stages):
+            continue
         low = path.lower().removesuffix(".gz")
         label = path if _fs.is_local(fs) else fs.unstrip_protocol(path)
         if low.endswith(NDJSON_SUFFIXES):

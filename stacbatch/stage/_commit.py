@@ -10,6 +10,7 @@ from typing import Any
 import pyarrow as pa
 
 from stacbatch.stage._audit import tombstones_from_audit, write_audit, write_tombstones
+from stacbatch.stage._cleanup import delete_unreferenced
 from stacbatch.stage._manifest import Manifest, write_manifest
 from stacbatch.stage._runs import Run
 from stacbatch.stage._stage import Stage
@@ -33,7 +34,6 @@ def commit(
 ) -> int:
     """Write the run's audit log and tombstones, then the manifest; returns the new stage version.
     ``audit_written``: the entry of an audit file already written for this run (instead of ``audit``)."""
-    from stacbatch.stage._load import _delete_unreferenced
 
     entries = [audit_written] if audit_written else write_audit(stage.fs, stage.root, run.id, audit)
     if entries:
@@ -46,6 +46,6 @@ def commit(
     crash_point("before_manifest")
     write_manifest(stage.fs, stage.root, manifest)
     crash_point("after_manifest")
-    _delete_unreferenced(stage, manifest)
+    delete_unreferenced(stage.fs, stage.root, manifest)
     run.finish(status, counts, {**(extra or {}), "stage_version": manifest.version})
     return manifest.version

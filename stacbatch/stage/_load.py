@@ -28,7 +28,7 @@ from stacbatch.sources import plan_sources
 from stacbatch.stage._audit import audit_table, load_audit
 from stacbatch.stage._commit import commit, crash_point
 from stacbatch.stage._files import sort_for_stage, write_stage_file
-from stacbatch.stage._layout import AUDIT, COLLECTIONS, ITEMS, TIME_BUCKETS, TMP, TOMBSTONES, encode
+from stacbatch.stage._layout import COLLECTIONS, TIME_BUCKETS, TMP, encode
 from stacbatch.stage._manifest import Manifest
 from stacbatch.stage._runs import Run
 from stacbatch.stage._stage import Stage
@@ -61,6 +61,8 @@ class LoadResult:
     api_done: bool = True
     #: for ``load --mapping``: per source, rows read / made items / failed, and per output field set/defaulted/failed
     mapping: dict[str, Any] = field(default_factory=dict)
+    #: stacbatch stages found inside source folders and left out (their files are not items to load)
+    skipped_stages: list[str] = field(default_factory=list)
 
     def counts(self) -> dict[str, Any]:
         return {
@@ -108,7 +110,6 @@ def load(
         run = Run(stage.fs, stage.root, "load", {"sources": sources, "batch_size": batch_size})
         run_time = datetime.now(UTC)
         result = LoadResult(run_id=run.id)
-        _cleanup_orphans(stage)
         partitioning = {c: m["partitioning"] for c, m in manifest.collections.items()}
         n_workers = workers if workers is not None else default_workers()
         # API pages stage inline unless --workers says otherwise: measured with the server on the same two cores,
@@ -170,6 +171,7 @@ def load(
             result.api_done = source.exhausted
         for mapped in plan.mapped_sources:
             result.mapping[mapped.path] = mapped.stats
+        result.skipped_stages = plan.skipped_stages
         for label, where, reason in plan.problems:
             rec = {"source": label, "reason": reason}
             if where:
@@ -369,41 +371,6 @@ def _rewrite_without(
     fresh["bucket"] = entry.get("bucket")
     fresh["run"] = run_id
     new_entries.append(fresh)
-
-
-def _referenced(manifest: Manifest) -> set[str]:
-    """What cleanup keeps: this version's files and the ones it retired, which readers of older versions use."""
-    return manifest.referenced() | {r["path"] for r in manifest.retired}
-
-
-def _cleanup_orphans(stage: Stage) -> None:
-    """Remove data and spill files left by a crashed write (never referenced by the manifest). Runs under the
-    write lock."""
-    _delete_unreferenced(stage, stage.manifest)
-    if _fs.is_local(stage.fs):
-        shutil.rmtree(os.path.join(stage.root, TMP), ignore_errors=True)
-
-
-def _delete_unreferenced(stage: Stage, manifest: Manifest) -> None:
-    refs = _referenced(manifest)
-    for folder in (ITEMS, COLLECTIONS, AUDIT, TOMBSTONES):
-        base = _fs.join(stage.root, folder)
-        if not stage.fs.exists(base):
-            continue
-        for path in stage.fs.find(base):
-            rel = path[len(stage.root.rstrip("/")) + 1 :] if path.startswith(stage.root.rstrip("/")) else path
-            if rel not in refs:
-                with contextlib.suppress(FileNotFoundError):
-                    stage.fs.rm(path)
-    if _fs.is_local(stage.fs):
-        _prune_empty_dirs(_fs.join(stage.root, ITEMS))
-
-
-def _prune_empty_dirs(root: str) -> None:
-    for dirpath, _dirs, _files in os.walk(root, topdown=False):
-        if dirpath != root:
-            with contextlib.suppress(OSError):
-                os.rmdir(dirpath)
 
 
 def print_progress(stream: Any = sys.stderr) -> Callable[[int, Any], None]:

@@ -129,6 +129,10 @@ def read_manifest(fs: Any, root: str) -> Manifest | None:
             raw = f.read()
     except FileNotFoundError:
         return None
+    except NotADirectoryError:
+        raise StageError(f"{root}: is a file, not a stage folder; give --stage a folder") from None
+    except IsADirectoryError:
+        raise StageError(f"{path}: is a folder, not a stage manifest; this is not a stage") from None
     try:
         doc = orjson.loads(raw)
     except orjson.JSONDecodeError as err:

@@ -69,7 +69,10 @@ class Stage:
     @contextlib.contextmanager
     def write_lock(self) -> Iterator[None]:
         """One writer at a time (local stages: an advisory ``flock``; released by the OS if the process dies)."""
-        if not _fs.is_local(self.fs):
+        from stacbatch.stage._cleanup import after_crash
+
+        if not _fs.is_local(self.fs):  # no lock on object stores: one writer at a time is the user's to keep
+            after_crash(self.fs, self.root, read_manifest(self.fs, self.root))
             yield
             return
         import fcntl
@@ -83,6 +86,7 @@ class Stage:
                 raise StageError(
                     f"{self.path}: another stacbatch process is writing to this stage; wait for it to finish"
                 ) from None
+            after_crash(self.fs, self.root, read_manifest(self.fs, self.root))  # what a killed writer left
             yield
         finally:
             os.close(fd)
