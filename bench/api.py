@@ -6,6 +6,9 @@
 (b) against a real stac-fastapi-pgstac on PostgreSQL + pgstac (tests/pgstac_peer.py, installed by `make peers`),
     sharing the two cores with both clients.
 
+(c) issue 18's small real catalog (the corpus items pgstac accepts) from stac-fastapi-pgstac, next to pystac-client
+    at 100 and 1000 items a page.
+
     python -m bench.api --items 20000
 """
 
@@ -104,12 +107,82 @@ def bench_pgstac(n: int, work: Path, sb: list[str], add: Callable[[str, str, Mea
         srv.stop()
 
 
+PYSTAC_CLIENT_1000 = PYSTAC_CLIENT.replace("limit=100)", "limit=1000)")
+
+
+def real_catalog() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The real corpus items that pgstac accepts (a collection, a datetime or a range, a geometry), last wins, and
+    a minimal Collection for each of their collection ids."""
+    import orjson
+
+    items: dict[tuple[str, str], dict[str, Any]] = {}
+    for path in sorted((ROOT.parent / "shared" / "corpus" / "real").glob("items*/*.ndjson")):
+        for line in path.read_bytes().splitlines():
+            try:
+                doc = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                continue
+            props = doc.get("properties") if isinstance(doc, dict) else None
+            if not isinstance(props, dict) or not isinstance(doc.get("collection"), str) or not doc.get("geometry"):
+                continue
+            if props.get("datetime") or (props.get("start_datetime") and props.get("end_datetime")):
+                items[(doc["collection"], str(doc.get("id")))] = doc
+    colls = [
+        {
+            "type": "Collection",
+            "stac_version": "1.1.0",
+            "id": cid,
+            "description": "corpus",
+            "license": "proprietary",
+            "extent": {"spatial": {"bbox": [[-180, -90, 180, 90]]}, "temporal": {"interval": [[None, None]]}},
+            "links": [],
+        }
+        for cid in sorted({c for c, _ in items})
+    ]
+    return list(items.values()), colls
+
+
+def bench_pgstac_small(work: Path, sb: list[str], add: Callable[[str, str, int, Measurement], None]) -> None:
+    """Issue 18's case: a small real catalog from a fast local stac-fastapi-pgstac, stacbatch with its defaults
+    next to pystac-client at 100 and at 1000 items a page (its best here)."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from pgstac_peer import PgstacPeer, missing
+
+    why = missing()
+    if why:
+        print(f"  skipped stac-fastapi-pgstac: {why}", file=sys.stderr)
+        return
+    items, colls = real_catalog()
+    if not items:
+        print("  skipped the real catalog: ../shared/corpus/real is missing", file=sys.stderr)
+        return
+    srv = PgstacPeer().start()
+    try:
+        srv.load(colls, items)
+        stage = work / "pgstac-small-stage"
+        step = "API load (pgstac, real)"
+        n = len(items)
+        for _ in range(2):  # the second round is the one kept: the server's caches are warm for every tool
+            discard(stage)
+            ours = run([*sb, "load", srv.base, "--stage", str(stage)])
+            them = run([PY, "-c", PYSTAC_CLIENT, srv.base, str(work / "pc3.ndjson"), ",".join(c["id"] for c in colls)])
+            best = run(
+                [PY, "-c", PYSTAC_CLIENT_1000, srv.base, str(work / "pc4.ndjson"), ",".join(c["id"] for c in colls)]
+            )
+        add(step, "stacbatch", n, ours)
+        add(step, "pystac-client", n, them)
+        add(step, "pystac-client (limit 1000)", n, best)
+    finally:
+        srv.stop()
+
+
 def main() -> None:
     from bench.run import OUT, Row, _tool, report
 
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--items", type=int, default=20_000)
     ap.add_argument("--latency", type=float, default=0.2)
+    ap.add_argument("--real-only", action="store_true", help="only (c), the small real catalog")
     args = ap.parse_args()
     rows: list[Row] = []
     work = OUT / "work-api"
@@ -119,8 +192,10 @@ def main() -> None:
         rows.append(Row(step, tool, args.items, m))
         print(f"  {step} {tool}: {m.seconds:.1f} s rc={m.returncode} {m.stderr.strip()[-200:]}", file=sys.stderr)
 
-    bench_api(args.items, work, [_tool("stacbatch"), "-q"], add, args.latency)
-    bench_pgstac(args.items, work, [_tool("stacbatch"), "-q"], add)
+    if not args.real_only:
+        bench_api(args.items, work, [_tool("stacbatch"), "-q"], add, args.latency)
+        bench_pgstac(args.items, work, [_tool("stacbatch"), "-q"], add)
+    bench_pgstac_small(work, [_tool("stacbatch"), "-q"], lambda step, tool, n, m: rows.append(Row(step, tool, n, m)))
     print(report(rows))
     empty_trash()
 

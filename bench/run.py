@@ -184,7 +184,7 @@ def main() -> None:
         print(f"\n{n:,} items", file=sys.stderr, flush=True)
         bench_size(n, rows, not args.no_anchors, args.tree_max, not args.no_edits)
     if args.api_items:
-        from bench.api import bench_api, bench_pgstac
+        from bench.api import bench_api, bench_pgstac, bench_pgstac_small
 
         print(f"\nSTAC API, {args.api_items:,} items, 200 ms a page", file=sys.stderr, flush=True)
         work = OUT / "work-api"
@@ -196,6 +196,8 @@ def main() -> None:
         bench_api(args.api_items, work, [_tool("stacbatch"), "-q"], add)
         print(f"\nstac-fastapi-pgstac, {args.api_items:,} items", file=sys.stderr, flush=True)
         bench_pgstac(args.api_items, work, [_tool("stacbatch"), "-q"], add)
+        print("\nstac-fastapi-pgstac, the real corpus", file=sys.stderr, flush=True)
+        bench_pgstac_small(work, [_tool("stacbatch"), "-q"], lambda s, t, n, m: rows.append(Row(s, t, n, m)))
     if args.mapping_rows:
         from bench.mapping import bench_mapping
 
