@@ -415,3 +415,65 @@ def test_a_query_whose_count_is_complete_still_follows_its_next_link(tmp_path: P
         assert res.api.count_mismatches == 0
     finally:
         srv.stop()
+
+
+def _many(n_coll: int, per: int) -> dict[str, list[dict[str, Any]]]:
+    return {
+        f"M{c:03d}": [
+            item(f"same-{i}", collection=f"M{c:03d}", properties={"datetime": f"{_day(i)}T00:00:00Z"})
+            for i in range(per)
+        ]
+        for c in range(n_coll)
+    }
+
+
+def test_many_small_collections_are_searched_in_groups(tmp_path: Path) -> None:
+    """A search per collection cost a request each (153 small collections from pgstac took 153 requests and lost
+    to pystac-client's 2): beyond 2 x --concurrency collections, searches ask for groups of them. Ids repeat
+    across collections (the same ids everywhere), which must not be taken for duplicates."""
+    srv = FakeStac(_many(40, 3))
+    srv.start()
+    try:
+        stage = str(tmp_path / "stage")
+        res = load(stage, [srv.base], api=ApiOptions(concurrency=4))
+        assert res.failed == 0 and res.api.queries == 8 and res.api.requests - len(srv.log) <= 0
+        assert len(staged(stage)) == 120
+        searches = [x for x in srv.log if "/search" in x[2]]
+        # a page each (5 collections x 3 items), and the empty page after it that CMR-STAC's lingering next link costs
+        assert len(searches) == 16
+    finally:
+        srv.stop()
+
+
+def test_a_deep_group_splits_into_its_collections(tmp_path: Path) -> None:
+    srv = FakeStac(_many(20, 40))
+    srv.start()
+    try:
+        stage = str(tmp_path / "stage")
+        res = load(stage, [srv.base], api=ApiOptions(concurrency=2, limit=10, window_pages=3))
+        assert res.failed == 0 and res.api.splits >= 4
+        assert len(staged(stage)) == 800
+    finally:
+        srv.stop()
+
+
+def test_a_failed_group_is_retried_as_that_group(tmp_path: Path) -> None:
+    srv = FakeStac(_many(12, 2), broken=("M005",))
+    srv.start()
+    try:
+        stage = str(tmp_path / "stage")
+        p = cli("load", srv.base, "--stage", stage, "--concurrency", "2", "--max-retries", "1")
+        assert p.returncode == 3, p.stderr
+        got = staged(stage)
+        run_id = stacbatch.open_stage(stage).manifest.last_run["run_id"]  # type: ignore[index]
+        failures = [
+            orjson.loads(x) for x in (Path(stage) / "runs" / run_id / "failures.ndjson").read_bytes().splitlines()
+        ]
+        (failure,) = failures
+        assert "M005" in failure["collections"] and failure["collection"] == failure["collections"][0]
+        srv.broken = ()
+        p = cli("load", "--retry-failed", run_id, "--stage", stage)
+        assert p.returncode == 0, p.stderr
+        assert len(staged(stage)) == 24 and len(got) == 24 - 2 * len(failure["collections"])
+    finally:
+        srv.stop()

@@ -26,7 +26,14 @@ from stacbatch._headers import HeaderScope
 from stacbatch._scan import AVAILABLE as _KERNEL
 from stacbatch.api._http import Http, HttpError
 from stacbatch.api._options import AUTO_LIMIT, FALLBACK_LIMIT, ApiOptions, ApiStats
-from stacbatch.api._stac import list_collections, match_collections, open_api, pages, search_request
+from stacbatch.api._stac import (
+    can_search_together,
+    list_collections,
+    match_collections,
+    open_api,
+    pages,
+    search_request,
+)
 from stacbatch.api._windows import parse_instant as _instant
 from stacbatch.api._windows import split_window, time_windows
 from stacbatch.errors import InputError
@@ -76,6 +83,9 @@ class ApiSource:
         self._initial: list[tuple[str, dict[str, Any]]] = []
         #: window parts made by splitting, per collection (bounded by ``max_split_parts``)
         self._parts: dict[str, int] = {}
+        #: query key -> its collections, for a search over several small collections at once (keys of those start
+        #: with NUL; every other key is a collection id)
+        self._members: dict[str, tuple[str, ...]] = {}
         #: the fetching thread's loop and main task: cancelled (waits and all) when the consumer stops
         self._loop: asyncio.AbstractEventLoop | None = None
         self._main_task: asyncio.Task[Any] | None = None
@@ -108,7 +118,7 @@ class ApiSource:
             async with self._http(max_retries=min(2, o.max_retries)) as http:
                 # one request at a time means one: no speculative /collections then
                 api = await open_api(http, self.url, speculate=o.concurrency > 1)
-                wanted = sorted({str(r["collection"]) for r in o.requests}) if o.requests else o.collections
+                wanted = sorted({c for r in o.requests for c in _collections_of(r)}) if o.requests else o.collections
                 chosen = match_collections(await list_collections(http, api), wanted)
                 if not chosen:
                     raise InputError(f"{self.url}: no collection matches {', '.join(o.collections) or '*'}")
@@ -174,7 +184,24 @@ class ApiSource:
 
     def pending(self) -> list[dict[str, Any]]:
         """The queries not finished by the pages taken so far, each as the request that continues it."""
-        return [{"collection": cid, "request": req} for cid, req in self._frontier.values() if req is not None]
+        return [{**self._label(cid), "request": req} for cid, req in self._frontier.values() if req is not None]
+
+    def _label(self, key: str) -> dict[str, Any]:
+        """How records name a query's collections: ``collection``, and ``collections`` for a grouped search."""
+        members = self._members.get(key)
+        return {"collection": key} if members is None else {"collection": members[0], "collections": list(members)}
+
+    def _key(self, record: dict[str, Any]) -> str:
+        """The query key of a saved request (``pending``, a failure record), registering a group's members."""
+        members = _collections_of(record)
+        if len(members) == 1:
+            return members[0]
+        key = f"\x00group{len(self._members)}"
+        self._members[key] = tuple(members)
+        return key
+
+    def _search(self, api: Any, key: str, params: dict[str, Any], limit: int) -> tuple[str, str, Any]:
+        return search_request(api, self._members.get(key, key), params, limit, self.options.method)
 
     def _cancel(self) -> None:
         loop, task = self._loop, self._main_task
@@ -204,7 +231,7 @@ class ApiSource:
         o = self.options
         self.stats.limit = self._page_limit
         o.started = [
-            {"collection": cid, "request": _request(*search_request(api, cid, p, self._page_limit, o.method))}
+            {**self._label(cid), "request": _request(*self._search(api, cid, p, self._page_limit))}
             for cid, p in self._initial
         ]
 
@@ -231,21 +258,30 @@ class ApiSource:
                     for c in chosen
                     for window in (time_windows(c, o.datetime, per) if not o.ids else [o.datetime])
                 ]
+                if (
+                    not o.requests
+                    and o.windows is None
+                    and len(chosen) > 2 * o.concurrency
+                    and can_search_together(api, o.method)
+                ):
+                    # many collections: a search per collection cost a request each (153 small collections from
+                    # pgstac took 153); searches over groups of them keep the requests in flight, and a group
+                    # whose count says it is deep is split into its collections (then their time windows)
+                    groups = 2 * o.concurrency
+                    for n in range(groups):
+                        self._members[f"\x00group{n}"] = tuple(str(c["id"]) for c in chosen[n::groups])
+                    queries = [(key, o.datetime) for key in self._members]
                 if not o.requests:
                     self._initial = [(cid, {**params, "datetime": w} if w else params) for cid, w in queries]
                     self._note_started(api)
                 async with asyncio.TaskGroup() as tg:
                     self._tasks = tg
                     if o.requests:  # --retry-failed / --resume: exactly those requests, and the pages after them
-                        for r in o.requests:
-                            self._open_query(str(r["collection"]))
-                        for r in o.requests:
-                            tg.create_task(
-                                self._tracked(
-                                    str(r["collection"]),
-                                    self._query(http, api, str(r["collection"]), budget, start=r["request"]),
-                                )
-                            )
+                        keyed = [(self._key(r), r) for r in o.requests]
+                        for key, _r in keyed:
+                            self._open_query(key)
+                        for key, r in keyed:
+                            tg.create_task(self._tracked(key, self._query(http, api, key, budget, start=r["request"])))
                     else:
                         for cid, _p in self._initial:
                             self._open_query(cid)
@@ -305,9 +341,12 @@ class ApiSource:
             params = {"datetime": _window_of(start)}
         else:
             params = params or {}
-            method, url, body = search_request(api, cid, params, limit, self.options.method)
+            method, url, body = self._search(api, cid, params, limit)
         window = params.get("datetime")
-        edges = tuple(_instant(v) for v in window.split("/", 1)) if window and "/" in window else (None, None)
+        # a grouped search is never cut into time windows (it splits into its collections): no edges to share
+        edges: tuple[_dt.datetime | None, ...] = (None, None)
+        if window and "/" in window and cid not in self._members:
+            edges = tuple(_instant(v) for v in window.split("/", 1))
         self.stats.queries += 1
         if q is None:
             q = next(self._query_ids)
@@ -355,12 +394,12 @@ class ApiSource:
                 self._page_limit = FALLBACK_LIMIT
                 self._note_started(api)
                 self.stats.queries -= 1
-                retry = search_request(api, cid, params, FALLBACK_LIMIT, self.options.method)
+                retry = self._search(api, cid, params, FALLBACK_LIMIT)
                 self._frontier[q] = (cid, _request(*retry))
                 await self._query(http, api, cid, budget, params, None, q, depth, parent_count)
                 return
             self.stats.failed_queries += 1
-            rec = {"source": self.url, "collection": cid, **err.record()}
+            rec = {"source": self.url, **self._label(cid), **err.record()}
             self.failures.append(rec)
             await asyncio.to_thread(self._put, (err.url, None, q, None, []))  # recorded: --retry-failed takes it up
 
@@ -370,8 +409,9 @@ class ApiSource:
     def _mismatch(self, cid: str, window: str | None, matched: int, received: int) -> None:
         self.stats.count_mismatches += 1
         if len(self.stats.mismatch_examples) < 5:
+            name = ",".join(self._members.get(cid, (cid,)))
             self.stats.mismatch_examples.append(
-                {"collection": cid, "datetime": window, "matched": matched, "received": received}
+                {"collection": name, "datetime": window, "matched": matched, "received": received}
             )
 
     async def _split(
@@ -397,6 +437,26 @@ class ApiSource:
         o = self.options
         per_page = max(1, len(raw) or self._page_limit)  # servers may cap the page size below the limit asked
         deep = -(-count // per_page)
+        members = self._members.get(cid)
+        if members is not None and o.window_pages and deep > o.window_pages:
+            # a deep group: one query per collection instead, each judged (and split by time) on its own
+            per_collection = [(next(self._query_ids), m, params) for m in members]
+            await asyncio.to_thread(
+                self._put,
+                (
+                    req_url,
+                    None,
+                    q,
+                    None,
+                    [(c, m, _request(*self._search(api, m, p, self._page_limit))) for c, m, p in per_collection],
+                ),
+            )
+            self.stats.splits += 1
+            for _child, m, _p in per_collection:
+                self._open_query(m)
+            for child, m, p in per_collection:
+                self._tasks.create_task(self._tracked(m, self._query(http, api, m, budget, p, q=child)))
+            return True
         if not o.window_pages or o.ids or deep <= o.window_pages:
             return False
         if (parent_count is not None and count >= parent_count) or depth >= o.max_split_depth:
@@ -414,7 +474,7 @@ class ApiSource:
         children = []
         for part in parts:
             sub = {**params, "datetime": part}
-            request = _request(*search_request(api, cid, sub, self._page_limit, o.method))
+            request = _request(*self._search(api, cid, sub, self._page_limit))
             children.append((next(self._query_ids), sub, request))
         # the parts are registered (for checkpoints) by the same message that closes the split query
         await asyncio.to_thread(self._put, (req_url, None, q, None, [(c, cid, r) for c, _, r in children]))
@@ -425,17 +485,27 @@ class ApiSource:
             self._tasks.create_task(self._tracked(cid, task))
         return True
 
-    def _open_query(self, cid: str) -> None:
-        self._open[cid] = self._open.get(cid, 0) + 1
+    def _open_query(self, key: str) -> None:
+        for cid in self._members.get(key, (key,)):
+            self._open[cid] = self._open.get(cid, 0) + 1
 
     async def _tracked(self, cid: str, query: Awaitable[None]) -> None:
         """Run one query of collection ``cid``; when it was the collection's last open one, tell the stager that
         the collection is complete (after its last page, in the same queue), so that its partitions can be written
         while other collections are still being fetched. The parts of a split window open before it closes."""
         await query
-        self._open[cid] -= 1
-        if not self._open[cid]:
-            await asyncio.to_thread(self._put, _Complete(cid))
+        for member in self._members.get(cid, (cid,)):
+            self._open[member] -= 1
+            if not self._open[member]:
+                await asyncio.to_thread(self._put, _Complete(member))
+
+
+def _collections_of(record: dict[str, Any]) -> list[str]:
+    """The collections a saved request asks for: ``collections`` (a grouped search), else ``collection``."""
+    several = record.get("collections")
+    if isinstance(several, list) and several:
+        return [str(c) for c in several]
+    return [str(record["collection"])]
 
 
 def _request(method: str, url: str, body: dict[str, Any] | None) -> dict[str, Any]:

@@ -231,20 +231,26 @@ def match_collections(
 
 
 def search_request(
-    api: Api, collection: str, params: dict[str, Any], limit: int, prefer: str = "auto"
+    api: Api, collection: str | tuple[str, ...], params: dict[str, Any], limit: int, prefer: str = "auto"
 ) -> tuple[str, str, dict[str, Any] | None]:
-    """The first request for one collection's items: POST /search if advertised, else GET /search, else
-    ``/collections/{id}/items``."""
-    body: dict[str, Any] = {"collections": [collection], "limit": limit, **params}
+    """The first request for one collection's items (or several collections' together, by search only): POST
+    /search if advertised, else GET /search, else ``/collections/{id}/items``."""
+    members = [collection] if isinstance(collection, str) else list(collection)
+    body: dict[str, Any] = {"collections": members, "limit": limit, **params}
     if api.search_post and prefer in ("auto", "POST"):
         return "POST", api.search_post, body
     if api.search_get and prefer in ("auto", "GET"):
         return "GET", api.search_get + "?" + urlencode(_query(body), safe=",:/"), None
-    if api.collections_url:
-        base = api.collections_url.rstrip("/") + "/" + _quote_id(collection) + "/items"
+    if api.collections_url and len(members) == 1:
+        base = api.collections_url.rstrip("/") + "/" + _quote_id(members[0]) + "/items"
         query = {k: v for k, v in body.items() if k != "collections"}
         return "GET", base + "?" + urlencode(_query(query), safe=",:/"), None
     raise InputError(f"{api.url}: the API advertises neither item search nor /collections")
+
+
+def can_search_together(api: Api, prefer: str = "auto") -> bool:
+    """Whether one search may ask for several collections' items (item search, not ``/collections/{id}/items``)."""
+    return bool((api.search_post and prefer in ("auto", "POST")) or (api.search_get and prefer in ("auto", "GET")))
 
 
 def _quote_id(cid: str) -> str:
