@@ -21,6 +21,8 @@ from typing import Any
 
 import pyarrow as pa
 
+from stacbatch._orphan import alive
+
 #: a RAM file system is used when it has this much room (Docker's default /dev/shm is only 64 MB)
 _SHM_MIN_FREE = 1 << 30
 
@@ -57,18 +59,8 @@ def _remove_orphans(base: str) -> None:
     with contextlib.suppress(OSError):
         for name in os.listdir(base):
             pid = name[len(_PREFIX) :].split("-", 1)[0] if name.startswith(_PREFIX) else ""
-            if pid.isdigit() and not _alive(int(pid)):
+            if pid.isdigit() and not alive(int(pid)):
                 shutil.rmtree(os.path.join(base, name), ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # another user's process: alive
-        return True
-    return True
 
 
 def dump(table: Any) -> Any:

@@ -23,7 +23,7 @@ def watch_main() -> None:
     try:
         fd = os.pidfd_open(int(pid))
     except OSError:  # gone already, or pidfds unsupported
-        if not _alive(int(pid)):
+        if not alive(int(pid)):
             os._exit(1)
         return
 
@@ -34,7 +34,8 @@ def watch_main() -> None:
     threading.Thread(target=wait, name="stacbatch-orphan-watch", daemon=True).start()
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (another user's counts as alive)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -21,6 +21,7 @@ import subprocess
 from collections.abc import Callable
 
 from stacbatch import _fs
+from stacbatch._orphan import alive
 
 
 def _prefix(root: str) -> str:
@@ -31,16 +32,6 @@ def _prefix(root: str) -> str:
 
 def sibling(root: str, kind: str) -> str:
     return f"{_prefix(root)}{kind}-{os.getpid()}-{os.urandom(4).hex()}"
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def pid_of(rest: str) -> int | None:

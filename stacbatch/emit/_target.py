@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 
 from stacbatch import _fs
+from stacbatch._orphan import alive
 from stacbatch.emit import _swap
 from stacbatch.errors import InputError
 from stacbatch.stage._stage import Stage
@@ -70,7 +71,7 @@ def remove_stale_tmp(fs: Any, path: str) -> None:
     with contextlib.suppress(FileNotFoundError, NotADirectoryError):
         for name in os.listdir(folder or "."):
             pid = _swap.pid_of(name[len(prefix) :]) if name.startswith(prefix) else None
-            if pid is not None and pid != os.getpid() and not _swap.alive(pid):
+            if pid is not None and pid != os.getpid() and not alive(pid):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(os.path.join(folder, name))
 
