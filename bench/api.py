@@ -116,7 +116,7 @@ def real_catalog() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     import orjson
 
     items: dict[tuple[str, str], dict[str, Any]] = {}
-    for path in sorted((ROOT.parent / "shared" / "corpus" / "real").glob("items*/*.ndjson")):
+    for path in sorted((ROOT.parent / "shared" / "corpus" / "real").glob("items/*.ndjson")):
         for line in path.read_bytes().splitlines():
             try:
                 doc = orjson.loads(line)
