@@ -121,8 +121,15 @@ def parse_routed(job: tuple[int, Unit], batch_size: int, run_id: str, place: Pla
     index, unit = job
     res = parse_unit(unit, batch_size)
     res.done = unit.done if isinstance(unit, PagesUnit) else ()
+    place_rows(res, index, run_id, place)
+    return res
+
+
+def place_rows(res: ParseResult, index: int, run_id: str, place: Place) -> pa.Table | None:
+    """Unit ``index``'s parsed rows as stage rows (its run; ``stage_seq`` in input order), handed to ``place``;
+    returns the table placed (None when there were no rows)."""
     if not res.batches:
-        return res
+        return None
     # contiguous first: the router's gather is several times faster over one chunk than over a few
     table = pa.Table.from_batches(res.batches).combine_chunks()
     n = table.num_rows
@@ -132,7 +139,7 @@ def parse_routed(job: tuple[int, Unit], batch_size: int, run_id: str, place: Pla
     )
     res.batches = []
     res.parts = place(table, f"u{index:07d}")
-    return res
+    return table
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,16 @@ def emit_cmd(
         None, "--where", "-w", help="SQL predicate over the items view; item paths allowed (properties.platform)."
     ),
     single_file: bool = typer.Option(False, "--single-file", help="ndjson: one file for all collections."),
-    catalog_id: str = typer.Option("stacbatch", "--catalog-id", help="json: id of the root catalog."),
+    catalog_id: str | None = typer.Option(
+        None, "--catalog-id", help="json: id of the root catalog (default: the staged root's, else stacbatch)."
+    ),
     title: str | None = typer.Option(None, "--title", help="json: title of the root catalog."),
+    organize_by: str | None = typer.Option(
+        None,
+        "--organize-by",
+        help="json: collection | year | month (root -> collection [-> year [-> month]] -> items). Default: the "
+        "staged static catalog's own tree when there is one, else collection.",
+    ),
     force: bool = typer.Option(
         False, "--force", help="json: replace a non-empty folder that is not an earlier stacbatch tree (deleting it)."
     ),
@@ -30,11 +38,22 @@ def emit_cmd(
     colls = collection or None
     if fmt not in ("ndjson", "json", "geoparquet"):
         raise InputError(f"--format must be ndjson, json or geoparquet, got {fmt!r}")
+    if organize_by is not None and fmt != "json":
+        raise InputError(f"--organize-by applies to --format json only, not {fmt}")
     where = compile_where(st.connection, where)  # item paths such as properties."eo:cloud_cover" work here too
     if fmt == "ndjson":
         res = emit_ndjson(st, to, collections=colls, where=where, split=False if single_file else None)
     elif fmt == "json":
-        res = emit_json_tree(st, to, collections=colls, where=where, catalog_id=catalog_id, title=title, force=force)
+        res = emit_json_tree(
+            st,
+            to,
+            collections=colls,
+            where=where,
+            catalog_id=catalog_id,
+            title=title,
+            force=force,
+            organize_by=organize_by,
+        )
     elif fmt == "geoparquet":
         res = emit_geoparquet(st, to, collections=colls, where=where)
     else:

@@ -39,6 +39,23 @@ def _size(n: int) -> str:
     return f"{size:.1f} TB"
 
 
+#: catalog tree lines ``info`` shows at most (a tree of year/month catalogs can be long)
+TREE_LINES = 40
+
+
+def _tree_lines(nodes: list[dict], indent: str) -> list[str]:  # type: ignore[type-arg]
+    out: list[str] = []
+    stack = [(n, indent) for n in reversed(nodes)]
+    while stack:
+        node, pad = stack.pop()
+        if len(out) == TREE_LINES:
+            out.append(f"{indent}...")
+            break
+        out.append(f"{pad}{node['id']}" + ("  (collection)" if node["type"] == "Collection" else ""))
+        stack += [(c, pad + "  ") for c in reversed(node["children"])]
+    return out
+
+
 def render(report: dict) -> str:  # type: ignore[type-arg]
     lines = [
         f"stage {report['path']}  (format v{report['format_version']}, version {report['version']}, "
@@ -49,6 +66,9 @@ def render(report: dict) -> str:  # type: ignore[type-arg]
     if report.get("last_run"):
         lr = report["last_run"]
         lines.append(f"last run: {lr.get('run_id')} {lr.get('command')} ({lr.get('status')})")
+    if report.get("catalogs"):
+        lines += ["", "static catalog tree (emit --format json rebuilds it):"]
+        lines += _tree_lines(report["catalogs"], "  ")
     for c in report["collections"]:
         lines.append("")
         flag = "" if c["has_collection_json"] else "  (no Collection JSON staged)"

@@ -9,6 +9,9 @@ Layout (PySTAC's best-practices layout):
 hang from the root catalog as ``<item>/<item>.json``. Names are percent-encoded ids, cut and hashed when too long
 (:func:`stacbatch.stage._layout.encode`). The folder ends up holding exactly the new tree, switched in whole
 (:func:`stacbatch.emit._target.tree_output`).
+
+A stage holding a static catalog's tree (staged by ``load``) gets that tree back, and ``organize_by`` ``year`` or
+``month`` lays items out anew: both are written by :mod:`stacbatch.emit._layout`; ``collection`` is this layout.
 """
 
 from __future__ import annotations
@@ -25,12 +28,24 @@ from stacbatch import _fs
 from stacbatch._rows import DEFAULT_COLLECTION
 from stacbatch.emit._common import EmitResult, check_where, iter_items, selected_collections
 from stacbatch.emit._target import TREE_NAMES, TreeWriter, kill_point, refuse_stage_target, tree_output
+from stacbatch.errors import InputError
 from stacbatch.stage._layout import encode as path_name
 from stacbatch.stage._stage import Stage
 
 #: Links that describe a document's place in a catalog tree; the tree writes its own.
 STRUCTURAL = {"self", "root", "parent", "child", "item", "collection", "items"}
 _OPTS = orjson.OPT_INDENT_2
+
+
+def relink(item: dict[str, Any], tree_links: list[dict[str, Any]]) -> None:
+    """The item's own links, less the ones the tree writes (root, parent, collection, self), then the tree's."""
+    links = item.get("links")
+    kept = (
+        [lk for lk in links if not (isinstance(lk, dict) and lk.get("rel") in STRUCTURAL)]
+        if isinstance(links, list)
+        else []
+    )
+    item["links"] = kept + tree_links
 
 
 def _collection_dict(stage: Stage, cid: str) -> dict[str, Any]:
@@ -77,23 +92,36 @@ def emit_json_tree(
     *,
     collections: list[str] | None = None,
     where: str | None = None,
-    catalog_id: str = "stacbatch",
+    catalog_id: str | None = None,
     title: str | None = None,
     description: str = "Catalog emitted by stacbatch",
     force: bool = False,
+    organize_by: str | None = None,
 ) -> EmitResult:
     """Write a self-contained static catalog into folder ``to``, which then holds exactly this tree.
 
     ``to`` must be missing, empty, or an earlier stacbatch tree; ``force`` replaces any other folder (its
     contents are deleted). A folder inside the stage, or one holding it, is refused.
+
+    ``organize_by``: None rebuilds the staged catalog tree when the stage holds one (else as ``collection``);
+    ``collection``: root -> collections -> items; ``year`` / ``month``: root -> collections -> year [-> month]
+    -> items. ``catalog_id`` / ``title`` name a new root ("stacbatch" by default), or replace the staged root's.
     """
+    from stacbatch.emit._layout import ORGANIZE, write_layout
+
     t0 = time.perf_counter()
+    if organize_by is not None and organize_by not in ORGANIZE:
+        raise InputError(f"--organize-by must be one of {', '.join(ORGANIZE)}, got {organize_by!r}")
     chosen = selected_collections(stage, collections)
     check_where(stage, where)
     fs, target = _fs.filesystem(to)
     refuse_stage_target(stage, fs, target, to, replaces_folder=True)
+    laid_out = organize_by in ("year", "month") or (organize_by is None and bool(stage.manifest.catalogs))
     with tree_output(fs, target, to, force=force) as writer:
-        result = _write_tree(stage, fs, writer, chosen, where, catalog_id, title, description)
+        if laid_out:
+            result = write_layout(stage, writer, fs, chosen, where, organize_by, catalog_id, title, description)
+        else:
+            result = _write_tree(stage, fs, writer, chosen, where, catalog_id or "stacbatch", title, description)
     final = os.path.realpath(target) if writer.local else target.rstrip("/")
     result.files = [final + f[len(writer.root) :] for f in result.files]
     result.seconds = time.perf_counter() - t0
@@ -197,13 +225,7 @@ def _write_items(
         for text in batch.column(0).cast("string").to_pylist():
             item = orjson.loads(text)
             name = path_name(item["id"], TREE_NAMES)
-            links = item.get("links")
-            kept = (
-                [lk for lk in links if not (isinstance(lk, dict) and lk.get("rel") in STRUCTURAL)]
-                if isinstance(links, list)
-                else []
-            )
-            item["links"] = kept + tree_links
+            relink(item, tree_links)
             href = _fs.join(folder, name, f"{name}.json")
             if local:
                 d = os.path.join(folder, name)

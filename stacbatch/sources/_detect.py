@@ -40,6 +40,8 @@ class SourcePlan:
     mapped_sources: list[Any] = field(default_factory=list)
     #: stacbatch stages found inside source folders, left out of the load
     skipped_stages: list[str] = field(default_factory=list)
+    #: static catalog trees walked (``stacbatch.sources._catalog.CatalogTree``), staged beside the collections
+    catalog_trees: list[Any] = field(default_factory=list)
 
     def units(self) -> Iterator[Unit]:
         if self.mapped_sources:  # with a mapping, every source is mapped

@@ -12,7 +12,17 @@ from typing import Any
 import orjson
 
 from stacbatch import _fs
-from stacbatch.stage._layout import AUDIT, COLLECTIONS, ITEMS, MANIFEST, RUNS, TMP, TOMBSTONES, now_rfc3339
+from stacbatch.stage._layout import (
+    AUDIT,
+    CATALOGS,
+    COLLECTIONS,
+    ITEMS,
+    MANIFEST,
+    RUNS,
+    TMP,
+    TOMBSTONES,
+    now_rfc3339,
+)
 from stacbatch.stage._manifest import Manifest
 
 
@@ -62,7 +72,7 @@ def _close_dead_runs(runs: str) -> None:
 
 def delete_unreferenced(fs: Any, root: str, manifest: Manifest) -> None:
     refs = referenced(manifest)
-    for folder in (ITEMS, COLLECTIONS, AUDIT, TOMBSTONES):
+    for folder in (ITEMS, COLLECTIONS, CATALOGS, AUDIT, TOMBSTONES):
         base = _fs.join(root, folder)
         if not fs.exists(base):
             continue

@@ -57,4 +57,15 @@ def stage_info(stage: Stage, properties: bool = True) -> dict[str, Any]:
         "settings": m.settings,
         "last_run": m.last_run,
         "collections": out,
+        "catalogs": catalog_tree(m.catalogs),
     }
+
+
+def catalog_tree(nodes: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """The staged static catalog trees, nested: per node type, id and children (empty for a stage without)."""
+
+    def node(key: str) -> dict[str, Any]:
+        entry = nodes[key]
+        return {"type": entry["type"], "id": entry["id"], "children": [node(c) for c in entry["children"]]}
+
+    return [node(k) for k, e in nodes.items() if e["parent"] is None]

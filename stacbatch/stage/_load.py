@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
 import os
 import shutil
 import sys
@@ -20,12 +19,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from stacbatch import _fs, _json, _sql
-from stacbatch._parse import ParseResult, parse_routed
+from stacbatch._parse import ParseResult
 from stacbatch._pool import PREFORK_MIN_BYTES, Workers, default_workers
 from stacbatch._rows import STAGE_SCHEMA
 from stacbatch.errors import InputError, StageError
 from stacbatch.sources import plan_sources
 from stacbatch.stage._audit import audit_table, load_audit
+from stacbatch.stage._catalogs import stage_catalogs, walked_parser
 from stacbatch.stage._commit import commit, crash_point
 from stacbatch.stage._files import sort_for_stage, write_stage_file
 from stacbatch.stage._layout import COLLECTIONS, TIME_BUCKETS, TMP, encode
@@ -49,6 +49,8 @@ class LoadResult:
     duplicates: int = 0
     failed: int = 0
     collections_staged: int = 0
+    #: Catalogs of static catalog trees staged (their structure is kept for ``emit --format json``)
+    catalogs_staged: int = 0
     files_written: int = 0
     seconds: float = 0.0
     failures_file: str | None = None
@@ -130,13 +132,14 @@ def load(
             writer = PartitionWriter(
                 stage.fs, stage.root, run.id, manifest.settings, partitioning, spill, audit_keys=True
             )
-            parse: Callable[[Any], ParseResult] = functools.partial(
-                parse_routed,
-                batch_size=batch_size,
-                run_id=run.id,
-                place=writer.placement(),
+            # parse_routed, that also says which items hang from a walked catalog (see _catalogs.parse_walked)
+            parse: Callable[[Any], tuple[ParseResult, pa.Table | None]] = walked_parser(
+                batch_size, run.id, writer.placement()
             )
-            for res in pool.ordered_map(parse, enumerate(plan.units())):
+            members: list[pa.Table] = []
+            for res, walked in pool.ordered_map(parse, enumerate(plan.units())):
+                if walked is not None:
+                    members.append(walked)
                 res.collections[:0] = plan.collections  # found by the catalog walker, in walk order
                 plan.collections.clear()
                 if res.relative_lines is not None:
@@ -181,6 +184,10 @@ def load(
         crash_point("after_write")
         for cid, (_label, doc) in collections.items():
             _stage_collection(stage, manifest, cid, doc, run, result)
+        result.catalogs_staged, failed = stage_catalogs(
+            stage, manifest, plan.catalog_trees, members, set(collections), run
+        )
+        result.failed += failed
         old_entries = [f for f in manifest.files if f["collection"] in touched]
         _reconcile(stage, manifest, writer.new_schemes, new_entries, run, result, ids_distinct)
         if inserts is not None:

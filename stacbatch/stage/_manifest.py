@@ -48,6 +48,10 @@ class Manifest:
     #: files that earlier versions referenced and this one does not, kept for readers of those versions until
     #: ``since`` (epoch seconds) + the ``retain_replaced_seconds`` setting: path, since, version (last one using it)
     retired: list[dict[str, Any]] = field(default_factory=list)
+    #: static catalog trees as loads walked them: node key -> type, id, parent, children, json (see _catalogs.py)
+    catalogs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: the Parquet table of items that hang from a tree node other than their collection, or None
+    catalog_items: str | None = None
 
     def partitions(self) -> list[dict[str, Any]]:
         """One entry per partition folder: collection, bucket, files, rows, bytes."""
@@ -90,14 +94,20 @@ class Manifest:
                 "audit": self.audit,
                 "tombstones": self.tombstones,
                 "retired": self.retired,
+                "catalogs": self.catalogs,
+                "catalog_items": self.catalog_items,
             },
             option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS,
         )
 
     def referenced(self) -> set[str]:
-        """Every file this version reads: data, Collection JSON, audit and tombstones (not the retired ones)."""
+        """Every file this version reads: data, Collection and Catalog JSON, the catalogs' item table, audit and
+        tombstones (not the retired ones)."""
         refs = {f["path"] for f in self.files}
         refs.update(m["json"] for m in self.collections.values() if m.get("json"))
+        refs.update(m["json"] for m in self.catalogs.values() if m.get("json"))
+        if self.catalog_items:
+            refs.add(self.catalog_items)
         refs.update(e["path"] for e in self.audit)
         refs.update(e["path"] for e in self.tombstones)
         return refs
@@ -162,6 +172,8 @@ def read_manifest(fs: Any, root: str) -> Manifest | None:
         audit=doc.get("audit") or [],
         tombstones=doc.get("tombstones") or [],
         retired=doc.get("retired") or [],
+        catalogs=doc.get("catalogs") or {},  # absent in stages written before catalogs were staged
+        catalog_items=doc.get("catalog_items"),
     )
 
 

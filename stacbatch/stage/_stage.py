@@ -11,7 +11,7 @@ import orjson
 
 from stacbatch import _fs, _sql
 from stacbatch.errors import StageError
-from stacbatch.stage._layout import AUDIT, COLLECTIONS, ITEMS, LOCK, MANIFEST, RUNS, TMP, TOMBSTONES
+from stacbatch.stage._layout import AUDIT, CATALOGS, COLLECTIONS, ITEMS, LOCK, MANIFEST, RUNS, TMP, TOMBSTONES
 from stacbatch.stage._manifest import Manifest, read_manifest
 
 if TYPE_CHECKING:
@@ -58,7 +58,7 @@ class Stage:
             if fs.exists(root) and fs.isfile(root):
                 raise StageError(f"{path}: is a file, not a stage folder")
             # A folder holding only stacbatch's own entries is a stage whose first load died before committing.
-            own = (LOCK, ITEMS, COLLECTIONS, RUNS, TMP, AUDIT, TOMBSTONES)
+            own = (LOCK, ITEMS, COLLECTIONS, RUNS, TMP, AUDIT, TOMBSTONES, CATALOGS)
             if fs.exists(root) and [
                 p for p in fs.ls(root, detail=False) if p.rstrip("/").rsplit("/", 1)[-1] not in own
             ]:
