@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import struct
 from typing import Any
 
@@ -22,8 +23,19 @@ except ImportError:  # pragma: no cover - a build without a C compiler
     _kernel = None  # type: ignore[assignment]
 
 
+#: a digit run too long for a 64-bit integer: orjson (3.x) reads such an integer as a float, silently
+_LONG_DIGITS = re.compile(rb"[0-9]{19,}")
+_LONG_DIGITS_TEXT = re.compile(r"[0-9]{19,}")
+
+
 def loads(data: bytes | str) -> Any:
-    """Parse one JSON document; raises ``ValueError`` with the parser's reason."""
+    """Parse one JSON document; raises ``ValueError`` with the parser's reason. Integers beyond 64 bits stay exact
+    (a document holding a long digit run, in a number or a string, is read by the stdlib)."""
+    if (_LONG_DIGITS if isinstance(data, bytes) else _LONG_DIGITS_TEXT).search(data):  # type: ignore[arg-type]
+        try:
+            return json.loads(data, parse_constant=_non_finite, parse_float=_float)
+        except (ValueError, RecursionError) as err:
+            raise ValueError(str(err)) from None
     try:
         return orjson.loads(data)
     except orjson.JSONDecodeError as orjson_err:

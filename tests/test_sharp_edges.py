@@ -300,3 +300,26 @@ def test_a_killed_load_leaves_no_processes_and_the_next_write_clears_its_leftove
     assert not (Path(tmp_stage) / "_tmp").exists()
     assert not list(Path(tmp_stage).glob("manifest.json.tmp-*"))
     assert all((run / "summary.json").exists() for run in (Path(tmp_stage) / "runs").iterdir() if run.is_dir())
+
+
+def test_integers_beyond_64_bits_stay_exact_through_json_documents_and_the_tree_emit(
+    tmp_path: Path, tmp_stage: str
+) -> None:
+    """orjson 3 reads an integer beyond 64 bits as a float, silently: a FeatureCollection or Collection file, and the
+    JSON tree emit, turned 123456789012345678901234567890 into 1.2345678901234568e+29."""
+    import json
+
+    big = 123456789012345678901234567890
+    doc = item("big", properties={"datetime": "2021-01-01T00:00:00Z", "n": big, "id": "9" * 25, "f": 1.0})
+    (tmp_path / "fc.json").write_text(json.dumps({"type": "FeatureCollection", "features": [doc]}))
+    (tmp_path / "coll.json").write_text(json.dumps(collection("c1", count=-big)))
+    res = stacbatch.load_to_stage(tmp_stage, [str(tmp_path / "fc.json"), str(tmp_path / "coll.json")])
+    assert res.failed == 0
+    (text,) = [t for _c, _i, t in _staged(tmp_stage)]
+    assert json.loads(text)["properties"] == doc["properties"]
+    out = tmp_path / "tree"
+    proc = run("emit", "--stage", tmp_stage, "-f", "json", "--to", str(out))
+    assert proc.returncode == 0, proc.stderr
+    emitted = json.loads((out / "c1" / "big" / "big.json").read_text())
+    assert emitted["properties"] == doc["properties"] and type(emitted["properties"]["f"]) is float
+    assert json.loads((out / "c1" / "collection.json").read_text())["count"] == -big

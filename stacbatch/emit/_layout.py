@@ -238,7 +238,7 @@ def _write_items(
     members: pa.Table | None,
     result: EmitResult,
 ) -> None:
-    from stacbatch.emit._tree import _write, relink
+    from stacbatch.emit._tree import _write, dump_item, load_item, relink
 
     local = writer.local
     with_parent = members is not None and bool(pc.any(pc.equal(members["collection"], cid)).as_py())
@@ -255,7 +255,7 @@ def _write_items(
         else:
             targets = [home] * len(texts)
         for text, node in zip(texts, targets, strict=True):
-            item = orjson.loads(text)
+            item = load_item(text)
             tree_links = links_of.get(id(node))
             if tree_links is None:
                 tree_links = links_of[id(node)] = _item_links(node, cid, colls)
@@ -266,7 +266,7 @@ def _write_items(
             if local and folder not in made:
                 os.makedirs(folder, exist_ok=True)
                 made.add(folder)
-            _write(fs, local, href, orjson.dumps(item, option=_OPTS))
+            _write(fs, local, href, dump_item(item))
             writer.track([href])
             node.items.append(f"./{name}/{name}.json")
         result.items += len(texts)
@@ -287,7 +287,7 @@ def _link(rel: str, href: str, target: Node) -> dict[str, str]:
 
 
 def _write_docs(fs: Any, writer: TreeWriter, root: Node, result: EmitResult) -> None:
-    from stacbatch.emit._tree import STRUCTURAL, _write
+    from stacbatch.emit._tree import STRUCTURAL, _write, dump_item
 
     stack = [root]
     while stack:
@@ -309,7 +309,7 @@ def _write_docs(fs: Any, writer: TreeWriter, root: Node, result: EmitResult) -> 
         path = _fs.join(node.folder, node.file)
         if writer.local:
             os.makedirs(node.folder, exist_ok=True)
-        _write(fs, writer.local, path, orjson.dumps({**node.doc, "links": links}, option=_OPTS))
+        _write(fs, writer.local, path, dump_item({**node.doc, "links": links}))
         result.files.append(path)
         stack += reversed(node.children)
     writer.track(result.files)

@@ -16,6 +16,7 @@ A stage holding a static catalog's tree (staged by ``load``) gets that tree back
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from datetime import datetime
@@ -24,7 +25,7 @@ from typing import Any
 import orjson
 import pystac
 
-from stacbatch import _fs
+from stacbatch import _fs, _json
 from stacbatch._rows import DEFAULT_COLLECTION
 from stacbatch.emit._common import EmitResult, check_where, iter_items, selected_collections
 from stacbatch.emit._target import TREE_NAMES, TreeWriter, kill_point, refuse_stage_target, tree_output
@@ -35,6 +36,20 @@ from stacbatch.stage._stage import Stage
 #: Links that describe a document's place in a catalog tree; the tree writes its own.
 STRUCTURAL = {"self", "root", "parent", "child", "item", "collection", "items"}
 _OPTS = orjson.OPT_INDENT_2
+
+
+def load_item(text: str) -> Any:
+    """A staged item as Python values, integers beyond 64 bits kept exact (orjson made 123456789012345678901234567890
+    into 1.2345678901234568e+29)."""
+    return _json.loads(text)
+
+
+def dump_item(item: Any) -> bytes:
+    """``item`` as the tree writes it (two-space indent); the stdlib writes what orjson refuses (big integers)."""
+    try:
+        return orjson.dumps(item, option=_OPTS)
+    except (TypeError, orjson.JSONEncodeError):
+        return json.dumps(item, indent=2, ensure_ascii=False).encode("utf-8", "surrogatepass")
 
 
 def relink(item: dict[str, Any], tree_links: list[dict[str, Any]]) -> None:
@@ -181,14 +196,14 @@ def _write_tree(
     # Item links are appended as plain relative hrefs (a pystac.Link per item would cost memory and time).
     root_dict = catalog.to_dict(include_self_link=False, transform_hrefs=True)
     root_dict["links"] += _item_links(root_items)
-    _write(fs, local, root_href, orjson.dumps(root_dict, option=_OPTS))
+    _write(fs, local, root_href, dump_item(root_dict))
     result.files.append(root_href)
     for obj, original, hrefs in docs:
         links = obj.to_dict(include_self_link=False, transform_hrefs=True)["links"] + _item_links(hrefs)
         doc = {**original, "links": links}
         href = obj.get_self_href()
         assert href is not None
-        _write(fs, local, href, orjson.dumps(doc, option=_OPTS))
+        _write(fs, local, href, dump_item(doc))
         result.files.append(href)
     writer.track(result.files)
     writer.items, writer.collections = result.items, result.collections
@@ -223,7 +238,7 @@ def _write_items(
     made: set[str] = set()
     for batch in iter_items(stage, cid, where):
         for text in batch.column(0).cast("string").to_pylist():
-            item = orjson.loads(text)
+            item = load_item(text)
             name = path_name(item["id"], TREE_NAMES)
             relink(item, tree_links)
             href = _fs.join(folder, name, f"{name}.json")
@@ -232,7 +247,7 @@ def _write_items(
                 if d not in made:
                     os.makedirs(d, exist_ok=True)
                     made.add(d)
-            _write(fs, local, href, orjson.dumps(item, option=_OPTS))
+            _write(fs, local, href, dump_item(item))
             hrefs.append(f"./{name}/{name}.json")
         kill_point("emit:tree_partial")
     result.items += len(hrefs)

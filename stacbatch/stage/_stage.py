@@ -7,9 +7,7 @@ import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
-from stacbatch import _fs, _sql
+from stacbatch import _fs, _json, _sql
 from stacbatch.errors import StageError
 from stacbatch.stage._layout import AUDIT, CATALOGS, COLLECTIONS, ITEMS, LOCK, MANIFEST, RUNS, TMP, TOMBSTONES
 from stacbatch.stage._manifest import Manifest, read_manifest
@@ -166,7 +164,7 @@ class Stage:
                     cid,
                     self.manifest.item_count(cid),
                     meta.get("partitioning", "none"),
-                    orjson.dumps(doc).decode() if doc is not None else None,
+                    _json.dumps(doc).decode() if doc is not None else None,
                 ]
             )
         if rows:
@@ -211,7 +209,7 @@ class Stage:
         if not rel:
             return None
         with self.fs.open(_fs.join(self.root, rel), "rb") as f:
-            doc: dict[str, Any] = orjson.loads(f.read())
+            doc: dict[str, Any] = _json.loads(f.read())  # integers beyond 64 bits stay exact
         return doc
 
     def close(self) -> None:
