@@ -7,7 +7,9 @@
     sharing the two cores with both clients.
 
 (c) issue 18's small real catalog (the corpus items pgstac accepts) from stac-fastapi-pgstac, next to pystac-client
-    at 100 and 1000 items a page.
+    at 100 and 1000 items a page, with the server hydrating items in its Python (USE_API_HYDRATE=true, ~3x faster
+    paging) and in PostgreSQL (its default); a "server floor" row is the bare HTTP transfer (4 concurrent searches,
+    1000 a page, nothing decoded or written): no client can be faster than that on this machine.
 
     python -m bench.api --items 20000
 """
@@ -109,6 +111,23 @@ def bench_pgstac(n: int, work: Path, sb: list[str], add: Callable[[str, str, Mea
 
 PYSTAC_CLIENT_1000 = PYSTAC_CLIENT.replace("limit=100)", "limit=1000)")
 
+SERVER_FLOOR = """
+import sys, json, urllib.request, concurrent.futures as cf
+base, ids = sys.argv[1], sys.argv[2].split(",")
+def pull(group):
+    url, body = base + "/search", {"collections": group, "limit": 1000}
+    while True:
+        req = urllib.request.Request(url, json.dumps(body).encode(), {"Content-Type": "application/json"})
+        with urllib.request.urlopen(req) as r:
+            page = json.loads(r.read())
+        nxt = [ln for ln in page.get("links", []) if ln.get("rel") == "next"]
+        if not page.get("features") or not nxt:
+            return
+        url, body = nxt[0]["href"], nxt[0].get("body", body)
+with cf.ThreadPoolExecutor(4) as ex:
+    list(ex.map(pull, [ids[i::4] for i in range(4)]))
+"""
+
 
 def real_catalog() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The real corpus items that pgstac accepts (a collection, a datetime or a range, a geometry), last wins, and
@@ -156,24 +175,26 @@ def bench_pgstac_small(work: Path, sb: list[str], add: Callable[[str, str, int, 
     if not items:
         print("  skipped the real catalog: ../shared/corpus/real is missing", file=sys.stderr)
         return
-    srv = PgstacPeer().start()
-    try:
-        srv.load(colls, items)
-        stage = work / "pgstac-small-stage"
-        step = "API load (pgstac, real)"
-        n = len(items)
-        for _ in range(2):  # the second round is the one kept: the server's caches are warm for every tool
-            discard(stage)
-            ours = run([*sb, "load", srv.base, "--stage", str(stage)])
-            them = run([PY, "-c", PYSTAC_CLIENT, srv.base, str(work / "pc3.ndjson"), ",".join(c["id"] for c in colls)])
-            best = run(
-                [PY, "-c", PYSTAC_CLIENT_1000, srv.base, str(work / "pc4.ndjson"), ",".join(c["id"] for c in colls)]
-            )
-        add(step, "stacbatch", n, ours)
-        add(step, "pystac-client", n, them)
-        add(step, "pystac-client (limit 1000)", n, best)
-    finally:
-        srv.stop()
+    ids = ",".join(c["id"] for c in colls)
+    n = len(items)
+    for hydrate_in_api in (True, False):
+        srv = PgstacPeer(hydrate_in_api=hydrate_in_api).start()
+        try:
+            srv.load(colls, items)
+            stage = work / "pgstac-small-stage"
+            step = "API load (pgstac, real" + (", API hydrate)" if hydrate_in_api else ", DB hydrate)")
+            for _ in range(2):  # the second round is the one kept: the server's caches are warm for every tool
+                discard(stage)
+                ours = run([*sb, "load", srv.base, "--stage", str(stage)])
+                them = run([PY, "-c", PYSTAC_CLIENT, srv.base, str(work / "pc3.ndjson"), ids])
+                best = run([PY, "-c", PYSTAC_CLIENT_1000, srv.base, str(work / "pc4.ndjson"), ids])
+                floor = run([PY, "-c", SERVER_FLOOR, srv.base, ids])
+            add(step, "stacbatch", n, ours)
+            add(step, "pystac-client", n, them)
+            add(step, "pystac-client (limit 1000)", n, best)
+            add(step, "server floor (bare HTTP)", n, floor)
+        finally:
+            srv.stop()
 
 
 def main() -> None:

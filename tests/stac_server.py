@@ -15,6 +15,7 @@ Hostile modes (issue 18), on item pages (``/search`` and ``/collections/{id}/ite
 ``cut_every``      every n-th item page is cut: "reset" closes the connection mid-body, "truncate" sends half of it
                    as a complete 200 (invalid JSON);
 ``huge``           item pages carry this many bytes of padding, sent chunked (no Content-Length).
+``refuse_collections_limit``  ``/collections?limit=`` is a 400, as on a strict OGC API server.
 Every request's headers are kept in ``request_headers`` (path, headers).
 """
 
@@ -146,6 +147,7 @@ class FakeStac:
         cut_every: int = 0,
         cut: str = "reset",
         huge: int = 0,
+        refuse_collections_limit: bool = False,
     ) -> None:
         self.items = items
         self.fault_every = fault_every
@@ -165,6 +167,7 @@ class FakeStac:
         self.cut_every = cut_every
         self.cut = cut
         self.huge = huge
+        self.refuse_collections_limit = refuse_collections_limit
         self.request_headers: list[tuple[str, dict[str, str]]] = []
         self._pages_served = 0
         self._cache: dict[int, bytes] = {}
@@ -324,11 +327,14 @@ class FakeStac:
         }
 
     async def collections(self, request: web.Request) -> web.Response:
+        if self.refuse_collections_limit and "limit" in request.query:
+            return _json({"errors": ["unknown parameter: limit"]}, status=400)
         ids = sorted(self.items)
         start = _offset(request.query.get("cursor"))
-        page = ids[start : start + self.collections_page]
+        size = min(self.collections_page, int(request.query.get("limit") or self.collections_page))
+        page = ids[start : start + size]
         links = [{"rel": "self", "href": str(request.url)}]
-        if start + self.collections_page < len(ids):
+        if start + size < len(ids):
             links.append({"rel": "next", "href": f"{self.base}/collections?cursor={_cursor(start + len(page))}"})
         return _json({"collections": [self._collection_doc(c) for c in page], "links": links})
 
