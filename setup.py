@@ -11,7 +11,14 @@ import os
 
 from setuptools import Extension, setup
 
-HEADERS = ["_kernel_scan.h", "_kernel_patch.h", "_kernel_parquet.h", "_kernel_wkt.h", "_kernel_assemble.h"]
+HEADERS = [
+    "_kernel_scan.h",
+    "_kernel_patch.h",
+    "_kernel_parquet.h",
+    "_kernel_wkt.h",
+    "_kernel_assemble.h",
+    "_kernel_props.h",
+]
 
 
 def _xxhash() -> tuple[list[str], list[tuple[str, str | None]]]:

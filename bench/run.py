@@ -14,6 +14,7 @@ import argparse
 import json
 import platform
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -62,7 +63,7 @@ def bench_size(n: int, rows: list[Row], anchors: bool, tree_max: int, edits: boo
         rows.append(row)
         status = "ok" if m.returncode == 0 else f"FAILED ({m.returncode}): {m.stderr.strip().splitlines()[-1:]}"
         print(
-            f"  {step:<24} {tool:<28} {n:>9,} items {m.seconds:>7,.1f} s {row.rate:>10,.0f} items/s  "
+            f"  {step:<24} {tool:<28} {n:>9,} items {_secs(m.seconds):>7} s {row.rate:>10,.0f} items/s  "
             f"{m.peak_mb:>7,.0f} MB  {status}",
             file=sys.stderr,
             flush=True,
@@ -70,6 +71,25 @@ def bench_size(n: int, rows: list[Row], anchors: bool, tree_max: int, edits: boo
 
     sb = [_tool("stacbatch"), "-q"]
     add("load (NDJSON->stage)", "stacbatch", run([*sb, "load", str(src), "--stage", str(stage)]))
+    sgp = _fresh(work / "sgp.parquet")
+    if anchors:
+        add(
+            "load (NDJSON->parquet)",
+            "stac-geoparquet 0.8",
+            run(
+                [
+                    PY,
+                    "-c",
+                    (
+                        "import sys; from stac_geoparquet.arrow import parse_stac_ndjson_to_parquet as p; "
+                        "p(sys.argv[1], sys.argv[2])"
+                    ),
+                    str(src),
+                    str(sgp),
+                ]
+            ),
+        )
+    bench_queries(n, stage, sgp if sgp.exists() else None, add)
     add(
         "emit ndjson",
         "stacbatch",
@@ -85,23 +105,6 @@ def bench_size(n: int, rows: list[Row], anchors: bool, tree_max: int, edits: boo
         bench_edits(n, stage, work, sb, add)
     if not anchors:
         return
-    sgp = _fresh(work / "sgp.parquet")
-    add(
-        "load (NDJSON->parquet)",
-        "stac-geoparquet 0.8",
-        run(
-            [
-                PY,
-                "-c",
-                (
-                    "import sys; from stac_geoparquet.arrow import parse_stac_ndjson_to_parquet as p; "
-                    "p(sys.argv[1], sys.argv[2])"
-                ),
-                str(src),
-                str(sgp),
-            ]
-        ),
-    )
     add(
         "load (NDJSON->parquet)",
         "rustac CLI translate",
@@ -139,6 +142,22 @@ def bench_size(n: int, rows: list[Row], anchors: bool, tree_max: int, edits: boo
         )
 
 
+def bench_queries(n: int, stage: Path, sgp: Path | None, add: Callable[[str, str, Measurement], None]) -> None:
+    """Queries over properties on the fresh stage and the stac-geoparquet file (bench/queries.py): warm times,
+    best of five, each side in its own process; the selection of ``update --where`` by column and by JSON path."""
+    out = discard(stage.parent / "queries.json")
+    m = run([PY, "-m", "bench.queries", str(stage), *([str(sgp)] if sgp else []), "--out", str(out)])
+    if m.returncode != 0:
+        add("query avg(cloud) by collection", "stacbatch", m)
+        return
+    for r in json.loads(out.read_text()):
+        add(r["step"], r["tool"], Measurement(r["best"], m.peak_mb, 0, ""))
+
+
+def _secs(s: float) -> str:
+    return f"{s:,.3f}" if s < 1 else f"{s:,.1f}"
+
+
 def report(rows: list[Row]) -> str:
     lines = [
         f"{'step':<30} {'items':>9}  {'tool':<28} {'seconds':>8} {'items/s':>10} {'peak MB':>8}  {'stacbatch is':>14}"
@@ -151,11 +170,12 @@ def report(rows: list[Row]) -> str:
         )
         ratio = ""
         if ours and row.tool != "stacbatch" and row.rate:
-            ratio = f"{ours.rate / row.rate:,.1f}x faster"
+            r = ours.rate / row.rate
+            ratio = f"{r:,.1f}x faster" if r >= 1 else f"{1 / r:,.1f}x slower"
         elif row.tool != "stacbatch":
             ratio = "(tool failed)"
         lines.append(
-            f"{row.step:<30} {row.items:>9,}  {row.tool:<28} {row.m.seconds:>8,.1f} {row.rate:>10,.0f} "
+            f"{row.step:<30} {row.items:>9,}  {row.tool:<28} {_secs(row.m.seconds):>8} {row.rate:>10,.0f} "
             f"{row.m.peak_mb:>8,.0f}  {ratio:>14}"
         )
     return "\n".join(lines)

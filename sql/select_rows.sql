@@ -1,13 +1,9 @@
 -- Rows an edit selects: per data file, the 0-based row numbers matching {predicate} (SQL over the columns of
--- the `items` view). {files} is the manifest's list of data files.
+-- the `items` view, queryable property columns included). The FROM is the items view's query with each row's
+-- filename and file_row_number (stage/_view.py items_select, locate=True).
 SELECT filename, list(file_row_number ORDER BY file_row_number) AS rows
 FROM (
-    SELECT
-        *,
-        item -> '$.properties' AS properties,
-        item -> '$.assets' AS assets,
-        item -> '$.links' AS links
-    FROM read_parquet({files}, filename = true, file_row_number = true, hive_partitioning = false)
+{source}
 )
 WHERE {predicate}
 GROUP BY filename;

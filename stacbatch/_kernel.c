@@ -783,6 +783,7 @@ done:
 
 #include "_kernel_scan.h"
 #include "_kernel_patch.h"
+#include "_kernel_props.h"
 
 /* canonical_texts(offsets, data) -> (ok, offsets, streams): the canonical stream of each JSON text of a string
  * column (int64 offsets into data), end to end (uint32 offsets), as `canonical` gives it one at a time; ok[i] is
@@ -857,6 +858,9 @@ static PyMethodDef methods[] = {
      "canonical_texts(offsets, data) -> (ok, offsets, streams): canonical streams of a column of JSON texts."},
     {"hash_strings", (PyCFunction)py_hash_strings, METH_VARARGS,
      "hash_strings(offsets, data) -> Block: a 64-bit hash (uint64) of each string of an Arrow string column."},
+    {"property_values", (PyCFunction)py_property_values, METH_VARARGS,
+     "property_values(offsets, data) -> 11 Blocks: the top-level properties members of a string column of item texts, "
+     "an entry per member (see _kernel_props.h), and the rows left to Python."},
     {"patch_items", (PyCFunction)py_patch_items, METH_VARARGS,
      "patch_items(offsets, data, paths, values, stamp) -> tuple: `update --set` on item texts (see _kernel_patch.h)."},
     {"plain_take", (PyCFunction)py_plain_take, METH_VARARGS,

@@ -81,6 +81,9 @@ def connect(fs: Any = None) -> duckdb.DuckDBPyConnection:
 
     con = duckdb.connect()
     con.execute("SET enable_progress_bar = false")
+    # Stage files are never rewritten in place (a write makes new names), so cached footers never go stale; the
+    # cache spares each query reopening every file's footer (a third of a small query's time on an 84-file stage).
+    con.execute("SET parquet_metadata_cache = true")
     if fs is not None and not _fs.is_local(fs):
         con.register_filesystem(fs)
     return con

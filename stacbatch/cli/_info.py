@@ -24,6 +24,12 @@ def info_cmd(
         raise InputError(f"--format must be table or json, got {fmt!r}")
     st = open_stage(require_stage(stage))
     report = stage_info(st, properties=properties)
+    from stacbatch.stage._queryables import queryables
+
+    found = queryables(st)
+    for entry in report["collections"]:
+        if entry["id"] in found:
+            entry["queryables"] = found[entry["id"]]
     if fmt == "json":
         sys.stdout.write(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode() + "\n")
         return
@@ -56,6 +62,47 @@ def _tree_lines(nodes: list[dict], indent: str) -> list[str]:  # type: ignore[ty
     return out
 
 
+#: property columns ``info`` lists per collection at most (``info -f json`` and ``queryables`` give all)
+QUERYABLE_LINES = 30
+
+
+def _queryable_lines(q: dict) -> list[str]:  # type: ignore[type-arg]
+    if q.get("legacy"):
+        return ["  columns     none: written before property columns (run `stacbatch upgrade` to add them)"]
+    lines = [f"  columns     {len(q['columns'])} typed (fill rate; values of another type stay in the text):"]
+    if q["closed"]:
+        lines[0] = (
+            f"  columns     {len(q['columns'])} typed, read from the item texts: more names are kept in the text "
+            "than a plan lists, so any may be in any file"
+        )
+    for name, col in list(q["columns"].items())[:QUERYABLE_LINES]:
+        rate = col["items"] / q["items"] if q["items"] else 0.0
+        odd = f", {col['not_of_type']:,} of another type" if col.get("not_of_type") else ""
+        shown = f" as {col['shown_as']!r}" if col.get("shown_as") else ""
+        lines.append(f"    {name:<28} {col['type']:<14} {rate:>6.1%}{odd}{shown}")
+    if len(q["columns"]) > QUERYABLE_LINES:
+        lines.append(f"    ... {len(q['columns']) - QUERYABLE_LINES} more (stacbatch queryables -c COLLECTION)")
+    for name, why in list(q["text_only"].items())[:QUERYABLE_LINES]:
+        lines.append(f"    {name:<28} text only: {why}")
+    if len(q["text_only"]) > QUERYABLE_LINES:
+        lines.append(f"    ... {len(q['text_only']) - QUERYABLE_LINES} more kept in the text only (info -f json)")
+    return lines
+
+
+def queryables_cmd(
+    stage: str | None = stage_option(),
+    collection: str | None = typer.Option(None, "--collection", "-c", help="One collection's queryables."),
+    base_url: str | None = typer.Option(
+        None, "--base-url", help="URL the schema's $id starts with (the STAC API serving the stage)."
+    ),
+) -> None:
+    from stacbatch.stage._queryables import queryables_schema
+
+    st = open_stage(require_stage(stage))
+    doc = queryables_schema(st, collection, base_url)
+    sys.stdout.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() + "\n")
+
+
 def render(report: dict) -> str:  # type: ignore[type-arg]
     lines = [
         f"stage {report['path']}  (format v{report['format_version']}, version {report['version']}, "
@@ -83,7 +130,26 @@ def render(report: dict) -> str:  # type: ignore[type-arg]
             + (" ..." if len(c["partitions"]) > 6 else "")
         )
         lines.append(f"  files       {c['files']} ({_size(c['bytes'])})")
+        if "queryables" in c:
+            lines += _queryable_lines(c["queryables"])
         if "properties" in c:
             props = ", ".join(f"{k} ({n:,})" if n != c["items"] else k for k, n in c["properties"].items())
             lines.append(f"  properties  {props or '-'}")
     return "\n".join(lines) + "\n"
+
+
+def upgrade_cmd(
+    stage: str | None = stage_option(),
+    workers: int | None = typer.Option(None, "--workers", help="Processes rewriting files (default: one per core)."),
+) -> None:
+    from stacbatch.cli._common import info
+    from stacbatch.stage._upgrade import upgrade
+
+    res = upgrade(require_stage(stage), workers)
+    if not res.collections:
+        info("nothing to upgrade: every collection has its property columns")
+        return
+    info(
+        f"upgraded {len(res.collections):,} collection(s): {res.items:,} items rewritten into {res.files:,} file(s) "
+        f"with property columns in {res.seconds:.1f} s (stage version {res.stage_version})"
+    )

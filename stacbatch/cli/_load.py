@@ -44,6 +44,12 @@ def load_cmd(
         None, "--mapping", "-m", help="Make items from tabular SOURCEs (CSV, JSON, NDJSON, Parquet) with this mapping."
     ),
     explain: bool = typer.Option(False, "--explain", help="With --mapping: print the compiled SQL; stage nothing."),
+    queryables: str | None = typer.Option(
+        None,
+        "--queryables",
+        help="Declare property column types: a STAC API Queryables JSON Schema, or {collection|'*': {name: type}} "
+        "(JSON/YAML). Kept in the stage for later loads.",
+    ),
     *,
     source: SourceArgs,
 ) -> None:
@@ -78,9 +84,14 @@ def load_cmd(
         api = source.api_options(requests=retry, segment_items=0 if source.max_items else checkpoint_every)
     elif source.query_given():
         raise InputError("--collection, --bbox, --datetime, --ids and --max-items apply to STAC API URLs only")
+    declared = None
+    if queryables is not None:
+        from stacbatch.stage._queryables import read_declared
+
+        declared = read_declared(queryables)
     progress = print_progress() if sys.stderr.isatty() and not state.quiet else None
     try:
-        _run(path, sources, api, doc, progress, batch_size, workers, time_bucket)
+        _run(path, sources, api, doc, progress, batch_size, workers, time_bucket, declared)
     except KeyboardInterrupt:
         if api is not None:  # nothing of this segment was committed: resume goes on from where it began
             pending = api.requests or api.started
@@ -98,6 +109,7 @@ def _run(
     batch_size: int,
     workers: int | None,
     time_bucket: str | None,
+    declared: dict[str, dict[str, str]] | None = None,
 ) -> None:
     """Load; from an API, in segments, each committed and then checkpointed."""
     while True:
@@ -110,7 +122,9 @@ def _run(
             progress=progress,
             api=api,
             mapping=doc,
+            queryables=declared,
         )
+        declared = None  # kept in the stage by the first segment
         if progress:
             sys.stderr.write("\r")
         _report(res)
@@ -128,6 +142,12 @@ def _run(
         api.requests = res.api_pending
 
 
+def _first_five(named: dict[str, Any], fmt: str) -> str:
+    """``a (1), b (2) ... and N more``: a load's notes name a few, ``info`` all."""
+    shown = ", ".join(f"{k} ({fmt.format(v)})" for k, v in sorted(named.items())[:5])
+    return shown + (f" and {len(named) - 5:,} more" if len(named) > 5 else "")
+
+
 def _report(res: Any) -> None:
     rate = res.read / res.seconds if res.seconds else 0.0
     info(
@@ -135,6 +155,16 @@ def _report(res: Any) -> None:
         f"replaced), {res.duplicates:,} superseded within input, failed {res.failed:,}; "
         f"{res.collections_staged} collection(s); {res.seconds:.1f} s, {rate:,.0f} items/s; stage v{res.stage_version}"
     )
+    if res.not_of_type:
+        info(
+            f"  {sum(res.not_of_type.values()):,} property value(s) not of their column's type: "
+            f"{_first_five(res.not_of_type, '{:,}')}; kept in the text (the column is NULL there)"
+        )
+    if res.text_only:
+        info(
+            f"  {len(res.text_only):,} property name(s) kept in the text only: {_first_five(res.text_only, '{}')}; "
+            "`stacbatch info` lists all"
+        )
     for skipped in res.skipped_stages:
         info(f"  left out {skipped}: a stacbatch stage inside a source folder (its files are not items)")
     if res.api is not None:

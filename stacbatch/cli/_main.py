@@ -56,6 +56,12 @@ app.command(
 )(_load.load_cmd)
 app.command("discover", help="List the collections of a STAC API (CMR-STAC providers too).")(_api.discover_cmd)
 app.command("info", help="Summarise a stage per collection.")(_info.info_cmd)
+app.command("queryables", help="Print the stage's property columns as a STAC API Queryables JSON Schema.")(
+    _info.queryables_cmd
+)
+app.command("upgrade", help="Add property columns to collections staged before they existed (format 2).")(
+    _info.upgrade_cmd
+)
 app.command("sql", help="Run SQL (DuckDB) over views `items` and `collections`.")(_sql.sql_cmd)
 app.command("update", help="Set, unset or rename fields of selected items (SQL expressions).")(_edit.update_cmd)
 app.command("update-collection", help="Set, unset or rename fields of a staged Collection; recompute its extent.")(

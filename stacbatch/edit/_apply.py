@@ -134,6 +134,7 @@ def _edit(
             dry_run=dry_run,
             overlapping=compiled.overlapping,
             create_parents=create_parents,
+            columns=named_columns(stage.manifest, compiled.steps),
         )
         results: list[FileResult] = run_jobs(jobs, workers)
         counts = result_counts(results)
@@ -170,6 +171,30 @@ def _edit(
             stage, manifest, run, status, res.counts(), _nonempty(audit), {"seconds": round(res.seconds, 3)}
         )
     return res
+
+
+def named_columns(manifest: Any, steps: list[Any]) -> dict[str, tuple[str, str]]:
+    """The items view's property columns that ``set`` expressions may name (their text mentions the name): each
+    rewrite job reads them from the item text, which always agrees with the column."""
+    texts = [step[3] for step in steps if step[0] == "set" and step[3]]
+    if not texts:
+        return {}
+    import re
+
+    from stacbatch.stage._view import property_columns
+
+    text = "\n".join(texts).lower()
+
+    def named(shown: str) -> bool:
+        low = shown.lower()
+        if '"' + low.replace('"', '""') + '"' in text:
+            return True
+        return (
+            re.fullmatch(r"[a-z_][a-z0-9_]*", low) is not None
+            and re.search(rf'(?<![\w."]){low}(?![\w"])', text) is not None
+        )
+
+    return {shown: nt for shown, nt in property_columns(manifest).items() if named(shown)}
 
 
 def _nonempty(tables: list[pa.Table]) -> list[pa.Table]:

@@ -29,6 +29,7 @@ from stacbatch.errors import InputError, QueryError
 from stacbatch.stage._audit import audit_table
 from stacbatch.stage._commit import commit, crash_point
 from stacbatch.stage._load import LoadResult, _stage_collection, _stage_tmp, adopt_schemes
+from stacbatch.stage._plans import plans_of
 from stacbatch.stage._runs import Run
 from stacbatch.stage._stage import Stage
 from stacbatch.stage._writer import PartitionWriter
@@ -201,7 +202,9 @@ def _upserts(
     partitioning = {c: m["partitioning"] for c, m in manifest.collections.items()}
     seq = 0
     with _stage_tmp(stage, run.id) as spill:
-        writer = PartitionWriter(stage.fs, stage.root, run.id, manifest.settings, partitioning, spill)
+        writer = PartitionWriter(
+            stage.fs, stage.root, run.id, manifest.settings, partitioning, spill, plans=plans_of(manifest)
+        )
         for table in change_batches(con, [], stages=(stage, source) if source is not None else None):
             n = table.num_rows
             if not n:

@@ -25,9 +25,11 @@ from stacbatch._rows import STAGE_SCHEMA, BatchBuilder, ItemError
 from stacbatch._scan import AVAILABLE as _KERNEL
 from stacbatch._scan import stream_hashes as _stream_hashes
 from stacbatch.stage._audit import audit_table
-from stacbatch.stage._files import sort_for_stage, write_stage_file
+from stacbatch.stage._files import sort_for_stage, stage_columns, write_stage_file
 from stacbatch.stage._layout import partition_dir
+from stacbatch.stage._plans import plan_of
 from stacbatch.stage._route import _bucket_column
+from stacbatch.stage._view import from_text
 
 SAMPLE_SIZE = 3
 
@@ -51,6 +53,10 @@ class FileJob:
     overlapping: bool = False
     #: create missing parent objects of a set's (or rename's) target; otherwise the item is skipped for that path
     create_parents: bool = False
+    #: the collection's queryable columns plan (``stage/_columns.py``)
+    plan: dict[str, Any] | None = None
+    #: the items view's property columns the ``set`` expressions name: shown name -> (property, type)
+    columns: dict[str, tuple[str, str]] = field(default_factory=dict)
 
 
 @dataclass
@@ -88,6 +94,7 @@ def make_jobs(
             index=first + n,
             scheme=manifest.collections.get(entries[path]["collection"], {}).get("partitioning") or "none",
             settings=manifest.settings,
+            plan=plan_of(manifest, entries[path]["collection"]),
             **options,
         )
         for n, (path, numbers) in enumerate(sorted(rows.items()))
@@ -117,7 +124,7 @@ def apply_results(manifest: Any, results: list[FileResult]) -> None:
 
 def run_job(job: FileJob) -> FileResult:
     with job.fs.open(_fs.join(job.root, job.entry["path"]), "rb") as f:
-        table = pq.ParquetFile(f).read().replace_schema_metadata(None).cast(STAGE_SCHEMA)
+        table = stage_columns(pq.ParquetFile(f).read(columns=STAGE_SCHEMA.names))
     # Items are parsed into many short-lived objects: the cyclic GC would rescan them for nothing.
     enabled = gc.isenabled()
     gc.disable()
@@ -170,7 +177,11 @@ def _update(job: FileJob, table: pa.Table) -> FileResult:
         try:
             con.register("_selected", selected)
             cols = ", ".join(f"{job.steps[n][3]} AS v{n}" for n in sets)
-            out = con.sql(f"SELECT {cols} FROM _selected").to_arrow_table()  # one row per selected row, in order
+            source = "_selected"
+            if job.columns:  # the view's property columns, as the view reads them where a file has no column
+                extra = ", ".join(f"{from_text(n, t)} AS {_sql.ident(shown)}" for shown, (n, t) in job.columns.items())
+                source = f"(SELECT *, {extra} FROM _selected)"
+            out = con.sql(f"SELECT {cols} FROM {source}").to_arrow_table()  # one row per selected row, in order
         finally:
             con.close()
         keep = _finite_values(job, out, sets, selected, res)
@@ -554,7 +565,7 @@ def _write(job: FileJob, groups: dict[str | None, pa.Table], presorted: bool = F
         folder = partition_dir(collection, job.scheme, bucket)
         rel = f"{folder}/part-{job.run_id}-{job.index:05d}-{k}.parquet"
         rows = part if presorted else sort_for_stage(part)
-        entry = write_stage_file(job.fs, job.root, rel, rows, job.settings["row_group_rows"])
+        entry = write_stage_file(job.fs, job.root, rel, rows, job.settings, job.plan)
         entry["bucket"] = bucket
         entry["run"] = job.run_id
         entries.append(entry)

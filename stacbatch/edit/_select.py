@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 from stacbatch import _fs, _sql
 from stacbatch.errors import InputError, QueryError
 from stacbatch.stage._stage import Stage
+from stacbatch.stage._view import items_select
 
 
 def read_ids(path: str) -> pa.Table:
@@ -98,9 +99,10 @@ def select_rows(stage: Stage, predicate: str) -> dict[str, list[int]]:
     by_abs = {_fs.full_path(stage.fs, _fs.join(stage.root, f["path"])): f["path"] for f in stage.manifest.files}
     if not by_abs:
         return {}
-    query = (
-        _sql.load("select_rows").replace("{files}", _sql.literal_list(list(by_abs))).replace("{predicate}", predicate)
+    source, _names = items_select(
+        stage.manifest, None, lambda rel: _fs.full_path(stage.fs, _fs.join(stage.root, rel)), locate=True
     )
+    query = _sql.load("select_rows").replace("{source}", source).replace("{predicate}", predicate)
     try:
         rows = stage.connection.sql(query).fetchall()
     except duckdb.Error as err:

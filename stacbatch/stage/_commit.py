@@ -12,6 +12,7 @@ import pyarrow as pa
 from stacbatch.stage._audit import tombstones_from_audit, write_audit, write_tombstones
 from stacbatch.stage._cleanup import delete_unreferenced
 from stacbatch.stage._manifest import Manifest, write_manifest
+from stacbatch.stage._plans import fold
 from stacbatch.stage._runs import Run
 from stacbatch.stage._stage import Stage
 
@@ -40,6 +41,7 @@ def commit(
         manifest.audit.extend(entries)
         tombs = write_tombstones(stage.fs, stage.root, run.id, [tombstones_from_audit(t) for t in audit])
         manifest.tombstones.extend(tombs)
+    fold(stage.manifest, manifest)
     manifest.last_run = {"run_id": run.id, "command": run.command, "status": status, **counts}
     manifest.retire(stage.manifest, time.time())
     manifest.version += 1

@@ -16,7 +16,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from stacbatch import _fs
+from stacbatch._rows import STAGE_SCHEMA
 from stacbatch._scan import string_hashes
+from stacbatch.stage._columns import MAX_COLUMNS, PREFIX, derive
 from stacbatch.stage._geoparquet import bbox_of, geo_metadata
 from stacbatch.stage._layout import partition_dir
 
@@ -70,8 +72,19 @@ def _codecs(schema: pa.Schema) -> tuple[dict[str, str], dict[str, int]]:
     return codecs, {k: 1 for k, v in codecs.items() if v == "zstd"}
 
 
-def write_stage_file(fs: Any, root: str, rel: str, table: pa.Table, row_group_rows: int) -> dict[str, Any]:
-    """Write one stage file (already sorted) and return its manifest entry."""
+def stage_columns(table: pa.Table) -> pa.Table:
+    """A stage file's table without its property columns (they are derived again whenever rows are written)."""
+    return table.select(STAGE_SCHEMA.names).replace_schema_metadata(None).cast(STAGE_SCHEMA)
+
+
+def write_stage_file(
+    fs: Any, root: str, rel: str, table: pa.Table, settings: dict[str, Any], plan: dict[str, Any] | None
+) -> dict[str, Any]:
+    """Write one stage file (already sorted) with the property columns its collection's ``plan`` and the rows'
+    texts give (``_columns.derive``), and return its manifest entry (``columns``: what the plan learns)."""
+    derived = derive(table["item"], plan, int(settings.get("max_property_columns", MAX_COLUMNS)))
+    for name, column in derived.columns.items():
+        table = table.append_column(pa.field(PREFIX + name, column.type), column)
     table = table.replace_schema_metadata({b"geo": geo_metadata(table)})
     codecs, levels = _codecs(table.schema)
     path = _fs.join(root, rel)
@@ -84,7 +97,7 @@ def write_stage_file(fs: Any, root: str, rel: str, table: pa.Table, row_group_ro
         pq.write_table(
             table,
             sink,
-            row_group_size=row_group_rows,
+            row_group_size=int(settings["row_group_rows"]),
             compression=codecs,
             compression_level=levels,
             use_dictionary=["collection", "stage_run"],
@@ -97,6 +110,7 @@ def write_stage_file(fs: Any, root: str, rel: str, table: pa.Table, row_group_ro
                 "start_datetime",
                 "end_datetime",
                 "stage_seq",
+                *(PREFIX + name for name, t in derived.types.items() if not t.startswith("list")),
             ],
             sorting_columns=None,
         )
@@ -105,6 +119,7 @@ def write_stage_file(fs: Any, root: str, rel: str, table: pa.Table, row_group_ro
             sink.close()
     entry = {"path": rel, "collection": table["collection"][0].as_py(), "bytes": fs.size(path)}
     entry.update(file_stats(table))
+    entry["columns"] = derived.report()
     return entry
 
 
@@ -144,6 +159,7 @@ def write_sorted(
     table: pa.Table,
     tag: str,
     audit_dir: str | None,
+    plan: dict[str, Any] | None = None,
 ) -> Written:
     """Sort one partition's rows (``where``: collection, scheme, bucket) and write them as stage files named
     ``part-{run_id}-{tag}NNNNN.parquet`` (``tag`` unique within the run's writes to that partition). ``audit_dir``:
@@ -163,9 +179,7 @@ def write_sorted(
     out = []
     for n, (lo, hi) in enumerate(_chunks(sizes, settings["file_max_rows"], settings["file_max_bytes"])):
         chunk = table.take(order[lo:hi])
-        entry = write_stage_file(
-            fs, root, f"{folder}/part-{run_id}-{tag}{n:05d}.parquet", chunk, settings["row_group_rows"]
-        )
+        entry = write_stage_file(fs, root, f"{folder}/part-{run_id}-{tag}{n:05d}.parquet", chunk, settings, plan)
         entry["bucket"] = bucket
         entry["run"] = run_id
         out.append(entry)

@@ -27,9 +27,10 @@ from stacbatch.sources import plan_sources
 from stacbatch.stage._audit import audit_table, load_audit
 from stacbatch.stage._catalogs import stage_catalogs, walked_parser
 from stacbatch.stage._commit import commit, crash_point
-from stacbatch.stage._files import sort_for_stage, write_stage_file
+from stacbatch.stage._files import sort_for_stage, stage_columns, write_stage_file
 from stacbatch.stage._layout import COLLECTIONS, TIME_BUCKETS, TMP, encode
 from stacbatch.stage._manifest import Manifest
+from stacbatch.stage._plans import plan_of, plans_of
 from stacbatch.stage._runs import Run
 from stacbatch.stage._stage import Stage
 from stacbatch.stage._writer import PartitionWriter
@@ -65,6 +66,10 @@ class LoadResult:
     mapping: dict[str, Any] = field(default_factory=dict)
     #: stacbatch stages found inside source folders and left out (their files are not items to load)
     skipped_stages: list[str] = field(default_factory=list)
+    #: property columns: values not of their column's type (per name; NULL in the column, kept in the text) and
+    #: names kept in the text only (and why), as this load's files report them
+    not_of_type: dict[str, int] = field(default_factory=dict)
+    text_only: dict[str, str] = field(default_factory=dict)
 
     def counts(self) -> dict[str, Any]:
         return {
@@ -92,8 +97,11 @@ def load(
     progress: Callable[[int, Any], None] | None = None,
     api: Any = None,
     mapping: Any = None,
+    queryables: dict[str, dict[str, str]] | None = None,
 ) -> LoadResult:
-    """Stage items from files, folders, static catalogs and stac-geoparquet; replace (collection, id) matches."""
+    """Stage items from files, folders, static catalogs and stac-geoparquet; replace (collection, id) matches.
+    ``queryables``: declared column types, ``{collection or "*": {name: type}}``, kept in the stage's settings
+    (``_queryables.read_declared`` reads them from a file)."""
     t0 = time.perf_counter()
     if time_bucket is not None and time_bucket not in TIME_BUCKETS:
         raise InputError(f"--time-bucket must be one of {', '.join(TIME_BUCKETS)}, got {time_bucket!r}")
@@ -109,6 +117,11 @@ def load(
                     "(it applies to new collections only); omit the option"
                 )
             manifest.settings["time_bucket"] = time_bucket
+        if queryables:
+            declared = {k: dict(v) for k, v in (manifest.settings.get("queryables") or {}).items()}
+            for scope, fields in queryables.items():
+                declared[scope] = {**declared.get(scope, {}), **fields}
+            manifest.settings["queryables"] = declared
         run = Run(stage.fs, stage.root, "load", {"sources": sources, "batch_size": batch_size})
         run_time = datetime.now(UTC)
         result = LoadResult(run_id=run.id)
@@ -130,7 +143,14 @@ def load(
         keep_heap = not plan.mapped_sources
         with _stage_tmp(stage, run.id) as spill, Workers(n_workers, keep_heap=keep_heap) as pool:
             writer = PartitionWriter(
-                stage.fs, stage.root, run.id, manifest.settings, partitioning, spill, audit_keys=True
+                stage.fs,
+                stage.root,
+                run.id,
+                manifest.settings,
+                partitioning,
+                spill,
+                audit_keys=True,
+                plans=plans_of(manifest),
             )
             # parse_routed, that also says which items hang from a walked catalog (see _catalogs.parse_walked)
             parse: Callable[[Any], tuple[ParseResult, pa.Table | None]] = walked_parser(
@@ -207,6 +227,12 @@ def load(
         else:
             audit, audit_written = load_audit(stage.fs, stage.root, run.id, run_time, old_entries, new_entries)
         result.files_written = len(new_entries)
+        for entry in new_entries:
+            report = entry.get("columns") or {}
+            for name, n in (report.get("misses") or {}).items():
+                result.not_of_type[name] = result.not_of_type.get(name, 0) + int(n)
+            for name, why in (report.get("text_only") or {}).items():
+                result.text_only.setdefault(name, why)
         result.failures_file = run.failures_path if run.failure_count else None
         result.first_failures = run.first_failures
         result.seconds = time.perf_counter() - t0
@@ -219,6 +245,11 @@ def load(
             result.counts(),
             audit,
             {"seconds": round(result.seconds, 3)}
+            | (
+                {"columns": {"not_of_type": result.not_of_type, "text_only": result.text_only}}
+                if result.not_of_type or result.text_only
+                else {}
+            )
             | ({"mapping": {k: dataclasses.asdict(v) for k, v in result.mapping.items()}} if result.mapping else {}),
             audit_written=audit_written,
         )
@@ -362,7 +393,7 @@ def _rewrite_without(
     """Replace a data file by a copy without the given rows (copy-on-write: the old file stays until commit)."""
     path = _fs.join(stage.root, entry["path"])
     with stage.fs.open(path, "rb") as f:
-        table = pq.read_table(f)
+        table = pq.read_table(f, columns=STAGE_SCHEMA.names)
     keep = np.ones(table.num_rows, dtype=bool)
     keep[losers] = False
     table = table.filter(pa.array(keep))
@@ -370,11 +401,12 @@ def _rewrite_without(
     (new_entries if in_new else manifest.files).remove(entry)
     if table.num_rows == 0:
         return
-    table = sort_for_stage(table.replace_schema_metadata(None).cast(STAGE_SCHEMA))
+    table = sort_for_stage(stage_columns(table))
     folder = entry["path"].rsplit("/", 1)[0]
     stem = entry["path"].rsplit("/", 1)[1].removesuffix(".parquet")
     rel = f"{folder}/{stem}-r{run_id}.parquet" if not in_new else f"{folder}/{stem}-d.parquet"
-    fresh = write_stage_file(stage.fs, stage.root, rel, table, manifest.settings["row_group_rows"])
+    plan = plan_of(manifest, entry["collection"])
+    fresh = write_stage_file(stage.fs, stage.root, rel, table, manifest.settings, plan)
     fresh["bucket"] = entry.get("bucket")
     fresh["run"] = run_id
     new_entries.append(fresh)

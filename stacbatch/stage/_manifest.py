@@ -14,7 +14,10 @@ from stacbatch.stage._layout import MANIFEST, TIME_BUCKETS, now_rfc3339
 
 FORMAT = "stacbatch-stage"
 #: 2: content hashes are taken of the canonical stream (_json.py), not of sorted-key JSON text.
-FORMAT_VERSION = 2
+#: 3: data files may carry typed property columns (``properties.<name>``) and collections a column plan; stages of
+#: format 2 are read and written as they are (their collections read properties from the text).
+FORMAT_VERSION = 3
+READABLE = (2, 3)
 
 DEFAULT_SETTINGS: dict[str, Any] = {
     # Collections with at least time_bucket_min_items items at their first write are split by this time bucket;
@@ -27,6 +30,8 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     # Files a write replaces stay this long for readers that opened an older version (then the next write removes
     # them): a query over a snapshot never meets a file that a concurrent writer deleted under it.
     "retain_replaced_seconds": 900,
+    # Properties made typed columns per collection at most (the rest stays in the item text; `info` lists them).
+    "max_property_columns": 256,
 }
 
 
@@ -154,10 +159,10 @@ def read_manifest(fs: Any, root: str) -> Manifest | None:
             f"{path}: this stage was written by an older stacbatch (format 1, other content hashes); "
             "emit it with that version (emit --format ndjson) and load the output into a new stage"
         )
-    if doc.get("format_version") != FORMAT_VERSION:
+    if doc.get("format_version") not in READABLE:
         raise StageError(
             f"{path}: stage format version {doc.get('format_version')} is not supported by this stacbatch "
-            f"(supports {FORMAT_VERSION}); upgrade stacbatch"
+            f"(supports {', '.join(map(str, READABLE))}); upgrade stacbatch"
         )
     settings = dict(DEFAULT_SETTINGS)
     settings.update(doc.get("settings") or {})

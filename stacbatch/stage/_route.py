@@ -3,7 +3,7 @@ for the loading process to gather."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -105,6 +105,7 @@ class Placement:
     settings: dict[str, Any]
     spill_dir: str
     audit: bool
+    plans: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __call__(self, table: pa.Table, prefix: str) -> list[Part]:
         grouped, groups = self.router.route(table)
@@ -134,6 +135,7 @@ class Placement:
                 grouped.slice(start, n),
                 f"{prefix}-",
                 self.spill_dir if self.audit else None,
+                self.plans.get(collection),
             )
             parts.append((collection, bucket, written))
         return parts

@@ -126,27 +126,31 @@ class Stage:
             self._con = self._connect()
         return self._con
 
-    def _source(self, con: duckdb.DuckDBPyConnection, paths: list[str]) -> str:
-        if not paths:
-            con.execute(_sql.load("empty_items"))
-            return "_empty_items"
-        return f"read_parquet({_sql.literal_list(paths)}, hive_partitioning = false)"
+    def _view(self, con: duckdb.DuckDBPyConnection, view: str, collections: list[str] | None) -> None:
+        from stacbatch.stage._view import items_sql
 
-    def _view(self, con: duckdb.DuckDBPyConnection, view: str, paths: list[str]) -> None:
-        source = self._source(con, paths)
-        ddl = _sql.load("items_view").replace("{source}", source)
-        con.execute(ddl.replace("VIEW items AS", f"VIEW {_sql.ident(view)} AS", 1))
+        def full(rel: str) -> str:
+            return _fs.full_path(self.fs, _fs.join(self.root, rel))
+
+        ddl, _names = items_sql(self.manifest, view, collections, full)
+        if not ddl.rstrip().endswith("AS"):
+            con.execute(ddl)
+            return
+        con.execute(_sql.load("empty_items"))
+        empty = _sql.load("items_select").replace("{columns}", "").replace("{source}", "_empty_items")
+        con.execute(f"CREATE OR REPLACE VIEW {_sql.ident(view)} AS\n{empty}")
 
     def items_view(self, collections: list[str]) -> str:
-        """Name of a view shaped like ``items`` over only these collections' files (no other file is opened)."""
+        """Name of a view shaped like ``items`` over only these collections' files (no other file is opened); its
+        property columns are those of these collections (types as they agree among them)."""
         view = "_items_" + str(abs(hash(tuple(sorted(collections)))))
-        self._view(self.connection, view, self.file_paths(collections))
+        self._view(self.connection, view, collections)
         return view
 
     def _connect(self) -> duckdb.DuckDBPyConnection:
         # stderr belongs to stacbatch's own progress and messages.
         con = _sql.connect(self.fs)
-        self._view(con, "items", self.file_paths())
+        self._view(con, "items", None)
         con.execute(_sql.load("collections_table"))
         con.execute(_sql.load("audit_tables"))
         for view, entries in (("audit", self.manifest.audit), ("tombstones", self.manifest.tombstones)):
@@ -203,6 +207,17 @@ class Stage:
         df = rel.pl()
         assert isinstance(df, pl.DataFrame)
         return df
+
+    def scan(self, collections: list[str] | None = None) -> pl.LazyFrame:
+        """A Polars LazyFrame over the ``items`` view (or only these collections' files): the core columns and
+        the typed property columns under their STAC names. Polars' selections and filters reach the Parquet
+        reader, so ``scan().filter(pl.col("eo:cloud_cover") < 10).select("id")`` reads two columns."""
+        import polars as pl
+
+        view = "items" if collections is None else self.items_view(collections)
+        lf = self.connection.table(view).pl(lazy=True)
+        assert isinstance(lf, pl.LazyFrame)
+        return lf
 
     def collection_json(self, collection: str) -> dict[str, Any] | None:
         rel = self.manifest.collections.get(collection, {}).get("json")

@@ -46,8 +46,11 @@ class PartitionWriter:
         spill_dir: str,
         *,
         audit_keys: bool = False,
+        plans: dict[str, dict[str, Any]] | None = None,
     ) -> None:
         self.fs = fs
+        #: collection -> its queryable columns plan (``_columns.py``), as the run found it
+        self.plans = plans or {}
         #: leave the written rows' audit keys (``audit_keys``), for the insert audit of a first load
         self.want_audit_keys = audit_keys
         self.root = root
@@ -80,7 +83,14 @@ class PartitionWriter:
     def placement(self) -> Placement:
         """For workers: where to put their routed rows (see ``Placement``)."""
         return Placement(
-            self.router(), self.fs, self.root, self.run_id, self.settings, self.spill_dir, self.want_audit_keys
+            self.router(),
+            self.fs,
+            self.root,
+            self.run_id,
+            self.settings,
+            self.spill_dir,
+            self.want_audit_keys,
+            self.plans,
         )
 
     def add(self, batch: pa.RecordBatch) -> None:
@@ -163,6 +173,7 @@ class PartitionWriter:
                 g,
                 part,
                 self.spill_dir if self.want_audit_keys else None,
+                self.plans.get(c),
             )
             for (c, b), spills in sorted(jobs.items(), key=lambda kv: (kv[0][0], kv[0][1] or ""))
             for g, part in enumerate(self._groups(spills))
@@ -253,6 +264,8 @@ class PartitionJob:
     #: where to leave the written rows' (collection, id, content_hash), in file order, for the audit of a first
     #: load (None: not wanted)
     audit_dir: str | None = None
+    #: the collection's queryable columns plan
+    plan: dict[str, Any] | None = None
 
 
 def write_partition(job: PartitionJob) -> Written:
@@ -264,7 +277,9 @@ def write_partition(job: PartitionJob) -> Written:
         # The mapped spill pages are released right away (they would count twice while the files are written).
         table = table.combine_chunks()
     where = (job.collection, job.scheme, job.bucket)
-    return write_sorted(job.fs, job.root, job.run_id, job.settings, where, table, f"{job.group:03d}", job.audit_dir)
+    return write_sorted(
+        job.fs, job.root, job.run_id, job.settings, where, table, f"{job.group:03d}", job.audit_dir, job.plan
+    )
 
 
 def _unlinking_spent_spills[R](todo: list[PartitionJob], done: Iterator[R]) -> Iterator[R]:

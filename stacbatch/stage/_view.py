@@ -1,0 +1,170 @@
+"""The ``items`` view: the stage's core columns plus one typed column per queryable property, under its STAC name.
+
+A property has one type in the view. Per collection it reads the file column ``properties.<name>`` where the
+collection's plan has it (cast when it widened, e.g. BIGINT files under DOUBLE), and the item text where the
+plan keeps that name in the text (mixed types, over the cap, another type than the stage-wide one): slower, never
+wrong. Collections with the same expressions share one ``read_parquet`` (``union_by_name``: files of one
+collection may differ in their columns).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from stacbatch import _sql
+from stacbatch.stage._columns import PREFIX
+from stacbatch.stage._manifest import Manifest
+from stacbatch.stage._plans import widen
+
+SQL_TYPES = {
+    "bigint": "BIGINT",
+    "double": "DOUBLE",
+    "boolean": "BOOLEAN",
+    "string": "VARCHAR",
+    "timestamp": "TIMESTAMPTZ",
+    "list<bigint>": "BIGINT[]",
+    "list<double>": "DOUBLE[]",
+    "list<boolean>": "BOOLEAN[]",
+    "list<string>": "VARCHAR[]",
+}
+#: the view's own column names: a property with one of these names (in any case) is shown as ``properties.<name>``
+CORE = frozenset(
+    {
+        *("collection", "id", "datetime", "start_datetime", "end_datetime", "bbox", "geometry"),
+        *("properties", "assets", "links", "item", "content_hash", "stage_run", "stage_seq"),
+    }
+)
+_JSON_TYPES = {
+    "bigint": "('BIGINT', 'UBIGINT')",
+    "double": "('BIGINT', 'UBIGINT', 'DOUBLE')",
+    "boolean": "('BOOLEAN')",
+    "string": "('VARCHAR')",
+    "timestamp": "('VARCHAR')",
+}
+
+
+def shown_name(name: str) -> str:
+    return PREFIX + name if name.lower() in CORE else name
+
+
+def pointer(name: str) -> str:
+    """The JSON pointer (RFC 6901) of ``properties.<name>`` in an item."""
+    return "/properties/" + name.replace("~", "~0").replace("/", "~1")
+
+
+def from_text(name: str, typ: str) -> str:
+    """The property read from the item text, typed as the view's column (NULL where the JSON type differs)."""
+    ptr = _sql.literal(pointer(name))
+    sql_type = SQL_TYPES[typ]
+    if typ.startswith("list<"):
+        return f"TRY_CAST(CASE WHEN json_type(item, {ptr}) = 'ARRAY' THEN json_extract(item, {ptr}) END AS {sql_type})"
+    value = f"json_extract_string(item, {ptr})"
+    return f"CASE WHEN json_type(item, {ptr}) IN {_JSON_TYPES[typ]} THEN TRY_CAST({value} AS {sql_type}) END"
+
+
+def stage_types(manifest: Manifest, collections: list[str]) -> dict[str, str]:
+    """Name -> the view's type: what every collection that has the column agrees on (after widening), else the
+    type that the most items hold. Names equal but for case are one column: the one with more items is shown."""
+    votes: dict[str, dict[str, int]] = {}
+    for cid in collections:
+        n = max(1, manifest.item_count(cid))
+        for name, typ in ((manifest.collections.get(cid) or {}).get("columns") or {}).get("types", {}).items():
+            votes.setdefault(name, {})
+            votes[name][typ] = votes[name].get(typ, 0) + n
+    out: dict[str, str] = {}
+    weight: dict[str, int] = {}
+    for name, by_type in votes.items():
+        typs = sorted(by_type, key=lambda t: (-by_type[t], t))
+        joined: str | None = typs[0]
+        for t in typs[1:]:
+            joined = widen(joined, t) if joined is not None else None
+        out[name] = joined or typs[0]
+        weight[name] = sum(by_type.values())
+    shown: dict[str, str] = {}
+    for name in sorted(out, key=lambda n: (-weight[n], n)):
+        shown.setdefault(shown_name(name).lower(), name)
+    return {name: out[name] for name in sorted(out) if shown[shown_name(name).lower()] == name}
+
+
+def items_sql(
+    manifest: Manifest, view: str, collections: list[str] | None, full_path: Callable[[str], str]
+) -> tuple[str, list[str]]:
+    """``CREATE VIEW`` text of the items view over these collections' files (all: None), and the property names
+    it shows (in column order). Empty selection: the caller uses the empty table."""
+    body, names = items_select(manifest, collections, full_path)
+    return f"CREATE OR REPLACE VIEW {_sql.ident(view)} AS\n{body}", names
+
+
+def items_select(
+    manifest: Manifest, collections: list[str] | None, full_path: Callable[[str], str], locate: bool = False
+) -> tuple[str, list[str]]:
+    """The query under the items view (empty text when no file is selected) and its property names. ``locate``
+    adds each row's ``filename`` and ``file_row_number`` (what edits select by)."""
+    chosen = sorted({f["collection"] for f in manifest.files} if collections is None else set(collections))
+    types = stage_types(manifest, chosen)
+    names = sorted(types)
+    lowered = {name.lower(): name for name in names}
+    # Branches are keyed by what needs more than a plain column read (casts, the text): a plain column is read
+    # from whichever files of the branch have it, and union_by_name gives NULL in the others, which is what
+    # their items hold (a file lacks a column only when none of its items has that property as a typed value).
+    # So a stage of many collections with different properties is still one or a few branches.
+    groups: dict[frozenset[tuple[str, str]], tuple[set[str], list[str]]] = {}
+    for cid in chosen:
+        files = manifest.files_of(cid)
+        if not files:
+            continue
+        meta = manifest.collections.get(cid) or {}
+        plan = meta.get("columns") or ({} if "columns" in meta else {"closed": True})  # older stages
+        have: dict[str, str] = plan.get("types") or {}
+        kept = plan.get("text_only") or {}
+        closed = bool(plan.get("closed"))
+        present: set[str] = set()
+        for f in files:
+            present.update((f.get("columns") or {}).get("types", {}))
+        special: dict[str, str] = {}
+        plain: set[str] = set()
+        for name in names:
+            typ = types[name]
+            own = have.get(name)
+            if own is not None and name in present and widen(own, typ) == typ and name not in kept and not closed:
+                plain.add(name)
+            elif own is not None or name in kept or closed:
+                special[name] = from_text(name, typ)
+            # else: never seen in this collection: NULL, as UNION BY NAME fills it
+        # read_parquet's union_by_name matches names regardless of case: files with a column that is a shown
+        # name but for case ("A" beside "a") get a branch of their own, where nothing reads it.
+        for name in present:
+            other = lowered.get(name.lower())
+            if other is not None and other != name:
+                special["\x00" + name] = ""
+        # A file may hold a name in another type than its collection's (written before a declaration or a
+        # widening): that file reads the name from its text.
+        base = frozenset(special.items())
+        for f in files:
+            odd = {
+                name: from_text(name, types[name])
+                for name, ftyp in (f.get("columns") or {}).get("types", {}).items()
+                if name in plain and widen(ftyp, types[name]) != types[name]
+            }
+            got = groups.setdefault(base | frozenset(odd.items()) if odd else base, (set(), []))
+            got[0].update(plain.difference(odd))
+            got[1].append(full_path(f["path"]))
+    select = _sql.load("items_select")
+    branches = []
+    for special_items, (plain, paths) in groups.items():
+        exprs = dict(special_items)
+        # CAST even where the type is the view's: a branch's files may all hold a narrower one (BIGINT under DOUBLE)
+        exprs.update((name, f"CAST({_sql.ident(PREFIX + name)} AS {SQL_TYPES[types[name]]})") for name in plain)
+        cols = "".join(f",\n    {exprs[n]} AS {_sql.ident(shown_name(n))}" for n in names if n in exprs)
+        where = ", filename = true, file_row_number = true" if locate else ""
+        cols += ",\n    filename,\n    file_row_number" if locate else ""
+        source = f"read_parquet({_sql.literal_list(paths)}, hive_partitioning = false, union_by_name = true{where})"
+        branches.append(select.replace("{columns}", cols).replace("{source}", source))
+    return "\nUNION ALL BY NAME\n".join(branches), names
+
+
+def property_columns(manifest: Manifest, collections: list[str] | None = None) -> dict[str, Any]:
+    """Shown name -> (property name, type) of the view's property columns."""
+    chosen = sorted({f["collection"] for f in manifest.files} if collections is None else set(collections))
+    return {shown_name(n): (n, t) for n, t in stage_types(manifest, chosen).items()}

@@ -1,0 +1,199 @@
+"""Queryables around the columns (issue 19): `info` and `stacbatch queryables`, declared types (`load --queryables`),
+`stage.scan()`, edits selecting by columns, and `stacbatch upgrade` of a stage written before columns existed."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+import polars as pl
+import pyarrow.parquet as pq
+import pytest
+from conftest import corpus_files
+from helpers import read_ndjson, write_ndjson
+from test_columns import _item, _one, disagreements
+
+import stacbatch
+from stacbatch.edit import parse_cli_ops, update
+from stacbatch.stage._stage import open_stage
+from stacbatch.stage._upgrade import closed_collections
+
+CORPUS_FILES = corpus_files("items")
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "stacbatch", *args], capture_output=True, text=True, timeout=300)
+
+
+def _stage(tmp_path: Path) -> str:
+    stage = str(tmp_path / "s")
+    a = [_item(i, "a", {"cloud": i * 1.5, "sat": "s2", "n": i, "tags": ["x", "y"], "obj": {"k": 1}}) for i in range(10)]
+    b = [_item(100 + i, "b", {"cloud": i, "when": "2021-02-03T04:05:06Z"}) for i in range(4)]
+    stacbatch.load_to_stage(stage, [str(write_ndjson(tmp_path / "in.ndjson", a + b))], workers=1)
+    return stage
+
+
+def test_info_lists_each_collections_columns_with_fill_rate_and_text_only_reasons(tmp_path: Path) -> None:
+    stage = _stage(tmp_path)
+    got = run("info", "--stage", stage, "-f", "json", "--no-properties")
+    assert got.returncode == 0, got.stderr
+    by_id = {c["id"]: c["queryables"] for c in json.loads(got.stdout)["collections"]}
+    assert by_id["a"]["columns"]["cloud"] == {"type": "double", "items": 10}
+    assert by_id["a"]["columns"]["tags"]["type"] == "list<string>"
+    assert by_id["a"]["text_only"] == {"obj": "objects stay in the text"}
+    assert by_id["b"]["columns"] == {"cloud": {"type": "bigint", "items": 4}, "when": {"type": "timestamp", "items": 4}}
+    assert not by_id["a"]["closed"] and not by_id["a"]["legacy"]
+    table = run("info", "--stage", stage, "--no-properties")
+    assert (
+        "cloud" in table.stdout and "100.0%" in table.stdout and "obj" in table.stdout and "text only" in table.stdout
+    )
+
+
+def test_queryables_prints_a_stac_api_queryables_schema(tmp_path: Path) -> None:
+    stage = _stage(tmp_path)
+    got = run("queryables", "--stage", stage, "--base-url", "http://127.0.0.1:8080/")
+    assert got.returncode == 0, got.stderr
+    doc = json.loads(got.stdout)
+    assert doc["$id"] == "http://127.0.0.1:8080/queryables" and doc["type"] == "object"
+    props = doc["properties"]
+    assert {"id", "collection", "geometry", "datetime"} <= set(props)
+    assert props["cloud"]["type"] == "number" and props["cloud"]["x-stacbatch-items"] == 14  # BIGINT in b widens
+    assert props["when"] == {"type": "string", "format": "date-time", "x-stacbatch-items": 4}
+    assert props["tags"]["type"] == "array" and props["tags"]["items"] == {"type": "string"}
+    assert "obj" not in props
+    one = json.loads(run("queryables", "--stage", stage, "-c", "b").stdout)
+    assert one["$id"].endswith("/collections/b/queryables") and one["properties"]["cloud"]["type"] == "integer"
+    bad = run("queryables", "--stage", stage, "-c", "nope")
+    assert bad.returncode != 0 and len(bad.stderr.strip().splitlines()) == 1 and "nope" in bad.stderr
+
+
+def test_declared_queryables_fix_a_collections_types(tmp_path: Path) -> None:
+    stage = str(tmp_path / "s")
+    schema = {
+        "$schema": "https://json-schema.org/draft/2019-09/schema",
+        "$id": "https://example.test/collections/c/queryables",
+        "type": "object",
+        "properties": {
+            "id": {"type": "string"},
+            "x": {"type": "number"},
+            "code": {"type": "string"},
+            "at": {"type": "string", "format": "date-time"},
+        },
+    }
+    qfile = tmp_path / "q.json"
+    qfile.write_text(json.dumps(schema))
+    items = [_item(i, "c", {"x": i, "code": 7 if i == 0 else f"k{i}", "at": "2020-01-01T00:00:00Z"}) for i in range(3)]
+    src = write_ndjson(tmp_path / "a.ndjson", items)
+    got = run("load", str(src), "--stage", stage, "--queryables", str(qfile))
+    assert got.returncode == 0, got.stderr
+    assert "not of their column's type: code (1)" in got.stderr
+    with open_stage(stage) as s:
+        assert s.manifest.settings["queryables"] == {"c": {"x": "double", "code": "string", "at": "timestamp"}}
+        types = s.manifest.collections["c"]["columns"]["types"]
+        assert types["x"] == "double" and types["code"] == "string"  # without the declaration: bigint, mixed
+        assert _one(s, "SELECT count(code), sum(x) FROM items") == (2, 3.0)
+    # kept for later loads, whatever they hold
+    later = [_item(10, "c", {"x": 2.5, "code": "z"})]
+    stacbatch.load_to_stage(stage, [str(write_ndjson(tmp_path / "b.ndjson", later))], workers=1)
+    with open_stage(stage) as s:
+        assert s.manifest.collections["c"]["columns"]["types"]["x"] == "double"
+    assert disagreements(stage) == {}
+    qfile.write_text(json.dumps({"c": {"x": "decimal"}}))
+    bad = run("load", str(src), "--stage", stage, "--queryables", str(qfile))
+    assert bad.returncode != 0 and "decimal" in bad.stderr and "Traceback" not in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_scan_is_a_lazy_frame_that_agrees_with_sql(tmp_path: Path) -> None:
+    stage = _stage(tmp_path)
+    with open_stage(stage) as s:
+        lf = s.scan()
+        assert isinstance(lf, pl.LazyFrame)
+        got = lf.filter(pl.col("cloud") < 5).select("id").sort("id").collect()["id"].to_list()
+        want = [r[0] for r in s.sql("SELECT id FROM items WHERE cloud < 5 ORDER BY id").fetchall()]
+        assert got == want and len(want) == 8
+        assert s.scan(["b"]).select(pl.len()).collect().item() == 4
+        assert s.scan(["b"]).collect_schema()["cloud"] == pl.Int64  # b alone: its own type
+
+
+def test_update_where_on_a_column_selects_what_the_text_says(tmp_path: Path) -> None:
+    stage = _stage(tmp_path)
+    res = update(stage, parse_cli_ops(["properties.flag=true"], [], []), where="cloud >= 3 AND sat IS NULL")
+    assert res.changed == 1  # b: cloud 3 (a has sat)
+    res = update(stage, parse_cli_ops(["properties.cloud=properties.cloud + 100"], [], []), where="n > 7")
+    assert res.changed == 2
+    # --set expressions name the view's columns too, in files that have them and in files that do not
+    res = update(stage, parse_cli_ops(['properties.twice=cloud * 2 + coalesce("n", 0)'], [], []), where="true")
+    assert res.changed == 14
+    with open_stage(stage) as s:
+        assert _one(s, "SELECT count(*) FROM items WHERE cloud > 100") == (2,)
+        assert _one(s, "SELECT count(*) FROM items WHERE flag") == (1,)
+        assert _one(s, "SELECT count(*) FROM items WHERE twice IS DISTINCT FROM cloud * 2 + coalesce(n, 0)") == (0,)
+        assert _one(s, "SELECT twice FROM items WHERE id = 'i101'") == (2.0,)
+    assert disagreements(stage) == {}
+
+
+def _as_format_2(stage: Path) -> None:
+    """Make a stage what stacbatch wrote before columns: files without property columns, no plans."""
+    doc = json.loads((stage / "manifest.json").read_text())
+    doc["format_version"] = 2
+    for meta in doc["collections"].values():
+        meta.pop("columns", None)
+    for f in doc["files"]:
+        f.pop("columns", None)
+        path = stage / f["path"]
+        table = pq.read_table(path)
+        keep = [n for n in table.column_names if not n.startswith("properties.")]
+        pq.write_table(table.select(keep), path)
+        f["bytes"] = path.stat().st_size
+    (stage / "manifest.json").write_text(json.dumps(doc))
+
+
+@pytest.mark.skipif(not CORPUS_FILES, reason="../shared/corpus/real is missing")
+def test_upgrade_gives_an_old_stage_its_columns_and_keeps_every_item(tmp_path: Path) -> None:
+    stage = tmp_path / "s"
+    stacbatch.load_to_stage(str(stage), [str(p) for p in CORPUS_FILES], workers=1)
+    _as_format_2(stage)
+    with open_stage(str(stage)) as s:
+        assert len(closed_collections(s.manifest)) == len({f["collection"] for f in s.manifest.files})
+        before = sorted(r[0] for r in s.sql("SELECT item FROM items").fetchall())
+    info = json.loads(run("info", "--stage", str(stage), "-f", "json", "--no-properties").stdout)
+    assert all(c["queryables"]["legacy"] for c in info["collections"])
+    table = run("info", "--stage", str(stage), "--no-properties").stdout
+    assert "run `stacbatch upgrade` to add them" in table
+    got = run("upgrade", "--stage", str(stage), "--workers", "1")
+    assert got.returncode == 0 and "upgraded" in got.stderr, got.stderr
+    with open_stage(str(stage)) as s:
+        assert closed_collections(s.manifest) == []
+        assert s.manifest.collections["sentinel-2-l2a"]["columns"]["types"]["eo:cloud_cover"] == "double"
+        after = sorted(r[0] for r in s.sql("SELECT item FROM items").fetchall())
+        assert _one(s, 'SELECT count("eo:cloud_cover") FROM items')[0] > 0
+    assert after == before
+    assert disagreements(str(stage)) == {}
+    again = run("upgrade", "--stage", str(stage))
+    assert again.returncode == 0 and "nothing to upgrade" in again.stderr
+    out = tmp_path / "out"
+    assert run("emit", "--stage", str(stage), "--format", "ndjson", "--to", str(out)).returncode == 0
+    emitted = sorted(orjson.dumps(i) for f in sorted(out.rglob("*.ndjson")) for i in read_ndjson(f))
+    assert len(emitted) == len(before)
+
+
+def test_ten_thousand_names_keep_256_columns_and_say_where_the_rest_is(tmp_path: Path) -> None:
+    stage = str(tmp_path / "s")
+    items = [_item(i, "c", {f"p{k:05d}": k + i for k in range(10_000)}) for i in range(3)]
+    got = run("load", str(write_ndjson(tmp_path / "a.ndjson", items)), "--stage", stage)
+    assert got.returncode == 0 and "9,744 property name(s) kept in the text only" in got.stderr, got.stderr
+    q = json.loads(run("info", "--stage", stage, "-f", "json", "--no-properties").stdout)["collections"][0]
+    q = q["queryables"]
+    assert len(q["columns"]) == 256 and len(q["text_only"]) == 9_744 and not q["closed"]
+    assert set(q["text_only"].values()) == {"over the column cap (256)"}
+    with open_stage(stage) as s:
+        assert all("text_only" not in f["columns"] for f in s.manifest.files)  # the plan holds them, once
+        typed = next(iter(q["columns"]))
+        assert _one(s, f'SELECT sum("{typed}") FROM items') is not None
+        view = _one(s, "SELECT sql FROM duckdb_views() WHERE view_name = 'items'")[0]
+        assert "json_type" not in view.split(f'AS "{typed}"')[0].rsplit(",", 1)[-1]  # read from its column
+    assert disagreements(stage) == {}
