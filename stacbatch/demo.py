@@ -35,14 +35,14 @@ def main() -> None:
         "--stage",
         "demo-stage",
         "SELECT collection, count(*) AS items, min(datetime) AS first, max(datetime) AS last, "
-        "round(avg((properties->>'eo:cloud_cover')::DOUBLE), 1) AS mean_cloud FROM items GROUP BY ALL ORDER BY 1",
+        'round(avg("eo:cloud_cover"), 1) AS mean_cloud FROM items GROUP BY ALL ORDER BY 1',  # a typed column
     )
     _run(
         "sql",
         "--stage",
         "demo-stage",
-        "SELECT id, datetime, properties->>'platform' AS platform FROM items "
-        "WHERE collection = 'HLSL30_2.0' AND (properties->>'eo:cloud_cover')::DOUBLE < 5 "
+        "SELECT id, datetime, platform FROM items "
+        "WHERE collection = 'HLSL30_2.0' AND \"eo:cloud_cover\" < 5 "
         "ORDER BY datetime DESC LIMIT 5",
     )
     # Batch edits: keep a copy of the stage as it was loaded, edit, then compare the two.
@@ -52,7 +52,7 @@ def main() -> None:
         "--stage",
         "demo-stage",
         "--where",
-        "collection = 'HLSL30_2.0' AND properties.\"eo:cloud_cover\" > 90",
+        "collection = 'HLSL30_2.0' AND \"eo:cloud_cover\" > 90",
         "--set",
         'properties."demo:cloudy"=true',
         "--set",

@@ -197,3 +197,26 @@ def test_ten_thousand_names_keep_256_columns_and_say_where_the_rest_is(tmp_path:
         view = _one(s, "SELECT sql FROM duckdb_views() WHERE view_name = 'items'")[0]
         assert "json_type" not in view.split(f'AS "{typed}"')[0].rsplit(",", 1)[-1]  # read from its column
     assert disagreements(stage) == {}
+
+
+def test_mapped_loads_and_transforms_keep_columns_and_text_in_agreement(tmp_path: Path) -> None:
+    samples = Path(__file__).resolve().parent.parent / "samples"
+    stage = str(tmp_path / "s")
+    got = run("load", str(samples / "inventory.csv"), "--mapping", str(samples / "inventory.yaml"), "--stage", stage)
+    assert got.returncode == 0, got.stderr
+    with open_stage(stage) as s:
+        assert s.manifest.collections["demo-inventory"]["columns"]["types"]["eo:cloud_cover"] == "double"
+    assert disagreements(stage) == {}
+    spec = tmp_path / "t.yaml"
+    spec.write_text(
+        'where: "true"\n'
+        "properties:\n"
+        "  cloud_class: {sql: \"CASE WHEN properties.\\\"eo:cloud_cover\\\" < 20 THEN 'clear' ELSE 'cloudy' END\"}\n"
+        "rename: {properties.mgrs_tile: properties.grid_code}\n"
+    )
+    got = run("transform", "--stage", stage, "--mapping", str(spec))
+    assert got.returncode == 0, got.stderr
+    with open_stage(stage) as s:
+        assert _one(s, "SELECT count(grid_code), count(cloud_class) FROM items") == (40, 40)
+        assert _one(s, 'SELECT count(*) FROM items WHERE "mgrs_tile" IS NOT NULL') == (0,)
+    assert disagreements(stage) == {}

@@ -253,7 +253,14 @@ def _list_values(texts: pa.Array) -> tuple[pa.Array | None, str | None]:
     offsets = np.frombuffer(lines.buffers()[1], np.int32)[lines.offset : lines.offset + len(lines) + 1]
     body = lines.buffers()[2][int(offsets[0]) : int(offsets[-1])]
     try:
-        got = pj.read_json(pa.BufferReader(body))["v"].combine_chunks()
+        read = pj.read_json(pa.BufferReader(body))["v"]
+        if pa.types.is_list(read.type) and read.type.value_type == pa.null():
+            # pyarrow 26 builds list<null> arrays whose offsets overrun their values ([null, null]): rebuilt here
+            lists = [orjson.loads(t) for t in texts.to_pylist()]
+            return pa.array(lists, pa.list_(pa.null())), None
+        got = read.combine_chunks()
+    except pa.ArrowIndexError:  # the same pyarrow fault, in a chunk of a larger set ([null] beside [1])
+        return _list_values_py(texts)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return None, None
     if not pa.types.is_list(got.type) or len(got) != len(texts):
@@ -262,6 +269,27 @@ def _list_values(texts: pa.Array) -> tuple[pa.Array | None, str | None]:
         return got, None
     name = _LIST_OF.get(got.type.value_type)
     return (got, name) if name is not None else (None, None)
+
+
+def _list_values_py(texts: pa.Array) -> tuple[pa.Array | None, str | None]:
+    """``_list_values`` by orjson, value by value (the rare sets pyarrow's reader gets wrong)."""
+    lists = [orjson.loads(t) for t in texts.to_pylist()]
+    kinds = {bool if isinstance(v, bool) else type(v) for values in lists for v in values if v is not None}
+    if not kinds:
+        return pa.array(lists, pa.list_(pa.null())), None
+    name = {
+        frozenset({int}): "list<bigint>",
+        frozenset({int, float}): "list<double>",
+        frozenset({float}): "list<double>",
+        frozenset({bool}): "list<boolean>",
+        frozenset({str}): "list<string>",
+    }.get(frozenset(kinds))
+    if name is None:
+        return None, None
+    try:
+        return pa.array(lists, TYPES[name]), name
+    except (OverflowError, pa.ArrowInvalid):  # integers past 64 bits
+        return None, None
 
 
 _ELEMENT: dict[str, tuple[type, ...]] = {
@@ -289,6 +317,8 @@ def _list_fitting(texts: pa.Array, target: str) -> tuple[pa.Array, np.ndarray]:
         ok = ok and not (
             target == "list<bigint>" and any(isinstance(v, int) and not -(2**63) <= v < 2**63 for v in value)
         )
+        if ok and target == "list<double>":
+            value = [None if v is None else float(v) for v in value]  # integers past 64 bits too
         out.append(value if ok else None)
         fits[i] = ok
     return pa.array(out, TYPES[target]), fits

@@ -53,13 +53,35 @@ def pointer(name: str) -> str:
     return "/properties/" + name.replace("~", "~0").replace("/", "~1")
 
 
+#: the shapes of timestamp the stage's readers take (the kernel's parse_rfc3339; DuckDB's cast takes more)
+_STAMP = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}([Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})?)?$"
+#: per list type, the JSON types its elements may have (NULL elements aside) to fit, as ``_columns`` decides
+_ELEMENTS = {
+    "list<bigint>": "json_type(x) IN ('BIGINT', 'UBIGINT') AND TRY_CAST(x AS BIGINT) IS NOT NULL",
+    "list<double>": "json_type(x) IN ('BIGINT', 'UBIGINT', 'DOUBLE')",
+    "list<boolean>": "json_type(x) = 'BOOLEAN'",
+    "list<string>": "json_type(x) = 'VARCHAR'",
+}
+
+
 def from_text(name: str, typ: str) -> str:
-    """The property read from the item text, typed as the view's column (NULL where the JSON type differs)."""
+    """The property read from the item text, typed as the view's column: the value where the file's column would
+    hold it, NULL where the JSON type differs or the value does not fit (as ``_columns.derive`` decides)."""
     ptr = _sql.literal(pointer(name))
     sql_type = SQL_TYPES[typ]
     if typ.startswith("list<"):
-        return f"TRY_CAST(CASE WHEN json_type(item, {ptr}) = 'ARRAY' THEN json_extract(item, {ptr}) END AS {sql_type})"
+        elements = f"CAST(json_extract(item, {ptr}) AS JSON[])"
+        fits = f"coalesce(list_bool_and(list_transform({elements}, lambda x: x IS NULL OR ({_ELEMENTS[typ]}))), true)"
+        return (
+            f"CASE WHEN json_type(item, {ptr}) = 'ARRAY' AND {fits} "
+            f"THEN TRY_CAST(json_extract(item, {ptr}) AS {sql_type}) END"
+        )
     value = f"json_extract_string(item, {ptr})"
+    if typ == "timestamp":
+        return (
+            f"CASE WHEN json_type(item, {ptr}) = 'VARCHAR' AND regexp_full_match({value}, {_sql.literal(_STAMP)}) "
+            f"THEN TRY_CAST(upper({value}) AS TIMESTAMPTZ) END"
+        )
     return f"CASE WHEN json_type(item, {ptr}) IN {_JSON_TYPES[typ]} THEN TRY_CAST({value} AS {sql_type}) END"
 
 
