@@ -116,7 +116,21 @@ def test_scan_is_a_lazy_frame_that_agrees_with_sql(tmp_path: Path) -> None:
         want = [r[0] for r in s.sql("SELECT id FROM items WHERE cloud < 5 ORDER BY id").fetchall()]
         assert got == want and len(want) == 8
         assert s.scan(["b"]).select(pl.len()).collect().item() == 4
-        assert s.scan(["b"]).collect_schema()["cloud"] == pl.Int64  # b alone: its own type
+        assert s.scan(["b"]).collect_schema()["cloud"] == pl.Float64  # as in `items`: a filter means the same
+        assert s.scan(["b"]).filter(pl.col("sat").is_null()).select(pl.len()).collect().item() == 4  # a's column
+
+
+def test_emit_where_on_a_column_some_collections_lack(tmp_path: Path) -> None:
+    stage = _stage(tmp_path)
+    out = tmp_path / "out.ndjson"
+    got = run("emit", "--stage", stage, "--format", "ndjson", "--to", str(out), "--where", "sat = 's2' OR cloud < 2")
+    assert got.returncode == 0, got.stderr
+    ids = sorted(i["id"] for i in read_ndjson(out))
+    assert ids == sorted([f"i{i}" for i in range(10)] + ["i100", "i101"])  # a all (sat), b's cloud 0 and 1
+    tree = tmp_path / "tree"
+    got = run("emit", "--stage", stage, "--format", "json", "--to", str(tree), "--where", "n > 8")
+    assert got.returncode == 0, got.stderr
+    assert len(list(tree.rglob("i9.json"))) == 1 and not list(tree.rglob("i100.json"))
 
 
 def test_update_where_on_a_column_selects_what_the_text_says(tmp_path: Path) -> None:

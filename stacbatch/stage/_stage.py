@@ -141,8 +141,8 @@ class Stage:
         con.execute(f"CREATE OR REPLACE VIEW {_sql.ident(view)} AS\n{empty}")
 
     def items_view(self, collections: list[str]) -> str:
-        """Name of a view shaped like ``items`` over only these collections' files (no other file is opened); its
-        property columns are those of these collections (types as they agree among them)."""
+        """Name of a view shaped like ``items`` over only these collections' files (no other file is opened): the
+        same columns and types as ``items``, so a predicate means the same over both."""
         view = "_items_" + str(abs(hash(tuple(sorted(collections)))))
         self._view(self.connection, view, collections)
         return view

@@ -123,8 +123,11 @@ def items_select(
 ) -> tuple[str, list[str]]:
     """The query under the items view (empty text when no file is selected) and its property names. ``locate``
     adds each row's ``filename`` and ``file_row_number`` (what edits select by)."""
-    chosen = sorted({f["collection"] for f in manifest.files} if collections is None else set(collections))
-    types = stage_types(manifest, chosen)
+    every = sorted({f["collection"] for f in manifest.files})
+    chosen = every if collections is None else sorted(set(collections))
+    # the whole stage's columns and types, whichever collections are read: a predicate written against `items`
+    # binds, and means the same, over any of them (columns no chosen file has are NULL)
+    types = stage_types(manifest, every)
     names = sorted(types)
     lowered = {name.lower(): name for name in names}
     # Branches are keyed by what needs more than a plain column read (casts, the text): a plain column is read
@@ -173,9 +176,12 @@ def items_select(
             got[0].update(plain.difference(odd))
             got[1].append(full_path(f["path"]))
     select = _sql.load("items_select")
-    branches = []
+    branches: list[str] = []
+    covered = {n for key, (plain, _paths) in groups.items() for n in (*plain, *(k for k, _e in key))}
     for special_items, (plain, paths) in groups.items():
         exprs = dict(special_items)
+        if not branches:  # names no branch reads: NULL, typed, in one branch (UNION BY NAME fills the others)
+            exprs.update((n, f"CAST(NULL AS {SQL_TYPES[types[n]]})") for n in names if n not in covered)
         # CAST even where the type is the view's: a branch's files may all hold a narrower one (BIGINT under DOUBLE)
         exprs.update((name, f"CAST({_sql.ident(PREFIX + name)} AS {SQL_TYPES[types[name]]})") for name in plain)
         cols = "".join(f",\n    {exprs[n]} AS {_sql.ident(shown_name(n))}" for n in names if n in exprs)
@@ -187,6 +193,7 @@ def items_select(
 
 
 def property_columns(manifest: Manifest, collections: list[str] | None = None) -> dict[str, Any]:
-    """Shown name -> (property name, type) of the view's property columns."""
+    """Shown name -> (property name, type) of the view's property columns; with ``collections``, those these
+    collections hold, typed as they agree among themselves (what a collection's Queryables schema says)."""
     chosen = sorted({f["collection"] for f in manifest.files} if collections is None else set(collections))
     return {shown_name(n): (n, t) for n, t in stage_types(manifest, chosen).items()}
