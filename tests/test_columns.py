@@ -251,3 +251,19 @@ def test_reading_from_the_text_gives_what_the_column_holds(typ: str) -> None:
     ).fetchall()
     by_value = {repr(v): (c, g[0]) for v, c, g in zip(_TRICKY, column, got, strict=True) if c != g[0]}
     assert by_value == {}
+
+
+def test_thousands_of_collections_with_different_properties_are_one_branch() -> None:
+    """The view reads every file that needs no cast or text fallback in one read_parquet (union_by_name)."""
+    from stacbatch.stage._manifest import Manifest
+    from stacbatch.stage._view import items_select
+
+    m = Manifest()
+    for c in range(3000):
+        types = {"p": "double", f"q{c % 40}": "string"}
+        m.collections[f"c{c}"] = {"columns": {"types": types, "text_only": {}}}
+        m.files.append({"path": f"f{c}.parquet", "collection": f"c{c}", "rows": 1, "columns": {"types": types}})
+    sql, names = items_select(m, None, lambda rel: rel)
+    assert sql.count("read_parquet([") == 1 and len(names) == 41
+    one, _ = items_select(m, ["c7"], lambda rel: rel)
+    assert one.count(".parquet'") == 1 and 'CAST(NULL AS VARCHAR) AS "q0"' in one  # the stage's columns, NULL here

@@ -18,6 +18,8 @@ from test_columns import _item, _one, disagreements
 
 import stacbatch
 from stacbatch.edit import parse_cli_ops, update
+from stacbatch.stage import _manifest
+from stacbatch.stage._queryables import read_declared
 from stacbatch.stage._stage import open_stage
 from stacbatch.stage._upgrade import closed_collections
 
@@ -209,7 +211,8 @@ def test_ten_thousand_names_keep_256_columns_and_say_where_the_rest_is(tmp_path:
         typed = next(iter(q["columns"]))
         assert _one(s, f'SELECT sum("{typed}") FROM items') is not None
         view = _one(s, "SELECT sql FROM duckdb_views() WHERE view_name = 'items'")[0]
-        assert "json_type" not in view.split(f'AS "{typed}"')[0].rsplit(",", 1)[-1]  # read from its column
+        assert f'CAST("properties.{typed}" AS BIGINT) AS {typed}' in view  # read from its column,
+        assert f"'/properties/{typed}'" not in view  # not from the text
     assert disagreements(stage) == {}
 
 
@@ -234,3 +237,61 @@ def test_mapped_loads_and_transforms_keep_columns_and_text_in_agreement(tmp_path
         assert _one(s, "SELECT count(grid_code), count(cloud_class) FROM items") == (40, 40)
         assert _one(s, 'SELECT count(*) FROM items WHERE "mgrs_tile" IS NOT NULL') == (0,)
     assert disagreements(stage) == {}
+
+
+def test_names_equal_but_for_case_in_two_files_of_one_load(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two files of one write each see one spelling first; read_parquet's union_by_name would take the other
+    file's "title" for "Title" if both were read in one branch."""
+    monkeypatch.setitem(_manifest.DEFAULT_SETTINGS, "file_max_rows", 2)
+    stage = str(tmp_path / "s")
+    early = [_item(i, "c", {"Title": f"upper {i}"}) for i in range(2)]  # _item dates: i0, i1 first
+    late = [_item(20 + i, "c", {"title": f"lower {i}"}) for i in range(2)]
+    stacbatch.load_to_stage(stage, [str(write_ndjson(tmp_path / "a.ndjson", early + late))], workers=1)
+    with open_stage(stage) as s:
+        assert len(s.manifest.files) == 2
+        assert s.manifest.collections["c"]["columns"]["text_only"] == {"title": "same name as 'Title' but for case"}
+        assert _one(s, 'SELECT count("Title") FROM items') == (2,)
+    assert disagreements(stage) == {}
+
+
+def test_integers_past_64_bits_beside_small_ones_make_a_double_column(tmp_path: Path) -> None:
+    stage = str(tmp_path / "s")
+    src = tmp_path / "a.ndjson"
+    src.write_text("".join(json.dumps(_item(i, "c", {"big": v})) + "\n" for i, v in enumerate([1, 2**70, 3])))
+    stacbatch.load_to_stage(stage, [str(src)], workers=1)
+    with open_stage(stage) as s:
+        assert s.manifest.collections["c"]["columns"]["types"]["big"] == "double"
+        assert _one(s, "SELECT sum(big) FROM items") == (float(2**70) + 4,)
+    assert disagreements(stage) == {}
+
+
+def test_a_servers_queryables_with_refs_declares_only_what_has_a_type(tmp_path: Path) -> None:
+    qfile = tmp_path / "q.json"
+    qfile.write_text(
+        json.dumps(
+            {
+                "$id": "https://example.test/queryables",
+                "type": "object",
+                "properties": {
+                    "datetime": {"type": "string", "format": "date-time"},
+                    "eo:cloud_cover": {"$ref": "https://stac-extensions.github.io/eo/v1.1.0/schema.json#/x"},
+                    "platform": {"title": "Platform", "type": "string"},
+                },
+            }
+        )
+    )
+    assert read_declared(str(qfile)) == {"*": {"platform": "string"}}
+
+
+def test_upgrade_keeps_declared_types(tmp_path: Path) -> None:
+    stage = tmp_path / "s"
+    items = [_item(i, "c", {"x": i, "y": i}) for i in range(3)]
+    stacbatch.load_to_stage(str(stage), [str(write_ndjson(tmp_path / "a.ndjson", items))], workers=1)
+    _as_format_2(stage)
+    doc = json.loads((stage / "manifest.json").read_text())
+    doc["settings"]["queryables"] = {"*": {"x": "double"}}
+    (stage / "manifest.json").write_text(json.dumps(doc))
+    assert run("upgrade", "--stage", str(stage)).returncode == 0
+    with open_stage(str(stage)) as s:
+        assert s.manifest.collections["c"]["columns"]["types"] == {"x": "double", "y": "bigint"}
+    assert disagreements(str(stage)) == {}

@@ -27,7 +27,7 @@ from stacbatch._scan import stream_hashes as _stream_hashes
 from stacbatch.stage._audit import audit_table
 from stacbatch.stage._files import sort_for_stage, stage_columns, write_stage_file
 from stacbatch.stage._layout import partition_dir
-from stacbatch.stage._plans import plan_of
+from stacbatch.stage._plans import plans_of
 from stacbatch.stage._route import _bucket_column
 from stacbatch.stage._view import from_text
 
@@ -81,6 +81,7 @@ def make_jobs(
 ) -> list[FileJob]:
     """One job per data file holding selected rows (``rows``: manifest path -> row numbers)."""
     entries = {f["path"]: f for f in manifest.files}
+    plans = plans_of(manifest)
     first = options.pop("first_index", 0)
     return [
         FileJob(
@@ -94,7 +95,7 @@ def make_jobs(
             index=first + n,
             scheme=manifest.collections.get(entries[path]["collection"], {}).get("partitioning") or "none",
             settings=manifest.settings,
-            plan=plan_of(manifest, entries[path]["collection"]),
+            plan=plans.get(entries[path]["collection"]),
             **options,
         )
         for n, (path, numbers) in enumerate(sorted(rows.items()))

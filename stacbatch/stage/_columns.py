@@ -189,9 +189,11 @@ class Derived:
     misses: dict[str, int]
     #: names first seen here that stay in the text only, and why
     text_only: dict[str, str]
+    #: name -> items with a value in the column (``info``'s fill rates, with no scan)
+    filled: dict[str, int]
 
     def report(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"types": self.types}
+        out: dict[str, Any] = {"types": self.types, "filled": self.filled}
         if self.misses:
             out["misses"] = self.misses
         if self.text_only:
@@ -203,7 +205,7 @@ def _infer(kinds: set[int], ok: np.ndarray, kind: np.ndarray) -> tuple[str | Non
     if kinds <= {INT}:
         return "bigint", ""
     if kinds <= {INT, FLOAT, BIGNUM} and kinds & {INT, FLOAT}:
-        return ("double" if FLOAT in kinds else "bigint"), ""
+        return ("double" if kinds & {FLOAT, BIGNUM} else "bigint"), ""  # past 64 bits: the nearest double
     if kinds == {BIGNUM}:
         return None, "integers beyond 64 bits"
     if kinds <= {TRUE, FALSE}:
@@ -328,7 +330,7 @@ def derive(items: pa.ChunkedArray, plan: dict[str, Any] | None, max_columns: int
     """The property columns of a file's rows under its collection's ``plan`` (None: a collection seen first)."""
     plan = plan or {}
     n = len(items)
-    out = Derived({}, {}, {}, {})
+    out = Derived({}, {}, {}, {}, {})
     e = entries(items)
     if not len(e.rows):
         return out
@@ -381,7 +383,7 @@ def derive(items: pa.ChunkedArray, plan: dict[str, Any] | None, max_columns: int
                 continue
             room -= 1
             lowered[name.lower()] = name
-        elif target == "bigint" and name not in declared and FLOAT in kinds:
+        elif target == "bigint" and name not in declared and kinds & {FLOAT, BIGNUM}:
             target = "double"  # widened: older files' BIGINT reads as DOUBLE (the view casts)
         made = _column(n, e, sel, kind, target, name in declared or name in types)
         if made is None:
@@ -390,6 +392,7 @@ def derive(items: pa.ChunkedArray, plan: dict[str, Any] | None, max_columns: int
         column, typename, misses = made
         out.columns[name] = column
         out.types[name] = typename
+        out.filled[name] = len(column) - column.null_count
         if misses:
             out.misses[name] = misses
     return out

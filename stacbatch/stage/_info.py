@@ -17,8 +17,9 @@ def stage_info(stage: Stage, properties: bool = True) -> dict[str, Any]:
         for coll, key, n in stage.sql(_sql.load("properties_present")).fetchall():
             props.setdefault(coll, {})[key] = n
     out = []
+    by_collection = m.files_by_collection()
     for cid in names:
-        files = m.files_of(cid)
+        files = by_collection.get(cid, [])
         boxes = [f["bbox"] for f in files if f.get("bbox")]
         lows = [f["datetime_min"] for f in files if f.get("datetime_min")]
         highs = [f["datetime_max"] for f in files if f.get("datetime_max")]

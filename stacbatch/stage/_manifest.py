@@ -136,6 +136,13 @@ class Manifest:
     def files_of(self, collection: str) -> list[dict[str, Any]]:
         return [f for f in self.files if f["collection"] == collection]
 
+    def files_by_collection(self) -> dict[str, list[dict[str, Any]]]:
+        """Collection -> its files, in one pass (``files_of`` per collection is quadratic on large stages)."""
+        out: dict[str, list[dict[str, Any]]] = {}
+        for f in self.files:
+            out.setdefault(f["collection"], []).append(f)
+        return out
+
     def item_count(self, collection: str | None = None) -> int:
         return sum(f["rows"] for f in self.files if collection is None or f["collection"] == collection)
 

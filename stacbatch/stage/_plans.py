@@ -26,10 +26,11 @@ class Plans(dict[str, dict[str, Any]]):
 def plans_of(manifest: Manifest) -> Plans:
     """Collection -> its plan, with the stage's declared queryables applied (``queryables`` setting)."""
     declared = manifest.settings.get("queryables") or {}
+    staged = {f["collection"] for f in manifest.files}
     out = Plans()
     for cid, meta in manifest.collections.items():
         plan = dict(meta.get("columns") or {})
-        if "columns" not in meta and manifest.files_of(cid):
+        if "columns" not in meta and cid in staged:
             plan["closed"] = True  # its files predate queryable columns: any name may be in them already
         fixed = {**(declared.get("*") or {}), **(declared.get(cid) or {})}
         if fixed:
@@ -66,10 +67,11 @@ def fold(before: Manifest, manifest: Manifest) -> None:
             # the plan keeps the text-only names; a file's entry keeps only what readers use (types, misses)
             f["columns"] = {k: v for k, v in f["columns"].items() if k != "text_only"}
     declared_all = manifest.settings.get("queryables") or {}
+    staged = {f["collection"] for f in before.files}
     for cid, got in reports.items():
         meta = manifest.collections.setdefault(cid, {})
         plan = meta.get("columns") or {}
-        if "columns" not in meta and before.files_of(cid):
+        if "columns" not in meta and cid in staged:
             plan = {"closed": True}  # files written before columns existed: no name is new to it (see plans_of)
         types: dict[str, str] = dict(plan.get("types") or {})
         text_only: dict[str, str] = dict(plan.get("text_only") or {})

@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from stacbatch import _sql
 from stacbatch.errors import InputError
 from stacbatch.stage._columns import TYPES
 from stacbatch.stage._stage import Stage
@@ -59,7 +58,8 @@ def type_of_schema(name: str, schema: Any, where: str) -> str:
 def read_declared(path: str) -> dict[str, dict[str, str]]:
     """Declared queryables from a file: a STAC API Queryables JSON Schema (for every collection, or the one its
     ``$id`` names as ``.../collections/<id>/queryables``), or ``{collection or "*": {name: type or schema}}`` in
-    JSON or YAML. Core fields (id, datetime, geometry...) are columns already and are skipped."""
+    JSON or YAML. Core fields (id, datetime, geometry...) are columns already, and entries without a ``type`` (a
+    ``$ref`` to an extension's schema) leave the type to the data: both are skipped."""
     import yaml
 
     try:
@@ -82,37 +82,34 @@ def read_declared(path: str) -> dict[str, dict[str, str]]:
         out[str(scope)] = {
             str(name): type_of_schema(str(name), schema, path)
             for name, schema in fields.items()
-            if str(name).lower() not in _CORE and name not in ("start_datetime", "end_datetime", "bbox")
+            if str(name).lower() not in _CORE
+            and name not in ("start_datetime", "end_datetime", "bbox")
+            # a server's entry without a type ({"$ref": ...} to an extension schema) declares nothing here
+            and not (isinstance(schema, dict) and "type" not in schema)
         }
     return out
 
 
 def queryables(stage: Stage) -> dict[str, dict[str, Any]]:
-    """Per collection: its typed columns (type, items with a value, values that did not fit the type), the names
+    """Per collection: its typed columns (type, items with a value as its files' reports count them, values that
+    did not fit the type), the names
     kept in the text only and why, and whether the collection reads every property from the text: ``legacy``
     (written before columns existed; ``stacbatch upgrade`` rewrites it) or ``closed`` (more names kept in the
     text than a plan lists)."""
     m = stage.manifest
-    shown = property_columns(m)
-    counts: dict[str, dict[str, int]] = {}
-    if m.files and shown:
-        cols = list(shown)
-        got = stage.sql(
-            "SELECT collection, "
-            + ", ".join(f"count({_sql.ident(c)})" for c in cols)
-            + " FROM items GROUP BY collection"
-        ).fetchall()
-        for row in got:
-            counts[row[0]] = {shown[c][0]: int(n) for c, n in zip(cols, row[1:], strict=True) if n}
     out: dict[str, dict[str, Any]] = {}
-    for cid in sorted({f["collection"] for f in m.files}):
+    by_collection = m.files_by_collection()
+    for cid in sorted(by_collection):
         meta = m.collections.get(cid) or {}
         plan = meta.get("columns") or {}
         misses: dict[str, int] = {}
-        for f in m.files_of(cid):
-            for name, n in ((f.get("columns") or {}).get("misses") or {}).items():
+        filled: dict[str, int] = {}
+        for f in by_collection[cid]:
+            report = f.get("columns") or {}
+            for name, n in (report.get("misses") or {}).items():
                 misses[name] = misses.get(name, 0) + int(n)
-        filled = counts.get(cid, {})
+            for name, n in (report.get("filled") or {}).items():
+                filled[name] = filled.get(name, 0) + int(n)
         columns = {}
         for name, typ in sorted((plan.get("types") or {}).items()):
             entry: dict[str, Any] = {"type": typ, "items": filled.get(name, 0)}
@@ -122,7 +119,7 @@ def queryables(stage: Stage) -> dict[str, dict[str, Any]]:
                 entry["not_of_type"] = misses[name]
             columns[name] = entry
         out[cid] = {
-            "items": m.item_count(cid),
+            "items": sum(f["rows"] for f in by_collection[cid]),
             "columns": columns,
             "text_only": dict(plan.get("text_only") or {}),
             "legacy": "columns" not in meta,

@@ -161,12 +161,13 @@ class Stage:
             # Ordered as written: by run, then row order within the run.
             con.execute(f"CREATE OR REPLACE VIEW {_sql.ident(view)} AS SELECT * FROM {source}")
         rows = []
+        counts = {c: sum(f["rows"] for f in fs) for c, fs in self.manifest.files_by_collection().items()}
         for cid, meta in sorted(self.manifest.collections.items()):
             doc = self.collection_json(cid)
             rows.append(
                 [
                     cid,
-                    self.manifest.item_count(cid),
+                    counts.get(cid, 0),
                     meta.get("partitioning", "none"),
                     _json.dumps(doc).decode() if doc is not None else None,
                 ]

@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 from stacbatch import _fs
 from stacbatch._rows import STAGE_SCHEMA
 from stacbatch.stage._files import stage_columns, write_stage_file
+from stacbatch.stage._plans import plans_of
 
 
 @dataclass
@@ -32,16 +33,22 @@ class _Job:
     entry: dict[str, Any]
     rel: str
     settings: dict[str, Any]
+    #: the collection's declared queryables, if any (the rest is learnt from the file, as for a new collection)
+    plan: dict[str, Any] | None
 
 
 def _rewrite(job: _Job) -> dict[str, Any]:
     with job.fs.open(_fs.join(job.root, job.entry["path"]), "rb") as f:
         table = stage_columns(pq.ParquetFile(f).read(columns=STAGE_SCHEMA.names))
-    new = write_stage_file(job.fs, job.root, job.rel, table, job.settings, None)  # rows stay in their order
+    new = write_stage_file(job.fs, job.root, job.rel, table, job.settings, job.plan)  # rows stay in their order
     for key in ("bucket", "run"):
         if key in job.entry:
             new[key] = job.entry[key]
     return new
+
+
+def _declared_only(plan: dict[str, Any] | None) -> dict[str, Any] | None:
+    return {"declared": plan["declared"]} if plan and plan.get("declared") else None
 
 
 def closed_collections(manifest: Any) -> list[str]:
@@ -69,6 +76,7 @@ def upgrade(stage_path: str, workers: int | None = None) -> UpgradeResult:
         run = Run(stage.fs, stage.root, "upgrade", {"collections": todo})
         chosen = set(todo)
         old = [f for f in stage.manifest.files if f["collection"] in chosen]
+        plans = plans_of(stage.manifest)  # a legacy collection's plan is closed: only its declarations carry over
         jobs = [
             _Job(
                 stage.fs,
@@ -76,6 +84,7 @@ def upgrade(stage_path: str, workers: int | None = None) -> UpgradeResult:
                 f,
                 f"{f['path'].rsplit('/', 1)[0]}/part-{run.id}-u{n:05d}.parquet",
                 stage.manifest.settings,
+                _declared_only(plans.get(f["collection"])),
             )
             for n, f in enumerate(old)
         ]

@@ -89,8 +89,9 @@ def stage_types(manifest: Manifest, collections: list[str]) -> dict[str, str]:
     """Name -> the view's type: what every collection that has the column agrees on (after widening), else the
     type that the most items hold. Names equal but for case are one column: the one with more items is shown."""
     votes: dict[str, dict[str, int]] = {}
+    by_collection = manifest.files_by_collection()
     for cid in collections:
-        n = max(1, manifest.item_count(cid))
+        n = max(1, sum(f["rows"] for f in by_collection.get(cid, ())))
         for name, typ in ((manifest.collections.get(cid) or {}).get("columns") or {}).get("types", {}).items():
             votes.setdefault(name, {})
             votes[name][typ] = votes[name].get(typ, 0) + n
@@ -123,7 +124,8 @@ def items_select(
 ) -> tuple[str, list[str]]:
     """The query under the items view (empty text when no file is selected) and its property names. ``locate``
     adds each row's ``filename`` and ``file_row_number`` (what edits select by)."""
-    every = sorted({f["collection"] for f in manifest.files})
+    by_collection = manifest.files_by_collection()
+    every = sorted(by_collection)
     chosen = every if collections is None else sorted(set(collections))
     # the whole stage's columns and types, whichever collections are read: a predicate written against `items`
     # binds, and means the same, over any of them (columns no chosen file has are NULL)
@@ -136,42 +138,45 @@ def items_select(
     # So a stage of many collections with different properties is still one or a few branches.
     groups: dict[frozenset[tuple[str, str]], tuple[set[str], list[str]]] = {}
     for cid in chosen:
-        files = manifest.files_of(cid)
+        files = by_collection.get(cid)
         if not files:
             continue
         meta = manifest.collections.get(cid) or {}
         plan = meta.get("columns") or ({} if "columns" in meta else {"closed": True})  # older stages
         have: dict[str, str] = plan.get("types") or {}
         kept = plan.get("text_only") or {}
-        closed = bool(plan.get("closed"))
         present: set[str] = set()
         for f in files:
             present.update((f.get("columns") or {}).get("types", {}))
-        special: dict[str, str] = {}
         plain: set[str] = set()
-        for name in names:
-            typ = types[name]
-            own = have.get(name)
-            if own is not None and name in present and widen(own, typ) == typ and name not in kept and not closed:
-                plain.add(name)
-            elif own is not None or name in kept or closed:
-                special[name] = from_text(name, typ)
-            # else: never seen in this collection: NULL, as UNION BY NAME fills it
-        # read_parquet's union_by_name matches names regardless of case: files with a column that is a shown
-        # name but for case ("A" beside "a") get a branch of their own, where nothing reads it.
-        for name in present:
-            other = lowered.get(name.lower())
-            if other is not None and other != name:
-                special["\x00" + name] = ""
-        # A file may hold a name in another type than its collection's (written before a declaration or a
-        # widening): that file reads the name from its text.
+        if plan.get("closed"):  # any name may be in any of its files' texts
+            special = {name: from_text(name, types[name]) for name in names}
+        else:  # names the collection never held stay out: NULL, as UNION BY NAME fills them
+            special = {name: from_text(name, types[name]) for name in kept if name in types}
+            for name, own in have.items():
+                if name not in types or name in special:
+                    continue
+                if name in present and widen(own, types[name]) == types[name]:
+                    plain.add(name)
+                else:
+                    special[name] = from_text(name, types[name])
         base = frozenset(special.items())
         for f in files:
-            odd = {
-                name: from_text(name, types[name])
-                for name, ftyp in (f.get("columns") or {}).get("types", {}).items()
-                if name in plain and widen(ftyp, types[name]) != types[name]
-            }
+            # A file may hold a name in another type than its collection's (written before a declaration or a
+            # widening), or a name that is a shown one but for case (two files of one write saw "A" and "a"):
+            # read_parquet's union_by_name would take that column for the shown one. The file then reads the
+            # shown name from its text, in a branch of its own.
+            odd: dict[str, str] = {}
+            for name, ftyp in (f.get("columns") or {}).get("types", {}).items():
+                other = lowered.get(name.lower())
+                if other is None:
+                    continue
+                if other != name:
+                    odd["\x00" + name] = ""
+                    if other in plain:
+                        odd[other] = from_text(other, types[other])
+                elif name in plain and widen(ftyp, types[name]) != types[name]:
+                    odd[name] = from_text(name, types[name])
             got = groups.setdefault(base | frozenset(odd.items()) if odd else base, (set(), []))
             got[0].update(plain.difference(odd))
             got[1].append(full_path(f["path"]))
