@@ -26,7 +26,7 @@ $(PY):
 	else echo "need Python $(PYTHON_VERSION) (pyenv install $(PYTHON_VERSION), or apt-get install python$(PYTHON_VERSION))"; exit 1; fi; \
 	"$$base" -m venv $(VENV)
 
-$(STAMP): $(PY) pyproject.toml setup.py stacbatch/_kernel.c stacbatch/_kernel_scan.h stacbatch/_kernel_patch.h stacbatch/_kernel_parquet.h stacbatch/_kernel_wkt.h stacbatch/_kernel_assemble.h stacbatch/_kernel_props.h
+$(STAMP): $(PY) pyproject.toml setup.py stacbatch/_kernel.c stacbatch/_kernel_scan.h stacbatch/_kernel_patch.h stacbatch/_kernel_parquet.h stacbatch/_kernel_wkt.h stacbatch/_kernel_assemble.h stacbatch/_kernel_props.h stacbatch/_kernel_assets.h
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $(STAMP)

@@ -18,6 +18,7 @@ HEADERS = [
     "_kernel_wkt.h",
     "_kernel_assemble.h",
     "_kernel_props.h",
+    "_kernel_assets.h",
 ]
 
 

@@ -784,6 +784,7 @@ done:
 #include "_kernel_scan.h"
 #include "_kernel_patch.h"
 #include "_kernel_props.h"
+#include "_kernel_assets.h"
 
 /* canonical_texts(offsets, data) -> (ok, offsets, streams): the canonical stream of each JSON text of a string
  * column (int64 offsets into data), end to end (uint32 offsets), as `canonical` gives it one at a time; ok[i] is
@@ -859,8 +860,12 @@ static PyMethodDef methods[] = {
     {"hash_strings", (PyCFunction)py_hash_strings, METH_VARARGS,
      "hash_strings(offsets, data) -> Block: a 64-bit hash (uint64) of each string of an Arrow string column."},
     {"property_values", (PyCFunction)py_property_values, METH_VARARGS,
-     "property_values(offsets, data) -> 11 Blocks: the top-level properties members of a string column of item texts, "
-     "an entry per member (see _kernel_props.h), and the rows left to Python."},
+     "property_values(offsets, data[, member]) -> 11 Blocks: the members of each item's properties (or member) "
+     "object in a string column of item texts, an entry per member (see _kernel_props.h), and the rows left to "
+     "Python."},
+    {"asset_fields", (PyCFunction)py_asset_fields, METH_VARARGS,
+     "asset_fields(offsets, data) -> 17 Blocks: per asset of each item text its key, whether it is an object, "
+     "href, type and roles (see _kernel_assets.h), and the rows left to Python."},
     {"patch_items", (PyCFunction)py_patch_items, METH_VARARGS,
      "patch_items(offsets, data, paths, values, stamp) -> tuple: `update --set` on item texts (see _kernel_patch.h)."},
     {"plain_take", (PyCFunction)py_plain_take, METH_VARARGS,

@@ -1,5 +1,6 @@
 /* property_values: the top-level "properties" members of a column of STAC item texts, one entry per member, as flat
- * Arrow buffers (issue 19: the typed queryable columns of a stage file). Included by _kernel.c after
+ * Arrow buffers (issue 19: the typed queryable columns of a stage file). Another member can be asked for
+ * ("assets": an entry per asset, its object's raw text), or none: each row is the object (an asset's fields). Included by _kernel.c after
  * _kernel_scan.h (uses Buf, Block, parse_string, plain_run, ws, parse_rfc3339, POW10, MAX_DEPTH).
  *
  * Per entry: row, kind (K_* below), int64 (K_INT), double (K_INT, K_FLOAT, K_BIGINT), RFC 3339 stamp and its flag
@@ -24,15 +25,22 @@ enum { K_NULL, K_FALSE, K_TRUE, K_INT, K_FLOAT, K_BIGINT, K_STRING, K_ARRAY, K_O
 
 enum { PV_OOM = 1, PV_OVERFLOW = 2 };
 
+#define PV_MAX_BUFS 17 /* the most output buffers a reader here writes (asset_fields: _kernel_assets.h) */
+
 typedef struct {
     const unsigned char *end; /* of the row; the read position goes from call to call by value (kept in the struct,
                                * it was stored and reloaded with end as one 16-byte load: a store-forwarding stall
                                * that cost a third of the time) */
     int fatal;                /* PV_OOM or PV_OVERFLOW: the whole call fails, not only the row */
     int32_t row;
+    const unsigned char *member; /* the item member whose object's members are listed ("properties", "assets") */
+    size_t member_len;           /* 0: the row itself is that object (an asset's text) */
     Parser dec; /* parse_string's state; its out is scratch */
     Buf num;    /* a number's digits for strtod */
-    Buf o[PV_BUFS];
+    int nout;   /* output buffers rolled back with a row (all but the last, the unread rows) */
+    int assets; /* asset_fields: each member of the member's object is read by af_asset */
+    int keys;   /* the output buffer of the members' keys (their offsets: the one before) */
+    Buf o[PV_MAX_BUFS];
 } Pv;
 
 /* Each reader below takes the position of what it reads and returns the position after it, or NULL when the row
@@ -313,20 +321,21 @@ static const unsigned char *pv_entry(Pv *v, const unsigned char *s, int depth) {
     return pv_off(v, &o[PV_TEXT_OFF], o[PV_TEXT].len) ? NULL : p;
 }
 
-/* The properties object at p ('{', depth 2: a member of the item): an entry per member, in document order,
- * duplicates included. */
+static const unsigned char *af_asset(Pv *v, const unsigned char *s);
+
+/* The properties (or assets) object at p ('{', depth 2: a member of the item): an entry per member, in document
+ * order, duplicates included. */
 static const unsigned char *pv_properties(Pv *v, const unsigned char *p) {
     const unsigned char *end = v->end;
-    Buf *o = v->o;
+    Buf *keys = &v->o[v->keys], *key_off = &v->o[v->keys - 1]; /* (both layouts: offsets just before the keys) */
     p = ws(p + 1, end);
     if (p < end && *p == '}') return p + 1;
     for (;;) {
-        if (p >= end || *p != '"' || !(p = pv_string(v, p + 1, &o[PV_KEYS])) ||
-            pv_off(v, &o[PV_KEY_OFF], o[PV_KEYS].len))
-            return NULL;
+        if (p >= end || *p != '"' || !(p = pv_string(v, p + 1, keys)) || pv_off(v, key_off, keys->len)) return NULL;
         p = ws(p, end);
         if (p >= end || *p != ':') return NULL;
-        if (!(p = pv_entry(v, ws(p + 1, end), 2))) return NULL;
+        p = ws(p + 1, end);
+        if (!(p = v->assets ? af_asset(v, p) : pv_entry(v, p, 2))) return NULL;
         p = ws(p, end);
         if (p < end && *p == ',') {
             p = ws(p + 1, end);
@@ -337,16 +346,18 @@ static const unsigned char *pv_properties(Pv *v, const unsigned char *p) {
     }
 }
 
-/* The key whose contents start at p, checked; *is_props: it is "properties" (decoded: "propert\u0069es" too). */
+/* The key whose contents start at p, checked; *is_props: it is the member asked for (decoded: "propert\u0069es"
+ * too). */
 static const unsigned char *pv_top_key(Pv *v, const unsigned char *p, int *is_props) {
     const unsigned char *q = pv_plain_run(p, v->end);
+    size_t m = v->member_len;
     if (q < v->end && *q == '"') {
-        *is_props = q - p == 10 && !memcmp(p, "properties", 10);
+        *is_props = (size_t)(q - p) == m && !memcmp(p, v->member, m);
         return q + 1;
     }
     if (!(q = pv_string(v, p, NULL))) return NULL;
     Buf *d = &v->dec.out;
-    *is_props = d->len == 15 && !memcmp(d->p + 5, "properties", 10);
+    *is_props = d->len == m + 5 && !memcmp(d->p + 5, v->member, m);
     return q;
 }
 
@@ -354,6 +365,10 @@ static const unsigned char *pv_top_key(Pv *v, const unsigned char *p, int *is_pr
 static int pv_row(Pv *v, const unsigned char *p, const unsigned char *end, const size_t *mark) {
     v->end = end;
     p = ws(p, end);
+    if (!v->member_len) { /* the row is the object: an entry per member of it */
+        if (p >= end || *p != '{' || !(p = pv_properties(v, p))) return -1;
+        return ws(p, end) == end ? 0 : -1;
+    }
     if (p < end && *p == '{') {
         p = ws(p + 1, end);
         if (p < end && *p == '}') {
@@ -367,7 +382,7 @@ static int pv_row(Pv *v, const unsigned char *p, const unsigned char *end, const
                 p = ws(p + 1, end);
                 if (is_props) {
                     /* the last "properties" wins: drop the entries of an earlier one */
-                    for (int i = 0; i < PV_UNREAD; i++) v->o[i].len = mark[i];
+                    for (int i = 0; i < v->nout; i++) v->o[i].len = mark[i];
                     p = p < end && *p == '{' ? pv_properties(v, p) : pv_skip(v, p, 1);
                 } else {
                     p = pv_skip(v, p, 1);
@@ -389,14 +404,13 @@ static int pv_row(Pv *v, const unsigned char *p, const unsigned char *end, const
     return ws(p, end) == end ? 0 : -1;
 }
 
-/* property_values(offsets, data) -> 11 Blocks (see _kernel.pyi): offsets are an Arrow string column's int32
- * offsets (n + 1, already sliced to the chunk), data its data buffer. No GIL. */
-static PyObject *py_property_values(PyObject *self, PyObject *args) {
-    Py_buffer offv, datav;
-    if (!PyArg_ParseTuple(args, "y*y*", &offv, &datav)) return NULL;
-    Py_ssize_t n = offv.len / 4 - 1;
+/* Every row of a string column through pv_row with v set up (member, assets, nout: the unread rows' buffer; the
+ * output buffers starting with an offset, in `starts`), then the output buffers as a tuple of Blocks. Frees v and
+ * releases both buffers. No GIL while reading. */
+static PyObject *pv_run(Pv *v, Py_buffer *offv, Py_buffer *datav, const int *starts, int nstarts, const char *name) {
+    Py_ssize_t n = offv->len / 4 - 1;
     PyObject *res = NULL;
-    Pv *v = calloc(1, sizeof(Pv));
+    int nbufs = v ? v->nout + 1 : 0;
     if (!v) {
         PyErr_NoMemory();
         goto done;
@@ -407,37 +421,38 @@ static PyObject *py_property_values(PyObject *self, PyObject *args) {
         goto done;
     }
     v->dec.strict = 1; /* orjson's rules */
-    int range = 0;
-    const unsigned char *d = datav.buf, *offs = offv.buf;
+    int range = 0, nout = v->nout;
+    const unsigned char *d = datav->buf, *offs = offv->buf;
+    Py_ssize_t dlen = datav->len;
     Py_BEGIN_ALLOW_THREADS
     Buf *o = v->o;
-    (void)(pv_off(v, &o[PV_KEY_OFF], 0) || pv_off(v, &o[PV_TEXT_OFF], 0));
+    for (int k = 0; k < nstarts && !v->fatal; k++) pv_off(v, &o[starts[k]], 0);
     for (Py_ssize_t i = 0; i < n && !v->fatal; i++) {
         int32_t a, b;
         memcpy(&a, offs + 4 * i, 4); /* the buffer may be unaligned (a bytes object) */
         memcpy(&b, offs + 4 * (i + 1), 4);
-        if (a < 0 || b < a || (Py_ssize_t)b > datav.len) {
+        if (a < 0 || b < a || (Py_ssize_t)b > dlen) {
             range = 1;
             break;
         }
-        size_t mark[PV_UNREAD];
-        for (int k = 0; k < PV_UNREAD; k++) mark[k] = o[k].len;
+        size_t mark[PV_MAX_BUFS];
+        for (int k = 0; k < nout; k++) mark[k] = o[k].len;
         v->row = (int32_t)i;
         if (pv_row(v, d + a, d + b, mark)) {
-            for (int k = 0; k < PV_UNREAD; k++) o[k].len = mark[k];
-            if (!v->fatal && buf_u32(&o[PV_UNREAD], (uint32_t)i)) v->fatal = PV_OOM;
+            for (int k = 0; k < nout; k++) o[k].len = mark[k];
+            if (!v->fatal && buf_u32(&o[nout], (uint32_t)i)) v->fatal = PV_OOM;
         }
     }
     Py_END_ALLOW_THREADS
     if (range) {
         PyErr_SetString(PyExc_ValueError, "offsets out of range");
     } else if (v->fatal == PV_OVERFLOW) {
-        PyErr_SetString(PyExc_OverflowError, "property_values: more than 2^31 - 1 bytes of keys or values");
+        PyErr_Format(PyExc_OverflowError, "%s: more than 2^31 - 1 bytes of keys or values", name);
     } else if (v->fatal) {
         PyErr_NoMemory();
     } else {
-        res = PyTuple_New(PV_BUFS);
-        for (int k = 0; res && k < PV_BUFS; k++) {
+        res = PyTuple_New(nbufs);
+        for (int k = 0; res && k < nbufs; k++) {
             PyObject *blk = buf_to_block(&v->o[k]);
             if (!blk) Py_CLEAR(res);
             else PyTuple_SET_ITEM(res, k, blk);
@@ -445,12 +460,30 @@ static PyObject *py_property_values(PyObject *self, PyObject *args) {
     }
 done:
     if (v) {
-        for (int k = 0; k < PV_BUFS; k++) buf_free(&v->o[k]);
+        for (int k = 0; k < PV_MAX_BUFS; k++) buf_free(&v->o[k]);
         buf_free(&v->num);
         parser_free(&v->dec);
         free(v);
     }
-    PyBuffer_Release(&offv);
-    PyBuffer_Release(&datav);
+    PyBuffer_Release(offv);
+    PyBuffer_Release(datav);
     return res;
+}
+
+/* property_values(offsets, data[, member]) -> 11 Blocks (see _kernel.pyi): offsets are an Arrow string column's
+ * int32 offsets (n + 1, already sliced to the chunk), data its data buffer; member (default b"properties") names
+ * the item member whose object's members are listed, b"": each row is that object itself (a row that is not an
+ * object is unread). */
+static PyObject *py_property_values(PyObject *self, PyObject *args) {
+    Py_buffer offv, datav;
+    const char *member = "properties";
+    Py_ssize_t member_len = 10;
+    if (!PyArg_ParseTuple(args, "y*y*|y#", &offv, &datav, &member, &member_len)) return NULL;
+    Pv *v = calloc(1, sizeof(Pv));
+    if (v) {
+        v->member = (const unsigned char *)member, v->member_len = (size_t)member_len;
+        v->nout = PV_UNREAD, v->keys = PV_KEYS;
+    }
+    static const int starts[] = {PV_KEY_OFF, PV_TEXT_OFF};
+    return pv_run(v, &offv, &datav, starts, 2, "property_values");
 }

@@ -119,19 +119,25 @@ def _entry(key: str, raw: str) -> Entry | None:
         return None
 
 
-def reference(text: bytes) -> list[Entry] | None:
-    """The entries of one row, or None when it cannot be read."""
+def reference(text: bytes, member: str = "properties") -> list[Entry] | None:
+    """The entries of one row (of its ``member`` object; "": the row is the object), or None when it cannot be
+    read."""
     try:
         orjson.loads(text)
     except orjson.JSONDecodeError:
         return None
     s = text.decode()
     i = _ws(s, 0)
-    if s[i] != "{":
+    if not member:
+        props: int | None = i if s[i] == "{" else None
+        if props is None:
+            return None  # not an object: left to Python (which finds no members)
+    elif s[i] != "{":
         return []
-    props = None
-    for key, start, _ in _members(s, i):
-        if key == "properties":  # the last wins
+    else:
+        props = None
+    for key, start, _ in _members(s, i) if member else ():
+        if key == member:  # the last wins
             props = start if s[start] == "{" else None
     if props is None:
         return []
@@ -153,9 +159,15 @@ def _offsets(texts: list[bytes]) -> np.ndarray:
     return off
 
 
-def kernel_rows(offsets: Any, data: bytes | Any, n: int) -> tuple[list[list[Entry]], list[int]]:
+def kernel_rows(
+    offsets: Any, data: bytes | Any, n: int, member: str = "properties"
+) -> tuple[list[list[Entry]], list[int]]:
     """Per row its entries, and the unread rows; the layout of the 11 blocks checked on the way."""
-    res = kernel.property_values(offsets, data)
+    res = (
+        kernel.property_values(offsets, data)
+        if member == "properties"
+        else kernel.property_values(offsets, data, member.encode())
+    )
     assert len(res) == 11
     rows = np.frombuffer(res[0], np.int32)
     kinds = np.frombuffer(res[1], np.uint8)
@@ -192,12 +204,14 @@ def kernel_rows(offsets: Any, data: bytes | Any, n: int) -> tuple[list[list[Entr
     return out, unread
 
 
-def check(texts: list[bytes], *, limits: bool = False) -> tuple[list[list[Entry]], list[int]]:
+def check(
+    texts: list[bytes], *, limits: bool = False, member: str = "properties"
+) -> tuple[list[list[Entry]], list[int]]:
     """The kernel agrees with the reference on every row (limits: a readable row may be left unread when it nests
     deeper than the kernel reads)."""
-    got, unread = kernel_rows(_offsets(texts), b"".join(texts), len(texts))
+    got, unread = kernel_rows(_offsets(texts), b"".join(texts), len(texts), member)
     for i, text in enumerate(texts):
-        want = reference(text)
+        want = reference(text, member)
         if i in unread:
             assert want is None or (limits and _depth(text) > MAX_DEPTH), (i, text[:200], want)
         else:
@@ -493,16 +507,37 @@ def test_generated_duplicate_keys(pairs: list[tuple[str, Any]], twice: bool) -> 
 # ---- broken bytes: never a crash, never a guess
 
 
-@settings(max_examples=300, deadline=None)
-@given(st.lists(st.binary(max_size=60), max_size=6))
-def test_random_bytes(texts: list[bytes]) -> None:
-    check(texts)
+def test_every_real_items_assets_and_their_fields() -> None:
+    """The member mode (``asset_fields``): each item's assets, then each asset object's own members."""
+    lines = _corpus_lines()
+    if not lines:
+        pytest.skip(f"no corpus at {CORPUS}")
+    got, unread = check(lines, member="assets")
+    assert not unread
+    assets = [e[6] for row in got for e in row if e[1] == OBJECT]
+    assert len(assets) > len(lines)
+    fields, unread = check(assets, member="")
+    assert not unread
+    assert sum(1 for row in fields for e in row if e[0] == b"href") > 0.95 * len(assets)  # some lack one
+    # a key spelled with an escape is the same key
+    escaped = [b'{"\\u0061ssets": {"a": {"href": "x"}}, "id": "i"}', b'{"assets": 1, "assets": {"b": {}}}']
+    got, _ = check(escaped, member="assets")
+    assert [[e[0] for e in row] for row in got] == [[b"a"], [b"b"]]
+
+
+_MEMBERS = st.sampled_from(["properties", "assets", "", "p"])
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(st.text(alphabet='{}[]":,\\ 01-.eE+tfnrulasu\t\n', max_size=40), max_size=6))
-def test_random_json_like_text(texts: list[str]) -> None:
-    check([t.encode() for t in texts])
+@given(st.lists(st.binary(max_size=60), max_size=6), _MEMBERS)
+def test_random_bytes(texts: list[bytes], member: str) -> None:
+    check(texts, member=member)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.text(alphabet='{}[]":,\\ 01-.eE+tfnrulasup\t\n', max_size=40), max_size=6), _MEMBERS)
+def test_random_json_like_text(texts: list[str], member: str) -> None:
+    check([t.encode() for t in texts], member=member)
 
 
 _LINES = _corpus_lines()
@@ -535,11 +570,12 @@ _STRUCTURAL = b'{}[]":,\\ 0123456789-.eE+tfnu\x00\x1f\x7f\x80\xbf\xc3\xed\xf0\xf
         ),
         min_size=1,
         max_size=4,
-    )
+    ),
+    member=_MEMBERS,
 )
-def test_mutated_real_items(muts: list[tuple[int, int, int, int]]) -> None:
+def test_mutated_real_items(muts: list[tuple[int, int, int, int]], member: str) -> None:
     texts = [_mutate(_LINES[i % len(_LINES)], at, op, byte) for i, at, op, byte in muts]
-    check(texts)
+    check(texts, member=member)
 
 
 @_need_corpus

@@ -66,7 +66,23 @@ def _tree_lines(nodes: list[dict], indent: str) -> list[str]:  # type: ignore[ty
 QUERYABLE_LINES = 30
 
 
+def _asset_line(q: dict) -> str:  # type: ignore[type-arg]
+    a = q.get("asset_fields") or {}
+    if a.get("files_without"):
+        return (
+            f"  assets      {a['files_without']:,} file(s) written before asset_fields: read from the text "
+            "(run `stacbatch upgrade` to add the column)"
+        )
+    rate = a.get("items", 0) / q["items"] if q["items"] else 0.0
+    odd = ", ".join(f"{n:,} {k} of another type" for k, n in sorted((a.get("not_of_type") or {}).items()))
+    return f"  assets      asset_fields (href, type, roles) {rate:.1%} of items" + (f"; {odd}" if odd else "")
+
+
 def _queryable_lines(q: dict) -> list[str]:  # type: ignore[type-arg]
+    return [*_property_lines(q), _asset_line(q)]
+
+
+def _property_lines(q: dict) -> list[str]:  # type: ignore[type-arg]
     if q.get("legacy"):
         return ["  columns     none: written before property columns (run `stacbatch upgrade` to add them)"]
     lines = [f"  columns     {len(q['columns'])} typed (fill rate; values of another type stay in the text):"]
@@ -147,9 +163,9 @@ def upgrade_cmd(
 
     res = upgrade(require_stage(stage), workers)
     if not res.collections:
-        info("nothing to upgrade: every collection has its property columns")
+        info("nothing to upgrade: every file has its property and asset_fields columns")
         return
     info(
         f"upgraded {len(res.collections):,} collection(s): {res.items:,} items rewritten into {res.files:,} file(s) "
-        f"with property columns in {res.seconds:.1f} s (stage version {res.stage_version})"
+        f"with property and asset_fields columns in {res.seconds:.1f} s (stage version {res.stage_version})"
     )

@@ -59,7 +59,7 @@ app.command("info", help="Summarise a stage per collection.")(_info.info_cmd)
 app.command("queryables", help="Print the stage's property columns as a STAC API Queryables JSON Schema.")(
     _info.queryables_cmd
 )
-app.command("upgrade", help="Add property columns to collections staged before they existed (format 2).")(
+app.command("upgrade", help="Add property and asset_fields columns to files staged before they existed.")(
     _info.upgrade_cmd
 )
 app.command("sql", help="Run SQL (DuckDB) over views `items` and `collections`.")(_sql.sql_cmd)

@@ -64,8 +64,9 @@ class Entries:
     texts: pa.Array  # string
 
 
-def _py_entries(texts: list[str | None], base: int) -> list[tuple[Any, ...]]:
-    """The pure-Python reading (no kernel, or rows the kernel left): (row, kind, int, float, stamp, ok, key, text)."""
+def _py_entries(texts: list[str | None], base: int, member: str = "properties") -> list[tuple[Any, ...]]:
+    """The pure-Python reading (no kernel, or rows the kernel left): (row, kind, int, float, stamp, ok, key, text).
+    ``member`` as the kernel's: the item member whose object's members are listed ("": the row is the object)."""
     out: list[tuple[Any, ...]] = []
     for i, text in enumerate(texts):
         try:
@@ -77,7 +78,7 @@ def _py_entries(texts: list[str | None], base: int) -> list[tuple[Any, ...]]:
                 doc = _json.loads(text or "")  # integers beyond 64 bits
             except ValueError:
                 continue
-        props = doc.get("properties") if isinstance(doc, dict) else None
+        props = doc if not member else doc.get(member) if isinstance(doc, dict) else None
         if not isinstance(props, dict):
             continue
         for key, value in props.items():
@@ -97,7 +98,12 @@ def _py_entries(texts: list[str | None], base: int) -> list[tuple[Any, ...]]:
                 us = parse_datetime(value) if len(value) >= 10 and value[4:5] == "-" else None
                 out.append((row, STRING, 0, 0.0, us or 0, us is not None, key, value))
             else:
-                raw = orjson.dumps(value).decode()
+                try:
+                    raw = orjson.dumps(value).decode()
+                except TypeError:  # nested deeper than orjson writes (255): the standard library does
+                    import json
+
+                    raw = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
                 out.append((row, ARRAY if isinstance(value, list) else OBJECT, 0, 0.0, 0, False, key, raw))
     return out
 
@@ -121,12 +127,12 @@ def _strings(off: Any, data: Any) -> pa.Array:
     return pa.Array.from_buffers(pa.string(), n, [None, pa.py_buffer(off), pa.py_buffer(data)])
 
 
-def _kernel_entries(chunk: pa.Array, base: int) -> Entries:
+def _kernel_entries(chunk: pa.Array, base: int, member: str) -> Entries:
     assert _kernel is not None
     bufs = chunk.buffers()
     offsets = np.frombuffer(bufs[1], np.int32)[chunk.offset : chunk.offset + len(chunk) + 1]
     rows, kinds, ints, floats, stamps, ok, key_off, keys, text_off, text, unread = _kernel.property_values(
-        offsets, bufs[2] or b""
+        offsets, bufs[2] or b"", member.encode()
     )
     got = Entries(
         np.frombuffer(rows, np.int32).astype(np.int64) + base,
@@ -143,12 +149,14 @@ def _kernel_entries(chunk: pa.Array, base: int) -> Entries:
         return got
     texts = chunk.storage if isinstance(chunk, pa.ExtensionArray) else chunk
     rest = _from_tuples(
-        [t for r in left.tolist() for t in _py_entries([texts[r].as_py()], base + r)]  # rare: unreadable rows
+        [t for r in left.tolist() for t in _py_entries([texts[r].as_py()], base + r, member)]  # rare: unreadable
     )
     return _concat([got, rest])
 
 
 def _concat(parts: list[Entries]) -> Entries:
+    if len(parts) == 1:
+        return parts[0]
     return Entries(
         np.concatenate([p.rows for p in parts]),
         np.concatenate([p.kinds for p in parts]),
@@ -161,18 +169,21 @@ def _concat(parts: list[Entries]) -> Entries:
     )
 
 
-def entries(items: pa.ChunkedArray) -> Entries:
-    """The properties of every item of a column of item texts, read once (C kernel; Python without it)."""
-    parts: list[Entries] = [_from_tuples([])]
+def entries(items: pa.ChunkedArray | pa.Array, member: str = "properties") -> Entries:
+    """The properties (or another member's object's members; "": each text is the object) of every item of a
+    column of item texts, read once (C kernel; Python without it)."""
+    if isinstance(items, pa.Array):
+        items = pa.chunked_array([items], items.type)
+    parts: list[Entries] = []
     base = 0
     for chunk in items.chunks:
         storage = chunk.storage if isinstance(chunk, pa.ExtensionArray) else chunk
         if _kernel is not None and hasattr(_kernel, "property_values"):
-            parts.append(_kernel_entries(storage, base))
+            parts.append(_kernel_entries(storage, base, member))
         else:
-            parts.append(_from_tuples(_py_entries(storage.to_pylist(), base)))
+            parts.append(_from_tuples(_py_entries(storage.to_pylist(), base, member)))
         base += len(chunk)
-    return _concat(parts)
+    return _concat(parts) if parts else _from_tuples([])
 
 
 # -- from entries to columns ------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 from stacbatch import _fs
 from stacbatch._rows import STAGE_SCHEMA
 from stacbatch._scan import string_hashes
+from stacbatch.stage import _assets
 from stacbatch.stage._columns import MAX_COLUMNS, PREFIX, derive
 from stacbatch.stage._geoparquet import bbox_of, geo_metadata
 from stacbatch.stage._layout import partition_dir
@@ -62,14 +63,30 @@ PAGE_BYTES = 48 * 1024
 PAGE_BATCH_ROWS = 16
 
 
+def _leaves(name: str, typ: pa.DataType) -> list[str]:
+    """Parquet column paths of an Arrow field, as pyarrow names them (per-column options are keyed by these: an
+    option given by the field's name alone does not reach a nested column's leaves)."""
+    if pa.types.is_struct(typ):
+        return [leaf for f in typ for leaf in _leaves(f"{name}.{f.name}", f.type)]
+    if pa.types.is_map(typ):
+        return [f"{name}.key_value.key", *_leaves(f"{name}.key_value.value", typ.item_type)]
+    if pa.types.is_list(typ) or pa.types.is_large_list(typ):
+        return _leaves(f"{name}.list.element", typ.value_type)
+    return [name]
+
+
 def _codecs(schema: pa.Schema) -> tuple[dict[str, str], dict[str, int]]:
-    """Per leaf column: codec and (for zstd) level, as pyarrow wants them (struct fields as ``bbox.xmin``)."""
-    codecs: dict[str, str] = {}
-    for f in schema:
-        leaves = [f"{f.name}.{c.name}" for c in f.type] if pa.types.is_struct(f.type) else [f.name]
-        for leaf in leaves:
-            codecs[leaf] = ITEM_CODEC if f.name == "item" else "zstd"
+    """Per leaf column: codec and (for zstd) level, as pyarrow wants them (leaves as ``bbox.xmin``)."""
+    codecs = {leaf: ITEM_CODEC if f.name == "item" else "zstd" for f in schema for leaf in _leaves(f.name, f.type)}
     return codecs, {k: 1 for k, v in codecs.items() if v == "zstd"}
+
+
+#: leaves written with a dictionary: few distinct values per file (asset keys, types and roles; not hrefs)
+_DICTIONARY = [
+    "collection",
+    "stage_run",
+    *(leaf for leaf in _leaves(_assets.COLUMN, _assets.TYPE) if leaf != f"{_assets.COLUMN}.href.key_value.value"),
+]
 
 
 def stage_columns(table: pa.Table) -> pa.Table:
@@ -85,6 +102,8 @@ def write_stage_file(
     derived = derive(table["item"], plan, int(settings.get("max_property_columns", MAX_COLUMNS)))
     for name, column in derived.columns.items():
         table = table.append_column(pa.field(PREFIX + name, column.type), column)
+    assets, asset_report = _assets.asset_fields(table["item"])
+    table = table.append_column(pa.field(_assets.COLUMN, assets.type), assets)
     table = table.replace_schema_metadata({b"geo": geo_metadata(table)})
     codecs, levels = _codecs(table.schema)
     path = _fs.join(root, rel)
@@ -100,7 +119,7 @@ def write_stage_file(
             row_group_size=int(settings["row_group_rows"]),
             compression=codecs,
             compression_level=levels,
-            use_dictionary=["collection", "stage_run"],
+            use_dictionary=_DICTIONARY,
             data_page_size=PAGE_BYTES,
             write_batch_size=PAGE_BATCH_ROWS,
             write_statistics=[
@@ -120,6 +139,7 @@ def write_stage_file(
     entry = {"path": rel, "collection": table["collection"][0].as_py(), "bytes": fs.size(path)}
     entry.update(file_stats(table))
     entry["columns"] = derived.report()
+    entry["columns"]["assets"] = asset_report  # (its presence says the file has the asset_fields column)
     return entry
 
 

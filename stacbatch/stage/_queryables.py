@@ -104,8 +104,16 @@ def queryables(stage: Stage) -> dict[str, dict[str, Any]]:
         plan = meta.get("columns") or {}
         misses: dict[str, int] = {}
         filled: dict[str, int] = {}
+        assets: dict[str, Any] = {"items": 0, "not_of_type": {}, "files_without": 0}
         for f in by_collection[cid]:
             report = f.get("columns") or {}
+            got = report.get("assets")
+            if got is None:
+                assets["files_without"] += 1
+            else:
+                assets["items"] += int(got.get("items", 0))
+                for name, n in (got.get("misses") or {}).items():
+                    assets["not_of_type"][name] = assets["not_of_type"].get(name, 0) + int(n)
             for name, n in (report.get("misses") or {}).items():
                 misses[name] = misses.get(name, 0) + int(n)
             for name, n in (report.get("filled") or {}).items():
@@ -122,6 +130,7 @@ def queryables(stage: Stage) -> dict[str, dict[str, Any]]:
             "items": sum(f["rows"] for f in by_collection[cid]),
             "columns": columns,
             "text_only": dict(plan.get("text_only") or {}),
+            "asset_fields": assets,
             "legacy": "columns" not in meta,
             "closed": "columns" not in meta or bool(plan.get("closed")),
         }

@@ -127,7 +127,7 @@ class Stage:
         return self._con
 
     def _view(self, con: duckdb.DuckDBPyConnection, view: str, collections: list[str] | None) -> None:
-        from stacbatch.stage._view import items_sql
+        from stacbatch.stage._view import empty_select, items_sql
 
         def full(rel: str) -> str:
             return _fs.full_path(self.fs, _fs.join(self.root, rel))
@@ -137,7 +137,7 @@ class Stage:
             con.execute(ddl)
             return
         con.execute(_sql.load("empty_items"))
-        empty = _sql.load("items_select").replace("{columns}", "").replace("{source}", "_empty_items")
+        empty = empty_select("_empty_items")
         con.execute(f"CREATE OR REPLACE VIEW {_sql.ident(view)} AS\n{empty}")
 
     def items_view(self, collections: list[str]) -> str:

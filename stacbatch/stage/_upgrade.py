@@ -51,6 +51,11 @@ def _declared_only(plan: dict[str, Any] | None) -> dict[str, Any] | None:
     return {"declared": plan["declared"]} if plan and plan.get("declared") else None
 
 
+def has_asset_fields(entry: dict[str, Any]) -> bool:
+    """Whether a stage file was written with the asset_fields column (its report says how many items have assets)."""
+    return "assets" in (entry.get("columns") or {})
+
+
 def closed_collections(manifest: Any) -> list[str]:
     """Collections with files and no column plan: written before columns existed."""
     return sorted(
@@ -70,12 +75,15 @@ def upgrade(stage_path: str, workers: int | None = None) -> UpgradeResult:
     with stage.write_lock():
         stage = Stage.open(stage_path)  # re-read under the lock
         todo = closed_collections(stage.manifest)
-        if not todo:
+        chosen = set(todo)
+        # files of the other collections that were written before the asset_fields column: their collection's
+        # plan stays, so their property columns come out as they were
+        stale = [f for f in stage.manifest.files if f["collection"] not in chosen and not has_asset_fields(f)]
+        if not todo and not stale:
             res.seconds = time.perf_counter() - t0
             return res
-        run = Run(stage.fs, stage.root, "upgrade", {"collections": todo})
-        chosen = set(todo)
-        old = [f for f in stage.manifest.files if f["collection"] in chosen]
+        run = Run(stage.fs, stage.root, "upgrade", {"collections": todo, "files_without_asset_fields": len(stale)})
+        old = [f for f in stage.manifest.files if f["collection"] in chosen] + stale
         plans = plans_of(stage.manifest)  # a legacy collection's plan is closed: only its declarations carry over
         jobs = [
             _Job(
@@ -84,7 +92,7 @@ def upgrade(stage_path: str, workers: int | None = None) -> UpgradeResult:
                 f,
                 f"{f['path'].rsplit('/', 1)[0]}/part-{run.id}-u{n:05d}.parquet",
                 stage.manifest.settings,
-                _declared_only(plans.get(f["collection"])),
+                _declared_only(plans.get(f["collection"])) if f["collection"] in chosen else plans.get(f["collection"]),
             )
             for n, f in enumerate(old)
         ]
@@ -97,8 +105,8 @@ def upgrade(stage_path: str, workers: int | None = None) -> UpgradeResult:
         for cid in todo:
             # an empty plan, not none: the commit's fold then learns it from the new files alone
             manifest.collections.setdefault(cid, {})["columns"] = {"types": {}, "text_only": {}}
-        res.collections, res.files, res.items = todo, len(new), rows
+        res.collections, res.files, res.items = sorted(chosen | {f["collection"] for f in stale}), len(new), rows
         res.seconds = time.perf_counter() - t0
-        counts = {"collections": len(todo), "files": len(new), "items": rows}
+        counts = {"collections": len(res.collections), "files": len(new), "items": rows}
         res.stage_version = commit(stage, manifest, run, "ok", counts, [], {"seconds": round(res.seconds, 3)})
     return res

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from stacbatch import _sql
+from stacbatch.stage import _assets
 from stacbatch.stage._columns import PREFIX
 from stacbatch.stage._manifest import Manifest
 from stacbatch.stage._plans import widen
@@ -32,7 +33,7 @@ SQL_TYPES = {
 CORE = frozenset(
     {
         *("collection", "id", "datetime", "start_datetime", "end_datetime", "bbox", "geometry"),
-        *("properties", "assets", "links", "item", "content_hash", "stage_run", "stage_seq"),
+        *("properties", "assets", "links", "item", "content_hash", "stage_run", "stage_seq", _assets.COLUMN),
     }
 )
 _JSON_TYPES = {
@@ -42,6 +43,18 @@ _JSON_TYPES = {
     "string": "('VARCHAR')",
     "timestamp": "('VARCHAR')",
 }
+
+
+#: a branch key's mark for files without the asset_fields column (read from the text)
+_NO_ASSETS = "\x01assets"
+
+
+def empty_select(source: str) -> str:
+    """The items view's query over a table with only the core columns (no file yet)."""
+    empty = f"CAST(MAP {{}} AS {_assets.SQL_TYPE})"
+    return (
+        _sql.load("items_select").replace("{columns}", "").replace("{source}", source).replace("{asset_fields}", empty)
+    )
 
 
 def shown_name(name: str) -> str:
@@ -167,6 +180,8 @@ def items_select(
             # read_parquet's union_by_name would take that column for the shown one. The file then reads the
             # shown name from its text, in a branch of its own.
             odd: dict[str, str] = {}
+            if "assets" not in (f.get("columns") or {}):  # written before the asset_fields column
+                odd[_NO_ASSETS] = ""
             for name, ftyp in (f.get("columns") or {}).get("types", {}).items():
                 other = lowered.get(name.lower())
                 if other is None:
@@ -193,7 +208,8 @@ def items_select(
         where = ", filename = true, file_row_number = true" if locate else ""
         cols += ",\n    filename,\n    file_row_number" if locate else ""
         source = f"read_parquet({_sql.literal_list(paths)}, hive_partitioning = false, union_by_name = true{where})"
-        branches.append(select.replace("{columns}", cols).replace("{source}", source))
+        assets = _assets.from_text() if _NO_ASSETS in exprs else _sql.ident(_assets.COLUMN)
+        branches.append(select.replace("{columns}", cols).replace("{source}", source).replace("{asset_fields}", assets))
     return "\nUNION ALL BY NAME\n".join(branches), names
 
 
