@@ -237,10 +237,14 @@ _TRICKY: list[Any] = [
     *([], [None], [1, None], [1.5], [1, 2.0], [2**63], [2**70], [True], ["a", None], [[]], [{}], [1, "a"]),
     {},
     {"a": 1},
+    *({"a": 2**63}, {"a": 2**64, "b": "x"}, {"a": None, "b": None}, {"a": 1.5}, {"b": 1}, {"c": 1}, {"a": [1]}),
+    *({"a": True, "b": ""}, {"b": "y", "a": 3}, {"lat": -0.0}, {"lat": 1e300, "a": -1}, {"A": 1}),
 ]
+#: struct types as ``_structs`` names them
+STRUCTS = ['struct{"a":"bigint","b":"string"}', 'struct{"a":"double","lat":"double"}', 'struct{"a":"boolean"}']
 
 
-@pytest.mark.parametrize("typ", sorted(TYPES))
+@pytest.mark.parametrize("typ", [*sorted(TYPES), *STRUCTS])
 def test_reading_from_the_text_gives_what_the_column_holds(typ: str) -> None:
     """Where the view reads a property from the item text (another type elsewhere, text-only, older files), it
     must give what a file's column would: the same value, or NULL where the value does not fit."""
@@ -279,4 +283,36 @@ def test_a_property_nested_past_the_kernels_and_orjsons_depth_stays_in_the_text(
     for _ in range(600):
         deep = {"x": deep}
     got = derive(pa.chunked_array([pa.array([json.dumps({"properties": {"deep": deep, "n": 1}})])]), None)
-    assert got.types == {"n": "bigint"} and got.text_only == {"deep": "objects stay in the text"}
+    assert got.types == {"n": "bigint"} and got.text_only == {
+        "deep": "objects whose members hold objects, arrays or mixed types"
+    }
+
+
+@pytest.mark.parametrize("batch_size", [1, 2, None])
+def test_flat_objects_become_struct_columns_that_widen_across_loads(tmp_path: Path, batch_size: int | None) -> None:
+    stage = str(tmp_path / "s")
+    kw = {"batch_size": batch_size} if batch_size else {}
+    first = [
+        _item(i, "c", {"centroid": {"lat": i, "lon": -i}, "geo": {"type": "Point", "coordinates": [i, 0]}})
+        for i in range(4)
+    ]
+    stacbatch.load_to_stage(stage, [str(write_ndjson(tmp_path / "a.ndjson", first))], workers=1, **kw)
+    with open_stage(stage) as s:
+        plan = s.manifest.collections["c"]["columns"]
+        assert plan["types"]["centroid"] == 'struct{"lat":"bigint","lon":"bigint"}'
+        assert "geo" in plan["text_only"]
+    # a later load: fractions, a new member, an object that fits no struct (a nested member), a non-object
+    later = [
+        _item(10, "c", {"centroid": {"lat": 1.5, "lon": 2, "alt": 3}}),
+        _item(11, "c", {"centroid": {"lat": 1, "nested": {"x": 1}}}),
+        _item(12, "c", {"centroid": "here"}),
+        _item(13, "c", {"centroid": {}}),
+    ]
+    stacbatch.load_to_stage(stage, [str(write_ndjson(tmp_path / "b.ndjson", later))], workers=1, **kw)
+    with open_stage(stage) as s:
+        typ = s.manifest.collections["c"]["columns"]["types"]["centroid"]
+        assert typ == 'struct{"alt":"bigint","lat":"double","lon":"bigint"}'
+        got = _one(s, "SELECT list(centroid.lat ORDER BY id), count(centroid), count(centroid.alt) FROM items")
+        assert got == ([0.0, 1.0, 1.5, None, None, None, 2.0, 3.0], 6, 1)  # ids i0, i1, i10, ...; {} is a struct
+        assert _one(s, "SELECT count(*) FROM items WHERE centroid.lat > 1 AND centroid.lon < 0") == (2,)
+    assert disagreements(stage) == {}

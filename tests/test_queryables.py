@@ -32,7 +32,21 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
 
 def _stage(tmp_path: Path) -> str:
     stage = str(tmp_path / "s")
-    a = [_item(i, "a", {"cloud": i * 1.5, "sat": "s2", "n": i, "tags": ["x", "y"], "obj": {"k": 1}}) for i in range(10)]
+    a = [
+        _item(
+            i,
+            "a",
+            {
+                "cloud": i * 1.5,
+                "sat": "s2",
+                "n": i,
+                "tags": ["x", "y"],
+                "obj": {"k": i},
+                "geo": {"type": "Point", "coordinates": [i, 0]},
+            },
+        )
+        for i in range(10)
+    ]
     b = [_item(100 + i, "b", {"cloud": i, "when": "2021-02-03T04:05:06Z"}) for i in range(4)]
     stacbatch.load_to_stage(stage, [str(write_ndjson(tmp_path / "in.ndjson", a + b))], workers=1)
     return stage
@@ -45,12 +59,13 @@ def test_info_lists_each_collections_columns_with_fill_rate_and_text_only_reason
     by_id = {c["id"]: c["queryables"] for c in json.loads(got.stdout)["collections"]}
     assert by_id["a"]["columns"]["cloud"] == {"type": "double", "items": 10}
     assert by_id["a"]["columns"]["tags"]["type"] == "list<string>"
-    assert by_id["a"]["text_only"] == {"obj": "objects stay in the text"}
+    assert by_id["a"]["columns"]["obj"] == {"type": 'struct{"k":"bigint"}', "items": 10}
+    assert by_id["a"]["text_only"] == {"geo": "objects whose members hold objects, arrays or mixed types"}
     assert by_id["b"]["columns"] == {"cloud": {"type": "bigint", "items": 4}, "when": {"type": "timestamp", "items": 4}}
     assert not by_id["a"]["closed"] and not by_id["a"]["legacy"]
     table = run("info", "--stage", stage, "--no-properties")
     assert (
-        "cloud" in table.stdout and "100.0%" in table.stdout and "obj" in table.stdout and "text only" in table.stdout
+        "cloud" in table.stdout and "100.0%" in table.stdout and "geo" in table.stdout and "text only" in table.stdout
     )
 
 
@@ -65,7 +80,13 @@ def test_queryables_prints_a_stac_api_queryables_schema(tmp_path: Path) -> None:
     assert props["cloud"]["type"] == "number" and props["cloud"]["x-stacbatch-items"] == 14  # BIGINT in b widens
     assert props["when"] == {"type": "string", "format": "date-time", "x-stacbatch-items": 4}
     assert props["tags"]["type"] == "array" and props["tags"]["items"] == {"type": "string"}
-    assert "obj" not in props
+    assert props["obj"] == {
+        "type": "object",
+        "properties": {"k": {"type": "integer"}},
+        "additionalProperties": False,
+        "x-stacbatch-items": 10,
+    }
+    assert "geo" not in props  # kept in the text
     one = json.loads(run("queryables", "--stage", stage, "-c", "b").stdout)
     assert one["$id"].endswith("/collections/b/queryables") and one["properties"]["cloud"]["type"] == "integer"
     bad = run("queryables", "--stage", stage, "-c", "nope")
@@ -83,17 +104,25 @@ def test_declared_queryables_fix_a_collections_types(tmp_path: Path) -> None:
             "x": {"type": "number"},
             "code": {"type": "string"},
             "at": {"type": "string", "format": "date-time"},
+            "centroid": {"type": "object", "properties": {"lat": {"type": "number"}, "lon": {"type": "number"}}},
         },
     }
     qfile = tmp_path / "q.json"
     qfile.write_text(json.dumps(schema))
-    items = [_item(i, "c", {"x": i, "code": 7 if i == 0 else f"k{i}", "at": "2020-01-01T00:00:00Z"}) for i in range(3)]
+    items = [
+        _item(i, "c", {"x": i, "code": 7 if i == 0 else f"k{i}", "at": "2020-01-01T00:00:00Z", "centroid": {"lat": i}})
+        for i in range(3)
+    ]
     src = write_ndjson(tmp_path / "a.ndjson", items)
     got = run("load", str(src), "--stage", stage, "--queryables", str(qfile))
     assert got.returncode == 0, got.stderr
     assert "not of their column's type: code (1)" in got.stderr
     with open_stage(stage) as s:
-        assert s.manifest.settings["queryables"] == {"c": {"x": "double", "code": "string", "at": "timestamp"}}
+        centroid = 'struct{"lat":"double","lon":"double"}'  # (without the declaration: lat alone, a BIGINT)
+        assert s.manifest.settings["queryables"] == {
+            "c": {"x": "double", "code": "string", "at": "timestamp", "centroid": centroid}
+        }
+        assert _one(s, "SELECT sum(centroid.lat), count(centroid.lon) FROM items") == (3.0, 0)
         types = s.manifest.collections["c"]["columns"]["types"]
         assert types["x"] == "double" and types["code"] == "string"  # without the declaration: bigint, mixed
         assert _one(s, "SELECT count(code), sum(x) FROM items") == (2, 3.0)

@@ -226,7 +226,7 @@ def _infer(kinds: set[int], ok: np.ndarray, kind: np.ndarray) -> tuple[str | Non
     if kinds == {ARRAY}:
         return "list", ""  # the element type comes from the values (``_list``)
     if kinds == {OBJECT}:
-        return None, "objects stay in the text"
+        return "struct", ""  # flat, regular objects only: the values decide (``_structs``)
     names = {NULL: "null", FALSE: "boolean", TRUE: "boolean", INT: "number", FLOAT: "number", BIGNUM: "number"}
     seen = sorted({names.get(k, {STRING: "string", ARRAY: "array", OBJECT: "object"}.get(k, "?")) for k in kinds})
     return None, "mixed types (" + ", ".join(seen) + ")"
@@ -396,9 +396,9 @@ def derive(items: pa.ChunkedArray, plan: dict[str, Any] | None, max_columns: int
             lowered[name.lower()] = name
         elif target == "bigint" and name not in declared and kinds & {FLOAT, BIGNUM}:
             target = "double"  # widened: older files' BIGINT reads as DOUBLE (the view casts)
-        made = _column(n, e, sel, kind, target, name in declared or name in types)
-        if made is None:
-            out.text_only[name] = "lists of mixed types or of lists/objects"
+        made = _column(n, e, sel, kind, target, name in declared or name in types, name in declared)
+        if isinstance(made, str):
+            out.text_only[name] = made
             continue
         column, typename, misses = made
         out.columns[name] = column
@@ -410,8 +410,9 @@ def derive(items: pa.ChunkedArray, plan: dict[str, Any] | None, max_columns: int
 
 
 def _column(
-    n: int, e: Entries, sel: np.ndarray, kind: np.ndarray, target: str, fixed: bool
-) -> tuple[pa.Array, str, int] | None:
+    n: int, e: Entries, sel: np.ndarray, kind: np.ndarray, target: str, fixed: bool, declared: bool
+) -> tuple[pa.Array, str, int] | str:
+    """The column of one name, its type and the values that did not fit; or why a new name gets no column."""
     rows = e.rows[sel]
     present = int((kind != NULL).sum())
     if target == "bigint":
@@ -431,13 +432,25 @@ def _column(
     elif target == "string":
         fit = kind == STRING
         col = _take(n, rows[fit], e.texts, sel[fit])
+    elif target == "struct" or target.startswith("struct{"):
+        from stacbatch.stage._structs import struct_values
+
+        fit = kind == OBJECT
+        got = struct_values(e.texts.take(pa.array(sel[fit])), None if target == "struct" else target, declared)
+        if isinstance(got, str):
+            return got
+        values, target, ok = got
+        fit = fit.copy()
+        fit[np.flatnonzero(fit)[~ok]] = False
+        values = values.filter(pa.array(ok))
+        col = _take(n, rows[fit], values, np.arange(len(values)))
     else:  # lists
         fit = kind == ARRAY
         texts = e.texts.take(pa.array(sel[fit]))
         values, name = _list_values(texts)
         if target == "list":  # a new name: the values decide the element type
             if values is None or name is None:
-                return None
+                return "lists of mixed types or of lists/objects"
             target = name
         elif values is not None and (
             name is None or name == target or (name, target) == ("list<bigint>", "list<double>")

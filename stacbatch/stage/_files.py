@@ -129,7 +129,7 @@ def write_stage_file(
                 "start_datetime",
                 "end_datetime",
                 "stage_seq",
-                *(PREFIX + name for name, t in derived.types.items() if not t.startswith("list")),
+                *(PREFIX + name for name, t in derived.types.items() if not t.startswith(("list", "struct"))),
             ],
             sorting_columns=None,
         )

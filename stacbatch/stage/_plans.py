@@ -12,6 +12,7 @@ from typing import Any
 
 from stacbatch.stage._columns import MAX_TEXT_ONLY, TYPES
 from stacbatch.stage._manifest import Manifest
+from stacbatch.stage._structs import is_struct, valid_type, widen_struct
 
 _WIDER = {("bigint", "double"): "double", ("list<bigint>", "list<double>"): "list<double>"}
 
@@ -54,6 +55,8 @@ def widen(a: str, b: str) -> str | None:
     """The type holding both, or None."""
     if a == b:
         return a
+    if is_struct(a) and is_struct(b):
+        return widen_struct(a, b)
     return _WIDER.get((a, b)) or _WIDER.get((b, a))
 
 
@@ -94,7 +97,7 @@ def fold(before: Manifest, manifest: Manifest) -> None:
                 else:
                     types[name] = joined
         for name, typ in declared.items():
-            if typ in TYPES:
+            if typ in TYPES or (is_struct(typ) and valid_type(typ)):
                 types[name] = typ
         # Names that differ only in case are one name to SQL: the first the plan had (else the first by name) stays.
         first: dict[str, str] = {}

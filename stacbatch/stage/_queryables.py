@@ -9,6 +9,7 @@ from typing import Any
 from stacbatch.errors import InputError
 from stacbatch.stage._columns import TYPES
 from stacbatch.stage._stage import Stage
+from stacbatch.stage._structs import fields_of, is_struct, struct_type, valid_type
 from stacbatch.stage._view import property_columns, shown_name
 
 #: the view type -> its JSON Schema (STAC API - Filter, Queryables)
@@ -29,6 +30,9 @@ _CORE: dict[str, dict[str, Any]] = {
 
 
 def json_schema_of(typ: str) -> dict[str, Any]:
+    if is_struct(typ):
+        fields = {k: json_schema_of(t) for k, t in fields_of(typ).items()}
+        return {"type": "object", "properties": fields, "additionalProperties": False}
     if typ.startswith("list<"):
         return {"type": "array", "items": dict(_SCHEMA[typ[5:-1]])}
     return dict(_SCHEMA[typ])
@@ -37,11 +41,18 @@ def json_schema_of(typ: str) -> dict[str, Any]:
 def type_of_schema(name: str, schema: Any, where: str) -> str:
     """A declared queryable's column type from its JSON Schema (or a type name such as ``double``)."""
     if isinstance(schema, str):
+        if is_struct(schema) and valid_type(schema):
+            return schema
         if schema not in TYPES:
             raise InputError(f"{where}: queryable {name!r}: type {schema!r} is not one of {', '.join(sorted(TYPES))}")
         return schema
     if isinstance(schema, dict):
         kind, fmt = schema.get("type"), schema.get("format")
+        if kind == "object" and isinstance(schema.get("properties"), dict):
+            fields = {k: type_of_schema(f"{name}.{k}", v, where) for k, v in schema["properties"].items()}
+            typ = struct_type({k: "string" if t == "timestamp" else t for k, t in fields.items()})
+            if valid_type(typ):
+                return typ
         if kind == "array" and isinstance(schema.get("items"), dict):
             inner = type_of_schema(name, schema["items"], where)
             if not inner.startswith("list<") and inner != "timestamp":
@@ -51,7 +62,7 @@ def type_of_schema(name: str, schema: Any, where: str) -> str:
                 return typ
     raise InputError(
         f"{where}: queryable {name!r}: give a type (integer, number, boolean, string, string with format date-time, "
-        f"or an array of one of these), got {schema!r}"
+        f"an array of one of these, or an object of at most 32 of the scalar ones), got {schema!r}"
     )
 
 

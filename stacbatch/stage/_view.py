@@ -17,6 +17,7 @@ from stacbatch.stage import _assets
 from stacbatch.stage._columns import PREFIX
 from stacbatch.stage._manifest import Manifest
 from stacbatch.stage._plans import widen
+from stacbatch.stage._structs import fields_of, is_struct, struct_from_text
 
 SQL_TYPES = {
     "bigint": "BIGINT",
@@ -77,17 +78,26 @@ _ELEMENTS = {
 }
 
 
+def sql_type(typ: str) -> str:
+    """The SQL type of a column type name (``_columns.TYPES``, or a struct type: ``_structs``)."""
+    if is_struct(typ):
+        return "STRUCT(" + ", ".join(f"{_sql.ident(k)} {SQL_TYPES[t]}" for k, t in fields_of(typ).items()) + ")"
+    return SQL_TYPES[typ]
+
+
 def from_text(name: str, typ: str) -> str:
     """The property read from the item text, typed as the view's column: the value where the file's column would
     hold it, NULL where the JSON type differs or the value does not fit (as ``_columns.derive`` decides)."""
+    if is_struct(typ):
+        return f"CAST({struct_from_text(pointer(name), typ, _sql.literal)} AS {sql_type(typ)})"
     ptr = _sql.literal(pointer(name))
-    sql_type = SQL_TYPES[typ]
+    sql_type_ = SQL_TYPES[typ]
     if typ.startswith("list<"):
         elements = f"CAST(json_extract(item, {ptr}) AS JSON[])"
         fits = f"coalesce(list_bool_and(list_transform({elements}, lambda x: x IS NULL OR ({_ELEMENTS[typ]}))), true)"
         return (
             f"CASE WHEN json_type(item, {ptr}) = 'ARRAY' AND {fits} "
-            f"THEN TRY_CAST(json_extract(item, {ptr}) AS {sql_type}) END"
+            f"THEN TRY_CAST(json_extract(item, {ptr}) AS {sql_type_}) END"
         )
     value = f"json_extract_string(item, {ptr})"
     if typ == "timestamp":
@@ -95,7 +105,7 @@ def from_text(name: str, typ: str) -> str:
             f"CASE WHEN json_type(item, {ptr}) = 'VARCHAR' AND regexp_full_match({value}, {_sql.literal(_STAMP)}) "
             f"THEN TRY_CAST(upper({value}) AS TIMESTAMPTZ) END"
         )
-    return f"CASE WHEN json_type(item, {ptr}) IN {_JSON_TYPES[typ]} THEN TRY_CAST({value} AS {sql_type}) END"
+    return f"CASE WHEN json_type(item, {ptr}) IN {_JSON_TYPES[typ]} THEN TRY_CAST({value} AS {sql_type_}) END"
 
 
 def stage_types(manifest: Manifest, collections: list[str]) -> dict[str, str]:
@@ -201,9 +211,9 @@ def items_select(
     for special_items, (plain, paths) in groups.items():
         exprs = dict(special_items)
         if not branches:  # names no branch reads: NULL, typed, in one branch (UNION BY NAME fills the others)
-            exprs.update((n, f"CAST(NULL AS {SQL_TYPES[types[n]]})") for n in names if n not in covered)
+            exprs.update((n, f"CAST(NULL AS {sql_type(types[n])})") for n in names if n not in covered)
         # CAST even where the type is the view's: a branch's files may all hold a narrower one (BIGINT under DOUBLE)
-        exprs.update((name, f"CAST({_sql.ident(PREFIX + name)} AS {SQL_TYPES[types[name]]})") for name in plain)
+        exprs.update((name, f"CAST({_sql.ident(PREFIX + name)} AS {sql_type(types[name])})") for name in plain)
         cols = "".join(f",\n    {exprs[n]} AS {_sql.ident(shown_name(n))}" for n in names if n in exprs)
         where = ", filename = true, file_row_number = true" if locate else ""
         cols += ",\n    filename,\n    file_row_number" if locate else ""
