@@ -10,11 +10,13 @@ STAMP := $(VENV)/.installed
 PEERS := .peers
 PEERS_STAMP := $(PEERS)/.installed
 
-.PHONY: help venv peers demo test lint typecheck unit bench clean
+.PHONY: help venv peers demo test lint typecheck docs unit fuzz bench clean
 
 help:
 	@echo "make demo   set up, then load the bundled sample into ./demo-stage, query it and emit it"
 	@echo "make test   set up, then ruff, mypy and the test suite"
+	@echo "make docs   set up, then build the documentation site into site/"
+	@echo "make fuzz   set up, then the C kernel's fuzz tests under AddressSanitizer and UBSan"
 	@echo "make bench  set up, then benchmarks against stac-geoparquet, rustac and pystac"
 
 # A Python 3.12 virtual environment: pyenv's 3.12 when present, else any python3.12 on PATH.
@@ -28,7 +30,7 @@ $(PY):
 
 $(STAMP): $(PY) pyproject.toml setup.py stacbatch/_kernel.c stacbatch/_kernel_scan.h stacbatch/_kernel_patch.h stacbatch/_kernel_parquet.h stacbatch/_kernel_wkt.h stacbatch/_kernel_assemble.h stacbatch/_kernel_props.h stacbatch/_kernel_assets.h
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e '.[dev,docs,notebook]'
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -51,7 +53,18 @@ typecheck: $(STAMP)
 unit: $(STAMP) $(PEERS_STAMP)
 	STACBATCH_REQUIRE_PEERS=1 STACBATCH_REQUIRE_KERNEL=1 $(PY) -m pytest -q
 
-test: lint typecheck unit
+# The site: the CLI reference is generated from the typer app, the Python API reference from docstrings, and the
+# notebooks are run on the bundled sample and shown with their outputs.
+docs: $(STAMP)
+	$(VENV)/bin/typer stacbatch.cli._main utils docs --name stacbatch --title "Command line" --output docs/reference/cli.md
+	$(PY) notebooks/run.py docs/notebooks
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
+
+# The kernel built with AddressSanitizer and UBSan, under its fuzz tests (mutated, random and real bytes).
+fuzz: $(STAMP)
+	tests/fuzz/sanitized.sh "$(abspath $(PY))"
+
+test: lint typecheck docs unit fuzz
 
 bench: $(STAMP) $(PEERS_STAMP)
 	$(PY) -m pip install -q "rustac>=0.9"

@@ -1,18 +1,11 @@
-/* stacbatch._kernel: the per-item work of staging, in C, over raw JSON bytes.
+/* stacbatch._kernel: the per-item work of staging, in C, over raw JSON bytes and Arrow buffers.
  *
- * Two entry points:
- *   canonical(data, strict=False) -> bytes
- *       the canonical stream of one JSON document (see _json.py for the format, and the pure-Python twin that
- *       must agree with it byte for byte);
- *   patch_items(...) -> tuple
- *       `update --set` over stored item texts, in place in the text (see _kernel_patch.h);
- *   scan_lines(data) -> tuple
- *       for an NDJSON block: per line, the stage's query columns, WKB geometry, the line itself and its canonical
- *       stream, as raw Arrow buffers (see _scan.py). Lines it cannot take whole (anything unusual: bad JSON, errors,
- *       escapes in ids, odd geometries, uncommon datetime forms) are handed back by line number for the Python
- *       path, which owns every error message. So this file holds no policy, only the fast common case.
+ * The entry points are the method table at the end of this file (types: _kernel.pyi); docs/kernel.md says what
+ * each does, its pure-Python twin that must agree with it, its invariants and how it is fuzzed (make fuzz: ASan and
+ * UBSan). Lines or rows a reader cannot take exactly as the Python path would (bad JSON, errors, unusual forms) are
+ * handed back for that path, which owns every error message: this file holds no policy, only the fast common case.
  *
- * Everything here runs with the GIL held and keeps no state between calls but reusable buffers.
+ * Most readers release the GIL while they read, so nothing here is shared between calls but thread-local state.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -88,6 +81,7 @@ __attribute__((always_inline)) static inline int buf_reserve(Buf *b, size_t n) {
 }
 
 __attribute__((always_inline)) static inline int buf_put(Buf *b, const void *s, size_t n) {
+    if (!n) return 0; /* memcpy of 0 bytes from or to NULL is undefined (UBSan: make fuzz) */
     if (buf_reserve(b, n)) return -1;
     memcpy(b->p + b->len, s, n);
     b->len += n;
@@ -213,7 +207,9 @@ typedef struct {
 
 enum { F_ID, F_COLLECTION, F_BBOX, F_GEOMETRY, F_PROPERTIES, F_DATETIME, F_START, F_END };
 
-static const char *g_base; /* qsort has no context argument; the GIL serialises callers */
+/* qsort has no context argument: the stream being sorted, per thread (the readers sort without the GIL, so two
+ * threads of one process may sort at once) */
+static _Thread_local const char *g_base;
 
 static int key_cmp(const Member *x, const Member *y) {
     const unsigned char *kx = (const unsigned char *)g_base + x->seg + 1;

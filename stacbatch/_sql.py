@@ -57,12 +57,24 @@ def one_line(err: BaseException) -> str:
     return " ".join(text.split())
 
 
+def no_progress_bar(con: duckdb.DuckDBPyConnection) -> None:
+    """DuckDB's progress bar off: stderr belongs to stacbatch's own messages. In Jupyter without ipywidgets DuckDB
+    refuses any change to that setting (it checks for the widget first) and shows no bar anyway: left as it is."""
+    import duckdb
+
+    try:
+        con.execute("SET enable_progress_bar = false")
+    except duckdb.InvalidInputException as err:
+        if "ipywidgets" not in str(err):
+            raise
+
+
 @cache
 def _local_database() -> duckdb.DuckDBPyConnection:
     import duckdb  # imported on first use: a load that never queries starts ~0.1 s sooner
 
     con = duckdb.connect()
-    con.execute("SET enable_progress_bar = false")
+    no_progress_bar(con)
     # Internal queries over one file's rows: a small cache is enough, and leaves memory to the worker's own work.
     con.execute("SET memory_limit = '512MB'")
     return con
@@ -80,7 +92,7 @@ def connect(fs: Any = None) -> duckdb.DuckDBPyConnection:
     import duckdb
 
     con = duckdb.connect()
-    con.execute("SET enable_progress_bar = false")
+    no_progress_bar(con)
     # Stage files are never rewritten in place (a write makes new names), so cached footers never go stale; the
     # cache spares each query reopening every file's footer (a third of a small query's time on an 84-file stage).
     con.execute("SET parquet_metadata_cache = true")
@@ -97,7 +109,7 @@ def _sandbox_database() -> duckdb.DuckDBPyConnection:
     import duckdb
 
     con = duckdb.connect()
-    con.execute("SET enable_progress_bar = false")
+    no_progress_bar(con)
     con.execute("SET memory_limit = '512MB'")
     # No file, network or extension: user expressions evaluated here read only what is registered on the cursor.
     con.execute("SET enable_external_access = false")

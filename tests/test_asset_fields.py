@@ -11,7 +11,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import corpus_files
+from conftest import CORPUS, corpus_files, needs_shared
 from helpers import write_ndjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -120,7 +120,7 @@ def test_any_assets_give_what_the_definition_says(all_assets: list[Any]) -> None
         assert _python(texts, m) == want
 
 
-@pytest.mark.skipif(not CORPUS_FILES, reason="../shared/corpus/real is missing")
+@needs_shared
 @pytest.mark.parametrize("batch_size", [1, 2, None])
 def test_real_items_filter_on_assets_at_parquet_speed(tmp_path: Path, batch_size: int | None) -> None:
     stage = str(tmp_path / "s")
@@ -243,7 +243,7 @@ _LINES = [
 _STRUCTURAL = b'{}[]":,\\ 0123456789-.eE+tfnu\x00\x1f\x7f\x80\xbf\xc3\xed\xf0\xff'
 
 
-@pytest.mark.skipif(not _LINES, reason="../shared/corpus/real is missing")
+@needs_shared
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     st.lists(
@@ -273,5 +273,5 @@ def test_random_json_like_text(texts: list[str]) -> None:
 
 def test_every_real_item_by_the_kernel() -> None:
     if not _LINES:
-        pytest.skip("no corpus")
+        pytest.skip(f"needs the shared corpus: {CORPUS} is missing")
     _kernel_check(_LINES)

@@ -11,7 +11,7 @@ import duckdb
 import orjson
 import pyarrow as pa
 import pytest
-from conftest import corpus_files
+from conftest import corpus_files, needs_shared
 from helpers import write_ndjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -24,8 +24,6 @@ from stacbatch.stage._stage import open_stage
 from stacbatch.stage._view import from_text, property_columns
 
 CORPUS_FILES = corpus_files("items")
-
-pytestmark = pytest.mark.skipif(not CORPUS_FILES, reason="../shared/corpus/real is missing")
 
 
 def _one(stage: Any, query: str) -> Any:
@@ -67,6 +65,7 @@ def _item(i: int, coll: str, props: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+@needs_shared
 @pytest.mark.parametrize("batch_size", [1, 2, None])
 def test_columns_agree_with_the_text_on_the_real_corpus(tmp_path: Path, batch_size: int | None) -> None:
     stage = str(tmp_path / "s")
@@ -87,6 +86,7 @@ def test_columns_agree_with_the_text_on_the_real_corpus(tmp_path: Path, batch_si
     assert disagreements(stage) == {}
 
 
+@needs_shared
 def test_columns_agree_after_update_delete_and_merge(tmp_path: Path) -> None:
     stage, other = str(tmp_path / "s"), str(tmp_path / "o")
     stacbatch.load_to_stage(stage, [str(p) for p in CORPUS_FILES], workers=1)

@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 import pytest
-from conftest import canon, corpus_files
+from conftest import canon, corpus_files, needs_shared
 from helpers import item, read_ndjson, write_ndjson
 
 import stacbatch
@@ -215,7 +215,7 @@ def test_cli_update_delete_contract(stage: str, tmp_path: Path) -> None:
 CORPUS_FILES = corpus_files("items")
 
 
-@pytest.mark.skipif(not CORPUS_FILES, reason="shared corpus not present")
+@needs_shared
 def test_update_of_real_items_changes_only_the_paths_asked(tmp_path: Path) -> None:
     """DuckDB rewrites the JSON of an updated item: apart from the paths set, it must stay canonically equal."""
     stage = str(tmp_path / "stage")

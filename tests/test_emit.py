@@ -8,8 +8,7 @@ import warnings
 from pathlib import Path
 
 import orjson
-import pytest
-from conftest import canon, corpus_files
+from conftest import canon, corpus_files, needs_shared
 from helpers import collection, item, read_ndjson, write_ndjson
 
 import stacbatch
@@ -27,7 +26,7 @@ def _no_tree_links(doc: dict) -> dict:
     return {k: v for k, v in doc.items() if k != "links"}
 
 
-@pytest.mark.skipif(not TREE_FILES, reason="shared corpus not present")
+@needs_shared
 def test_json_tree_is_lossless_apart_from_links(tmp_path: Path) -> None:
     """Every corpus item, loaded file by file into one stage per file, comes back from the tree unchanged
     (links aside); the tree opens in PySTAC and has every item."""

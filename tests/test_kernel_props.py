@@ -17,10 +17,9 @@ import numpy as np
 import orjson
 import pyarrow as pa
 import pytest
+from conftest import CORPUS
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from tests.conftest import CORPUS
 
 if os.environ.get("STACBATCH_REQUIRE_KERNEL") == "1":  # `make test`: a kernel that failed to build is a failure
     import stacbatch._kernel as kernel
@@ -254,7 +253,7 @@ def _corpus_lines() -> list[bytes]:
 def test_every_real_item() -> None:
     lines = _corpus_lines()
     if not lines:
-        pytest.skip(f"no corpus at {CORPUS}")
+        pytest.skip(f"needs the shared corpus: {CORPUS} is missing")
     got, unread = check(lines)
     assert not unread  # the corpus is valid JSON: nothing is left to Python
     assert sum(map(len, got)) > 5 * len(lines)
@@ -267,7 +266,7 @@ def test_chunk_slices(start: int, length: int | None) -> None:
     """Offsets as _scan.string_hashes passes them: sliced to the chunk's offset, into the whole data buffer."""
     lines = _corpus_lines()
     if not lines:
-        pytest.skip(f"no corpus at {CORPUS}")
+        pytest.skip(f"needs the shared corpus: {CORPUS} is missing")
     array = pa.array([line.decode() for line in lines], pa.string())
     chunk = array.slice(start, length)
     bufs = chunk.buffers()
@@ -511,7 +510,7 @@ def test_every_real_items_assets_and_their_fields() -> None:
     """The member mode (``asset_fields``): each item's assets, then each asset object's own members."""
     lines = _corpus_lines()
     if not lines:
-        pytest.skip(f"no corpus at {CORPUS}")
+        pytest.skip(f"needs the shared corpus: {CORPUS} is missing")
     got, unread = check(lines, member="assets")
     assert not unread
     assets = [e[6] for row in got for e in row if e[1] == OBJECT]
@@ -541,7 +540,7 @@ def test_random_json_like_text(texts: list[str], member: str) -> None:
 
 
 _LINES = _corpus_lines()
-_need_corpus = pytest.mark.skipif(not _LINES, reason=f"no corpus at {CORPUS}")
+_need_corpus = pytest.mark.skipif(not _LINES, reason=f"needs the shared corpus: {CORPUS} is missing")
 
 
 def _mutate(line: bytes, at: int, op: int, byte: int) -> bytes:

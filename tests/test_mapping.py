@@ -280,9 +280,9 @@ def test_astral_api_through_configs_astral_yaml(tmp_path: Path) -> None:
     """The Astral example rows, served like the real list endpoint (relative next URLs, limit capped at 100, 429s,
     a bearer token from the environment), become valid STAC items through the shipped mapping."""
     from astral_server import AstralServer, rows_from_examples
-    from conftest import ROOT, SHARED
+    from conftest import ROOT, shared_path
 
-    rows = rows_from_examples(SHARED / "corpus" / "astral", 230)
+    rows = rows_from_examples(shared_path("corpus", "astral"), 230)
     srv = AstralServer(rows, token="s3cret-token", fault_every=4).start()
     try:
         stage = str(tmp_path / "stage")

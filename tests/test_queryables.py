@@ -12,7 +12,7 @@ import orjson
 import polars as pl
 import pyarrow.parquet as pq
 import pytest
-from conftest import corpus_files
+from conftest import corpus_files, needs_shared
 from helpers import read_ndjson, write_ndjson
 from test_columns import _item, _one, disagreements
 
@@ -197,7 +197,7 @@ def _as_format_2(stage: Path) -> None:
     (stage / "manifest.json").write_text(json.dumps(doc))
 
 
-@pytest.mark.skipif(not CORPUS_FILES, reason="../shared/corpus/real is missing")
+@needs_shared
 def test_upgrade_gives_an_old_stage_its_columns_and_keeps_every_item(tmp_path: Path) -> None:
     stage = tmp_path / "s"
     stacbatch.load_to_stage(str(stage), [str(p) for p in CORPUS_FILES], workers=1)

@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 import pytest
-from conftest import CORPUS, canon, corpus_files
+from conftest import CORPUS, canon, corpus_files, needs_shared
 
 import stacbatch
 from stacbatch.stage import DEFAULT_BATCH_SIZE
@@ -51,7 +51,7 @@ def _roundtrip(path: Path, tmp_path: Path, batch_size: int) -> None:
 ITEM_FILES = corpus_files("items")
 
 
-@pytest.mark.skipif(not ITEM_FILES, reason="shared corpus not present")
+@needs_shared
 @pytest.mark.parametrize("batch_size", [1, 2, DEFAULT_BATCH_SIZE])
 @pytest.mark.parametrize("path", ITEM_FILES, ids=lambda p: p.name)
 def test_items_roundtrip(path: Path, tmp_path: Path, batch_size: int) -> None:
@@ -61,7 +61,7 @@ def test_items_roundtrip(path: Path, tmp_path: Path, batch_size: int) -> None:
 OTHER_FILES = corpus_files("items_legacy") + corpus_files("items_invalid")
 
 
-@pytest.mark.skipif(not OTHER_FILES, reason="shared corpus not present")
+@needs_shared
 @pytest.mark.parametrize("path", OTHER_FILES, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_legacy_and_invalid_roundtrip(path: Path, tmp_path: Path) -> None:
     _roundtrip(path, tmp_path, DEFAULT_BATCH_SIZE)

@@ -6,7 +6,7 @@ from typing import Any
 
 import duckdb
 
-from stacbatch._sql import ident, literal
+from stacbatch._sql import ident, literal, no_progress_bar
 from stacbatch.errors import InputError
 
 FORMATS = {".csv": "csv", ".tsv": "csv", ".txt": "csv", ".json": "json", ".geojson": "json"}
@@ -103,5 +103,5 @@ def source_sql(path: str, options: dict[str, Any], rejects: bool = False) -> str
 def connect(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
     con.execute("SET TimeZone = 'UTC'")
     con.execute("SET enable_geoparquet_conversion = false")  # WKB stays a BLOB; shapely reads it
-    con.execute("SET enable_progress_bar = false")
+    no_progress_bar(con)
     return con
