@@ -316,3 +316,18 @@ def test_flat_objects_become_struct_columns_that_widen_across_loads(tmp_path: Pa
         assert got == ([0.0, 1.0, 1.5, None, None, None, 2.0, 3.0], 6, 1)  # ids i0, i1, i10, ...; {} is a struct
         assert _one(s, "SELECT count(*) FROM items WHERE centroid.lat > 1 AND centroid.lon < 0") == (2,)
     assert disagreements(stage) == {}
+
+
+@pytest.mark.parametrize("typ", [*sorted(TYPES), *STRUCTS])
+def test_a_build_without_the_kernel_derives_the_same_columns(typ: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pure-Python reading (an install without a C compiler) gives the kernel's columns value for value."""
+    from stacbatch.stage import _columns
+
+    texts = pa.chunked_array([pa.array([json.dumps({"properties": {"v": v}}) for v in _TRICKY])])
+    with_kernel = derive(texts, {"declared": {"v": typ}})
+    monkeypatch.setattr(_columns, "_kernel", None)
+    without = derive(texts, {"declared": {"v": typ}})
+    assert without.types == with_kernel.types and without.misses == with_kernel.misses
+    assert {k: c.to_pylist() for k, c in without.columns.items()} == {
+        k: c.to_pylist() for k, c in with_kernel.columns.items()
+    }

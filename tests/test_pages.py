@@ -13,14 +13,15 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from conftest import needs_kernel, optional_kernel
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import stacbatch
-from stacbatch import _kernel
 from stacbatch.stage._files import PAGE_BATCH_ROWS, PAGE_BYTES, _codecs
 from stacbatch.stage._pages import take_rows
 
+_kernel = optional_kernel()
 FS = fsspec.filesystem("file")
 
 
@@ -115,6 +116,7 @@ def test_rows_beyond_the_file_are_refused(files: dict[str, tuple[str, pa.Table]]
         take_rows(FS, path, ["item"], np.array([700], np.int64))
 
 
+@needs_kernel
 def test_a_stage_file_takes_the_kernel_path(tmp_path: Path) -> None:
     """Stage files are laid out for the kernel: LZ4 item pages of a few items each."""
     from helpers import item, write_ndjson
@@ -145,6 +147,7 @@ def test_a_stage_file_takes_the_kernel_path(tmp_path: Path) -> None:
     assert stage.staged == 400
 
 
+@needs_kernel
 def test_kernel_lz4_matches_pyarrow_and_survives_corruption() -> None:
     rng = random.Random(7)
     codec = pa.Codec("lz4_raw")
@@ -183,6 +186,7 @@ def _page_header(raw: int, size: int) -> bytes:
     return head + b"\x2c" + data + b"\x00"
 
 
+@needs_kernel
 def test_malformed_headers_are_value_errors() -> None:
     for junk in (b"\x15", b"\xff" * 20, _page_header(10, 50) + b"short"):
         with pytest.raises(ValueError):

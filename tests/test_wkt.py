@@ -10,9 +10,12 @@ import numpy as np
 import pyarrow as pa
 import pytest
 import shapely
+from conftest import needs_kernel, optional_kernel
 
-from stacbatch import _kernel
 from stacbatch.mapping._geom import geometry_columns
+
+_kernel = optional_kernel()
+pytestmark = needs_kernel  # (every test here compares the kernel with shapely)
 
 _rng = random.Random(11)
 

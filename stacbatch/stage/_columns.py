@@ -11,6 +11,7 @@ A value that does not fit its column's type leaves the column NULL and is counte
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,6 +49,11 @@ MAX_COLUMNS = 256
 MAX_TEXT_ONLY = 20_000
 
 NULL, FALSE, TRUE, INT, FLOAT, BIGNUM, STRING, ARRAY, OBJECT = range(9)
+#: the shapes of timestamp a column takes: what the kernel's parse_rfc3339 reads (the view's reading from the text
+#: uses the same pattern); datetime.fromisoformat alone takes more (no seconds, +0200), which would make a
+#: kernel-less build's columns differ
+STAMP = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}([Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})?)?$"
+_STAMP_RE = re.compile(STAMP)
 
 
 @dataclass
@@ -95,7 +101,7 @@ def _py_entries(texts: list[str | None], base: int, member: str = "properties") 
             elif isinstance(value, float):
                 out.append((row, FLOAT, 0, value, 0, False, key, ""))
             elif isinstance(value, str):
-                us = parse_datetime(value) if len(value) >= 10 and value[4:5] == "-" else None
+                us = parse_datetime(value) if _STAMP_RE.fullmatch(value) else None  # ($ alone: a final \n too)
                 out.append((row, STRING, 0, 0.0, us or 0, us is not None, key, value))
             else:
                 try:

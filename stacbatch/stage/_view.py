@@ -14,7 +14,7 @@ from typing import Any
 
 from stacbatch import _sql
 from stacbatch.stage import _assets
-from stacbatch.stage._columns import PREFIX
+from stacbatch.stage._columns import PREFIX, STAMP
 from stacbatch.stage._manifest import Manifest
 from stacbatch.stage._plans import widen
 from stacbatch.stage._structs import fields_of, is_struct, struct_from_text
@@ -68,7 +68,7 @@ def pointer(name: str) -> str:
 
 
 #: the shapes of timestamp the stage's readers take (the kernel's parse_rfc3339; DuckDB's cast takes more)
-_STAMP = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}([Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})?)?$"
+_STAMP = STAMP
 #: per list type, the JSON types its elements may have (NULL elements aside) to fit, as ``_columns`` decides
 _ELEMENTS = {
     "list<bigint>": "json_type(x) IN ('BIGINT', 'UBIGINT') AND TRY_CAST(x AS BIGINT) IS NOT NULL",
