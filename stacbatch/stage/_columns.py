@@ -160,6 +160,22 @@ def _kernel_entries(chunk: pa.Array, base: int, member: str) -> Entries:
     return _concat([got, rest])
 
 
+def by_name(e: Entries) -> tuple[list[str], dict[int, np.ndarray]]:
+    """The entries' distinct names, and per name (by its index there) its entries' indices, rows ascending; a name
+    given twice in one row keeps its last value (as JSON parsers do)."""
+    encoded = pc.dictionary_encode(e.keys)
+    names: list[str] = encoded.dictionary.to_pylist()
+    key = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    order = np.lexsort((np.arange(len(key)), e.rows, key))
+    k, r = key[order], e.rows[order]
+    last = np.ones(len(order), np.bool_)
+    last[:-1] = (k[1:] != k[:-1]) | (r[1:] != r[:-1])
+    order, k = order[last], k[last]
+    cuts = np.flatnonzero(np.diff(k)) + 1
+    groups = dict(zip(k[np.r_[0, cuts]].tolist(), np.split(order, cuts), strict=True)) if len(k) else {}
+    return names, groups
+
+
 def _concat(parts: list[Entries]) -> Entries:
     if len(parts) == 1:
         return parts[0]
@@ -351,17 +367,7 @@ def derive(items: pa.ChunkedArray, plan: dict[str, Any] | None, max_columns: int
     e = entries(items)
     if not len(e.rows):
         return out
-    encoded = pc.dictionary_encode(e.keys)
-    names: list[str] = encoded.dictionary.to_pylist()
-    key = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
-    # group by name, rows ascending; a name given twice in one item keeps its last value (as JSON parsers do)
-    order = np.lexsort((np.arange(len(key)), e.rows, key))
-    k, r = key[order], e.rows[order]
-    last = np.ones(len(order), np.bool_)
-    last[:-1] = (k[1:] != k[:-1]) | (r[1:] != r[:-1])
-    order, k = order[last], k[last]
-    cuts = np.flatnonzero(np.diff(k)) + 1
-    groups = dict(zip(k[np.r_[0, cuts]].tolist(), np.split(order, cuts), strict=True))
+    names, groups = by_name(e)
 
     types: dict[str, str] = plan.get("types") or {}
     declared: dict[str, str] = plan.get("declared") or {}

@@ -31,6 +31,7 @@ from stacbatch.stage._columns import (
     TYPES,
     _scatter,
     _take,
+    by_name,
     entries,
 )
 
@@ -107,20 +108,9 @@ def struct_values(texts: pa.Array, target: str | None, fixed: bool) -> tuple[pa.
     """The struct column of a set of object texts under ``target`` (None: inferred from them), its type and a mask
     of the objects that fit; or why these objects make no struct column (a new name's reason to stay text only).
     A target that is not ``fixed`` (declared) widens to hold these objects when it can."""
-    import pyarrow.compute as pc
-
     n = len(texts)
     e = entries(texts, "")
-    encoded = pc.dictionary_encode(e.keys)
-    names: list[str] = encoded.dictionary.to_pylist()
-    key = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
-    order = np.lexsort((np.arange(len(key)), e.rows, key))  # by name, then object; the last of duplicates counts
-    k, r = key[order], e.rows[order]
-    last = np.ones(len(order), np.bool_)
-    last[:-1] = (k[1:] != k[:-1]) | (r[1:] != r[:-1])
-    order, k = order[last], k[last]
-    cuts = np.flatnonzero(np.diff(k)) + 1
-    groups = dict(zip(k[np.r_[0, cuts]].tolist(), np.split(order, cuts), strict=True)) if len(k) else {}
+    names, groups = by_name(e)  # by member name; the last of duplicates counts
     # objects with a nested member fit no struct; the others say what each member holds
     nested = np.zeros(n, np.bool_)
     nested[e.rows[np.isin(e.kinds, (ARRAY, OBJECT))]] = True
@@ -154,10 +144,11 @@ def struct_values(texts: pa.Array, target: str | None, fixed: bool) -> tuple[pa.
         fits[e.rows[bad]] = False
     children = []
     for name, t in fields.items():
-        sel = groups.get(index[name]) if name in index else None
-        if sel is None:
+        picked = groups.get(index[name]) if name in index else None
+        if picked is None:
             children.append(pa.nulls(n, TYPES[t]))
             continue
+        sel = picked
         kind = e.kinds[sel]
         keep = np.isin(kind, FITS[t]) & fits[e.rows[sel]]
         rows = e.rows[sel][keep]
