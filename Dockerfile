@@ -1,6 +1,6 @@
 # stacbatch in a container: `docker build -t stacbatch .` then
 # `docker run --rm -v "$PWD:/data" stacbatch load /data/items.ndjson --stage /data/stage`
-# The build stage has a C compiler for the kernel (stacbatch/_kernel.c); the image has only the wheel.
+# The build stage has a C compiler for the kernel (stacbatch/kernel/_kernel.c); the image has only the wheel.
 FROM python:3.12-slim AS build
 RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev && rm -rf /var/lib/apt/lists/*
 WORKDIR /src

@@ -28,7 +28,7 @@ $(PY):
 	else echo "need Python $(PYTHON_VERSION) (pyenv install $(PYTHON_VERSION), or apt-get install python$(PYTHON_VERSION))"; exit 1; fi; \
 	"$$base" -m venv $(VENV)
 
-$(STAMP): $(PY) pyproject.toml setup.py stacbatch/_kernel.c stacbatch/_kernel_scan.h stacbatch/_kernel_patch.h stacbatch/_kernel_parquet.h stacbatch/_kernel_wkt.h stacbatch/_kernel_assemble.h stacbatch/_kernel_props.h stacbatch/_kernel_assets.h
+$(STAMP): $(PY) pyproject.toml setup.py stacbatch/kernel/_kernel.c stacbatch/kernel/_kernel_scan.h stacbatch/kernel/_kernel_patch.h stacbatch/kernel/_kernel_parquet.h stacbatch/kernel/_kernel_wkt.h stacbatch/kernel/_kernel_assemble.h stacbatch/kernel/_kernel_props.h stacbatch/kernel/_kernel_assets.h
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev,docs,notebook]'
 	touch $(STAMP)
@@ -46,6 +46,7 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check stacbatch tests bench
 	$(VENV)/bin/ruff format --check stacbatch tests bench
+	$(VENV)/bin/lint-imports --no-cache
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy

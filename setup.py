@@ -1,4 +1,4 @@
-"""The optional C kernel (stacbatch/_kernel.c). Everything else is declared in pyproject.toml.
+"""The optional C kernel (stacbatch/kernel/_kernel.c). Everything else is declared in pyproject.toml.
 
 ``optional=True``: where no C compiler is found the install still succeeds and stacbatch runs its pure-Python
 path (same results, slower); ``stacbatch info --version`` says which one is in use.
@@ -37,9 +37,9 @@ include_dirs, macros = _xxhash()
 setup(
     ext_modules=[
         Extension(
-            "stacbatch._kernel",
-            sources=["stacbatch/_kernel.c"],
-            depends=[f"stacbatch/{h}" for h in HEADERS],
+            "stacbatch.kernel._kernel",
+            sources=["stacbatch/kernel/_kernel.c"],
+            depends=[f"stacbatch/kernel/{h}" for h in HEADERS],
             include_dirs=include_dirs,
             define_macros=macros,
             extra_compile_args=["-O3", "-std=c11", "-Wall", "-Wextra", "-Wno-unused-parameter"],

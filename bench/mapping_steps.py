@@ -19,13 +19,13 @@ from bench.run import OUT
 
 
 def main() -> None:
-    from stacbatch._parse import mapped_batch
-    from stacbatch._pool import without_pandas
-    from stacbatch._rows import STAGE_SCHEMA
+    from stacbatch.engine._pool import without_pandas
+    from stacbatch.kernel._rows import STAGE_SCHEMA
     from stacbatch.mapping._doc import read_mapping
     from stacbatch.mapping._run import Mapper
     from stacbatch.mapping._source import MappedSource
     from stacbatch.stage._manifest import DEFAULT_SETTINGS
+    from stacbatch.stage._parse import mapped_batch
     from stacbatch.stage._route import Placement, Router
 
     work = OUT / "work-mapping"
@@ -50,7 +50,7 @@ def main() -> None:
     tick("bind source, check")
     units = list(source.units())
     tick("read source")
-    # as the pool does: pickled (the records as a memory-mapped Arrow file, stacbatch/_handoff.py) and back
+    # as the pool does: pickled (the records as a memory-mapped Arrow file, stacbatch/engine/_handoff.py) and back
     units = [pickle.loads(pickle.dumps(u)) for u in units]
     tick("hand to a worker")
     mapper = Mapper(doc, source.columns)

@@ -53,7 +53,7 @@ def main() -> None:
 
     import duckdb
 
-    from stacbatch.edit._select import select_rows
+    from stacbatch.stage import select_rows
     from stacbatch.stage._stage import open_stage
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

@@ -169,7 +169,11 @@ def report(rows: list[Row]) -> str:
             (r for r in same if r.step.split(" (")[0] == row.step.split(" (")[0]), None
         )
         ratio = ""
-        if ours and row.tool != "stacbatch" and row.rate:
+        if row.tool == "stacbatch" and row.m.returncode != 0:
+            ratio = "(FAILED)"
+        elif ours and not ours.rate and row.tool != "stacbatch":
+            ratio = "(stacbatch failed)"
+        elif ours and row.tool != "stacbatch" and row.rate:
             r = ours.rate / row.rate
             ratio = f"{r:,.1f}x faster" if r >= 1 else f"{1 / r:,.1f}x slower"
         elif row.tool != "stacbatch":
@@ -212,6 +216,10 @@ def main() -> None:
 
         def add(step: str, tool: str, m: Measurement) -> None:
             rows.append(Row(step, tool, args.api_items, m))
+            if m.returncode != 0:
+                print(
+                    f"  {step} {tool} FAILED ({m.returncode}): {m.stderr.strip()[-500:]}", file=sys.stderr, flush=True
+                )
 
         bench_api(args.api_items, work, [_tool("stacbatch"), "-q"], add)
         print(f"\nstac-fastapi-pgstac, {args.api_items:,} items", file=sys.stderr, flush=True)
@@ -234,6 +242,8 @@ def main() -> None:
         json.dumps(
             {
                 "started": started.isoformat(),
+                "command": " ".join(["python -m bench.run", *sys.argv[1:]]),
+                "machine": head.split(" UTC, ", 1)[1],
                 "rows": [
                     {
                         "step": r.step,

@@ -6,7 +6,7 @@ CREATE OR REPLACE TABLE _empty_items (
     start_datetime TIMESTAMPTZ,
     end_datetime TIMESTAMPTZ,
     bbox STRUCT(xmin DOUBLE, ymin DOUBLE, xmax DOUBLE, ymax DOUBLE),
-    geometry GEOMETRY,
+    geometry GEOMETRY('OGC:CRS84'),  -- as DuckDB reads the GeoParquet column of a stage file (lon/lat, OGC:CRS84)
     item JSON NOT NULL,
     content_hash VARCHAR NOT NULL,
     stage_run VARCHAR NOT NULL,

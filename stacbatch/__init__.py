@@ -13,21 +13,23 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from stacbatch._lazy import lazy
+from stacbatch.engine._lazy import lazy
+from stacbatch.engine._version import VERSION
 
 if TYPE_CHECKING:
-    from stacbatch._rows import DEFAULT_COLLECTION
     from stacbatch.emit import EmitResult, emit_geoparquet, emit_json_tree, emit_ndjson
+    from stacbatch.engine._progress import Progress, reporting
     from stacbatch.errors import ExitCode, InputError, QueryError, StacbatchError, StageError
+    from stacbatch.kernel._rows import DEFAULT_COLLECTION
     from stacbatch.stage import LoadResult, Stage, open_stage
-    from stacbatch.stage import load as load_to_stage
+    from stacbatch.workflow import load as load_to_stage
 
-__version__ = "0.1.0"
+__version__ = VERSION
 
 # Imported on first use (PEP 562): parse workers and quick commands do not pay for DuckDB, PySTAC and
 # stac-geoparquet when they do not need them.
 _LAZY: dict[str, str | tuple[str, str]] = {
-    "DEFAULT_COLLECTION": ("stacbatch._rows", "DEFAULT_COLLECTION"),
+    "DEFAULT_COLLECTION": ("stacbatch.kernel._rows", "DEFAULT_COLLECTION"),
     "EmitResult": ("stacbatch.emit", "EmitResult"),
     "emit_geoparquet": ("stacbatch.emit", "emit_geoparquet"),
     "emit_json_tree": ("stacbatch.emit", "emit_json_tree"),
@@ -38,9 +40,11 @@ _LAZY: dict[str, str | tuple[str, str]] = {
     "StacbatchError": ("stacbatch.errors", "StacbatchError"),
     "StageError": ("stacbatch.errors", "StageError"),
     "LoadResult": ("stacbatch.stage", "LoadResult"),
+    "Progress": ("stacbatch.engine._progress", "Progress"),
+    "reporting": ("stacbatch.engine._progress", "reporting"),
     "Stage": ("stacbatch.stage", "Stage"),
     "open_stage": ("stacbatch.stage", "open_stage"),
-    "load_to_stage": ("stacbatch.stage", "load"),
+    "load_to_stage": ("stacbatch.workflow", "load"),
 }
 
 
@@ -52,6 +56,7 @@ __all__ = [
     "ExitCode",
     "InputError",
     "LoadResult",
+    "Progress",
     "QueryError",
     "StacbatchError",
     "Stage",
@@ -62,4 +67,5 @@ __all__ = [
     "emit_ndjson",
     "load_to_stage",
     "open_stage",
+    "reporting",
 ]

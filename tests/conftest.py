@@ -20,10 +20,10 @@ needs_shared = pytest.mark.skipif(
 
 
 def optional_kernel() -> Any:
-    """``stacbatch._kernel``, or None in a build without a C compiler (``make test``, which sets
+    """``stacbatch.kernel._kernel``, or None in a build without a C compiler (``make test``, which sets
     STACBATCH_REQUIRE_KERNEL=1, fails instead: a kernel that did not build would otherwise pass unseen)."""
     try:
-        from stacbatch import _kernel
+        from stacbatch.kernel import _kernel
     except ImportError:
         if os.environ.get("STACBATCH_REQUIRE_KERNEL") == "1":
             raise

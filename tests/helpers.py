@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import copy
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -50,3 +53,25 @@ def collection(cid: str, **extra: Any) -> dict[str, Any]:
     }
     doc.update(copy.deepcopy(extra))
     return doc
+
+
+def cli(
+    *args: str,
+    env: dict[str, str] | None = None,
+    unset: tuple[str, ...] = (),
+    cwd: Path | str | None = None,
+    timeout: float = 300,
+    **kw: Any,
+) -> subprocess.CompletedProcess[str]:
+    """``stacbatch ARGS...`` as a user runs it (a new process, this environment plus ``env``, less ``unset``);
+    stdout and stderr captured as text. The one way tests run the command line."""
+    environ = {k: v for k, v in {**os.environ, **(env or {})}.items() if k not in unset}
+    return subprocess.run(
+        [sys.executable, "-m", "stacbatch", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=environ,
+        cwd=cwd,
+        **kw,
+    )

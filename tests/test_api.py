@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -13,7 +12,7 @@ from typing import Any
 import orjson
 import pytest
 from conftest import canon
-from helpers import item
+from helpers import cli, item
 from stac_server import FakeStac
 
 import stacbatch
@@ -53,16 +52,6 @@ def server(request: pytest.FixtureRequest) -> Iterator[FakeStac]:
 def staged(stage: str) -> dict[tuple[str, str], Any]:
     rows = stacbatch.open_stage(stage).sql("SELECT collection, id, item FROM items").fetchall()
     return {(c, i): orjson.loads(j) for c, i, j in rows}
-
-
-def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "stacbatch", *args],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        env={**os.environ, **(env or {})},
-    )
 
 
 @pytest.mark.parametrize(
@@ -254,22 +243,6 @@ def test_discover_lists_filters_and_stores(server: FakeStac, tmp_path: Path) -> 
     p = cli("discover", server.base, "--stage", stage)
     assert p.returncode == 0 and "C0_1.0" in p.stdout
     assert sorted(stacbatch.open_stage(stage).manifest.collections) == ["C0_1.0", "C1_1.0", "C2_1.0"]
-
-
-def test_progress_line_shows_pages_rate_and_eta() -> None:
-    import io
-    import time
-
-    from stacbatch.api import ApiStats
-    from stacbatch.stage._load import print_progress
-
-    out = io.StringIO()
-    report = print_progress(out)
-    time.sleep(0.01)
-    report(500, ApiStats(pages=5, requests=6, retries=1, matched=1000))
-    line = out.getvalue()
-    assert "read 500 items" in line and "5 pages" in line and "1 retries" in line
-    assert "ETA" in line and "of ~1,000" in line
 
 
 @pytest.mark.parametrize("server", [{"broken": ("C1_1.0",)}], indirect=True)

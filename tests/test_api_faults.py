@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -14,7 +13,7 @@ from typing import Any
 
 import orjson
 import pytest
-from helpers import item
+from helpers import cli, item
 from stac_server import FakeStac
 from test_api import catalog, staged
 
@@ -32,16 +31,6 @@ def serve(items: dict[str, list[dict[str, Any]]], **kwargs: Any) -> Iterator[Fak
         yield srv
     finally:
         srv.stop()
-
-
-def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "stacbatch", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, **(env or {})},
-    )
 
 
 def _user_headers(srv: FakeStac) -> list[set[str]]:

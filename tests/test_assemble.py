@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_mapping import MAPPING, SENSORS
 
-from stacbatch import _json
+from stacbatch.kernel import _canonical
 from stacbatch.mapping import read_mapping
 from stacbatch.mapping._assemble import available
 from stacbatch.mapping._run import Mapper
@@ -87,7 +87,7 @@ def _both(path: str, mapping: str) -> tuple[list[str], list[str], list[str], lis
         texts[0].extend(a.columns.column("item").to_pylist())
         texts[1].extend(b.columns.column("item").to_pylist())
         texts[2].extend(a.columns.column("__hash").to_pylist())
-        texts[3].extend(_json.content_hash_text(t) for t in b.columns.column("item").to_pylist())
+        texts[3].extend(_canonical.content_hash_text(t) for t in b.columns.column("item").to_pylist())
     assert kernel.assembler is not None and sql.assembler is None  # each took the path asked for
     return texts
 
@@ -103,7 +103,7 @@ def _same(kernel: list[str], sql: list[str], kernel_hashes: list[str], sql_hashe
     assert kernel_hashes == sql_hashes
     for a, b in zip(kernel, sql, strict=True):
         assert a == b  # the same bytes: numbers written as DuckDB's to_json writes them, defaults as given
-        assert _json.content_hash_text(a) == _json.content_hash_text(b)
+        assert _canonical.content_hash_text(a) == _canonical.content_hash_text(b)
 
 
 def test_the_inventory_mapping_assembles_as_the_sql_writes_it(tmp_path: Path) -> None:
@@ -181,7 +181,7 @@ def test_any_values_assemble_as_the_sql_writes_them(tmp_path: Path, rows: list[t
 
 def test_left_out_members_and_empty_objects() -> None:
     """An object whose members are all left out is written {}; commas stay right whichever are left out."""
-    from stacbatch import _kernel
+    from stacbatch.kernel import _kernel
 
     root = Obj(
         (
@@ -211,20 +211,20 @@ def test_left_out_members_and_empty_objects() -> None:
     ]
     if ends is None:  # hashed by the kernel
         digests = [bytes(hashes)[32 * i : 32 * i + 32].decode() for i in range(3)]
-        assert digests == [_json.content_hash_text(t) for t in got]
+        assert digests == [_canonical.content_hash_text(t) for t in got]
 
 
 @pytest.mark.skipif(not os.environ.get("STACBATCH_REQUIRE_KERNEL"), reason="only where the full kernel is required")
 def test_the_kernel_hashes_assembled_items_itself() -> None:
     """setup.py finds xxHash in pyarrow's headers (a build requirement); without it the hashes are still right
     but taken in Python, item by item."""
-    from stacbatch import _kernel
+    from stacbatch.kernel import _kernel
 
     assert _kernel.XXH3 == 1
 
 
 def test_bad_programs_and_columns_are_refused() -> None:
-    from stacbatch import _kernel
+    from stacbatch.kernel import _kernel
 
     prog = program(Obj((("a", Leaf("x"), False),)), _kernel.canonical)
     arr = pa.array(["v"], pa.string())
@@ -313,7 +313,7 @@ def test_doubles_are_written_as_duckdbs_to_json_writes_them(xs: list[float]) -> 
     the same text for every double."""
     import duckdb
 
-    from stacbatch import _kernel
+    from stacbatch.kernel import _kernel
 
     xs = xs + _doubles(len(xs), 400)
     con = duckdb.connect()

@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import orjson
 import pytest
+from helpers import cli as run
 from helpers import item, write_ndjson
 
 import stacbatch
 from stacbatch.errors import ExitCode
-
-
-def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "stacbatch", *args], capture_output=True, text=True, env=env, timeout=120
-    )
 
 
 def test_bad_items_go_to_failures_and_the_rest_is_staged(tmp_path: Path, tmp_stage: str) -> None:
@@ -83,8 +76,7 @@ def test_unreadable_source(tmp_path: Path, tmp_stage: str) -> None:
 
 
 def test_no_stage_given(tmp_path: Path) -> None:
-    env = {k: v for k, v in __import__("os").environ.items() if k != "STACBATCH_STAGE"}
-    proc = run("info", env=env)
+    proc = run("info", unset=("STACBATCH_STAGE",))
     assert proc.returncode == ExitCode.INPUT and "--stage" in proc.stderr
 
 

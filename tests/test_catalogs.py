@@ -3,23 +3,18 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 from conftest import canon
+from helpers import cli as run
 from helpers import collection, item
 
 import stacbatch
 from stacbatch.emit._tree import STRUCTURAL
 from stacbatch.errors import ExitCode
-
-
-def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "stacbatch", *args], capture_output=True, text=True, timeout=120)
 
 
 def _catalog(cid: str, **extra: Any) -> dict[str, Any]:

@@ -13,6 +13,7 @@ import orjson
 import pyarrow.parquet as pq
 import pytest
 from conftest import canon
+from helpers import cli as _cli
 from helpers import item, write_ndjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -185,7 +186,7 @@ def test_cli_diff_exit_code_and_merge(tmp_path: Path) -> None:
 
 
 def test_change_set_files_appear_only_when_complete(tmp_path: Path) -> None:
-    from stacbatch import _fs
+    from stacbatch.engine import _fs
 
     fs, _ = _fs.filesystem(str(tmp_path))
     target = tmp_path / "changes.parquet"
@@ -285,10 +286,6 @@ def test_duckdb_numbers_files_in_list_order(tmp_path: Path) -> None:
     assert len(paths) > 4
     con = duckdb.connect()
     assert _places_hold(con, paths) and _places_hold(con, paths[::-1])
-
-
-def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "stacbatch", *args], capture_output=True, text=True, timeout=120)
 
 
 def test_cli_diff_out_of_one_collection_with_modified_items(tmp_path: Path) -> None:

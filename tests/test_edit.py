@@ -370,3 +370,13 @@ def test_set_giving_a_non_finite_number_fails_those_items_only(stage: str, tmp_p
     for line in lines:
         json.loads(line, parse_constant=refuse)
         assert "1e999" not in line
+
+
+def test_unchanged_means_canonically_equal() -> None:
+    """The Python path tells unchanged items as the kernel does (the canonical stream): 1 and 1.0 are the same
+    number, an integer beyond int64 and the float nearest it are not, and true is not 1."""
+    from stacbatch.edit._rewrite import _same
+
+    assert _same(1, 1.0) and _same([1], [1.0])
+    assert not _same(10**19, 1e19) and not _same([10**19], [1e19])
+    assert not _same(True, 1)

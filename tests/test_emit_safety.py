@@ -13,21 +13,12 @@ from pathlib import Path
 
 import orjson
 import pytest
+from helpers import cli as run
 from helpers import item, write_ndjson
 
 import stacbatch
 from stacbatch.emit._target import MARKER
 from stacbatch.errors import ExitCode
-
-
-def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "stacbatch", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **(env or {})},
-        timeout=120,
-    )
 
 
 def _one_line_error(proc: subprocess.CompletedProcess[str], code: int = ExitCode.INPUT) -> str:

@@ -4,15 +4,14 @@ and nothing else: checking or running them never executes another statement, and
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import orjson
 import pytest
-from helpers import collection, item, write_ndjson
+from helpers import cli, collection, item, write_ndjson
 
 import stacbatch
-from stacbatch._sql import expression_problem
+from stacbatch.engine._sql import expression_problem
 
 #: Each tries to run a second statement (or read a file) when pasted into the query the expression goes in.
 ESCAPES = [
@@ -27,12 +26,6 @@ ESCAPES = [
 ]
 #: through the CLI (each is a few processes): a second statement, one hidden by a comment, a file read
 CLI_ESCAPES = [ESCAPES[0], ESCAPES[1], ESCAPES[5]]
-
-
-def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "stacbatch", *args], capture_output=True, text=True, timeout=120, cwd=cwd
-    )
 
 
 def one_clear_line(p: subprocess.CompletedProcess[str], *words: str) -> None:

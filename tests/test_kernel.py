@@ -16,18 +16,19 @@ from conftest import corpus_files, shared_path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stacbatch import _json, _parse, _scan
+from stacbatch.kernel import _canonical, _scan
 from stacbatch.sources import LinesUnit
+from stacbatch.stage import _parse
 
 if os.environ.get("STACBATCH_REQUIRE_KERNEL") == "1":  # `make test`: a kernel that failed to build is a failure
-    import stacbatch._kernel as kernel
+    import stacbatch.kernel._kernel as kernel
 else:
-    kernel = pytest.importorskip("stacbatch._kernel")
+    kernel = pytest.importorskip("stacbatch.kernel._kernel")
 
 
 def _python_stream(value: Any) -> bytes:
     out = bytearray()
-    _json._stream(value, out)
+    _canonical._stream(value, out)
     return bytes(out)
 
 
@@ -112,9 +113,9 @@ def test_canonical_matches_python_on_generated_values(value: Any, ascii_only: bo
 
 def test_hashes_agree_without_the_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
     lines = _corpus_lines()[:300]
-    with_kernel = [(_json.content_hash_text(line), _json.content_hash(orjson.loads(line))) for line in lines]
-    monkeypatch.setattr(_json, "_kernel", None)
-    without = [(_json.content_hash_text(line), _json.content_hash(orjson.loads(line))) for line in lines]
+    with_kernel = [(_canonical.content_hash_text(line), _canonical.content_hash(orjson.loads(line))) for line in lines]
+    monkeypatch.setattr(_canonical, "_kernel", None)
+    without = [(_canonical.content_hash_text(line), _canonical.content_hash(orjson.loads(line))) for line in lines]
     assert with_kernel == without
     assert all(a == b for a, b in with_kernel)
 
@@ -413,7 +414,7 @@ def test_text_hashes_match_content_hash_text() -> None:
 
     texts = [line.decode() for line in _corpus_lines()[:200]]
     texts += ['{"b": 1, "a": 1.0}', '{"n": NaN, "i": 1e400}', "[]", '"caf\u00e9"', '{"big": 123456789012345678901234}']
-    want = [_json.content_hash_text(t) for t in texts]
+    want = [_canonical.content_hash_text(t) for t in texts]
     for arr in (pa.array(texts, pa.string()), pa.array(texts, pa.large_string())):
         assert _scan.text_hashes(arr).to_pylist() == want
         assert _scan.text_hashes(arr.slice(3, 50)).to_pylist() == want[3:53]
@@ -553,66 +554,3 @@ def test_threads_canonicalise_at_once() -> None:
     for t in threads:
         t.join()
     assert not bad
-
-
-# ---- STAC API pages are untrusted bytes: mutated pages never crash the readers (`make fuzz` runs these under ASan and
-# UBSan), and a valid page gives what decoding it gives. Known gap (issue 20's note): a page that is bad JSON only
-# inside a feature is still indexed here, where the Python twin refuses the whole page; scan_lines then refuses that
-# feature's line alone.
-
-_PAGE_FEATURES = [
-    {"type": "Feature", "id": f"i{i}", "properties": {"datetime": f"2020-01-0{i + 1}T00:00:00Z"}, "geometry": None}
-    for i in range(3)
-]
-_PAGE = json.dumps(
-    {"type": "FeatureCollection", "features": _PAGE_FEATURES, "links": [{"rel": "next", "href": "http://h/n?t=é"}]},
-    indent=1,
-).encode()
-
-
-def _check_page(page: bytes) -> None:
-    try:
-        doc = orjson.loads(page)
-    except orjson.JSONDecodeError:
-        doc = None
-    found = kernel.page_index(page)
-    if found is not None:
-        head, rows = found
-        if doc is not None:
-            assert orjson.loads(head) == {**doc, "features": []}
-            assert len(rows) == len(doc["features"])
-            for row, f in zip(rows, doc["features"], strict=True):
-                assert (None if row[0] is None else orjson.loads(row[0])) == f.get("id")
-    feats = kernel.page_features(page)
-    if feats is not None and doc is not None:
-        block, count = feats
-        lines = bytes(block).splitlines()
-        assert count == len(lines) == len(doc["features"])
-        assert [orjson.loads(line) for line in lines] == doc["features"]
-
-
-@settings(max_examples=400, deadline=None)
-@given(
-    st.lists(
-        st.tuples(st.integers(0, 10**6), st.integers(0, 3), st.sampled_from(list(b'{}[]":,\\ 0-.eEtfnu\x00\x80\xff'))),
-        min_size=1,
-        max_size=3,
-    )
-)
-def test_mutated_api_pages(muts: list[tuple[int, int, int]]) -> None:
-    page = _PAGE
-    for at, op, byte in muts:
-        at %= len(page) + 1
-        page = (
-            [page[:at], page[:at] + bytes([byte]) + page[at + 1 :], page[:at] + bytes([byte]) + page[at:]][op]
-            if op < 3
-            else page[:at] + page[at + 1 :]
-        )
-    _check_page(page)
-
-
-@settings(max_examples=300, deadline=None)
-@given(st.text(alphabet='{}[]":,\\ 01-.eEtfnrulsa', max_size=80))
-def test_random_json_like_pages(text: str) -> None:
-    _check_page(('{"features":' + text + "}").encode())
-    _check_page(text.encode())

@@ -22,9 +22,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 if os.environ.get("STACBATCH_REQUIRE_KERNEL") == "1":  # `make test`: a kernel that failed to build is a failure
-    import stacbatch._kernel as kernel
+    import stacbatch.kernel._kernel as kernel
 else:
-    kernel = pytest.importorskip("stacbatch._kernel")
+    kernel = pytest.importorskip("stacbatch.kernel._kernel")
 
 #: key, kind, int64, float64 (as its 8 bytes: -0.0 is not 0.0), stamp, stamp_ok, text
 Entry = tuple[bytes, int, int, bytes, int, int, bytes]

@@ -13,12 +13,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import shapely
-from helpers import read_ndjson
+from helpers import cli, read_ndjson
 from stac_schemas import validate_item
 
 import stacbatch
 from stacbatch.mapping import read_mapping
-from stacbatch.stage import load
+from stacbatch.workflow import load
 
 CSV = """scene,platform,tile,acquired,start_epoch,end_date,lon,lat,cloud,bands,sensor,wkt
 S1,landsat-8,T31UFQ,2021-06-01 10:20:30,1622541600,2021-06-02,4.35,50.85,12.5,B1|B2,OLI,"POLYGON((4 50,5 50,5 51,4 50))"
@@ -61,12 +61,6 @@ assets:
 links:
   - {{rel: via, href: "https://example.com/scenes/{{scene}}"}}
 """
-
-
-def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "stacbatch", *args], capture_output=True, text=True, timeout=120, cwd=cwd
-    )
 
 
 def validate_staged(item: dict[str, Any]) -> None:

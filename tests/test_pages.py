@@ -169,8 +169,8 @@ def test_kernel_lz4_matches_pyarrow_and_survives_corruption() -> None:
                 _kernel.take_chunk(bytes(bad), 1, np.array([0], np.int64).tobytes())
 
 
-def _page_header(raw: int, size: int) -> bytes:
-    """A Thrift compact PageHeader: DATA_PAGE, sizes, DataPageHeader(num_values=1, encoding PLAIN, RLE, RLE)."""
+def _page_header(raw: int, size: int, values: int = 1) -> bytes:
+    """A Thrift compact PageHeader: DATA_PAGE, sizes, DataPageHeader(num_values, encoding PLAIN, RLE, RLE)."""
 
     def zz(v: int) -> bytes:
         v = (v << 1) ^ (v >> 63)
@@ -182,7 +182,7 @@ def _page_header(raw: int, size: int) -> bytes:
                 return out
 
     head = b"\x15" + zz(0) + b"\x15" + zz(raw) + b"\x15" + zz(size)
-    data = b"\x15" + zz(1) + b"\x15" + zz(0) + b"\x15" + zz(3) + b"\x15" + zz(3) + b"\x00"
+    data = b"\x15" + zz(values) + b"\x15" + zz(0) + b"\x15" + zz(3) + b"\x15" + zz(3) + b"\x00"
     return head + b"\x2c" + data + b"\x00"
 
 
@@ -193,6 +193,20 @@ def test_malformed_headers_are_value_errors() -> None:
             _kernel.parquet_pages(junk)
     with pytest.raises(ValueError):  # rows out of order
         _kernel.plain_take(b"\x01\x00\x00\x00a\x01\x00\x00\x00b", np.array([1, 0], np.int64).tobytes())
+    row = np.array([0], np.int64).tobytes()
+    body = b"\x50\x01\x00\x00\x00a"  # an LZ4 block: one run of 5 literals, the PLAIN value "a"
+    page = _page_header(5, len(body)) + body
+    assert bytes(_kernel.take_chunk(page, 1, row)[1]) == b"a"
+    assert bytes(_kernel.take_chunk(page, 1, memoryview(b"\0" + row)[1:])[1]) == b"a"  # rows at an odd address
+    with pytest.raises(ValueError):  # an uncompressed size no LZ4 block this small reaches: refused, not allocated
+        _kernel.take_chunk(_page_header(2**62, len(body)) + body, 1, row)
+    negative = _page_header(5, len(body), values=-1) + body
+    past = _page_header(5, len(body), values=2**63 - 1) + body + page  # counts of values past int64
+    for chunk in (negative, past):
+        with pytest.raises(ValueError):
+            _kernel.parquet_pages(chunk)
+        with pytest.raises(ValueError):
+            _kernel.take_chunk(chunk, 1, np.array([0, 2**63 - 1], np.int64).tobytes())
 
 
 def test_a_remote_filesystem_reads_through_file_objects(files: dict[str, tuple[str, pa.Table]]) -> None:

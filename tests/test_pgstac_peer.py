@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import datetime
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +16,7 @@ from typing import Any
 import orjson
 import pytest
 from conftest import canon, corpus_files, shared_path
-from helpers import collection, item
+from helpers import cli, collection, item
 from pgstac_peer import PgstacPeer, missing
 
 import stacbatch
@@ -85,10 +83,6 @@ def peer() -> Iterator[tuple[PgstacPeer, dict[Key, dict[str, Any]]]]:
         yield srv, loaded
     finally:
         srv.stop()
-
-
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "stacbatch", *args], capture_output=True, text=True, timeout=300)
 
 
 def staged(stage: str) -> dict[Key, dict[str, Any]]:

@@ -10,7 +10,7 @@ import pytest
 from helpers import item, write_ndjson
 
 import stacbatch
-from stacbatch._pool import Workers
+from stacbatch.engine._pool import Workers
 
 
 def _run(code: str) -> str:
@@ -20,7 +20,7 @@ def _run(code: str) -> str:
 def test_without_pandas_keeps_conversions_from_importing_pandas_but_not_users() -> None:
     out = _run(
         "import sys\n"
-        "from stacbatch._pool import without_pandas\n"
+        "from stacbatch.engine._pool import without_pandas\n"
         "without_pandas()\n"
         "import numpy as np, pyarrow as pa, pyarrow.compute as pc\n"
         "pa.scalar(1); pa.array([1, None]); pa.array(np.arange(3)); pc.fill_null(pa.array([None, 'a']), 'x')\n"
@@ -34,7 +34,7 @@ def test_malloc_tuning_takes_on_glibc_and_is_harmless() -> None:
     import platform
 
     out = _run(
-        "from stacbatch._pool import keep_freed_memory, release_freed_memory\n"
+        "from stacbatch.engine._pool import keep_freed_memory, release_freed_memory\n"
         "keep_freed_memory()\n"
         "blocks = [bytearray(8 << 20) for _ in range(8)]\n"
         "del blocks\n"
@@ -43,7 +43,7 @@ def test_malloc_tuning_takes_on_glibc_and_is_harmless() -> None:
     )
     assert out == "ok"
     if platform.libc_ver()[0] == "glibc":
-        assert _run("from stacbatch._pool import keep_freed_memory; print(keep_freed_memory())") == "True"
+        assert _run("from stacbatch.engine._pool import keep_freed_memory; print(keep_freed_memory())") == "True"
 
 
 def _square(x: int) -> int:
@@ -76,7 +76,7 @@ def test_cli_load_with_workers_from_the_console_script_and_the_module(tmp_path: 
 
 
 def test_prestart_guesses_the_input_from_regular_files_only(tmp_path: Path) -> None:
-    from stacbatch._pool import _local_bytes
+    from stacbatch.cli._prestart import local_bytes as _local_bytes
 
     big = tmp_path / "a.ndjson"
     big.write_bytes(b"x" * 1000)
@@ -114,7 +114,7 @@ def test_records_reach_workers_through_a_mapped_file_that_is_then_removed() -> N
 
     import pyarrow as pa
 
-    from stacbatch import _handoff
+    from stacbatch.engine import _handoff
     from stacbatch.sources import RecordsUnit
 
     table = pa.table({"a": [1, None, 3], "b": ["x", None, "ü"]})
@@ -143,7 +143,7 @@ def test_records_reach_workers_through_a_mapped_file_that_is_then_removed() -> N
 def test_handoff_folders_of_dead_processes_are_removed(tmp_path: Path) -> None:
     import os
 
-    from stacbatch import _handoff
+    from stacbatch.engine import _handoff
 
     dead = tmp_path / "stacbatch-handoff-999999999-abc"  # above any pid_max: no such process
     mine = tmp_path / f"stacbatch-handoff-{os.getpid()}-def"

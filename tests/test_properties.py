@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import stacbatch
-from stacbatch import _json
+from stacbatch.kernel import _canonical
 
 json_scalars = st.one_of(
     st.none(),
@@ -92,14 +92,14 @@ def test_hash_ignores_key_order_and_integral_floats(value: object) -> None:
             return float(v)
         return v
 
-    assert _json.content_hash(value) == _json.content_hash(reorder(value))
+    assert _canonical.content_hash(value) == _canonical.content_hash(reorder(value))
 
 
 def test_hash_sees_real_changes() -> None:
-    assert _json.content_hash({"a": 1}) != _json.content_hash({"a": 2})
-    assert _json.content_hash({"a": None}) != _json.content_hash({})
-    assert _json.content_hash({"a": True}) != _json.content_hash({"a": 1})
-    assert _json.content_hash({"a": "1"}) != _json.content_hash({"a": 1})
+    assert _canonical.content_hash({"a": 1}) != _canonical.content_hash({"a": 2})
+    assert _canonical.content_hash({"a": None}) != _canonical.content_hash({})
+    assert _canonical.content_hash({"a": True}) != _canonical.content_hash({"a": 1})
+    assert _canonical.content_hash({"a": "1"}) != _canonical.content_hash({"a": 1})
 
 
 def test_partitioning(tmp_path: Path) -> None:

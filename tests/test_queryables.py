@@ -4,8 +4,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import orjson
@@ -13,6 +11,7 @@ import polars as pl
 import pyarrow.parquet as pq
 import pytest
 from conftest import corpus_files, needs_shared
+from helpers import cli as run
 from helpers import read_ndjson, write_ndjson
 from test_columns import _item, _one, disagreements
 
@@ -24,10 +23,6 @@ from stacbatch.stage._stage import open_stage
 from stacbatch.stage._upgrade import closed_collections
 
 CORPUS_FILES = corpus_files("items")
-
-
-def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "stacbatch", *args], capture_output=True, text=True, timeout=300)
 
 
 def _stage(tmp_path: Path) -> str:

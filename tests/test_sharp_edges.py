@@ -8,19 +8,10 @@ from pathlib import Path
 
 import orjson
 import pytest
+from helpers import cli as run
 from helpers import collection, item, write_ndjson
 
 import stacbatch
-
-
-def run(*args: str, **kw: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "stacbatch", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        **kw,  # type: ignore[call-overload]
-    )
 
 
 @pytest.mark.parametrize("fmt", ["csv", "json"])
@@ -63,7 +54,7 @@ def test_collection_keys_are_exact_or_the_item_fails(
 ) -> None:
     """A NUL in a collection id was cut off in the partition key (one item superseded another); a literal
     `_no_collection` collided with the items that have none."""
-    from stacbatch import _scan
+    from stacbatch.kernel import _scan
 
     monkeypatch.setattr(_scan, "AVAILABLE", kernel_on)
     src = write_ndjson(

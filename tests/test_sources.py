@@ -198,9 +198,9 @@ def test_workers_spill_their_rows_by_partition(tmp_path: Path) -> None:
     unit << 32 | row."""
     import pyarrow as pa
 
-    from stacbatch._parse import parse_routed
     from stacbatch.sources import LinesUnit
     from stacbatch.stage._manifest import DEFAULT_SETTINGS
+    from stacbatch.stage._parse import parse_routed
     from stacbatch.stage._route import Placement, Router
 
     data = b"".join(orjson.dumps(i) + b"\n" for i in ITEMS)

@@ -69,7 +69,7 @@ def test_string_hashes_are_stable_over_slices_and_chunks() -> None:
     import numpy as np
     import pyarrow as pa
 
-    from stacbatch import _scan
+    from stacbatch.kernel import _scan
 
     if not _scan.AVAILABLE:
         pytest.skip("needs the C kernel")
@@ -181,8 +181,8 @@ def test_workers_write_large_partitions_themselves(
 def test_rows_for_a_collection_written_early_are_refused_not_lost(tmp_path: Path) -> None:
     import pytest
 
-    from stacbatch._parse import Spill
     from stacbatch.errors import StageError
+    from stacbatch.stage._parse import Spill
     from stacbatch.stage._writer import PartitionWriter
 
     writer = PartitionWriter(None, str(tmp_path), "r1", {"time_bucket": "none"}, {}, str(tmp_path))

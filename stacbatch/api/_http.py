@@ -20,8 +20,8 @@ from urllib.parse import urljoin, urlsplit
 import aiohttp
 import orjson
 
-from stacbatch import _json
-from stacbatch._headers import HeaderScope
+from stacbatch.engine import _json
+from stacbatch.engine._headers import HeaderScope
 from stacbatch.errors import InputError
 
 RETRY_STATUS = {429, 500, 502, 503, 504}

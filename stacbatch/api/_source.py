@@ -21,9 +21,6 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from stacbatch import _json
-from stacbatch._headers import HeaderScope
-from stacbatch._scan import AVAILABLE as _KERNEL
 from stacbatch.api._http import Http, HttpError
 from stacbatch.api._options import AUTO_LIMIT, FALLBACK_LIMIT, ApiOptions, ApiStats
 from stacbatch.api._stac import (
@@ -36,8 +33,11 @@ from stacbatch.api._stac import (
 )
 from stacbatch.api._windows import parse_instant as _instant
 from stacbatch.api._windows import split_window, time_windows
+from stacbatch.engine import _json
+from stacbatch.engine._headers import HeaderScope
+from stacbatch.engine._units import PagesUnit
 from stacbatch.errors import InputError
-from stacbatch.sources._units import PagesUnit
+from stacbatch.kernel._scan import AVAILABLE as _KERNEL
 
 _DONE = object()
 
@@ -373,6 +373,8 @@ class ApiSource:
                 done = not raw or nxt is None
                 keep = [i for i, f in enumerate(raw) if not self._seen_at_edge(cid, f, edges)]  # type: ignore[arg-type]
                 self.stats.pages += 1
+                # live for progress (the load's bar), final again when the fetch ends
+                self.stats.requests, self.stats.retries = http.stats.requests, http.stats.retries
                 if budget[0] is not None:
                     keep = keep[: budget[0]]
                     budget[0] -= len(keep)

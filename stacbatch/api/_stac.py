@@ -15,10 +15,10 @@ from urllib.parse import urlencode, urljoin
 
 import orjson
 
-from stacbatch import _json
-from stacbatch._scan import page_index
 from stacbatch.api._http import Http, HttpError
+from stacbatch.engine import _json
 from stacbatch.errors import InputError
+from stacbatch.kernel._scan import page_index
 
 
 @dataclass

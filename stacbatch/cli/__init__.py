@@ -10,7 +10,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import gc
 
-from stacbatch._pool import prestart  # after the environment is set: the fork server inherits it
+from stacbatch.cli._prestart import prestart  # after the environment is set: the fork server inherits it
 
 prestart(sys.argv)
 

@@ -9,6 +9,7 @@ import typer
 
 from stacbatch.cli._common import info
 from stacbatch.cli._source_opts import HTTP_ONLY, SourceArgs, with_source_options
+from stacbatch.cli._table import render
 from stacbatch.errors import InputError
 
 
@@ -26,9 +27,9 @@ def discover_cmd(
     *,
     source: SourceArgs,
 ) -> None:
-    from stacbatch._headers import HeaderScope
     from stacbatch.api import check_datetime, parse_bbox
     from stacbatch.api._discover import discover
+    from stacbatch.engine._headers import HeaderScope
 
     if fmt not in ("table", "json", "ndjson"):
         raise InputError(f"--format must be table, json or ndjson, got {fmt!r}")
@@ -45,14 +46,11 @@ def discover_cmd(
     elif fmt == "ndjson":
         sys.stdout.write("".join(orjson.dumps(c).decode() + "\n" for _p, c in found))
     else:
-        rows = [["provider", "id", "title", "temporal extent"]]
+        rows = []
         for p, c in found:
             span = (((c.get("extent") or {}).get("temporal") or {}).get("interval") or [[None, None]])[0]
             rows.append([p, str(c.get("id")), str(c.get("title") or "")[:50], f"{span[0] or '..'} / {span[1] or '..'}"])
-        widths = [max(len(r[i]) for r in rows) for i in range(4)]
-        sys.stdout.write(
-            "".join("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() + "\n" for r in rows)
-        )
+        sys.stdout.write(render(["provider", "id", "title", "temporal extent"], rows))
     info(f"discover: {len(found)} collection(s)")
     if stage and found:
         from stacbatch.stage import load

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import typer
 
+from stacbatch.engine._progress import current
 from stacbatch.errors import ExitCode, InputError
 
 
@@ -21,6 +22,8 @@ state = _State()
 
 
 def info(msg: str) -> None:
+    """A summary or note on stderr (not under ``-q``); progress bars, if any, are removed first."""
+    current().finish()
     if not state.quiet:
         print(msg, file=sys.stderr)
 

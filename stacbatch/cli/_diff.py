@@ -8,6 +8,7 @@ import typer
 
 from stacbatch.cli._common import info, require_stage, stage_option, state
 from stacbatch.cli._source_opts import SourceArgs, with_source_options
+from stacbatch.cli._table import render
 from stacbatch.errors import ExitCode, InputError
 
 if TYPE_CHECKING:  # the edit layer (DuckDB, Arrow compute) is imported by the commands that use it
@@ -64,14 +65,7 @@ def _table(res: DiffResult) -> str:
 
     rows = [[c, *(f"{k[x]:,}" for x in KINDS)] for c, k in sorted(res.counts.items())]
     rows.append(["total", *(f"{v:,}" for v in res.totals().values())])
-    head = ["collection", *KINDS]
-    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
-    lines = []
-    for r in [head, *rows]:
-        lines.append(
-            "  ".join(v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in enumerate(zip(r, widths, strict=True)))
-        )
-    return "\n".join(lines) + "\n"
+    return render(["collection", *KINDS], rows, right=tuple(range(1, len(KINDS) + 1)))
 
 
 def _json(res: DiffResult) -> str:

@@ -9,7 +9,7 @@ import typer
 
 from stacbatch.cli._common import info, require_stage, stage_option, state
 from stacbatch.errors import ExitCode, InputError
-from stacbatch.stage._runs import format_failure
+from stacbatch.stage import format_failure
 
 if TYPE_CHECKING:
     from stacbatch.edit import EditResult
@@ -136,8 +136,8 @@ def _report(res: EditResult) -> None:
 
 def _report_skipped(res: EditResult) -> None:
     """One line per target path that some selected items did not get, for want of its parent object."""
-    from stacbatch._patch import format_path
     from stacbatch.edit._paths import parse_path
+    from stacbatch.engine._patch import format_path
 
     for path, n in sorted(res.skipped.items()):
         parent = format_path(parse_path(path)[:-1])

@@ -6,9 +6,9 @@ import orjson
 import typer
 
 from stacbatch.cli._common import require_stage, stage_option
+from stacbatch.cli._table import render as render_table
 from stacbatch.errors import InputError
-from stacbatch.stage import open_stage
-from stacbatch.stage._info import stage_info
+from stacbatch.stage import open_stage, stage_info
 
 
 def info_cmd(
@@ -24,7 +24,7 @@ def info_cmd(
         raise InputError(f"--format must be table or json, got {fmt!r}")
     st = open_stage(require_stage(stage))
     report = stage_info(st, properties=properties)
-    from stacbatch.stage._queryables import queryables
+    from stacbatch.stage import queryables
 
     found = queryables(st)
     for entry in report["collections"]:
@@ -91,11 +91,15 @@ def _property_lines(q: dict) -> list[str]:  # type: ignore[type-arg]
             f"  columns     {len(q['columns'])} typed, read from the item texts: more names are kept in the text "
             "than a plan lists, so any may be in any file"
         )
+    rows = []
     for name, col in list(q["columns"].items())[:QUERYABLE_LINES]:
         rate = col["items"] / q["items"] if q["items"] else 0.0
         odd = f", {col['not_of_type']:,} of another type" if col.get("not_of_type") else ""
         shown = f" as {col['shown_as']!r}" if col.get("shown_as") else ""
-        lines.append(f"    {name:<28} {col['type']:<14} {rate:>6.1%}{odd}{shown}")
+        rows.append([name, col["type"], f"{rate:.1%}", f"{odd}{shown}".lstrip(", ")])
+    if rows:  # as wide as the longest name and type (struct types are long), no header
+        table = render_table(["", "", "", ""], rows, right=(2,)).splitlines()[1:]
+        lines += ["    " + line for line in table]
     if len(q["columns"]) > QUERYABLE_LINES:
         lines.append(f"    ... {len(q['columns']) - QUERYABLE_LINES} more (stacbatch queryables -c COLLECTION)")
     for name, why in list(q["text_only"].items())[:QUERYABLE_LINES]:
@@ -112,7 +116,7 @@ def queryables_cmd(
         None, "--base-url", help="URL the schema's $id starts with (the STAC API serving the stage)."
     ),
 ) -> None:
-    from stacbatch.stage._queryables import queryables_schema
+    from stacbatch.stage import queryables_schema
 
     st = open_stage(require_stage(stage))
     doc = queryables_schema(st, collection, base_url)
@@ -159,7 +163,7 @@ def upgrade_cmd(
     workers: int | None = typer.Option(None, "--workers", help="Processes rewriting files (default: one per core)."),
 ) -> None:
     from stacbatch.cli._common import info
-    from stacbatch.stage._upgrade import upgrade
+    from stacbatch.stage import upgrade
 
     res = upgrade(require_stage(stage), workers)
     if not res.collections:

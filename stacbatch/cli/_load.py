@@ -3,15 +3,13 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-import orjson
 import typer
 
 from stacbatch.cli._common import info, require_stage, stage_option, state
 from stacbatch.cli._source_opts import SourceArgs, with_source_options
 from stacbatch.errors import ExitCode, InputError
-from stacbatch.stage import DEFAULT_BATCH_SIZE, load
-from stacbatch.stage._load import print_progress
-from stacbatch.stage._runs import format_failure
+from stacbatch.stage import DEFAULT_BATCH_SIZE, LoadResult, format_failure
+from stacbatch.workflow import failed_requests, load, resume_point
 
 
 @with_source_options()
@@ -61,9 +59,9 @@ def load_cmd(
     if retry_failed and resume:
         raise InputError("--retry-failed and --resume do not go together; run one, then the other")
     if retry_failed:
-        sources, retry = _failed_requests(path, retry_failed, sources)
+        sources, retry = failed_requests(path, retry_failed, sources)
     if resume:
-        sources, retry = _checkpoint(path, sources)
+        sources, retry = resume_point(path, sources)
     if not sources:
         raise InputError("load: give at least one SOURCE (a file, folder, catalog, stac-geoparquet file or API URL)")
     api = None
@@ -86,60 +84,28 @@ def load_cmd(
         raise InputError("--collection, --bbox, --datetime, --ids and --max-items apply to STAC API URLs only")
     declared = None
     if queryables is not None:
-        from stacbatch.stage._queryables import read_declared
+        from stacbatch.stage import read_declared
 
         declared = read_declared(queryables)
-    progress = print_progress() if sys.stderr.isatty() and not state.quiet else None
-    try:
-        _run(path, sources, api, doc, progress, batch_size, workers, time_bucket, declared)
-    except KeyboardInterrupt:
-        if api is not None:  # nothing of this segment was committed: resume goes on from where it began
-            pending = api.requests or api.started
-            if pending:
-                _write_checkpoint(path, sources[0], None, pending)
-        raise
 
-
-def _run(
-    path: str,
-    sources: list[str],
-    api: Any,
-    doc: Any,
-    progress: Any,
-    batch_size: int,
-    workers: int | None,
-    time_bucket: str | None,
-    declared: dict[str, dict[str, str]] | None = None,
-) -> None:
-    """Load; from an API, in segments, each committed and then checkpointed."""
-    while True:
-        res = load(
-            path,
-            sources,
-            batch_size=batch_size,
-            workers=workers,
-            time_bucket=time_bucket,
-            progress=progress,
-            api=api,
-            mapping=doc,
-            queryables=declared,
-        )
-        declared = None  # kept in the stage by the first segment
-        if progress:
-            sys.stderr.write("\r")
+    def segment(res: LoadResult) -> None:
         _report(res)
         if res.mapping:
             from stacbatch.cli._mapping import report
 
             report(res.mapping)
-        if api is None:
-            return
-        # Committed: record where every unfinished query goes on, so that a kill loses at most one segment.
-        _write_checkpoint(path, sources[0], res)
-        if res.api_done or not res.api_pending:
-            _write_checkpoint(path, sources[0], None)
-            return
-        api.requests = res.api_pending
+
+    load(
+        path,
+        sources,
+        mapping=doc,
+        api=api,
+        batch_size=batch_size,
+        workers=workers,
+        time_bucket=time_bucket,
+        queryables=declared,
+        on_segment=segment,
+    )
 
 
 def _first_five(named: dict[str, Any], fmt: str) -> str:
@@ -193,66 +159,3 @@ def _report(res: Any) -> None:
             file=sys.stderr,
         )
         state.exit_code = ExitCode.PARTIAL
-
-
-def _failed_requests(stage: str, run_id: str, sources: list[str]) -> tuple[list[str], list[dict[str, Any]]]:
-    """The API queries that failed in an earlier run: (their API URLs, their failure records)."""
-    from stacbatch import _fs
-    from stacbatch.stage._layout import RUNS
-
-    fs, root = _fs.filesystem(stage)
-    path = _fs.join(root, RUNS, run_id, "failures.ndjson")
-    if not fs.exists(_fs.join(root, RUNS, run_id)):
-        raise InputError(f"--retry-failed {run_id}: no such run in {stage} (see its runs/ folder)")
-    records = []
-    if fs.exists(path):
-        with fs.open(path, "rb") as f:
-            records = [orjson.loads(line) for line in f.read().splitlines() if line.strip()]
-    failed = [r for r in records if isinstance(r.get("request"), dict) and r.get("collection")]
-    if not failed:
-        raise InputError(f"--retry-failed {run_id}: that run has no failed API queries to retry")
-    urls = sorted({str(r["source"]) for r in failed})
-    if len(urls) > 1 or (sources and sources != urls):
-        raise InputError(f"--retry-failed {run_id}: its failures come from {', '.join(urls)}; give that URL or none")
-    return urls, failed
-
-
-CHECKPOINT = "api-checkpoint.json"
-
-
-def _write_checkpoint(stage: str, url: str, res: Any, pending: list[dict[str, Any]] | None = None) -> None:
-    """``runs/api-checkpoint.json``: the API, and for each unfinished query the request that continues it. Written
-    after the segment's commit (a kill in between only means one segment is fetched again; staging is idempotent:
-    last wins), or at an interrupt (``pending``: where the uncommitted segment began). Removed when the load
-    finishes. Request headers are not stored: they may hold secrets."""
-    from stacbatch import _fs
-    from stacbatch.stage._layout import RUNS
-
-    fs, root = _fs.filesystem(stage)
-    target = _fs.join(root, RUNS, CHECKPOINT)
-    if pending is not None:
-        doc: dict[str, Any] = {"url": url, "run_id": None, "pending": pending}
-    elif res is None:
-        if fs.exists(target):
-            fs.rm(target)
-        return
-    else:
-        doc = {"url": url, "run_id": res.run_id, "pending": res.api_pending}
-    _fs.atomic_write_bytes(fs, target, orjson.dumps(doc, option=orjson.OPT_INDENT_2))
-
-
-def _checkpoint(stage: str, sources: list[str]) -> tuple[list[str], list[dict[str, Any]]]:
-    from stacbatch import _fs
-    from stacbatch.stage._layout import RUNS
-
-    fs, root = _fs.filesystem(stage)
-    target = _fs.join(root, RUNS, CHECKPOINT)
-    if not fs.exists(target):
-        raise InputError(f"--resume: {stage} has no interrupted API load to resume (no runs/{CHECKPOINT})")
-    with fs.open(target, "rb") as f:
-        doc = orjson.loads(f.read())
-    if sources and sources != [doc["url"]]:
-        raise InputError(f"--resume: the interrupted load was from {doc['url']}; give that URL or none")
-    if not doc["pending"]:
-        raise InputError("--resume: nothing left to fetch")
-    return [doc["url"]], list(doc["pending"])

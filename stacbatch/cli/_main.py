@@ -9,9 +9,11 @@ from typing import NoReturn
 import typer
 from typer.exceptions import TyperException
 
-from stacbatch._pool import without_pandas
 from stacbatch.cli import _api, _diff, _edit, _emit, _info, _load, _mapping, _sql
 from stacbatch.cli._common import state
+from stacbatch.cli._progress import Bars
+from stacbatch.engine._pool import without_pandas
+from stacbatch.engine._progress import reporting
 from stacbatch.errors import ExitCode, StacbatchError
 
 app = typer.Typer(
@@ -33,11 +35,11 @@ def _global(
 ) -> None:
     if version:
         from stacbatch import __version__
-        from stacbatch._scan import AVAILABLE
+        from stacbatch.kernel._scan import AVAILABLE
 
         kernel = "pure Python: no C kernel was built"
         if AVAILABLE:
-            from stacbatch import _kernel
+            from stacbatch.kernel import _kernel
 
             # without pyarrow's xxHash header at build time, mapped items are hashed in Python (same hashes)
             kernel = "C kernel" if getattr(_kernel, "XXH3", 0) else "C kernel, built without xxHash"
@@ -85,7 +87,12 @@ app.command("emit", help="Write staged items as NDJSON, a static JSON catalog, o
 def main(argv: list[str] | None = None) -> None:
     without_pandas()
     try:
-        rc = app(args=argv, standalone_mode=False)
+        bars = Bars.for_stderr()
+        try:
+            with reporting(bars):
+                rc = app(args=argv, standalone_mode=False)
+        finally:
+            bars.finish()  # before any message below
         if isinstance(rc, int) and rc:  # typer returns Exit codes instead of raising in this mode
             if rc == 130:  # typer's answer to a KeyboardInterrupt it caught
                 _say_interrupted()

@@ -72,12 +72,11 @@ def scaffold_cmd(
     """Stage items from tabular records with a mapping, then create or complete their Collections: extents and
     summaries computed from the items; the given description, license, providers, keywords, title."""
     from stacbatch.edit._collections import SUMMARY_DEFAULTS, update_collection
-    from stacbatch.mapping import read_mapping
-    from stacbatch.stage import load, open_stage
+    from stacbatch.stage import open_stage
+    from stacbatch.workflow import load
 
     path = require_stage(stage)
-    doc = read_mapping(mapping)
-    res = load(path, list(sources), mapping=doc)
+    res = load(path, list(sources), mapping=mapping)
     info(
         f"scaffold {res.run_id}: {res.read:,} records, {res.staged:,} items staged, {res.failed:,} failed; "
         f"{res.seconds:.1f} s"

@@ -49,7 +49,7 @@ class SourceArgs:
 
     def http_options(self) -> dict[str, Any]:
         """What ``Http`` takes (discover, a mapping's HTTP source), checked."""
-        from stacbatch._headers import parse_headers
+        from stacbatch.engine._headers import parse_headers
 
         self._check_http()
         return {
@@ -62,7 +62,7 @@ class SourceArgs:
         }
 
     def _check_http(self) -> None:
-        from stacbatch._headers import parse_header_host
+        from stacbatch.engine._headers import parse_header_host
 
         for host in self.header_host:
             parse_header_host(host)

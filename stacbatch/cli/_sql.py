@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from stacbatch import _fs, _sql
 from stacbatch.cli._common import require_stage, stage_option
+from stacbatch.engine import _fs, _sql
 from stacbatch.errors import InputError, QueryError
 from stacbatch.stage import open_stage
 

@@ -9,13 +9,11 @@ from typing import Any
 
 import pyarrow as pa
 
-from stacbatch.edit._ops import Op, compile_ops, rederive, sets_updated
-from stacbatch.edit._rewrite import FileResult, apply_results, make_jobs, run_jobs
-from stacbatch.edit._select import read_ids, result_counts, select_rows, selection
+from stacbatch.edit._ops import Op, Step, compile_ops, rederive, sets_updated
+from stacbatch.edit._rewrite import FileResult, apply_results, make_jobs, result_counts, run_jobs
+from stacbatch.engine._progress import current
 from stacbatch.errors import InputError
-from stacbatch.stage._commit import commit, crash_point
-from stacbatch.stage._runs import Run
-from stacbatch.stage._stage import Stage
+from stacbatch.stage import Run, Stage, commit, crash_point, read_ids, select_rows, selection
 
 
 @dataclass
@@ -101,6 +99,7 @@ def _edit(
     stage = Stage.open(stage_path)
     with stage.write_lock():
         stage = Stage.open(stage_path)  # re-read under the lock
+        current().phase(f"{command}: select items", total=None, unit="rows")
         compiled = compile_ops(stage.connection, "items", ops, where)
         predicate, missing = selection(stage, compiled.where, ids, ignore_unknown_ids)
         rows = select_rows(stage, predicate)
@@ -173,15 +172,15 @@ def _edit(
     return res
 
 
-def named_columns(manifest: Any, steps: list[Any]) -> dict[str, tuple[str, str]]:
+def named_columns(manifest: Any, steps: list[Step]) -> dict[str, tuple[str, str]]:
     """The items view's property columns that ``set`` expressions may name (their text mentions the name): each
     rewrite job reads them from the item text, which always agrees with the column."""
-    texts = [step[3] for step in steps if step[0] == "set" and step[3]]
+    texts = [step.sql for step in steps if step.kind == "set" and step.sql]
     if not texts:
         return {}
     import re
 
-    from stacbatch.stage._view import property_columns
+    from stacbatch.stage import property_columns
 
     text = "\n".join(texts).lower()
 

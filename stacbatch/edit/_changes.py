@@ -21,10 +21,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from stacbatch import _sql
-from stacbatch._pool import default_workers
-from stacbatch.stage._pages import take_rows
-from stacbatch.stage._stage import Stage
+from stacbatch.engine import _sql
+from stacbatch.engine._pool import default_workers
+from stacbatch.stage import Stage, take_rows
 
 log = logging.getLogger(__name__)
 

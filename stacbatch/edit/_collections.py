@@ -16,16 +16,13 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from stacbatch import _finite, _json, _sql
-from stacbatch._patch import format_path
-from stacbatch.edit._ops import Op, to_json_sql
+from stacbatch.edit._ops import Op, Step, to_json_sql
 from stacbatch.edit._rewrite import _apply, _get, _NotAnObject, _same
+from stacbatch.engine import _finite, _json, _sql
+from stacbatch.engine._patch import format_path
 from stacbatch.errors import InputError, QueryError
-from stacbatch.stage._audit import audit_table
-from stacbatch.stage._commit import commit
-from stacbatch.stage._load import LoadResult, _stage_collection
-from stacbatch.stage._runs import Run
-from stacbatch.stage._stage import Stage
+from stacbatch.kernel import _canonical
+from stacbatch.stage import LoadResult, Run, Stage, audit_table, commit, stage_collection
 
 
 @dataclass
@@ -154,7 +151,7 @@ def update_collection(
             paths.add("extent")
         paths |= set(fields or {}) | ({"summaries"} if summaries is not None else set())
         res.changed = sorted(p for p in paths if not _same(_get(before, _split(p)), _get(doc, _split(p))))
-        if dry_run or _json.content_hash(before) == _json.content_hash(doc):
+        if dry_run or _canonical.content_hash(before) == _canonical.content_hash(doc):
             res.seconds = time.perf_counter() - t0
             return res
         run = Run(
@@ -165,7 +162,7 @@ def update_collection(
         )
         res.run_id = run.id
         manifest = stage.manifest.copy()
-        _stage_collection(stage, manifest, collection, doc, run, LoadResult(run.id))
+        stage_collection(stage, manifest, collection, doc, run, LoadResult(run.id))
         audit = audit_table(
             run.id,
             datetime.now(UTC),
@@ -173,8 +170,8 @@ def update_collection(
             pa.array([collection]),
             pa.array([collection]),
             pa.array([res.changed], pa.list_(pa.string())),
-            pa.array([_json.content_hash(before)]),
-            pa.array([_json.content_hash(doc)]),
+            pa.array([_canonical.content_hash(before)]),
+            pa.array([_canonical.content_hash(doc)]),
         )
         res.seconds = time.perf_counter() - t0
         res.stage_version = commit(
@@ -191,11 +188,11 @@ def _split(path: str) -> tuple[str, ...]:
 
 def _compile(stage: Stage, ops: list[Op]) -> list[Any]:
     """Collection values are constant SQL expressions (no item paths): evaluated once by DuckDB."""
-    steps: list[Any] = []
+    steps: list[Step] = []
     con = stage.connection
     for op in ops:
         if op.kind != "set":
-            steps.append((op.kind, op.path, op.to, None))
+            steps.append(Step(op.kind, op.path, op.to, None))
             continue
         assert op.expr is not None
         what = f"--set {format_path(op.path)}"
@@ -208,5 +205,5 @@ def _compile(stage: Stage, ops: list[Op]) -> list[Any]:
         bad = _finite.non_finite_path(text) if text is not None else None
         if bad is not None:
             raise QueryError(f"{what} {op.expr!r}: {_finite.joined(format_path(op.path), bad)} is {_finite.REASON}")
-        steps.append(("set", op.path, None, text))
+        steps.append(Step("set", op.path, None, text))
     return steps

@@ -19,14 +19,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from stacbatch import _fs, _json, _sql
-from stacbatch._patch import format_path, patch_paths
-from stacbatch._rows import BBOX, TS
 from stacbatch.edit._changes import located_change_table
 from stacbatch.edit._paths import parse_path
+from stacbatch.engine import _fs, _json, _sql
+from stacbatch.engine._layout import MANIFEST
+from stacbatch.engine._patch import format_path, patch_paths
+from stacbatch.engine._progress import current
 from stacbatch.errors import InputError, QueryError
-from stacbatch.stage._layout import MANIFEST
-from stacbatch.stage._stage import Stage
+from stacbatch.kernel._rows import BBOX, TS
+from stacbatch.stage import Stage
 
 KINDS = ("added", "deleted", "modified", "unchanged")
 
@@ -80,7 +81,7 @@ def as_stage(source: str, api: Any = None) -> Iterator[Stage]:
     if is_stage(source):
         yield Stage.open(source)
         return
-    from stacbatch.stage._load import load
+    from stacbatch.stage import load
 
     with tempfile.TemporaryDirectory(prefix="stacbatch-diff-") as tmp:
         res = load(os.path.join(tmp, "stage"), [source], api=api)
@@ -201,15 +202,23 @@ def diff(
     collections: list[str] | None = None,
     api: Any = None,
 ) -> DiffResult:
+    """Compare stage (or source) ``a`` with ``b`` by (collection, id) and content hash: counts of added, removed,
+    modified and unchanged items per collection, and with ``out``/``ndjson`` the change set (each change with the
+    item after it and the JSON paths that differ) as Parquet/NDJSON. ``ignore``: JSON paths whose changes do not
+    count (``properties.updated``). ``a``/``b`` may be anything ``load`` reads (``api``: options for an API URL)."""
     t0 = time.perf_counter()
     ignore_segs = [parse_path(p) for p in ignore or []]
     res = DiffResult(a, b)
     with as_stage(a, api) as sa, as_stage(b, api) as sb:
         con = connect_pair(sa, sb, collections)
         try:
+            progress = current()
+            progress.phase("diff: compare keys and hashes", total=None, unit="rows")
             res.counts = compare_keys(con, collections)
             # The change set is written even when empty: the caller asked for the file.
             if out or ndjson or ignore_segs:
+                changed = sum(c[k] for c in res.counts.values() for k in ("added", "deleted", "modified"))
+                progress.phase("diff: write changes", total=changed)
                 res.changes_written = _write_changes(con, res, ignore_segs, out, ndjson, (sa, sb), collections)
         finally:
             con.close()
@@ -252,6 +261,7 @@ def _write_changes(
             if nd is not None:
                 nd.write(_ndjson_lines(table))
             written += table.num_rows
+            current().advance(table.num_rows)
     if ignore:  # a modified row whose changes are all ignored counts as unchanged
         for c, counts in res.counts.items():
             moved = counts["modified"] - kept.get(c, 0)

@@ -20,19 +20,26 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from stacbatch import _fs, _sql
-from stacbatch._rows import STAGE_SCHEMA
 from stacbatch.edit._diff import CHANGESET_FORMAT, as_stage, change_batches, compare_keys, source_sql
 from stacbatch.edit._rewrite import apply_results, make_jobs, run_jobs
-from stacbatch.edit._select import select_rows
+from stacbatch.engine import _fs, _sql
+from stacbatch.engine._progress import current
 from stacbatch.errors import InputError, QueryError
-from stacbatch.stage._audit import audit_table
-from stacbatch.stage._commit import commit, crash_point
-from stacbatch.stage._load import LoadResult, _stage_collection, _stage_tmp, adopt_schemes
-from stacbatch.stage._plans import plans_of
-from stacbatch.stage._runs import Run
-from stacbatch.stage._stage import Stage
-from stacbatch.stage._writer import PartitionWriter
+from stacbatch.kernel._rows import STAGE_SCHEMA
+from stacbatch.stage import (
+    LoadResult,
+    PartitionWriter,
+    Run,
+    Stage,
+    adopt_schemes,
+    audit_table,
+    commit,
+    crash_point,
+    plans_of,
+    select_rows,
+    stage_collection,
+    stage_tmp,
+)
 
 MODES = ("upsert", "insert-only", "mirror")
 
@@ -108,6 +115,8 @@ def merge(
         try:
             source_sql(con, stage, "_a")
             with _source(con, source, api) as (src_stage, changeset):
+                progress = current()
+                progress.phase("merge: compare keys and hashes", total=None, unit="rows")
                 counts = compare_keys(con)
                 manifest = stage.manifest.copy()
                 audit: list[pa.Table] = []
@@ -125,7 +134,7 @@ def merge(
                     for cid in sorted(src_stage.manifest.collections):
                         doc = src_stage.collection_json(cid)
                         if doc is not None and (mode != "insert-only" or cid not in manifest.collections):
-                            _stage_collection(stage, manifest, cid, doc, run, LoadResult(run.id))
+                            stage_collection(stage, manifest, cid, doc, run, LoadResult(run.id))
                             res.collections_staged += 1
         except duckdb.Error as err:
             raise QueryError(f"merge failed reading {source}: {_sql.one_line(err)}") from None
@@ -201,12 +210,16 @@ def _upserts(
     con.execute(f"DELETE FROM _k WHERE kind NOT IN ({', '.join(_sql.literal(k) for k in kinds)})")
     partitioning = {c: m["partitioning"] for c, m in manifest.collections.items()}
     seq = 0
-    with _stage_tmp(stage, run.id) as spill:
+    with stage_tmp(stage, run.id) as spill:
         writer = PartitionWriter(
             stage.fs, stage.root, run.id, manifest.settings, partitioning, spill, plans=plans_of(manifest)
         )
+        ((total,),) = con.sql("SELECT count(*) FROM _k").fetchall()
+        progress = current()
+        progress.phase("merge: stage new and changed items", total=int(total))
         for table in change_batches(con, [], stages=(stage, source) if source is not None else None):
             n = table.num_rows
+            progress.advance(n)
             if not n:
                 continue
             rows = pa.Table.from_arrays(

@@ -7,12 +7,10 @@ inside expressions read the item as the earlier operations left it, typed from w
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import duckdb
 
-from stacbatch import _sql
-from stacbatch._patch import format_path
 from stacbatch.edit._paths import (
     PathError,
     find_references,
@@ -21,6 +19,8 @@ from stacbatch.edit._paths import (
     pointer,
     split_assignment,
 )
+from stacbatch.engine import _sql
+from stacbatch.engine._patch import format_path
 from stacbatch.errors import InputError, QueryError
 
 #: Keys that identify an item in the stage: changing them is a delete plus a load, not an update.
@@ -164,11 +164,24 @@ def sets_updated(ops: list[Op]) -> bool:
 
 
 # -- compiling -----------------------------------------------------------------------------------------------
+class Step(NamedTuple):
+    """One operation as the rewrite applies it to each item."""
+
+    #: set | unset | rename
+    kind: str
+    #: the target's path (``("properties", "eo:cloud_cover")``)
+    path: tuple[str, ...]
+    #: for a rename, the new path
+    to: tuple[str, ...] | None
+    #: for a set, the SQL that gives the JSON text to put there (one value per item)
+    sql: str | None
+
+
 @dataclass
 class Compiled:
     where: str | None
-    #: per operation: (kind, path, rename target, SQL giving the JSON text to set, or None)
-    steps: list[tuple[str, tuple[str, ...], tuple[str, ...] | None, str | None]] = field(default_factory=list)
+    #: per operation, in order
+    steps: list[Step] = field(default_factory=list)
     #: whether some target lies inside another (then unchanged items are told apart by hash, not per path)
     overlapping: bool = False
 
@@ -295,14 +308,14 @@ def compile_ops(con: duckdb.DuckDBPyConnection, view: str, ops: list[Op], where:
             value = scope.compile(op.expr, what)
             typ = _bind(con, f"DESCRIBE SELECT ({value}) AS v FROM {_sql.ident(view)}", what, op.expr)
             as_json = to_json_sql(value, typ)
-            compiled.steps.append(("set", op.path, None, f"({as_json})::VARCHAR"))
+            compiled.steps.append(Step("set", op.path, None, f"({as_json})::VARCHAR"))
             scope.write(op.path, f"({value})", as_json)
         elif op.kind == "unset":
-            compiled.steps.append(("unset", op.path, None, None))
+            compiled.steps.append(Step("unset", op.path, None, None))
             scope.write(op.path, "NULL", "NULL::JSON")
         else:
             assert op.to is not None
-            compiled.steps.append(("rename", op.path, op.to, None))
+            compiled.steps.append(Step("rename", op.path, op.to, None))
             moved = scope.written.get(op.path)
             if moved is None and op.path in types:
                 moved = (value_sql(op.path, types[op.path]), f"json_extract(item, {_sql.literal(pointer(op.path))})")

@@ -19,17 +19,24 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from stacbatch import _finite, _fs, _json, _sql
-from stacbatch._patch import format_path
-from stacbatch._rows import STAGE_SCHEMA, BatchBuilder, ItemError
-from stacbatch._scan import AVAILABLE as _KERNEL
-from stacbatch._scan import stream_hashes as _stream_hashes
-from stacbatch.stage._audit import audit_table
-from stacbatch.stage._files import sort_for_stage, stage_columns, write_stage_file
-from stacbatch.stage._layout import partition_dir
-from stacbatch.stage._plans import plans_of
-from stacbatch.stage._route import _bucket_column
-from stacbatch.stage._view import from_text
+from stacbatch.edit._ops import Step
+from stacbatch.engine import _finite, _fs, _json, _sql
+from stacbatch.engine._layout import partition_dir
+from stacbatch.engine._patch import format_path
+from stacbatch.engine._progress import current
+from stacbatch.kernel import _canonical
+from stacbatch.kernel._rows import STAGE_SCHEMA, BatchBuilder, ItemError
+from stacbatch.kernel._scan import AVAILABLE as _KERNEL
+from stacbatch.kernel._scan import stream_hashes as _stream_hashes
+from stacbatch.stage import (
+    audit_table,
+    bucket_column,
+    from_text,
+    plans_of,
+    sort_for_stage,
+    stage_columns,
+    write_stage_file,
+)
 
 SAMPLE_SIZE = 3
 
@@ -46,7 +53,7 @@ class FileJob:
     index: int
     scheme: str
     settings: dict[str, Any]
-    steps: list[Any] = field(default_factory=list)
+    steps: list[Step] = field(default_factory=list)
     auto_updated: bool = True
     rederive: bool = False
     dry_run: bool = False
@@ -108,11 +115,17 @@ PARALLEL_MIN_ROWS = 20_000
 
 def run_jobs(jobs: list[FileJob], workers: int | None) -> list[FileResult]:
     """Run the jobs, in worker processes when the files they rewrite are large enough to pay for them."""
-    from stacbatch._pool import default_workers, ordered_map
+    from stacbatch.engine._pool import default_workers, ordered_map
 
     rows = sum(j.entry["rows"] for j in jobs)
     n = workers if workers is not None else (default_workers() if rows >= PARALLEL_MIN_ROWS else 1)
-    return list(ordered_map(run_job, jobs, max(1, min(n, len(jobs)))))
+    progress = current()
+    progress.phase(f"{jobs[0].mode if jobs else 'edit'}: rewrite files", total=sum(len(j.rows) for j in jobs))
+    results = []
+    for job, result in zip(jobs, ordered_map(run_job, jobs, max(1, min(n, len(jobs)))), strict=True):
+        results.append(result)
+        progress.advance(len(job.rows))
+    return results
 
 
 def apply_results(manifest: Any, results: list[FileResult]) -> None:
@@ -168,7 +181,7 @@ def _update(job: FileJob, table: pa.Table) -> FileResult:
     the stored texts (``_update_patched``), or Python does while it parses each item (renames, unsets, overlapping
     steps, changes to the query columns, parents to create). Items whose targeted values did not change are left
     alone."""
-    sets = [n for n, step in enumerate(job.steps) if step[0] == "set"]
+    sets = [n for n, step in enumerate(job.steps) if step.kind == "set"]
     every = len(job.rows) == table.num_rows
     selected = table if every else table.take(pa.array(job.rows, pa.int64()))
     values: list[list[Any]] = []
@@ -177,7 +190,7 @@ def _update(job: FileJob, table: pa.Table) -> FileResult:
         con = _sql.sandbox()  # user expressions: no file, network or extension within reach
         try:
             con.register("_selected", selected)
-            cols = ", ".join(f"{job.steps[n][3]} AS v{n}" for n in sets)
+            cols = ", ".join(f"{job.steps[n].sql} AS v{n}" for n in sets)
             source = "_selected"
             if job.columns:  # the view's property columns, as the view reads them where a file has no column
                 extra = ", ".join(f"{from_text(n, t)} AS {_sql.ident(shown)}" for shown, (n, t) in job.columns.items())
@@ -227,7 +240,7 @@ def _update(job: FileJob, table: pa.Table) -> FileResult:
             continue
         moved = [name for t, name, b in zip(targets, names, before, strict=True) if not _same(b, _get(doc, t))]
         if job.overlapping:  # a later operation may undo an earlier one: only the hash can tell
-            if _json.content_hash(doc) == old_hash[i]:
+            if _canonical.content_hash(doc) == old_hash[i]:
                 continue
         elif not moved:
             continue
@@ -244,7 +257,7 @@ def _update(job: FileJob, table: pa.Table) -> FileResult:
                 continue
         else:
             new_texts.append(_json.dumps(doc))
-            new_hashes.append(_json.content_hash_text(new_texts[-1]))
+            new_hashes.append(_canonical.content_hash_text(new_texts[-1]))
         changed.append(i)
         paths.append(list(dict.fromkeys(moved)))
         if len(res.samples) < SAMPLE_SIZE:
@@ -351,9 +364,9 @@ def _update_patched(
 ) -> FileResult | None:
     """``--set`` steps through the kernel, in the stored texts (no Python object per item). None when an item
     needs the Python path (a parent to create, an error to word): the whole file then takes it."""
-    from stacbatch import _kernel
+    from stacbatch.kernel import _kernel
 
-    paths = tuple(tuple(step[1]) for step in job.steps)
+    paths = tuple(tuple(step.path) for step in job.steps)
     stamp_json = _json.dumps(stamp).decode() if job.auto_updated else None
     statuses, moves, text_parts, hashes = [], [], [], []
     # a slice of rows at a time: the canonical streams (as large as the texts) are hashed and dropped per slice.
@@ -432,7 +445,7 @@ def _finite_values(
     bad: dict[int, str] = {}
     for n in sets:
         for i, path in _finite.non_finite(out[f"v{n}"]):
-            bad.setdefault(i, _finite.joined(format_path(job.steps[n][1]), path))
+            bad.setdefault(i, _finite.joined(format_path(job.steps[n].path), path))
     if not bad:
         return None
     ids = selected["id"]
@@ -448,7 +461,7 @@ class _NotAnObject(Exception):
     pass
 
 
-def _targets(steps: list[Any]) -> list[tuple[str, ...]]:
+def _targets(steps: list[Step]) -> list[tuple[str, ...]]:
     out: list[tuple[str, ...]] = []
     for kind, path, to, _value in steps:
         out.append(path)
@@ -485,7 +498,7 @@ def _parent(doc: dict[str, Any], path: tuple[str, ...], create: bool, strict: bo
 
 def _apply(
     doc: dict[str, Any],
-    steps: list[Any],
+    steps: list[Step],
     values: list[Any],
     cache: dict[str, Any],
     overlapping: bool,
@@ -516,6 +529,7 @@ def _apply(
         else:
             parent = _parent(doc, path, create=False)
             if parent is not None and path[-1] in parent:
+                assert to is not None, "a rename has a target"
                 target = _parent(doc, to, create=create_parents, strict=True)
                 if target is None:
                     _skip(skipped, to)
@@ -536,7 +550,10 @@ def _same(a: Any, b: Any) -> bool:
     if type(a) is bool or type(b) is bool:
         return type(a) is type(b) and a == b
     if isinstance(a, dict | list) or isinstance(b, dict | list):
-        return type(a) is type(b) and _json.canonical(a) == _json.canonical(b)
+        return type(a) is type(b) and _canonical.canonical(a) == _canonical.canonical(b)
+    if type(a) is not type(b) and isinstance(a, int | float) and isinstance(b, int | float):
+        # 1 == 1.0, but an integer beyond int64 and a float are different JSON numbers (the canonical stream)
+        return _canonical.canonical(a) == _canonical.canonical(b)
     return bool(a == b)
 
 
@@ -552,7 +569,7 @@ def _by_bucket(job: FileJob, table: pa.Table) -> dict[str | None, pa.Table]:
     bucket = job.entry.get("bucket")
     if not job.rederive or job.scheme == "none":
         return {bucket: table}
-    col = _bucket_column(table, table["collection"], {table["collection"][0].as_py(): job.scheme})
+    col = bucket_column(table, table["collection"], {table["collection"][0].as_py(): job.scheme})
     out = {}
     for b in pc.unique(col).to_pylist():
         out[b] = table.filter(pc.equal(col, b))
@@ -571,3 +588,11 @@ def _write(job: FileJob, groups: dict[str | None, pa.Table], presorted: bool = F
         entry["run"] = job.run_id
         entries.append(entry)
     return entries
+
+
+def result_counts(results: list[FileResult]) -> dict[str, int]:
+    return {
+        "selected": sum(r.selected for r in results),
+        "changed": sum(r.changed for r in results),
+        "files_rewritten": sum(1 for r in results if r.rewritten),
+    }

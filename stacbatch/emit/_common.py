@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 import duckdb
 import pyarrow as pa
 
-from stacbatch import _sql
+from stacbatch.engine import _sql
+from stacbatch.engine._progress import current
 from stacbatch.errors import InputError, QueryError
-from stacbatch.stage._stage import Stage
+from stacbatch.stage import Stage
 
 
 @dataclass
@@ -54,4 +55,18 @@ def iter_items(stage: Stage, collection: str, where: str | None, rows: int = 20_
         reader = stage.connection.sql(query).to_arrow_reader(rows)
     except duckdb.Error as err:
         raise QueryError(f"--where {where!r}: {_sql.one_line(err)}") from None
-    yield from reader
+    yield from counted(reader)
+
+
+def begin_progress(stage: Stage, chosen: list[str], where: str | None, name: str) -> None:
+    """Start the emit's progress phase; its total is the items of the chosen collections (unknown with a filter)."""
+    total = None if where else sum(stage.manifest.item_count(c) for c in chosen)
+    current().phase(name, total=total)
+
+
+def counted(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    """The batches, each counted in the current progress as it is handed on."""
+    progress = current()
+    for batch in batches:
+        yield batch
+        progress.advance(batch.num_rows)

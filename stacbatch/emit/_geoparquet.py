@@ -16,12 +16,12 @@ from typing import Any
 
 import orjson
 
-from stacbatch import _fs, _sql
-from stacbatch.emit._common import EmitResult, check_where, iter_items, selected_collections
+from stacbatch.emit._common import EmitResult, begin_progress, check_where, iter_items, selected_collections
 from stacbatch.emit._target import kill_point, local_file_output, refuse_stage_target
+from stacbatch.engine import _fs, _sql
+from stacbatch.engine._layout import encode as path_name
 from stacbatch.errors import InputError
-from stacbatch.stage._layout import encode as path_name
-from stacbatch.stage._stage import Stage
+from stacbatch.stage import Stage
 
 #: RFC 3339 text with more than 6 fractional digits (stac-geoparquet stores microseconds and refuses these).
 _SUBMICRO = re.compile(r"^(\d{4}-\d\d-\d\d[Tt ]\d\d:\d\d:\d\d\.\d{6})\d+(.*)$")
@@ -52,6 +52,7 @@ def emit_geoparquet(
     t0 = time.perf_counter()
     chosen = selected_collections(stage, collections)
     check_where(stage, where)
+    begin_progress(stage, chosen, where, "emit geoparquet")
     fs, root = _fs.filesystem(to)
     refuse_stage_target(stage, fs, root, to)
     fs.makedirs(root, exist_ok=True)

@@ -26,13 +26,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import xxhash
 
-from stacbatch import _fs, _sql
-from stacbatch._rows import DEFAULT_COLLECTION
-from stacbatch.emit._common import EmitResult
+from stacbatch.emit._common import EmitResult, counted
 from stacbatch.emit._target import TREE_NAMES, TreeWriter, kill_point
+from stacbatch.engine import _fs, _sql
+from stacbatch.engine._layout import encode as path_name
 from stacbatch.errors import QueryError
-from stacbatch.stage._layout import encode as path_name
-from stacbatch.stage._stage import Stage
+from stacbatch.kernel._rows import DEFAULT_COLLECTION
+from stacbatch.stage import Stage
 
 ORGANIZE = ("collection", "year", "month")
 _OPTS = orjson.OPT_INDENT_2
@@ -141,7 +141,7 @@ def write_layout(
     con = stage.connection
     members = None
     if organize is None and stage.manifest.catalog_items:
-        from stacbatch.stage._catalogs import read_members
+        from stacbatch.stage import read_members
 
         members = read_members(stage.fs, stage.root, stage.manifest)
         con.register("_tree_members", members)
@@ -164,7 +164,7 @@ def _known(stage: Stage) -> set[str]:
 
 
 def _staged_catalog(stage: Stage, key: str) -> dict[str, Any]:
-    from stacbatch.stage._catalogs import catalog_doc
+    from stacbatch.stage import catalog_doc
 
     doc = catalog_doc(stage, key)
     if doc is None:  # it could not be staged (a failure said why): a plain stand-in keeps the tree's shape
@@ -192,7 +192,7 @@ def _rows(
         reader = stage.connection.sql(query).to_arrow_reader(rows)
     except duckdb.Error as err:
         raise QueryError(f"--where {where!r}: {_sql.one_line(err)}") from None
-    yield from reader
+    yield from counted(reader)
 
 
 def _bucket(home: Node, cid: str, year_n: int | None, month_n: int | None, organize: str) -> Node:

@@ -17,11 +17,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from stacbatch import _fs
-from stacbatch.emit._common import EmitResult, check_where, iter_items, selected_collections
+from stacbatch.emit._common import EmitResult, begin_progress, check_where, iter_items, selected_collections
 from stacbatch.emit._target import file_output, kill_point, refuse_stage_target
-from stacbatch.stage._layout import encode as path_name
-from stacbatch.stage._stage import Stage
+from stacbatch.engine import _fs
+from stacbatch.engine._layout import encode as path_name
+from stacbatch.stage import Stage
 
 
 def ndjson_bytes(column: pa.Array) -> memoryview:
@@ -71,6 +71,7 @@ def emit_ndjson(
     t0 = time.perf_counter()
     chosen = selected_collections(stage, collections)
     check_where(stage, where)
+    begin_progress(stage, chosen, where, "emit ndjson")
     fs, path = _fs.filesystem(to)
     refuse_stage_target(stage, fs, path, to)
     if split is None:

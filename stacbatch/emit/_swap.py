@@ -20,8 +20,8 @@ import shutil
 import subprocess
 from collections.abc import Callable
 
-from stacbatch import _fs
-from stacbatch._orphan import alive
+from stacbatch.engine import _fs
+from stacbatch.engine._orphan import alive
 
 
 def _prefix(root: str) -> str:

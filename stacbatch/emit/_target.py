@@ -19,11 +19,12 @@ from typing import Any
 
 import orjson
 
-from stacbatch import _fs
-from stacbatch._orphan import alive
 from stacbatch.emit import _swap
+from stacbatch.engine import _fs
+from stacbatch.engine._orphan import alive
+from stacbatch.engine._version import VERSION
 from stacbatch.errors import InputError
-from stacbatch.stage._stage import Stage
+from stacbatch.stage import Stage
 
 #: The tree's marker file. No ``.json`` suffix: loading the tree as a folder must not read it as a document.
 MARKER = ".stacbatch-tree"
@@ -78,7 +79,7 @@ def remove_stale_tmp(fs: Any, path: str) -> None:
 
 @contextlib.contextmanager
 def file_output(fs: Any, path: str) -> Iterator[Any]:
-    """A binary file that replaces ``path`` only once complete (see :func:`stacbatch._fs.atomic_output`)."""
+    """A binary file that replaces ``path`` only once complete (see :func:`stacbatch.engine._fs.atomic_output`)."""
     remove_stale_tmp(fs, path)
     with _fs.atomic_output(fs, path) as f:
         yield f
@@ -134,11 +135,9 @@ def _check_tree_target(fs: Any, root: str, to: str, force: bool) -> None:
 
 
 def _marker(items: int, collections: int) -> bytes:
-    import stacbatch
-
     return orjson.dumps(
         {
-            "written_by": f"stacbatch {stacbatch.__version__}",
+            "written_by": f"stacbatch {VERSION}",
             "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "root": "catalog.json",
             "items": items,

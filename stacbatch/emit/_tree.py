@@ -7,7 +7,7 @@ JSON with only ``links`` rewritten: re-serialising them through ``pystac.Item`` 
 Layout (PySTAC's best-practices layout):
 ``catalog.json``, ``<collection>/collection.json``, ``<collection>/<item>/<item>.json``; items without a collection
 hang from the root catalog as ``<item>/<item>.json``. Names are percent-encoded ids, cut and hashed when too long
-(:func:`stacbatch.stage._layout.encode`). The folder ends up holding exactly the new tree, switched in whole
+(:func:`stacbatch.engine._layout.encode`). The folder ends up holding exactly the new tree, switched in whole
 (:func:`stacbatch.emit._target.tree_output`).
 
 A stage holding a static catalog's tree (staged by ``load``) gets that tree back, and ``organize_by`` ``year`` or
@@ -25,13 +25,13 @@ from typing import Any
 import orjson
 import pystac
 
-from stacbatch import _fs, _json
-from stacbatch._rows import DEFAULT_COLLECTION
-from stacbatch.emit._common import EmitResult, check_where, iter_items, selected_collections
+from stacbatch.emit._common import EmitResult, begin_progress, check_where, iter_items, selected_collections
 from stacbatch.emit._target import TREE_NAMES, TreeWriter, kill_point, refuse_stage_target, tree_output
+from stacbatch.engine import _fs, _json
+from stacbatch.engine._layout import encode as path_name
 from stacbatch.errors import InputError
-from stacbatch.stage._layout import encode as path_name
-from stacbatch.stage._stage import Stage
+from stacbatch.kernel._rows import DEFAULT_COLLECTION
+from stacbatch.stage import Stage
 
 #: Links that describe a document's place in a catalog tree; the tree writes its own.
 STRUCTURAL = {"self", "root", "parent", "child", "item", "collection", "items"}
@@ -129,6 +129,7 @@ def emit_json_tree(
         raise InputError(f"--organize-by must be one of {', '.join(ORGANIZE)}, got {organize_by!r}")
     chosen = selected_collections(stage, collections)
     check_where(stage, where)
+    begin_progress(stage, chosen, where, "emit json")
     fs, target = _fs.filesystem(to)
     refuse_stage_target(stage, fs, target, to, replaces_folder=True)
     laid_out = organize_by in ("year", "month") or (organize_by is None and bool(stage.manifest.catalogs))

@@ -17,12 +17,12 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from stacbatch._scan import stream_hashes
+from stacbatch.kernel._scan import stream_hashes
 from stacbatch.mapping._compile import Compiled
 from stacbatch.mapping._tree import Program, leaves, program, text_sql
 
 try:
-    from stacbatch import _kernel
+    from stacbatch.kernel import _kernel
 except ImportError:  # pragma: no cover - a build without a C compiler: the SQL path
     _kernel = None  # type: ignore[assignment]
 

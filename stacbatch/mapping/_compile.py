@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from stacbatch._sql import expression_problem, ident, literal
+from stacbatch.engine._sql import expression_problem, ident, literal
 from stacbatch.mapping._doc import Doc
 from stacbatch.mapping._tree import Arr, Const, Leaf, Node, Obj, text_sql
 

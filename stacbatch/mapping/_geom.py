@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 
 try:
-    from stacbatch import _kernel
+    from stacbatch.kernel import _kernel
 except ImportError:  # pragma: no cover - a build without a C compiler: shapely reads everything
     _kernel = None  # type: ignore[assignment]
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import duckdb
 
-from stacbatch._sql import ident, literal, no_progress_bar
+from stacbatch.engine._sql import ident, literal, no_progress_bar
 from stacbatch.errors import InputError
 
 FORMATS = {".csv": "csv", ".tsv": "csv", ".txt": "csv", ".json": "json", ".geojson": "json"}

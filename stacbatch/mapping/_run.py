@@ -17,14 +17,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from stacbatch import _finite
-from stacbatch._sql import ident, one_line
+from stacbatch.engine import _finite
+from stacbatch.engine._sql import ident, one_line
+from stacbatch.engine._units import RecordsUnit
 from stacbatch.mapping import _assemble
 from stacbatch.mapping._compile import Compiled, compile_mapping, geom_columns
 from stacbatch.mapping._doc import Doc, MappingError
 from stacbatch.mapping._geom import geometry_columns
 from stacbatch.mapping._read import connect, source_sql
-from stacbatch.sources._units import RecordsUnit
 
 
 @dataclass

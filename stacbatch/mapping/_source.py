@@ -15,12 +15,12 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from stacbatch._sql import one_line
+from stacbatch.engine._sql import one_line
+from stacbatch.engine._units import RecordsUnit
 from stacbatch.errors import InputError
 from stacbatch.mapping._doc import Doc
 from stacbatch.mapping._read import connect, sniffed_csv_sql, source_format, source_sql
-from stacbatch.mapping._run import Mapper, MappingRun
-from stacbatch.sources._units import RecordsUnit
+from stacbatch.mapping._run import Mapper, MappingRun, map_records
 
 #: source records per batch: DuckDB's vectorised work wants thousands, and each batch has a fixed cost (the
 #: prepared SELECT's execution set-up, ~16 ms); its reader hands out at most ~32k rows a batch, and gathering two
@@ -82,11 +82,11 @@ class MappedSource:
             if held is not None:
                 yield held
             records, numbers, unreadable = self._unreadable(pa.Table.from_batches([batch]), row)
-            held = RecordsUnit(self.path, row, records, self.doc, self.columns, unreadable, numbers)
+            held = RecordsUnit(self.path, row, records, self.doc, self.columns, unreadable, numbers, map_records)
             row += batch.num_rows
         rejected = self._rejected()
         if held is None and rejected:
-            held = RecordsUnit(self.path, row, reader.schema.empty_table(), self.doc, self.columns)
+            held = RecordsUnit(self.path, row, reader.schema.empty_table(), self.doc, self.columns, run=map_records)
         if held is not None:
             yield dataclasses.replace(held, rejected=held.rejected + rejected)
 

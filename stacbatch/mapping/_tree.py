@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from stacbatch._sql import literal
+from stacbatch.engine._sql import literal
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,7 @@ Catalog walking, folder listing and compressed stream reading happen here, in th
 row building happen in the parser, in parallel.
 """
 
-from stacbatch.sources._detect import SourcePlan, plan_sources
-from stacbatch.sources._units import (
+from stacbatch.engine._units import (
     DictsUnit,
     FilesUnit,
     LinesUnit,
@@ -15,6 +14,7 @@ from stacbatch.sources._units import (
     RecordsUnit,
     Unit,
 )
+from stacbatch.sources._detect import SourcePlan, plan_sources
 
 __all__ = [
     "DictsUnit",

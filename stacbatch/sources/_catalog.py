@@ -13,9 +13,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from stacbatch import _json
-from stacbatch.sources._units import FilesUnit, Unit
-from stacbatch.stage._layout import encode
+from stacbatch.engine import _json
+from stacbatch.engine._layout import encode
+from stacbatch.engine._units import FilesUnit, Unit
 
 if TYPE_CHECKING:
     from stacbatch.sources._detect import SourcePlan

@@ -7,14 +7,14 @@ fails with one line and nothing written.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from stacbatch import _fs, _json
-from stacbatch._pool import default_workers
+from stacbatch.engine import _fs, _json
+from stacbatch.engine._pool import default_workers
+from stacbatch.engine._units import DictsUnit, FilesUnit, LinesUnit, RangeUnit, Unit
 from stacbatch.errors import InputError
-from stacbatch.sources._units import DictsUnit, FilesUnit, LinesUnit, RangeUnit, Unit
 
 NDJSON_SUFFIXES = (".ndjson", ".jsonl", ".geojsonl", ".ndgeojson")
 JSON_SUFFIXES = (".json", ".geojson")
@@ -52,20 +52,22 @@ class SourcePlan:
             yield from _units_for(path, self)
 
 
-def plan_sources(sources: list[str], batch_size: int, api: Any = None, mapping: Any = None) -> SourcePlan:
+def plan_sources(
+    sources: list[str], batch_size: int, api: Any = None, mapped: Callable[[str, int], Any] | None = None
+) -> SourcePlan:
+    """Check the sources and plan their reading. ``mapped``: with a mapping, makes each source path a mapped
+    source (rows per batch as second argument); the mapping layer provides it, sources do not import it."""
     if not sources:
         raise InputError("load: give at least one SOURCE (a file, folder, catalog or stac-geoparquet file)")
     if batch_size < 1:
         raise InputError(f"--batch-size must be at least 1, got {batch_size}")
     total = 0
     prepared: list[Any] = []
-    if mapping is not None:  # tabular files through a mapping (a parsed mapping document)
-        from stacbatch.mapping import MappedSource
-
-        mapped = [MappedSource(src, mapping, max(batch_size, 50_000)) for src in sources]
+    if mapped is not None:  # tabular files through a mapping
+        made = [mapped(src, max(batch_size, 50_000)) for src in sources]
         for src in sources:
             total += os.path.getsize(src) if os.path.isfile(src) else 0
-        return SourcePlan(paths=list(sources), batch_size=batch_size, total_bytes=total, mapped_sources=mapped)
+        return SourcePlan(paths=list(sources), batch_size=batch_size, total_bytes=total, mapped_sources=made)
     for src in sources:
         if src.startswith(("http://", "https://")):
             from stacbatch.api import ApiOptions, ApiSource
@@ -191,7 +193,7 @@ def _range_units(path: str, label: str, plan: SourcePlan) -> Iterator[Unit]:
 def _stage_roots(fs: Any, paths: list[str]) -> list[str]:
     """Folders among ``paths`` that are stacbatch stages (a lock file, or a manifest of ours): their Parquet files
     are not stac-geoparquet, and a stage inside the folder being loaded must not be read into itself."""
-    from stacbatch.stage._layout import LOCK, MANIFEST
+    from stacbatch.engine._layout import LOCK, MANIFEST
 
     roots = []
     for path in paths:

@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from stacbatch.sources._units import DictsUnit, Unit
+from stacbatch.engine._units import DictsUnit, Unit
 
 if TYPE_CHECKING:
     from stacbatch.sources._detect import SourcePlan

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import ijson
 
-from stacbatch.sources._units import DictsUnit, Unit
+from stacbatch.engine._units import DictsUnit, Unit
 
 if TYPE_CHECKING:
     from stacbatch.sources._detect import SourcePlan

@@ -29,7 +29,7 @@ import pyarrow.compute as pc
 from stacbatch.stage._columns import ARRAY, OBJECT, STRING, _list_fitting, _list_values, entries
 
 try:
-    from stacbatch import _kernel
+    from stacbatch.kernel import _kernel
 except ImportError:  # pragma: no cover - a build without a C compiler
     _kernel = None  # type: ignore[assignment]
 

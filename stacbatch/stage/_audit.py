@@ -13,10 +13,10 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from stacbatch import _fs
-from stacbatch._pool import default_workers
-from stacbatch._rows import TS
-from stacbatch.stage._layout import AUDIT, TOMBSTONES
+from stacbatch.engine import _fs
+from stacbatch.engine._layout import AUDIT, TOMBSTONES
+from stacbatch.engine._pool import default_workers
+from stacbatch.kernel._rows import TS
 
 AUDIT_SCHEMA = pa.schema(
     [
@@ -152,8 +152,8 @@ def load_audit(
     manifest entry of an audit file DuckDB already wrote (a million rows never pass through Python)."""
     import pyarrow.compute as pc
 
-    from stacbatch import _sql
-    from stacbatch._patch import changed_paths
+    from stacbatch.engine import _sql
+    from stacbatch.engine._patch import changed_paths
 
     if not new:
         return [], None

@@ -20,13 +20,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from stacbatch import _fs, _json
-from stacbatch.stage._layout import CATALOGS
+from stacbatch.engine import _fs, _json
+from stacbatch.engine._layout import CATALOGS
+from stacbatch.kernel import _canonical
 
 if TYPE_CHECKING:
-    from stacbatch._parse import ParseResult
     from stacbatch.sources._catalog import CatalogTree
     from stacbatch.stage._manifest import Manifest
+    from stacbatch.stage._parse import ParseResult
     from stacbatch.stage._runs import Run
     from stacbatch.stage._stage import Stage
 
@@ -41,10 +42,10 @@ def parse_walked(job: tuple[int, Any], batch_size: int, run_id: str, place: Any)
     """``parse_routed``, plus for the item files of a walked catalog the (parent, collection, id) of the items that
     hang from a node: each run of files a node linked is parsed on its own, so its rows are known without a per-item
     step (a file may hold no item, or several)."""
-    from stacbatch._parse import ParseResult, parse_routed, parse_unit, place_rows
-    from stacbatch._rows import DEFAULT_COLLECTION
+    from stacbatch.engine._units import FilesUnit
+    from stacbatch.kernel._rows import DEFAULT_COLLECTION
     from stacbatch.sources._catalog import WalkedFilesUnit
-    from stacbatch.sources._units import FilesUnit
+    from stacbatch.stage._parse import ParseResult, parse_routed, parse_unit, place_rows
 
     index, unit = job
     if not isinstance(unit, WalkedFilesUnit) or all(key is None for key, _, _ in unit.groups):
@@ -168,9 +169,9 @@ def _kept_children(tree: CatalogTree, keys: list[str], walked: set[str]) -> list
 
 
 def _write_doc(stage: Stage, node_id: str, doc: dict[str, Any]) -> str:
-    from stacbatch.stage._layout import encode
+    from stacbatch.engine._layout import encode
 
-    rel = f"{CATALOGS}/{encode(node_id)}.{_json.content_hash(doc)[:12]}.json"
+    rel = f"{CATALOGS}/{encode(node_id)}.{_canonical.content_hash(doc)[:12]}.json"
     path = _fs.join(stage.root, rel)
     # content-addressed, as staged Collections: an existing file already holds this content
     if not stage.fs.exists(path):

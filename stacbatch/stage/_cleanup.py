@@ -11,8 +11,8 @@ from typing import Any
 
 import orjson
 
-from stacbatch import _fs
-from stacbatch.stage._layout import (
+from stacbatch.engine import _fs
+from stacbatch.engine._layout import (
     AUDIT,
     CATALOGS,
     COLLECTIONS,

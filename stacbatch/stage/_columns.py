@@ -20,10 +20,10 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from stacbatch._rows import TS, parse_datetime
+from stacbatch.kernel._rows import TS, parse_datetime
 
 try:
-    from stacbatch import _kernel
+    from stacbatch.kernel import _kernel
 except ImportError:  # pragma: no cover - a build without a C compiler
     _kernel = None  # type: ignore[assignment]
 
@@ -78,7 +78,7 @@ def _py_entries(texts: list[str | None], base: int, member: str = "properties") 
         try:
             doc = orjson.loads(text) if text is not None else None
         except orjson.JSONDecodeError:
-            from stacbatch import _json
+            from stacbatch.engine import _json
 
             try:
                 doc = _json.loads(text or "")  # integers beyond 64 bits

@@ -15,13 +15,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from stacbatch import _fs
-from stacbatch._rows import STAGE_SCHEMA
-from stacbatch._scan import string_hashes
+from stacbatch.engine import _fs
+from stacbatch.engine._layout import partition_dir
+from stacbatch.kernel._rows import STAGE_SCHEMA
+from stacbatch.kernel._scan import string_hashes
 from stacbatch.stage import _assets
 from stacbatch.stage._columns import MAX_COLUMNS, PREFIX, derive
 from stacbatch.stage._geoparquet import bbox_of, geo_metadata
-from stacbatch.stage._layout import partition_dir
 
 
 def _time_key(table: pa.Table) -> pa.ChunkedArray:

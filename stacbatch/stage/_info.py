@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from stacbatch import _sql
+from stacbatch.engine import _sql
 from stacbatch.stage._manifest import FORMAT_VERSION
 from stacbatch.stage._stage import Stage
 

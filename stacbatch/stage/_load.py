@@ -6,7 +6,6 @@ import contextlib
 import dataclasses
 import os
 import shutil
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -18,18 +17,20 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from stacbatch import _fs, _json, _sql
-from stacbatch._parse import ParseResult
-from stacbatch._pool import PREFORK_MIN_BYTES, Workers, default_workers
-from stacbatch._rows import STAGE_SCHEMA
+from stacbatch.engine import _fs, _json, _sql
+from stacbatch.engine._layout import COLLECTIONS, TIME_BUCKETS, TMP, encode
+from stacbatch.engine._pool import PREFORK_MIN_BYTES, Workers, default_workers
+from stacbatch.engine._progress import current
 from stacbatch.errors import InputError, StageError
+from stacbatch.kernel import _canonical
+from stacbatch.kernel._rows import STAGE_SCHEMA
 from stacbatch.sources import plan_sources
 from stacbatch.stage._audit import audit_table, load_audit
 from stacbatch.stage._catalogs import stage_catalogs, walked_parser
 from stacbatch.stage._commit import commit, crash_point
 from stacbatch.stage._files import sort_for_stage, stage_columns, write_stage_file
-from stacbatch.stage._layout import COLLECTIONS, TIME_BUCKETS, TMP, encode
 from stacbatch.stage._manifest import Manifest
+from stacbatch.stage._parse import ParseResult
 from stacbatch.stage._plans import plan_of, plans_of
 from stacbatch.stage._runs import Run
 from stacbatch.stage._stage import Stage
@@ -94,18 +95,22 @@ def load(
     batch_size: int = DEFAULT_BATCH_SIZE,
     workers: int | None = None,
     time_bucket: str | None = None,
-    progress: Callable[[int, Any], None] | None = None,
     api: Any = None,
-    mapping: Any = None,
+    mapped: Callable[[str, int], Any] | None = None,
     queryables: dict[str, dict[str, str]] | None = None,
 ) -> LoadResult:
-    """Stage items from files, folders, static catalogs and stac-geoparquet; replace (collection, id) matches.
-    ``queryables``: declared column types, ``{collection or "*": {name: type}}``, kept in the stage's settings
-    (``_queryables.read_declared`` reads them from a file)."""
+    """Stage items from files, folders, static catalogs, stac-geoparquet and STAC APIs; replace (collection, id)
+    matches.
+
+    ``api``: options for STAC API sources (``stacbatch.api.ApiOptions``). ``mapped``: makes each source a mapped
+    source from its path and a batch size in rows (``stacbatch.mapping.MappedSource`` bound to a mapping; the
+    stage does not know mappings, ``stacbatch.workflow.load`` binds one). ``queryables``: declared column types,
+    ``{collection or "*": {name: type}}``, kept in the stage's settings (``_queryables.read_declared`` reads them
+    from a file)."""
     t0 = time.perf_counter()
     if time_bucket is not None and time_bucket not in TIME_BUCKETS:
         raise InputError(f"--time-bucket must be one of {', '.join(TIME_BUCKETS)}, got {time_bucket!r}")
-    plan = plan_sources(sources, batch_size, api, mapping)
+    plan = plan_sources(sources, batch_size, api, mapped)
     stage = Stage.open_or_new(stage_path)
     with stage.write_lock():
         stage = Stage.open_or_new(stage_path)  # re-read under the lock: another writer may have committed
@@ -141,7 +146,7 @@ def load(
         # parse workers reuse freed heap (many same-sized kernel buffers); mapping workers allocate through
         # DuckDB and Arrow instead, and kept heap only raised their peak (1.3 -> 1.6 GB at 1M rows)
         keep_heap = not plan.mapped_sources
-        with _stage_tmp(stage, run.id) as spill, Workers(n_workers, keep_heap=keep_heap) as pool:
+        with stage_tmp(stage, run.id) as spill, Workers(n_workers, keep_heap=keep_heap) as pool:
             writer = PartitionWriter(
                 stage.fs,
                 stage.root,
@@ -157,6 +162,8 @@ def load(
                 batch_size, run.id, writer.placement()
             )
             members: list[pa.Table] = []
+            progress = current()
+            progress.phase("load: read")
             for res, walked in pool.ordered_map(parse, enumerate(plan.units())):
                 if walked is not None:
                     members.append(walked)
@@ -175,8 +182,14 @@ def load(
                 _take(res, run, writer, collections, result)
                 if res.done and early_writes:
                     writer.write_early(res.done)
-                if progress:
-                    progress(result.read, plan.api_sources[0].stats if plan.api_sources else None)
+                progress.advance(res.read)
+                if plan.api_sources:
+                    api_stats = plan.api_sources[0].stats
+                    progress.total(api_stats.matched)
+                    progress.detail(
+                        f"{api_stats.pages:,} pages · {api_stats.requests:,} requests · {api_stats.retries:,} retries"
+                    )
+            progress.phase("load: write partitions", total=None, unit="rows")
             new_entries = writer.finish(pool)
             # A first load of its collections with distinct ids only inserts: its audit rows are the keys the
             # partition writers left (no query over the new files), read before the spill folder goes.
@@ -192,8 +205,8 @@ def load(
             result.api = source.stats
             result.api_pending = source.pending()
             result.api_done = source.exhausted
-        for mapped in plan.mapped_sources:
-            result.mapping[mapped.path] = mapped.stats
+        for source in plan.mapped_sources:
+            result.mapping[source.path] = source.stats
         result.skipped_stages = plan.skipped_stages
         for label, where, reason in plan.problems:
             rec = {"source": label, "reason": reason}
@@ -203,7 +216,7 @@ def load(
             result.failed += 1
         crash_point("after_write")
         for cid, (_label, doc) in collections.items():
-            _stage_collection(stage, manifest, cid, doc, run, result)
+            stage_collection(stage, manifest, cid, doc, run, result)
         result.catalogs_staged, failed = stage_catalogs(
             stage, manifest, plan.catalog_trees, members, set(collections), run
         )
@@ -257,7 +270,7 @@ def load(
 
 
 @contextlib.contextmanager
-def _stage_tmp(stage: Stage, run_id: str) -> Iterator[str]:
+def stage_tmp(stage: Stage, run_id: str) -> Iterator[str]:
     """Spill space for a load: inside a local stage (same disk, removed by the next write if we crash), else a
     local temporary folder."""
     if _fs.is_local(stage.fs):
@@ -308,10 +321,10 @@ def _take_collections(
         result.failed += 1
 
 
-def _stage_collection(
+def stage_collection(
     stage: Stage, manifest: Manifest, cid: str, doc: dict[str, Any], run: Run, result: LoadResult
 ) -> None:
-    rel = f"{COLLECTIONS}/{encode(cid)}.{_json.content_hash(doc)[:12]}.json"
+    rel = f"{COLLECTIONS}/{encode(cid)}.{_canonical.content_hash(doc)[:12]}.json"
     path = _fs.join(stage.root, rel)
     # Content-addressed: an existing file has this content already and may be the one the committed manifest
     # names, so it is never rewritten; a new one is written atomically.
@@ -410,29 +423,3 @@ def _rewrite_without(
     fresh["bucket"] = entry.get("bucket")
     fresh["run"] = run_id
     new_entries.append(fresh)
-
-
-def print_progress(stream: Any = sys.stderr) -> Callable[[int, Any], None]:
-    """A one-line progress report on stderr, at most once a second; for STAC API sources it adds pages, requests,
-    retries, the item rate and an ETA from the server's count when it gives one."""
-    last = [0.0]
-    t0 = time.monotonic()
-
-    def report(n: int, api: Any = None) -> None:
-        now = time.monotonic()
-        if now - last[0] < 1.0:
-            return
-        last[0] = now
-        line = f"read {n:,} items"
-        if api is not None:
-            rate = n / (now - t0) if now > t0 else 0.0
-            line += (
-                f" · {api.pages:,} pages · {api.requests:,} requests · {api.retries:,} retries · {rate:,.0f} items/s"
-            )
-            if api.matched and rate:
-                left = max(0, api.matched - n) / rate
-                line += f" · ETA {int(left // 60)}:{int(left % 60):02d} (of ~{api.matched:,})"
-        stream.write("\r" + line + "\x1b[K")
-        stream.flush()
-
-    return report

@@ -8,9 +8,9 @@ from typing import Any
 
 import orjson
 
-from stacbatch import _fs
+from stacbatch.engine import _fs
+from stacbatch.engine._layout import MANIFEST, TIME_BUCKETS, now_rfc3339
 from stacbatch.errors import StageError
-from stacbatch.stage._layout import MANIFEST, TIME_BUCKETS, now_rfc3339
 
 FORMAT = "stacbatch-stage"
 #: 2: content hashes are taken of the canonical stream (_json.py), not of sorted-key JSON text.
@@ -83,7 +83,7 @@ class Manifest:
         return sorted(parts.values(), key=lambda p: p["path"])
 
     def to_json(self) -> bytes:
-        from stacbatch._rows import STAGE_SCHEMA
+        from stacbatch.kernel._rows import STAGE_SCHEMA
 
         return orjson.dumps(
             {

@@ -18,10 +18,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from stacbatch import _fs
+from stacbatch.engine import _fs
 
 try:
-    from stacbatch import _kernel
+    from stacbatch.kernel import _kernel
 except ImportError:  # pragma: no cover - the kernel is optional; pyarrow reads the chunk
     _kernel = None  # type: ignore[assignment]
 

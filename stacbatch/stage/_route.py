@@ -10,8 +10,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from stacbatch._parse import Spill, write_parts
 from stacbatch.stage._files import Written, _time_key, write_sorted
+from stacbatch.stage._parse import Spill, write_parts
 
 #: (collection, bucket or None, first row, rows): one partition's contiguous slice of a routed table
 Group = tuple[str, str | None, int, int]
@@ -30,7 +30,7 @@ class Router:
         colls = table["collection"]
         names = pc.unique(colls).to_pylist()
         schemes = {c: self.partitioning.get(c, self.default) for c in names}
-        buckets = _bucket_column(table, colls, schemes)
+        buckets = bucket_column(table, colls, schemes)
         key = pc.binary_join_element_wise(colls, buckets, "\x00")
         codes = pc.dictionary_encode(key).combine_chunks()
         dictionary = codes.dictionary.to_pylist()
@@ -52,7 +52,7 @@ class Router:
         return grouped, groups
 
 
-def _bucket_column(table: pa.Table, colls: pa.ChunkedArray, schemes: dict[str, str]) -> pa.ChunkedArray:
+def bucket_column(table: pa.Table, colls: pa.ChunkedArray, schemes: dict[str, str]) -> pa.ChunkedArray:
     """Per row, its time bucket under its collection's scheme ("" for unpartitioned, "unknown" when undated)."""
     t = _time_key(table)
     used = set(schemes.values())

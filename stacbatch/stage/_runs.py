@@ -6,15 +6,15 @@ from typing import Any
 
 import orjson
 
-from stacbatch import _fs
-from stacbatch.stage._layout import RUNS, new_run_id, now_rfc3339
+from stacbatch.engine import _fs
+from stacbatch.engine._layout import RUNS, new_run_id, now_rfc3339
 
 
 class Run:
-    def __init__(self, fs: Any, root: str, command: str, args: dict[str, Any]) -> None:
+    def __init__(self, fs: Any, root: str, command: str, args: dict[str, Any], run_id: str | None = None) -> None:
         self.fs = fs
         self.root = root
-        self.id = new_run_id()
+        self.id = run_id or new_run_id()
         self.command = command
         self.args = args
         self.started = now_rfc3339()

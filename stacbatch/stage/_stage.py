@@ -7,9 +7,9 @@ import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from stacbatch import _fs, _json, _sql
+from stacbatch.engine import _fs, _json, _sql
+from stacbatch.engine._layout import AUDIT, CATALOGS, COLLECTIONS, ITEMS, LOCK, MANIFEST, RUNS, TMP, TOMBSTONES
 from stacbatch.errors import StageError
-from stacbatch.stage._layout import AUDIT, CATALOGS, COLLECTIONS, ITEMS, LOCK, MANIFEST, RUNS, TMP, TOMBSTONES
 from stacbatch.stage._manifest import Manifest, read_manifest
 
 if TYPE_CHECKING:

@@ -11,8 +11,8 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from stacbatch import _fs
-from stacbatch._rows import STAGE_SCHEMA
+from stacbatch.engine import _fs
+from stacbatch.kernel._rows import STAGE_SCHEMA
 from stacbatch.stage._files import stage_columns, write_stage_file
 from stacbatch.stage._plans import plans_of
 
@@ -64,7 +64,7 @@ def closed_collections(manifest: Any) -> list[str]:
 
 
 def upgrade(stage_path: str, workers: int | None = None) -> UpgradeResult:
-    from stacbatch._pool import default_workers, ordered_map
+    from stacbatch.engine._pool import default_workers, ordered_map
     from stacbatch.stage._commit import commit
     from stacbatch.stage._runs import Run
     from stacbatch.stage._stage import Stage

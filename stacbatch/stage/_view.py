@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from stacbatch import _sql
+from stacbatch.engine import _sql
 from stacbatch.stage import _assets
 from stacbatch.stage._columns import PREFIX, STAMP
 from stacbatch.stage._manifest import Manifest

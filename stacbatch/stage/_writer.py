@@ -14,11 +14,12 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from stacbatch._parse import Spill, write_parts
-from stacbatch._pool import Workers, release_freed_memory
-from stacbatch._rows import STAGE_SCHEMA
+from stacbatch.engine._pool import Workers, release_freed_memory
 from stacbatch.errors import StageError
+from stacbatch.kernel._rows import STAGE_SCHEMA
+from stacbatch.kernel._scan import drop_spare
 from stacbatch.stage._files import Written, write_sorted
+from stacbatch.stage._parse import Spill, write_parts
 from stacbatch.stage._route import Part, Placement, Router
 
 #: Item text buffered before the buffer is split into per-partition spills (bounds peak memory).
@@ -270,6 +271,7 @@ class PartitionJob:
 
 def write_partition(job: PartitionJob) -> Written:
     """Sort a partition's spilled rows and write them as stage files (``_files.write_sorted``)."""
+    drop_spare()
     release_freed_memory()  # a parse worker's kept heap: this phase allocates through Arrow's allocator instead
     table = _read_spills(job.spills)
     if table["item"].nbytes <= job.settings["file_max_bytes"]:

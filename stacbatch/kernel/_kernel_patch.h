@@ -1,11 +1,17 @@
-/* patch_items: `update --set` on stored item texts without parsing them into Python objects. Included by
- * _kernel.c after _kernel_scan.h (it uses its readers).
+/* Edits and reads of JSON texts by their bytes, without parsing them into Python objects: `update --set` on stored
+ * item texts (patch_items), and the STAC API page readers (page_features, page_index; types: _kernel.pyi).
+ * Included by _kernel.c after _kernel_scan.h (its readers over validated JSON) and _kernel_props.h (pv_valid).
  *
- * Per item, each step sets the value at a path of object keys to a JSON text: the member's value is replaced in
- * place (the rest of the text keeps its bytes) or, when absent from an existing parent object, appended to it as
- * Python's dict assignment would. A step "moves" when the value changes under canonical equality. When any step
- * moved, properties.updated is set the same way. Anything else (a missing, null or non-object parent, duplicate or
- * escaped keys on the way) leaves the item to the Python path, which creates parents and words the errors.
+ * patch_items: per item, each step sets the value at a path of object keys to a JSON text: the member's value is
+ * replaced in place (the rest of the text keeps its bytes) or, when absent from an existing parent object, appended
+ * to it as Python's dict assignment would. A step "moves" when the value changes under canonical equality. When any
+ * step moved, properties.updated is set the same way. Anything else (a missing, null or non-object parent, duplicate
+ * or escaped keys on the way, a text or value orjson would not read) leaves the item to the Python path, which
+ * creates parents and words the errors.
+ *
+ * The page readers check the whole page to orjson's rules first (pv_valid): a page that is not valid JSON as a
+ * whole is a broken response, which the Python path refuses (and asks again for), so they refuse it too (None),
+ * even when the damage is inside one feature. Only then do they walk it with the readers of _kernel_scan.h.
  */
 
 typedef struct {
@@ -119,7 +125,8 @@ static int set_path(Parser *cmp, Buf *doc, Buf *tmp, PyObject *path, const char 
  * offsets/data: the item texts (int32 offsets, n + 1 of them); paths: tuple of tuples of keys; values: per step a
  * list of n JSON texts; stamp: the JSON text of properties.updated, or None for no stamp.
  * status per item: 0 unchanged, 1 changed, 2 left to Python; moved: per item a uint32 mask of the steps that
- * moved (bit 31: properties.updated). Texts and streams are given for changed items only, in order. */
+ * moved (bit 31: properties.updated). Texts and streams are given for changed items only, in order. ValueError
+ * when an offset is negative, goes back or points past data (checked for every item before any work). */
 static PyObject *py_patch_items(PyObject *self, PyObject *args) {
     Py_buffer offv, datav;
     PyObject *paths, *values, *stamp;
@@ -147,14 +154,26 @@ static PyObject *py_patch_items(PyObject *self, PyObject *args) {
         updated = Py_BuildValue("(ss)", "properties", "updated");
         if (!updated) goto done;
     }
-    const int32_t *off = offv.buf;
+    if (n < 0) {
+        PyErr_SetString(PyExc_ValueError, "offsets must hold at least one int32");
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) { /* all checked before any work: a bad column is refused whole */
+        int32_t a = load_i32(offv.buf, i), b = load_i32(offv.buf, i + 1);
+        if (a < 0 || b < a || (Py_ssize_t)b > datav.len) {
+            PyErr_SetString(PyExc_ValueError, "offsets out of range");
+            goto done;
+        }
+    }
     const char *data = datav.buf;
     Buf status = {0}, moved = {0}, toff = {0}, texts = {0}, coff = {0}, canon = {0}, doc = {0}, tmp = {0};
     Parser cmp = {0};
+    cmp.strict = 1; /* a text or value orjson would not read (NaN, 1e400, a lone surrogate) goes to Python */
     int err = put_off(&toff, 0) || put_off(&coff, 0);
     for (Py_ssize_t i = 0; i < n && !err; i++) {
+        int32_t a = load_i32(offv.buf, i), b = load_i32(offv.buf, i + 1);
         doc.len = 0;
-        err = buf_put(&doc, data + off[i], (size_t)(off[i + 1] - off[i]));
+        err = buf_put(&doc, data + a, (size_t)(b - a));
         uint32_t mask = 0;
         int st = 0;
         for (Py_ssize_t k = 0; k < steps && !err; k++) {
@@ -176,6 +195,13 @@ static PyObject *py_patch_items(PyObject *self, PyObject *args) {
             int u = set_path(&cmp, &doc, &tmp, updated, stamp_text, (size_t)stamp_len, 1);
             if (u < 0) st = 2;
             else if (u) mask |= 1u << 31;
+        }
+        if (st == 0 && !mask) {
+            /* Unchanged: the steps read only the members on their paths, so check the rest as the Python path would
+             * read it (a changed item is checked by its canonical stream below, the values it replaced by theirs). */
+            int valid = pv_valid((const unsigned char *)doc.p, (const unsigned char *)doc.p + doc.len);
+            if (valid < 0) err = 1;
+            else if (!valid) st = 2;
         }
         if (st == 0 && mask) {
             st = 1;
@@ -226,7 +252,23 @@ static int next_element(const unsigned char **p, const unsigned char *e, const u
 
 /* page_features(page) -> (block, count): the members of the page's top-level "features" array, each minified
  * (whitespace outside strings dropped; nothing else changes) on a line of its own, for scan_lines. None when the
- * page has no such array, or holds something the minifier does not take (the caller decodes it then). */
+ * page is not valid JSON as orjson reads it, has no such array, or holds something the minifier does not take (the
+ * caller decodes it then, and refuses what is not JSON). */
+/* A page's "features" array, after checking the whole page is JSON as orjson reads it (a page that is not is a
+ * broken response: refused whole). Sets *ok (0: not a page of features), *nomem; returns the first feature's
+ * position, or slot->ve when there are none. Runs without the GIL. */
+static const unsigned char *open_features(const unsigned char *s, const unsigned char *end, Slot *slot, int *ok,
+                                          int *nomem) {
+    int valid = pv_valid(s, end);
+    *nomem = valid < 0;
+    *ok = valid > 0 && find_member(s, end, "features", 8, slot) == 1;
+    const unsigned char *p = *ok ? ws(slot->vs, slot->ve) : NULL;
+    if (*ok && (p >= slot->ve || *p != '[')) *ok = 0;
+    if (!*ok) return NULL;
+    p = ws(p + 1, slot->ve);
+    return (p < slot->ve && *p == ']') ? slot->ve : p; /* no features: at the end */
+}
+
 static PyObject *py_page_features(PyObject *self, PyObject *args) {
     Py_buffer view;
     if (!PyArg_ParseTuple(args, "y*", &view)) return NULL;
@@ -235,14 +277,10 @@ static PyObject *py_page_features(PyObject *self, PyObject *args) {
     Slot slot;
     Buf out = {0};
     Py_ssize_t count = 0;
-    int ok;
+    int ok, nomem = 0;
     Py_BEGIN_ALLOW_THREADS /* pure C until the result is built */
-    ok = find_member(s, end, "features", 8, &slot) == 1;
-    const unsigned char *p = ok ? ws(slot.vs, slot.ve) : NULL;
-    if (ok && (p >= slot.ve || *p != '[')) ok = 0;
+    const unsigned char *p = open_features(s, end, &slot, &ok, &nomem);
     if (ok) {
-        p = ws(p + 1, slot.ve);
-        if (p < slot.ve && *p == ']') p = slot.ve; /* no features */
         while (ok && p < slot.ve) {
             const unsigned char *e = skip(p, slot.ve);
             /* copy [p, e) without whitespace outside strings */
@@ -268,7 +306,9 @@ static PyObject *py_page_features(PyObject *self, PyObject *args) {
         }
     }
     Py_END_ALLOW_THREADS
-    if (ok) {
+    if (nomem) {
+        PyErr_NoMemory();
+    } else if (ok) {
         res = Py_BuildValue("(y#n)", out.p ? out.p : "", (Py_ssize_t)out.len, count);
     } else if (!PyErr_Occurred()) {
         res = Py_NewRef(Py_None);
@@ -292,9 +332,10 @@ static int member_span(const unsigned char *base, const unsigned char *obj, cons
 /* page_index(page) -> (head, rows) | None: what the fetcher needs of a STAC API page without decoding its items.
  * head: the page with its "features" value replaced by [] (for the caller to decode: links, counts); rows: per
  * feature, the texts of id, properties.datetime, properties.start_datetime and properties.end_datetime (bytes of
- * the JSON value, None when absent). None when the page has no features array or a feature (or its properties)
- * is not a plain object: the caller decodes the page whole. The page is scanned without the GIL (the fetcher
- * calls this from a thread, so its event loop goes on meanwhile). */
+ * the JSON value, None when absent). None when the page is not valid JSON as orjson reads it, has no features
+ * array, or a feature (or its properties) is not a plain object: the caller decodes the page whole (and refuses
+ * what is not JSON). The page is read without the GIL (the fetcher calls this from a thread, so its event loop
+ * goes on meanwhile). */
 static PyObject *py_page_index(PyObject *self, PyObject *args) {
     Py_buffer view;
     if (!PyArg_ParseTuple(args, "y*", &view)) return NULL;
@@ -304,12 +345,8 @@ static PyObject *py_page_index(PyObject *self, PyObject *args) {
     Buf spans = {0}; /* 8 int64 per feature: (start, end) of id, datetime, start_datetime, end_datetime */
     int ok, nomem = 0;
     Py_BEGIN_ALLOW_THREADS
-    ok = find_member(s, end, "features", 8, &slot) == 1;
-    const unsigned char *p = ok ? ws(slot.vs, slot.ve) : NULL;
-    if (ok && (p >= slot.ve || *p != '[')) ok = 0;
+    const unsigned char *p = open_features(s, end, &slot, &ok, &nomem);
     if (ok) {
-        p = ws(p + 1, slot.ve);
-        if (p < slot.ve && *p == ']') p = slot.ve;
         static const char *props[3] = {"datetime", "start_datetime", "end_datetime"};
         while (ok && p < slot.ve) {
             const unsigned char *e = skip(p, slot.ve);

@@ -17,8 +17,9 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from stacbatch import _json, _scan
-from stacbatch._rows import BBOX, DEFAULT_COLLECTION, PARSED_SCHEMA, STAGE_SCHEMA, TS, BatchBuilder, ItemError
+from stacbatch.engine import _json
+from stacbatch.kernel import _canonical, _scan
+from stacbatch.kernel._rows import BBOX, DEFAULT_COLLECTION, PARSED_SCHEMA, STAGE_SCHEMA, TS, BatchBuilder, ItemError
 from stacbatch.sources import DictsUnit, LinesUnit, PagesUnit, RangeUnit, RecordsUnit, Unit
 
 
@@ -206,9 +207,8 @@ def parse_unit(unit: Unit, batch_size: int) -> ParseResult:
                     hint = "STAC is JSON: write null or a finite number"
                     out.fail(_failure(label, _json.NON_FINITE, item_id=item_id, field=bad, hint=hint))
         elif isinstance(unit, RecordsUnit):
-            from stacbatch.mapping._run import map_records
-
-            mapped = map_records(unit)
+            assert unit.run is not None, "a RecordsUnit comes with the function that maps it"
+            mapped = unit.run(unit)
             out.res.mapping = (unit.source, mapped.stats)
             out.flush()
             if mapped.columns is not None and mapped.columns.num_rows:
@@ -258,7 +258,7 @@ def mapped_batch(cols: pa.RecordBatch) -> pa.RecordBatch:
     names = cols.schema.names
     hashes = cols.column("__hash") if "__hash" in names else _scan.text_hashes(cols.column("item"))
     if hashes is None:  # no kernel
-        hashes = pa.array([_json.content_hash_text(t) for t in cols.column("item").to_pylist()], pa.string())
+        hashes = pa.array([_canonical.content_hash_text(t) for t in cols.column("item").to_pylist()], pa.string())
     wkb = cols.column("__geometry_wkb")
     if wkb.null_count:
         import shapely
@@ -358,7 +358,7 @@ def _read(path: str) -> bytes:
     if "://" not in path and not path.endswith(".gz"):
         with open(path, "rb") as f:  # local: resolving an fsspec filesystem per file costs more than the read
             return f.read()
-    from stacbatch import _fs
+    from stacbatch.engine import _fs
 
     fs, p = _fs.filesystem(path)
     with fs.open(p, "rb", compression="gzip" if p.endswith(".gz") else None) as f:

@@ -270,12 +270,11 @@ static PyObject *py_wkt_geometries(PyObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "y*y*", &offv, &datav)) return NULL;
     Py_ssize_t n = offv.len / 8 - 1;
     Buf ok = {0}, joff = {0}, json = {0}, woff = {0}, wkb = {0}, box = {0}, coff = {0}, canon = {0};
-    int err = 0, range = 0;
-    const int64_t *off = offv.buf;
+    int err = 0, range = n < 0;
     Py_BEGIN_ALLOW_THREADS
-    err = n < 0 || buf_u64(&joff, 0) || buf_u64(&woff, 0) || buf_u64(&coff, 0);
+    err = range || buf_u64(&joff, 0) || buf_u64(&woff, 0) || buf_u64(&coff, 0);
     for (Py_ssize_t i = 0; i < n && !err; i++) {
-        int64_t a = off[i], b = off[i + 1];
+        int64_t a = load_i64(offv.buf, i), b = load_i64(offv.buf, i + 1);
         if (a < 0 || b < a || b > (int64_t)datav.len) {
             range = 1;
             break;
@@ -297,7 +296,7 @@ static PyObject *py_wkt_geometries(PyObject *self, PyObject *args) {
     }
     Py_END_ALLOW_THREADS
     PyObject *res = NULL;
-    if (range) PyErr_SetString(PyExc_ValueError, "offsets out of range");
+    if (range) PyErr_SetString(PyExc_ValueError, n < 0 ? "offsets must hold at least one int64" : "offsets out of range");
     else if (err) PyErr_NoMemory();
     else
         res = Py_BuildValue("(NNNNNNNN)", buf_to_block(&ok), buf_to_block(&joff), buf_to_block(&json),

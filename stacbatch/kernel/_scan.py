@@ -15,11 +15,11 @@ import numpy as np
 import pyarrow as pa
 import xxhash
 
-from stacbatch import _json
-from stacbatch._rows import BBOX, DEFAULT_COLLECTION, PARSED_SCHEMA, TS
+from stacbatch.kernel import _canonical
+from stacbatch.kernel._rows import BBOX, DEFAULT_COLLECTION, PARSED_SCHEMA, TS
 
 try:  # see _json: without the kernel, callers take the pure-Python path
-    from stacbatch import _kernel
+    from stacbatch.kernel import _kernel
 except ImportError:  # pragma: no cover - a build without a C compiler
     _kernel = None  # type: ignore[assignment]
 
@@ -111,7 +111,7 @@ def stream_hashes(offsets: Any, data: Any) -> pa.Array:
 
 
 def text_hashes(texts: pa.Array) -> pa.Array | None:
-    """Content hashes (``_json.content_hash_text``) of a column of JSON texts, computed by the kernel over the
+    """Content hashes (``_canonical.content_hash_text``) of a column of JSON texts, computed by the kernel over the
     column's buffers (no Python string per item); None without the kernel or for a column with nulls."""
     if _kernel is None or texts.null_count:
         return None
@@ -132,7 +132,7 @@ def text_hashes(texts: pa.Array) -> pa.Array | None:
     # texts the kernel does not take (none from a mapping's SQL so far): the Python path, which says why
     values = hashes.to_pylist()
     for i in np.flatnonzero(good == 0).tolist():
-        values[i] = _json.content_hash_text(texts[i].as_py())
+        values[i] = _canonical.content_hash_text(texts[i].as_py())
     return pa.array(values, pa.string())
 
 
@@ -164,3 +164,9 @@ def page_features(page: bytes) -> bytes | None:
     does not take: the caller decodes it)."""
     found = _kernel.page_features(page) if _kernel is not None else None
     return None if found is None else found[0]
+
+
+def drop_spare() -> None:
+    """Free the kernel's spare block (kept for the next large buffer), e.g. when a different phase begins."""
+    if _kernel is not None:
+        _kernel.drop_spare()

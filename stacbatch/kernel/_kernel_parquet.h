@@ -1,6 +1,10 @@
-/* Parquet pages for stage/_pages.py: page headers of a column chunk, and chosen values of a PLAIN page.
+/* Parquet column chunks for stage/_pages.py (types: _kernel.pyi): the Thrift compact page headers of a chunk, the
+ * values at chosen rows of a PLAIN BYTE_ARRAY page, and a whole chunk read page by page with a bounds-checked
+ * decoder of LZ4 blocks (Parquet's LZ4_RAW), so only the pages holding a wanted row are decompressed. Other codecs
+ * stay with pyarrow (the caller decompresses and calls plain_take). Every length read from the chunk is checked
+ * against it: a malformed chunk is a ValueError, never a read outside it.
  *
- * Included by _kernel.c (uses Buf and Block). Decompression stays in Python (pyarrow's codecs).
+ * Included by _kernel.c (uses Buf and Block).
  */
 
 /* ---------------------------------------------------------------- Thrift compact protocol (reading only) */
@@ -143,6 +147,10 @@ static PyObject *py_parquet_pages(PyObject *self, PyObject *args) {
             break;
         }
         int64_t n = head[0] == 0 ? data[0] : 0;
+        if (n < 0 || n > INT64_MAX - row) { /* a count no page holds (and row must not overflow) */
+            bad = 1;
+            break;
+        }
         int64_t rec[7] = {row, n, (int64_t)(r.p - base), head[2], head[1], head[0], data[1]};
         for (int k = 0; k < 7 && !err; k++) err = buf_u64(&out, (uint64_t)rec[k]);
         row += n;
@@ -161,12 +169,12 @@ static PyObject *py_parquet_pages(PyObject *self, PyObject *args) {
 /* Copy out of a PLAIN BYTE_ARRAY page p[0..len) (each value: u32 LE length, then its bytes; no levels) the values
  * at rows[*i..] below `limit`, positions counted from `first` (the page's first value); *i moves past them.
  * 0, -1 (malformed page, or a position out of order or beyond it) or -2 (no memory). */
-static int plain_copy(const unsigned char *p, size_t len, const int64_t *rows, Py_ssize_t n, Py_ssize_t *i,
+static int plain_copy(const unsigned char *p, size_t len, const void *rows, Py_ssize_t n, Py_ssize_t *i,
                       int64_t first, int64_t limit, Buf *off, Buf *out) {
     size_t pos = 0;
     int64_t at = 0;
-    for (; *i < n && rows[*i] < limit; (*i)++) {
-        int64_t want = rows[*i] - first;
+    for (; *i < n && load_i64(rows, *i) < limit; (*i)++) {
+        int64_t want = load_i64(rows, *i) - first;
         for (;;) {
             if (want < at || len - pos < 4) return -1;
             uint32_t l = (uint32_t)p[pos] | (uint32_t)p[pos + 1] << 8 | (uint32_t)p[pos + 2] << 16 |
@@ -191,7 +199,7 @@ static PyObject *py_plain_take(PyObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "y*y*", &pv, &rv)) return NULL;
     const unsigned char *p = pv.buf;
     const size_t len = (size_t)pv.len;
-    const int64_t *rows = rv.buf;
+    const void *rows = rv.buf; /* int64, maybe unaligned: load_i64 */
     const Py_ssize_t n = rv.len / 8;
     Buf off = {0}, out = {0};
     PyObject *res = NULL;
@@ -279,7 +287,7 @@ static PyObject *py_take_chunk(PyObject *self, PyObject *args) {
     Py_buffer cv, rv;
     int codec;
     if (!PyArg_ParseTuple(args, "y*iy*", &cv, &codec, &rv)) return NULL;
-    const int64_t *rows = rv.buf;
+    const void *rows = rv.buf; /* int64, maybe unaligned: load_i64 */
     const Py_ssize_t n = rv.len / 8;
     Buf off = {0}, out = {0}, scratch = {0};
     int err = 0, bad = 0, unsupported = codec != 0 && codec != 1;
@@ -304,11 +312,18 @@ static PyObject *py_take_chunk(PyObject *self, PyObject *args) {
         const unsigned char *body = r.p;
         r.p += head[2];
         int64_t count = data[0];
-        if (rows[i] < first) {
+        /* LZ4 writes at most 255 bytes per byte read (a match length byte): a larger uncompressed size is a broken
+         * header, not a buffer to allocate */
+        if (count < 0 || count > INT64_MAX - first || (codec == 1 && head[1] / 256 > head[2] + 1)) {
             bad = 1;
             break;
         }
-        if (rows[i] >= first + count) {
+        int64_t want = load_i64(rows, i);
+        if (want < first) {
+            bad = 1;
+            break;
+        }
+        if (want - first >= count) {
             first += count;
             continue;
         }

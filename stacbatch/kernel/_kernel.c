@@ -1,9 +1,11 @@
-/* stacbatch._kernel: the per-item work of staging, in C, over raw JSON bytes and Arrow buffers.
+/* stacbatch.kernel._kernel: the per-item work of staging, in C, over raw JSON bytes and Arrow buffers.
  *
- * The entry points are the method table at the end of this file (types: _kernel.pyi); docs/kernel.md says what
- * each does, its pure-Python twin that must agree with it, its invariants and how it is fuzzed (make fuzz: ASan and
- * UBSan). Lines or rows a reader cannot take exactly as the Python path would (bad JSON, errors, unusual forms) are
- * handed back for that path, which owns every error message: this file holds no policy, only the fast common case.
+ * The one list of entry points, with their types, is _kernel.pyi (tests/test_kernel_fuzz.py checks this module
+ * against it, and that a test `make fuzz` runs calls each one); methods[] at the end of this file registers them.
+ * docs/kernel.md says what each does, its pure-Python twin that must agree with it, its invariants and how it is
+ * fuzzed (make fuzz: ASan and UBSan). Lines or rows a reader cannot take exactly as the Python path would (bad
+ * JSON, errors, unusual forms) are handed back for that path, which owns every error message: this file holds no
+ * policy, only the fast common case.
  *
  * Most readers release the GIL while they read, so nothing here is shared between calls but thread-local state.
  */
@@ -118,6 +120,20 @@ static void buf_free(Buf *b) {
     b->len = b->cap = 0;
 }
 
+/* Element i of an int32 or int64 array handed in as a buffer: any bytes-like object, so maybe unaligned (a bytes
+ * object sliced anywhere); memcpy is one load on x86-64 and defined for any address. */
+static inline int32_t load_i32(const void *p, Py_ssize_t i) {
+    int32_t v;
+    memcpy(&v, (const char *)p + 4 * i, 4);
+    return v;
+}
+
+static inline int64_t load_i64(const void *p, Py_ssize_t i) {
+    int64_t v;
+    memcpy(&v, (const char *)p + 8 * i, 8);
+    return v;
+}
+
 /* ---------------------------------------------------------------- Block: a Buf handed to Python without a copy
  *
  * A read-only buffer-protocol object that owns the Buf's memory: numpy and Arrow wrap it as it is (copying tens
@@ -146,7 +162,7 @@ static PyBufferProcs block_as_buffer = {(getbufferproc)block_getbuffer, NULL};
 static PySequenceMethods block_as_sequence = {.sq_length = (lenfunc)block_length};
 
 static PyTypeObject BlockType = {
-    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "stacbatch._kernel.Block",
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "stacbatch.kernel._kernel.Block",
     .tp_basicsize = sizeof(Block),
     .tp_dealloc = (destructor)block_dealloc,
     .tp_as_buffer = &block_as_buffer,
@@ -338,6 +354,11 @@ static int parse_string(Parser *ps) {
         if (c < 0x20) return fail(ps, "control character in string");
         if (c >= 0x80) {
             int n = utf8_len(q, ps->end);
+            /* a surrogate written as UTF-8 (ED A0..BF 80..BF): not strict, read as the stdlib reads bytes
+             * ('surrogatepass'), and kept as it is, as a lone surrogate escape is */
+            if (!n && !ps->strict && c == 0xED && ps->end - q > 2 && q[1] >= 0xA0 && q[1] <= 0xBF &&
+                (q[2] & 0xC0) == 0x80)
+                n = 3;
             if (!n) return fail(ps, "invalid UTF-8");
             if (buf_put(o, q, (size_t)n)) return oom(ps);
             ps->p += n;
@@ -755,10 +776,9 @@ static PyObject *py_hash_strings(PyObject *self, PyObject *args) {
         else PyErr_NoMemory();
         goto done;
     }
-    const int32_t *off = offv.buf;
     const unsigned char *d = datav.buf;
     for (Py_ssize_t i = 0; i < n; i++) {
-        int32_t a = off[i], b = off[i + 1];
+        int32_t a = load_i32(offv.buf, i), b = load_i32(offv.buf, i + 1);
         if (a < 0 || b < a || (Py_ssize_t)b > datav.len) {
             PyErr_SetString(PyExc_ValueError, "offsets out of range");
             goto done;
@@ -778,9 +798,9 @@ done:
 }
 
 #include "_kernel_scan.h"
-#include "_kernel_patch.h"
 #include "_kernel_props.h"
 #include "_kernel_assets.h"
+#include "_kernel_patch.h" /* after _kernel_props.h: it checks texts and pages with pv_valid */
 
 /* canonical_texts(offsets, data) -> (ok, offsets, streams): the canonical stream of each JSON text of a string
  * column (int64 offsets into data), end to end (uint32 offsets), as `canonical` gives it one at a time; ok[i] is
@@ -793,7 +813,6 @@ static PyObject *py_canonical_texts(PyObject *self, PyObject *args) {
     Parser ps = {0};
     PyObject *res = NULL;
     int err = 0, bad = 0;
-    const int64_t *off = offv.buf;
     const unsigned char *d = datav.buf;
     if (n < 0) {
         PyErr_SetString(PyExc_ValueError, "offsets must hold at least one int64");
@@ -802,7 +821,7 @@ static PyObject *py_canonical_texts(PyObject *self, PyObject *args) {
     Py_BEGIN_ALLOW_THREADS
     err = put_off(&coff, 0) || buf_reserve(&ok, (size_t)n + 1);
     for (Py_ssize_t i = 0; i < n && !err; i++) {
-        int64_t a = off[i], b = off[i + 1];
+        int64_t a = load_i64(offv.buf, i), b = load_i64(offv.buf, i + 1);
         if (a < 0 || b < a || b > (int64_t)datav.len) {
             bad = 1;
             break;

@@ -28,6 +28,6 @@ def patch_paths(patch: object, prefix: tuple[str, ...] = ()) -> list[tuple[str, 
 
 def changed_paths(patches: list[str | None]) -> list[list[str] | None]:
     """Merge patch texts (from DuckDB's ``json_merge_patch_diff``) -> the changed paths of each (None stays None)."""
-    from stacbatch import _json
+    from stacbatch.engine import _json
 
     return [None if p is None else [format_path(s) for s in patch_paths(_json.loads(p))] for p in patches]

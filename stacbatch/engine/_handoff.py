@@ -21,7 +21,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from stacbatch._orphan import alive
+from stacbatch.engine._orphan import alive
 
 #: a RAM file system is used when it has this much room (Docker's default /dev/shm is only 64 MB)
 _SHM_MIN_FREE = 1 << 30

@@ -12,8 +12,9 @@ from typing import Any
 
 import pyarrow as pa
 
-from stacbatch import _json
-from stacbatch._geometry import GeometryError, geojson_to_wkb
+from stacbatch.engine import _json
+from stacbatch.kernel import _canonical
+from stacbatch.kernel._geometry import GeometryError, geojson_to_wkb
 
 #: Collection key for items that have no ``collection`` (or ``"collection": null``). Emit gives them back as they
 #: came, without one: the key lives only in the stage's ``collection`` column and partition path.
@@ -147,7 +148,7 @@ class BatchBuilder:
                 *corners,
                 wkb,
                 text,
-                _json.content_hash_text(text),
+                _canonical.content_hash_text(text),
             )
         )
         return item_id

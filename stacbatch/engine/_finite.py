@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from stacbatch import _json
+from stacbatch.engine import _json
 
 #: the reason an item holding one fails (as ``load`` words it)
 REASON = _json.NON_FINITE

@@ -20,7 +20,7 @@ def default_workers() -> int:
     )
 
 
-def _main_importable() -> bool:
+def main_importable() -> bool:
     """Worker processes re-import the parent's ``__main__`` from its file; a script read from stdin or ``-c``
     has none on disk, and the workers would die. Parse inline then."""
     main_file = getattr(sys.modules.get("__main__"), "__file__", None)
@@ -38,7 +38,7 @@ _WORKER_ENV = {"MIMALLOC_PURGE_DELAY": "5000"}
 def _worker_env() -> Iterator[None]:
     """``_WORKER_ENV`` set while the fork server starts (it copies the environment then), this process's own
     environment left as it was."""
-    from stacbatch._orphan import ENV
+    from stacbatch.engine._orphan import ENV
 
     wanted = {**_WORKER_ENV, ENV: str(os.getpid())}
     added = [k for k in wanted if k not in os.environ]
@@ -50,15 +50,18 @@ def _worker_env() -> Iterator[None]:
             os.environ.pop(k, None)
 
 
-def _start_fork_server() -> None:
+def start_fork_server(preload: list[str] | None = None) -> None:
+    """Start multiprocessing's fork server now (idempotent), importing ``preload`` modules in it first."""
     from multiprocessing import forkserver
 
-    from stacbatch import _handoff
+    from stacbatch.engine import _handoff
 
     # multiprocessing's own temporary folder (the fork server's socket) would be a /tmp/pymp-* that outlives a
     # killed process; our per-process folder is removed at exit, and a killed process's by the next one
     config = multiprocessing.current_process()._config  # type: ignore[attr-defined]
     config.setdefault("tempdir", _handoff.process_folder())
+    if preload is not None:
+        forkserver.set_forkserver_preload(preload)
     with _worker_env():
         forkserver.ensure_running()
 
@@ -98,21 +101,15 @@ def keep_freed_memory() -> bool:
 
 
 def release_freed_memory() -> None:
-    """Return the heap kept by ``keep_freed_memory`` to the system (Arrow's own allocator cannot reuse it), and the
-    kernel's spare block (kept for the next large buffer)."""
-    try:
-        from stacbatch import _kernel
-    except ImportError:  # pragma: no cover - built without the kernel
-        pass
-    else:
-        _kernel.drop_spare()
+    """Return the heap kept by ``keep_freed_memory`` to the system (Arrow's own allocator cannot reuse it). The
+    kernel's spare block goes first (``stacbatch.kernel._scan.drop_spare``)."""
     libc = _libc()
     if libc is not None:
         libc.malloc_trim(0)
 
 
 def _init_worker(keep_heap: bool) -> None:
-    from stacbatch._orphan import watch_main
+    from stacbatch.engine._orphan import watch_main
 
     watch_main()  # a worker is forked from the fork server: the server's watching thread did not come along
     if keep_heap:
@@ -147,61 +144,8 @@ class _NoPandas:
             raise ImportError("pandas is not used here")
 
 
-_LOAD = ["stacbatch._parse", "stacbatch.stage._writer"]
-#: commands whose work goes to worker processes (when the input is large enough), and the modules their workers
-#: run, which the fork server imports before it forks them
-_POOL_COMMANDS = {
-    "load": _LOAD,
-    "scaffold": [*_LOAD, "stacbatch.mapping._run"],
-    "update": ["stacbatch.edit._rewrite"],
-    "transform": ["stacbatch.edit._rewrite"],
-}
-
-
 #: ``load``'s own threshold for parsing in workers (stage/_load.py PARALLEL_MIN_BYTES)
 PREFORK_MIN_BYTES = 16 * 1024 * 1024
-
-
-def _local_bytes(argv: list[str]) -> int:
-    """Bytes of the regular files named on the command line (a rough guess at the input: folders are not walked,
-    so a folder source just means the pool starts when the load needs it, as without ``prestart``)."""
-    total = 0
-    for arg in argv[1:]:
-        if not arg.startswith("-") and "://" not in arg:
-            try:
-                if os.path.isfile(arg):
-                    total += os.path.getsize(arg)
-            except OSError:
-                continue
-    return total
-
-
-def prestart(argv: list[str]) -> None:
-    """For a command that will use workers, start the fork server now (from the CLI's first import).
-
-    The fork server imports the parse and write modules (pyarrow, numpy, the kernel) once, as the template its
-    workers are forked from: started here it does so on the second core while this process imports the CLI,
-    instead of each worker importing them after it. Nothing happens for other commands, in the fork server
-    (whose argv is Python's ``-c``) or in a worker (which re-imports the script, with our argv, as it starts).
-    """
-    command = next((a for a in argv[1:] if not a.startswith("-")), "")
-    # ``_inheriting``: multiprocessing's own mark of a child still importing the parent's main module
-    if command not in _POOL_COMMANDS or getattr(multiprocessing.current_process(), "_inheriting", False):
-        return
-    if default_workers() <= 1 or not _main_importable():
-        return
-    if command in ("load", "scaffold") and "--workers" not in argv and _local_bytes(argv) < PREFORK_MIN_BYTES:
-        return  # small local input (or none, e.g. an API): parsed inline, the pool would not start
-    try:
-        from multiprocessing import forkserver
-
-        modules = list(_POOL_COMMANDS[command])
-        if command == "load" and any(a in ("--mapping", "-m") or a.startswith("--mapping=") for a in argv):
-            modules.append("stacbatch.mapping._run")  # DuckDB and the compiler, once, not in each worker
-        forkserver.set_forkserver_preload(["stacbatch._gc_pause", *modules, "stacbatch._gc_freeze"])
-        _start_fork_server()
-    except (OSError, ValueError):  # no fork server here: the pool will say so, or run inline
-        return
 
 
 class Workers:
@@ -210,7 +154,7 @@ class Workers:
     ``__main__``) everything runs inline."""
 
     def __init__(self, workers: int, *, keep_heap: bool = False) -> None:
-        self.workers = workers if _main_importable() else 1
+        self.workers = workers if main_importable() else 1
         #: ``keep_freed_memory`` in the workers: for many same-sized allocations (parsing units); rewriting files
         #: gained nothing from it and held ~200 MB more per worker
         self.keep_heap = keep_heap
@@ -232,7 +176,7 @@ class Workers:
         if self._pool is None:
             # forkserver: forking a process that runs DuckDB/Arrow thread pools is unsafe.
             ctx = multiprocessing.get_context("forkserver")
-            _start_fork_server()
+            start_fork_server()
             self._pool = ProcessPoolExecutor(
                 max_workers=self.workers, mp_context=ctx, initializer=_init_worker, initargs=(self.keep_heap,)
             )

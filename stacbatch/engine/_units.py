@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from stacbatch import _handoff
+from stacbatch.engine import _handoff
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +64,8 @@ class PagesUnit:
 @dataclass(frozen=True, slots=True)
 class RecordsUnit:
     """A batch of source records (a pyarrow Table) for a mapping (its parsed document and the source's columns):
-    the worker that takes it runs the compiled mapping (``stacbatch.mapping.map_records``)."""
+    the worker that takes it calls ``run`` on it (``stacbatch.mapping.map_records``: a module-level function, so
+    it pickles by name and the worker imports the mapping layer only when it meets such a unit)."""
 
     source: str
     first_row: int
@@ -75,17 +77,26 @@ class RecordsUnit:
     #: the record number of each row, when they do not simply count up from ``first_row`` (unreadable records
     #: were taken out)
     rows: Any = None
+    #: maps the unit: ``run(unit)`` -> an object with ``stats``, ``columns`` (a record batch or None), ``failures``
+    run: Callable[[Any], Any] | None = None
 
     def __reduce__(self) -> tuple[Any, ...]:
         # to a worker process, the records go through a memory-mapped file, not the pool's pipe (see _handoff)
         fields = (self.source, self.first_row, _handoff.dump(self.records), self.doc, self.columns)
-        return (_records_unit, (*fields, self.rejected, self.rows))
+        return (_records_unit, (*fields, self.rejected, self.rows, self.run))
 
 
 def _records_unit(
-    source: str, first_row: int, records: Any, doc: Any, columns: dict[str, str], rejected: Any, rows: Any
+    source: str,
+    first_row: int,
+    records: Any,
+    doc: Any,
+    columns: dict[str, str],
+    rejected: Any,
+    rows: Any,
+    run: Callable[[Any], Any] | None,
 ) -> RecordsUnit:
-    return RecordsUnit(source, first_row, _handoff.load(records), doc, columns, rejected, rows)
+    return RecordsUnit(source, first_row, _handoff.load(records), doc, columns, rejected, rows, run)
 
 
 Unit = LinesUnit | RangeUnit | FilesUnit | DictsUnit | PagesUnit | RecordsUnit

@@ -12,18 +12,18 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from stacbatch import _fs
+from stacbatch.engine import _fs
 from stacbatch.errors import QueryError
 
 if TYPE_CHECKING:
     import duckdb
 
-_HERE = Path(__file__).resolve().parent
+_PACKAGE = Path(__file__).resolve().parent.parent  # stacbatch/
 
 
 @cache
 def _sql_dir() -> Path:
-    for candidate in (_HERE / "sql", _HERE.parent / "sql"):
+    for candidate in (_PACKAGE / "sql", _PACKAGE.parent / "sql"):  # installed; a source tree
         if candidate.is_dir():
             return candidate
     raise FileNotFoundError("stacbatch's sql/ folder is missing from the installation")

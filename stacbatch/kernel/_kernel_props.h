@@ -277,6 +277,21 @@ __attribute__((noinline)) static const unsigned char *pv_container(Pv *v, const 
     }
 }
 
+/* 1 when [p, end) is one JSON value (whitespace around it) that orjson reads, and nests at most MAX_DEPTH deep; 0
+ * when not; -1 out of memory. Nothing is written: the STAC API page readers (_kernel_patch.h) take only pages the
+ * Python path would decode, and patch_items only texts it would. */
+static int pv_valid(const unsigned char *p, const unsigned char *end) {
+    Pv v;
+    memset(&v, 0, sizeof v);
+    v.end = end;
+    v.dec.strict = 1;
+    const unsigned char *q = pv_skip(&v, ws(p, end), 0);
+    int r = v.fatal ? -1 : q != NULL && ws(q, end) == end;
+    buf_free(&v.num);
+    parser_free(&v.dec);
+    return r;
+}
+
 /* One member value of properties at s: checked, its entry written (the key is already). */
 static const unsigned char *pv_entry(Pv *v, const unsigned char *s, int depth) {
     Buf *o = v->o;
@@ -447,7 +462,12 @@ static PyObject *pv_run(Pv *v, Py_buffer *offv, Py_buffer *datav, const int *sta
     if (range) {
         PyErr_SetString(PyExc_ValueError, "offsets out of range");
     } else if (v->fatal == PV_OVERFLOW) {
-        PyErr_Format(PyExc_OverflowError, "%s: more than 2^31 - 1 bytes of keys or values", name);
+        /* A guard, not reached: every key and value written is a part of its row's text (decoded escapes only
+         * shrink), rows follow one another (offsets that go back are refused above) and int32 offsets end at
+         * 2^31 - 1, so the outputs hold fewer bytes than the rows read. */
+        PyErr_Format(PyExc_OverflowError,
+                     "%s: the keys or values of these rows pass 2^31 - 1 bytes (int32 offsets); pass fewer rows a call",
+                     name);
     } else if (v->fatal) {
         PyErr_NoMemory();
     } else {

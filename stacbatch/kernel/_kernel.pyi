@@ -1,4 +1,6 @@
-# Types of the C kernel (stacbatch/_kernel.c).
+# The C kernel (stacbatch/kernel/_kernel.c): the one list of its entry points, with their types. The C comments point
+# here; tests/test_kernel_fuzz.py checks the built module against this list, and that `make fuzz` calls each one.
+# What each does, its twin and its tests: docs/kernel.md.
 from typing import Any
 
 class Block:

@@ -1,16 +1,16 @@
-"""Which staged rows an edit touches: an SQL predicate and/or an ids file, resolved to row numbers per data file."""
+"""Which staged rows a command touches (edits, validation): an SQL predicate and/or an ids file, resolved to row
+numbers per data file."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import duckdb
 import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from stacbatch import _fs, _sql
+from stacbatch.engine import _fs, _sql
 from stacbatch.errors import InputError, QueryError
 from stacbatch.stage._stage import Stage
 from stacbatch.stage._view import items_select
@@ -129,11 +129,3 @@ def selection(stage: Stage, where: str | None, ids: pa.Table | None, allow_unkno
     if not parts:
         raise InputError("select items with --where and/or --ids (use --where true to select every item)")
     return " AND ".join(parts), missing
-
-
-def result_counts(results: list[Any]) -> dict[str, int]:
-    return {
-        "selected": sum(r.selected for r in results),
-        "changed": sum(r.changed for r in results),
-        "files_rewritten": sum(1 for r in results if r.rewritten),
-    }
