@@ -165,14 +165,21 @@ def by_name(e: Entries) -> tuple[list[str], dict[int, np.ndarray]]:
     given twice in one row keeps its last value (as JSON parsers do)."""
     encoded = pc.dictionary_encode(e.keys)
     names: list[str] = encoded.dictionary.to_pylist()
-    key = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
-    order = np.lexsort((np.arange(len(key)), e.rows, key))
+    key = np.asarray(encoded.indices.to_numpy(zero_copy_only=False))
+    # few names: a narrow key makes numpy's stable sort a radix sort (2.2M entries: 0.12 s as int64, ~0.01 s)
+    key = key.astype(np.uint16 if len(names) <= 0xFFFF else np.int64)
+    if len(e.rows) < 2 or bool((e.rows[1:] >= e.rows[:-1]).all()):
+        order = np.argsort(key, kind="stable")  # entries come in row order: a stable sort by name keeps it
+    else:  # rows the kernel could not read were appended at the end
+        order = np.lexsort((np.arange(len(key)), e.rows, key))
     k, r = key[order], e.rows[order]
-    last = np.ones(len(order), np.bool_)
-    last[:-1] = (k[1:] != k[:-1]) | (r[1:] != r[:-1])
-    order, k = order[last], k[last]
-    cuts = np.flatnonzero(np.diff(k)) + 1
-    groups = dict(zip(k[np.r_[0, cuts]].tolist(), np.split(order, cuts), strict=True)) if len(k) else {}
+    dup = (k[1:] == k[:-1]) & (r[1:] == r[:-1])
+    if dup.any():  # a name twice in one row: keep the last
+        keep = np.ones(len(order), np.bool_)
+        keep[:-1] = ~dup
+        order, k = order[keep], k[keep]
+    bounds = np.r_[0, np.cumsum(np.bincount(k, minlength=len(names)))] if len(k) else np.zeros(1, np.int64)
+    groups = {i: order[bounds[i] : bounds[i + 1]] for i in range(len(bounds) - 1) if bounds[i + 1] > bounds[i]}
     return names, groups
 
 
