@@ -16,6 +16,7 @@ import stacbatch
 from stacbatch.engine import _sql
 from stacbatch.kernel._rows import STAGE_SCHEMA
 from stacbatch.stage._audit import AUDIT_SCHEMA, TOMBSTONE_SCHEMA
+from stacbatch.stage._verdicts import VERDICT_SCHEMA
 
 ROOT = Path(__file__).resolve().parent.parent
 SQL = sorted(p.stem for p in (ROOT / "sql").glob("*.sql"))
@@ -83,6 +84,7 @@ def test_empty_items_has_the_columns_and_types_of_a_stage_file(tmp_path: Path) -
     [
         ("audit_tables", "_empty_audit", AUDIT_SCHEMA),
         ("audit_tables", "_empty_tombstones", TOMBSTONE_SCHEMA),
+        ("empty_validation", "_empty_validation", VERDICT_SCHEMA),
     ],
 )
 def test_stand_ins_match_the_files_they_stand_for(sql: str, table: str, schema: pa.Schema) -> None:

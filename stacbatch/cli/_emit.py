@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+from typing import Any
+
 import typer
 
-from stacbatch.cli._common import info, require_stage, stage_option
-from stacbatch.errors import InputError
+from stacbatch.cli._common import info, require_stage, stage_option, state
+from stacbatch.errors import ExitCode, InputError
 from stacbatch.stage import open_stage
 
 
@@ -29,6 +31,15 @@ def emit_cmd(
     force: bool = typer.Option(
         False, "--force", help="json: replace a non-empty folder that is not an earlier stacbatch tree (deleting it)."
     ),
+    gate: str | None = typer.Option(
+        None,
+        "--validate",
+        help="fail | skip | warn: validate first, then refuse to write, leave invalid items out, or write and report.",
+    ),
+    schemas: list[str] = typer.Option(
+        [], "--schemas", help="With --validate: schema folder (INDEX.json); repeatable. Also $STACBATCH_SCHEMAS."
+    ),
+    checks: str | None = typer.Option(None, "--checks", help="With --validate: the checks (see `validate --help`)."),
 ) -> None:
     # imported here: the emit layer pulls in PySTAC, which other commands do not need
     from stacbatch.edit._ops import compile_where
@@ -42,22 +53,32 @@ def emit_cmd(
         raise InputError(f"--organize-by applies to --format json only, not {fmt}")
     where = compile_where(st.connection, where)  # item paths such as properties."eo:cloud_cover" work here too
     if fmt == "ndjson":
-        res = emit_ndjson(st, to, collections=colls, where=where, split=False if single_file else None)
+        emit: Any = emit_ndjson
+        kwargs: dict[str, Any] = {"split": False if single_file else None}
     elif fmt == "json":
-        res = emit_json_tree(
-            st,
-            to,
-            collections=colls,
-            where=where,
-            catalog_id=catalog_id,
-            title=title,
-            force=force,
-            organize_by=organize_by,
-        )
-    elif fmt == "geoparquet":
-        res = emit_geoparquet(st, to, collections=colls, where=where)
+        emit = emit_json_tree
+        kwargs = {"catalog_id": catalog_id, "title": title, "force": force, "organize_by": organize_by}
     else:
-        raise InputError(f"--format must be ndjson, json or geoparquet, got {fmt!r}")
+        emit = emit_geoparquet
+        kwargs = {}
+    if gate is None:
+        res = emit(st, to, collections=colls, where=where, **kwargs)
+    else:
+        from stacbatch.validate import Options, SchemaSource, parse_checks
+        from stacbatch.workflow._emit import emit_validated
+
+        options = Options(source=SchemaSource.from_env(schemas), checks=parse_checks(checks))
+        st.close()
+        res, checked = emit_validated(
+            st.path, emit, gate=gate, options=options, collections=colls, where=where, to=to, **kwargs
+        )
+        left = " (left out)" if gate == "skip" else ""
+        info(
+            f"validate {checked.run_id}: {checked.checked:,} checked, {checked.invalid:,} invalid{left}"
+            + (f"; failures: {checked.failures_file} in the stage" if checked.failures_file else "")
+        )
+        if checked.invalid and gate == "skip":
+            state.exit_code = ExitCode.PARTIAL
     rate = res.items / res.seconds if res.seconds else 0.0
     info(
         f"emit {fmt}: {res.items:,} items from {res.collections} collection(s) to {to} "

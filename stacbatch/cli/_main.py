@@ -9,7 +9,7 @@ from typing import NoReturn
 import typer
 from typer.exceptions import TyperException
 
-from stacbatch.cli import _api, _diff, _edit, _emit, _info, _load, _mapping, _sql
+from stacbatch.cli import _api, _diff, _edit, _emit, _info, _load, _mapping, _sql, _validate
 from stacbatch.cli._common import state
 from stacbatch.cli._progress import Bars
 from stacbatch.engine._pool import without_pandas
@@ -82,6 +82,10 @@ app.command("scaffold", help="Stage items from tabular records with a mapping; c
     _mapping.scaffold_cmd
 )
 app.command("emit", help="Write staged items as NDJSON, a static JSON catalog, or stac-geoparquet.")(_emit.emit_cmd)
+app.command(
+    "validate", help="Validate Items, Collections and Catalogs (a stage, files or an API) against their schemas."
+)(_validate.validate_cmd)
+app.add_typer(_validate.schemas_app, name="schemas")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -552,8 +552,9 @@ def _same(a: Any, b: Any) -> bool:
     if isinstance(a, dict | list) or isinstance(b, dict | list):
         return type(a) is type(b) and _canonical.canonical(a) == _canonical.canonical(b)
     if type(a) is not type(b) and isinstance(a, int | float) and isinstance(b, int | float):
-        # 1 == 1.0, but an integer beyond int64 and a float are different JSON numbers (the canonical stream)
-        return _canonical.canonical(a) == _canonical.canonical(b)
+        # 1 == 1.0, but an integer beyond int64 is never equal to a float (the canonical stream: I vs i/d)
+        beyond = any(type(x) is int and not -(2**63) <= x < 2**63 for x in (a, b))
+        return not beyond and bool(a == b)
     return bool(a == b)
 
 

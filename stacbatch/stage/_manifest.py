@@ -60,6 +60,8 @@ class Manifest:
     catalogs: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: the Parquet table of items that hang from a tree node other than their collection, or None
     catalog_items: str | None = None
+    #: the verdicts of the last validation run (the ``validation`` view): path, run_id, rows, or None
+    validation: dict[str, Any] | None = None
 
     def partitions(self) -> list[dict[str, Any]]:
         """One entry per partition folder: collection, bucket, files, rows, bytes."""
@@ -104,6 +106,7 @@ class Manifest:
                 "retired": self.retired,
                 "catalogs": self.catalogs,
                 "catalog_items": self.catalog_items,
+                "validation": self.validation,
             },
             option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS,
         )
@@ -116,6 +119,8 @@ class Manifest:
         refs.update(m["json"] for m in self.catalogs.values() if m.get("json"))
         if self.catalog_items:
             refs.add(self.catalog_items)
+        if self.validation:
+            refs.add(self.validation["path"])
         refs.update(e["path"] for e in self.audit)
         refs.update(e["path"] for e in self.tombstones)
         return refs
@@ -189,6 +194,7 @@ def read_manifest(fs: Any, root: str) -> Manifest | None:
         retired=doc.get("retired") or [],
         catalogs=doc.get("catalogs") or {},  # absent in stages written before catalogs were staged
         catalog_items=doc.get("catalog_items"),
+        validation=doc.get("validation"),  # absent in stages never validated
     )
 
 

@@ -160,6 +160,14 @@ class Stage:
             )
             # Ordered as written: by run, then row order within the run.
             con.execute(f"CREATE OR REPLACE VIEW {_sql.ident(view)} AS SELECT * FROM {source}")
+        verdicts = self.manifest.validation
+        if verdicts:
+            path = _fs.full_path(self.fs, _fs.join(self.root, verdicts["path"]))
+            source = f"read_parquet({_sql.literal(path)})"
+        else:
+            con.execute(_sql.load("empty_validation"))
+            source = "_empty_validation"
+        con.execute(f"CREATE OR REPLACE VIEW validation AS SELECT * FROM {source}")
         rows = []
         counts = {c: sum(f["rows"] for f in fs) for c, fs in self.manifest.files_by_collection().items()}
         for cid, meta in sorted(self.manifest.collections.items()):
@@ -183,6 +191,11 @@ class Stage:
     @property
     def collections(self) -> duckdb.DuckDBPyRelation:
         return self.connection.table("collections")
+
+    @property
+    def validation(self) -> duckdb.DuckDBPyRelation:
+        """The last validation run's verdicts: run_id, kind, collection, id, valid, rule, path, message, source."""
+        return self.connection.table("validation")
 
     @property
     def audit(self) -> duckdb.DuckDBPyRelation:

@@ -1,0 +1,212 @@
+"""One process's validation of STAC objects: schemas (jsonschema-rs, compiled once per process) and the named
+checks, for a batch of objects at a time. Worker processes run ``check_file`` on stage data files."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from stacbatch.engine import _json
+from stacbatch.stage._verdicts import VERDICT_SCHEMA
+from stacbatch.validate._checks import DEFAULT_CHECKS, run_checks
+from stacbatch.validate._engine import Engine, Finding
+from stacbatch.validate._objects import Problem, schemas_of
+from stacbatch.validate._schemas import SchemaSource
+
+_PREFIX = re.compile(r"^([a-z][a-z0-9_\-]*):[A-Za-z0-9_]")
+
+
+@dataclass(frozen=True)
+class Options:
+    """What a validation checks (small and picklable: each worker process builds its own ``Checker``)."""
+
+    source: SchemaSource = field(default_factory=SchemaSource)
+    checks: tuple[str, ...] = DEFAULT_CHECKS
+    #: custom schemas: (collection, or None for every object; the schema file's absolute path)
+    custom: tuple[tuple[str | None, str], ...] = ()
+    #: schema validation on (off: the named checks only)
+    schemas: bool = True
+
+
+class Checker:
+    """Validators and check state of one process for one set of options."""
+
+    def __init__(self, options: Options) -> None:
+        self.options = options
+        self.engine = Engine(options.source, formats="formats" in options.checks)
+        self.enabled = set(options.checks) - {"formats"}
+        self._prefixes: dict[str, frozenset[str]] = {}
+        self._known: dict[str, str] | None = None
+        self.custom: list[tuple[str | None, str]] = []
+        for collection, path in options.custom:
+            url = Path(path).resolve().as_uri()
+            try:
+                doc = orjson.loads(Path(path).read_bytes())
+            except (OSError, orjson.JSONDecodeError):
+                doc = None
+            self.engine.store.add(url, doc)
+            self.custom.append((collection, url))
+
+    def prefixes_of(self, url: str) -> frozenset[str]:
+        """The field prefixes an extension schema defines (``eo`` for ``eo:bands``)."""
+        found = self._prefixes.get(url)
+        if found is None:
+            names: set[str] = set()
+            _field_names(self.engine.store.get(url), names)
+            found = frozenset(m.group(1) for n in names if (m := _PREFIX.match(n)))
+            self._prefixes[url] = found
+        return found
+
+    @property
+    def known(self) -> dict[str, str]:
+        """Prefix -> the newest schema URL in the store that defines it."""
+        if self._known is None:
+            self._known = {}
+            for url in self.engine.store.urls():
+                for prefix in self.prefixes_of(url):
+                    self._known[prefix] = url  # sorted URLs: the last (newest version) wins
+        return self._known
+
+    def objects(self, objs: list[Any], collections: list[str | None]) -> list[list[Finding]]:
+        """The findings for each object (empty: valid)."""
+        results: list[list[Finding]] = []
+        extensions: list[list[str]] = []
+        for obj, collection in zip(objs, collections, strict=True):
+            found: list[Finding] = []
+            exts: list[str] = []
+            try:
+                _kind, core, exts = schemas_of(obj)
+            except Problem as p:
+                found.append(Finding(p.rule, "", p.message))
+            else:
+                if self.options.schemas:
+                    found += self.engine.check(core, obj)
+                    for url in exts:
+                        found += self.engine.check(url, obj)
+                for scope, url in self.custom:
+                    if scope is None or scope == collection:
+                        found += self.engine.check(url, obj)
+            results.append(found)
+            extensions.append(exts)
+        if self.enabled:
+            for found, more in zip(
+                results, run_checks(objs, extensions, self.enabled, self.prefixes_of, self.known), strict=True
+            ):
+                found += more
+        return results
+
+
+def _field_names(node: Any, out: set[str]) -> None:
+    if isinstance(node, dict):
+        for k, v in node.items():
+            if (k == "properties" and isinstance(v, dict)) or (k == "required" and isinstance(v, list)):
+                out.update(str(n) for n in v)
+            _field_names(v, out)
+    elif isinstance(node, list):
+        for v in node:
+            _field_names(v, out)
+
+
+_CHECKERS: dict[Options, Checker] = {}
+
+
+def checker(options: Options) -> Checker:
+    """This process's checker for these options (built once)."""
+    found = _CHECKERS.get(options)
+    if found is None:
+        found = _CHECKERS[options] = Checker(options)
+    return found
+
+
+def kind_name(obj: Any) -> str:
+    t = obj.get("type") if isinstance(obj, dict) else None
+    return {"Feature": "item", "Collection": "collection", "Catalog": "catalog"}.get(t, "unknown")  # type: ignore[arg-type]
+
+
+def verdict_rows(
+    run_id: str,
+    objs: list[Any],
+    collections: list[str | None],
+    ids: list[str | None],
+    findings: list[list[Finding]],
+    sources: list[str],
+) -> pa.Table:
+    """One row per valid object, one per finding of an invalid one (``VERDICT_SCHEMA``)."""
+    cols: dict[str, list[Any]] = {f.name: [] for f in VERDICT_SCHEMA}
+    for obj, collection, oid, found, source in zip(objs, collections, ids, findings, sources, strict=True):
+        kind = kind_name(obj)
+        for f in found or [None]:  # type: ignore[list-item]
+            cols["run_id"].append(run_id)
+            cols["kind"].append(kind)
+            cols["collection"].append(collection)
+            cols["id"].append(oid)
+            cols["valid"].append(f is None)
+            cols["rule"].append(f.rule if f else None)
+            cols["path"].append(f.path if f else None)
+            cols["message"].append(f.message if f else None)
+            cols["source"].append(source)
+    return pa.table(cols, schema=VERDICT_SCHEMA)
+
+
+#: every byte to "0", digits to "1": a run of 19 digits is then a plain substring search
+_DIGIT_FLAGS = bytes(49 if 48 <= b <= 57 else 48 for b in range(256))
+_LONG_RUN = b"1" * 19
+
+
+def parse_texts(texts: pa.Array) -> list[Any]:
+    """Each JSON text of a string column as Python objects, read by orjson straight from the column's buffer. A
+    text with a digit run of 19 or more (an integer orjson would read as a float) goes through ``_json.loads``,
+    which keeps it exact; such runs are found for the whole column at once."""
+    texts = texts.cast(pa.large_string()) if texts.type != pa.large_string() else texts
+    _, off_buf, data_buf = texts.buffers()
+    offsets = np.frombuffer(off_buf, np.int64)[texts.offset : texts.offset + len(texts) + 1]
+    bounds = offsets.tolist()
+    view = memoryview(data_buf) if data_buf is not None else memoryview(b"")
+    flags = bytes(view[bounds[0] : bounds[-1]]).translate(_DIGIT_FLAGS) if len(texts) else b""
+    exact: set[int] = set()
+    at = flags.find(_LONG_RUN)
+    while at >= 0:
+        row = int(np.searchsorted(offsets, at + bounds[0], side="right")) - 1
+        exact.add(row)
+        at = flags.find(_LONG_RUN, bounds[row + 1] - bounds[0])
+    out: list[Any] = []
+    for i in range(len(texts)):
+        chunk = view[bounds[i] : bounds[i + 1]]
+        out.append(_json.loads(bytes(chunk)) if i in exact else orjson.loads(chunk))
+    return out
+
+
+@dataclass(frozen=True)
+class FileJob:
+    """The items of one stage data file (``rows``: only these row numbers) to check."""
+
+    fs: Any
+    path: str
+    label: str
+    rows: tuple[int, ...] | None
+    options: Options
+    run_id: str
+
+
+def check_file(job: FileJob) -> pa.Table:
+    """A worker's task: read the file's keys and item texts, check every item, return the verdict rows."""
+    with job.fs.open(job.path, "rb") as f:
+        table = pq.read_table(f, columns=["collection", "id", "item"])
+    if job.rows is not None:
+        table = table.take(pa.array(job.rows, pa.int64()))
+    texts = table.column("item").combine_chunks()
+    if isinstance(texts.type, pa.BaseExtensionType):
+        texts = texts.storage
+    objs = parse_texts(texts)
+    collections = table.column("collection").to_pylist()
+    findings = checker(job.options).objects(objs, collections)
+    return verdict_rows(
+        job.run_id, objs, collections, table.column("id").to_pylist(), findings, [job.label] * len(objs)
+    )
