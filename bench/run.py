@@ -49,7 +49,9 @@ def _fresh(path: Path) -> Path:
     return discard(path)
 
 
-def bench_size(n: int, rows: list[Row], anchors: bool, tree_max: int, edits: bool = True) -> None:
+def bench_size(
+    n: int, rows: list[Row], anchors: bool, tree_max: int, edits: bool = True, validate: bool = True
+) -> None:
     src = OUT / f"items-{n}.ndjson"
     if not src.exists():
         print(f"generating {n:,} items ...", file=sys.stderr, flush=True)
@@ -101,6 +103,16 @@ def bench_size(n: int, rows: list[Row], anchors: bool, tree_max: int, edits: boo
             "stacbatch",
             run([*sb, "emit", "--stage", str(stage), "--format", "json", "--to", str(_fresh(work / "sb-tree"))]),
         )
+    if validate:
+        from bench.validate import bench_validate
+
+        def add_n(step: str, tool: str, items: int, m: Measurement) -> None:
+            rows.append(Row(step, tool, items, m))
+            print(
+                f"  {step:<24} {tool:<28} {items:>9,} items {_secs(m.seconds):>7} s  rc={m.returncode}", file=sys.stderr
+            )
+
+        bench_validate(n, src, stage, sb, add_n)
     if edits:
         bench_edits(n, stage, work, sb, add)
     if not anchors:
@@ -164,6 +176,8 @@ def report(rows: list[Row]) -> str:
     ]
     for row in rows:
         same = [r for r in rows if r.items == row.items and r.tool == "stacbatch"]
+        if not any(r.step == row.step for r in same):  # a sample of the same items (stac-valid): rates compare
+            same += [r for r in rows if r.tool == "stacbatch" and r.step == row.step]
         # the same step, else the same kind of step (e.g. a load from NDJSON next to a load from Parquet)
         ours = next((r for r in same if r.step == row.step), None) or next(
             (r for r in same if r.step.split(" (")[0] == row.step.split(" (")[0]), None
@@ -191,6 +205,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="10k and 100k items")
     ap.add_argument("--no-anchors", action="store_true", help="stacbatch only")
     ap.add_argument("--no-edits", action="store_true", help="skip update/delete/diff/merge")
+    ap.add_argument("--no-validate", action="store_true", help="skip validation (and stac-valid)")
     ap.add_argument("--api-items", type=int, default=20_000, help="items served by the test STAC API (0: skip)")
     ap.add_argument("--tree-max", type=int, default=100_000, help="largest N for the JSON tree emit")
     ap.add_argument("--mapping-rows", type=int, default=1_000_000, help="CSV rows staged through a mapping (0: skip)")
@@ -206,7 +221,7 @@ def main() -> None:
     started = datetime.now(UTC)
     for n in sizes:
         print(f"\n{n:,} items", file=sys.stderr, flush=True)
-        bench_size(n, rows, not args.no_anchors, args.tree_max, not args.no_edits)
+        bench_size(n, rows, not args.no_anchors, args.tree_max, not args.no_edits, not args.no_validate)
     if args.api_items:
         from bench.api import bench_api, bench_pgstac, bench_pgstac_small
 

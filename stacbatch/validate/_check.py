@@ -195,8 +195,13 @@ class FileJob:
     run_id: str
 
 
+#: items parsed into Python objects at a time (an item is ~10x its text as objects: bounds a worker's memory)
+SLICE_ROWS = 2_000
+
+
 def check_file(job: FileJob) -> pa.Table:
-    """A worker's task: read the file's keys and item texts, check every item, return the verdict rows."""
+    """A worker's task: read the file's keys and item texts, check the items a slice at a time, return the
+    verdict rows."""
     with job.fs.open(job.path, "rb") as f:
         table = pq.read_table(f, columns=["collection", "id", "item"])
     if job.rows is not None:
@@ -204,9 +209,16 @@ def check_file(job: FileJob) -> pa.Table:
     texts = table.column("item").combine_chunks()
     if isinstance(texts.type, pa.BaseExtensionType):
         texts = texts.storage
-    objs = parse_texts(texts)
     collections = table.column("collection").to_pylist()
-    findings = checker(job.options).objects(objs, collections)
-    return verdict_rows(
-        job.run_id, objs, collections, table.column("id").to_pylist(), findings, [job.label] * len(objs)
-    )
+    ids = table.column("id").to_pylist()
+    check = checker(job.options)
+    parts = []
+    for start in range(0, len(texts), SLICE_ROWS):
+        end = min(start + SLICE_ROWS, len(texts))
+        objs = parse_texts(texts.slice(start, end - start))
+        found = check.objects(objs, collections[start:end])
+        parts.append(
+            verdict_rows(job.run_id, objs, collections[start:end], ids[start:end], found, [job.label] * len(objs))
+        )
+        del objs
+    return pa.concat_tables(parts) if parts else VERDICT_SCHEMA.empty_table()
