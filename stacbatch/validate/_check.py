@@ -193,6 +193,8 @@ class FileJob:
     rows: tuple[int, ...] | None
     options: Options
     run_id: str
+    #: items to check (the file's rows, or len(rows))
+    count: int = 0
 
 
 #: items parsed into Python objects at a time (an item is ~10x its text as objects: bounds a worker's memory)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import tempfile
 import time
-from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +32,7 @@ from stacbatch.stage import (
 from stacbatch.stage import load as load_to_stage
 from stacbatch.stage._verdicts import VERDICT_SCHEMA
 from stacbatch.validate._check import FileJob, Options, check_file, checker, verdict_rows
+from stacbatch.validate._schemas import SchemaSource
 
 #: below this many items, worker processes cost more than they save
 PARALLEL_MIN_ITEMS = 5_000
@@ -83,7 +83,7 @@ def validate(
     A stage records the run's verdicts (its ``validation`` view) and its failures file (``runs/<run>/``);
     ``failures``: also write one line per invalid object there. ``collections``/``where``/``ids_file`` select
     items of a stage as ``update`` does."""
-    options = options or Options()
+    options = options or Options(source=SchemaSource.from_env())
     targets = [target] if isinstance(target, str) else list(target)
     if len(targets) == 1 and is_stage(targets[0]):
         return _validate_stage(
@@ -133,14 +133,14 @@ def _validate_stage(
     if unknown:
         raise InputError(f"-c {unknown[0]}: no such collection in {path}")
     jobs = _jobs(stage, chosen, where, ids_file, options, run_id, label)
-    total = sum(len(j.rows) if j.rows is not None else _rows_of(stage, j) for j in jobs)
+    total = sum(j.count for j in jobs)
     n = workers if workers is not None else (default_workers() if total >= PARALLEL_MIN_ITEMS else 1)
     progress = current()
     progress.phase("validate items", total=total)
     tables: list[pa.Table] = []
-    for table in ordered_map(check_file, jobs, max(1, min(n, len(jobs) or 1))):
+    for job, table in zip(jobs, ordered_map(check_file, jobs, max(1, min(n, len(jobs) or 1))), strict=True):
         tables.append(table)
-        progress.advance(len(pc.unique(pc.binary_join_element_wise(table["collection"], table["id"], "\x00"))))
+        progress.advance(job.count)
     tables.append(_check_documents(stage, chosen, collections is None, options, run_id, label or path))
     if extra:
         tables.append(_unreadable(extra, run_id, label or ""))
@@ -153,10 +153,6 @@ def _validate_stage(
         res.stage_version, res.failures_file = _record(stage, path, run_id, verdicts, res, options, failures)
     res.seconds = time.perf_counter() - t0
     return res
-
-
-def _rows_of(stage: Stage, job: FileJob) -> int:
-    return next(int(f["rows"]) for f in stage.manifest.files if _full(stage, f["path"]) == job.path)
 
 
 def _full(stage: Stage, rel: str) -> str:
@@ -178,12 +174,14 @@ def _jobs(
         predicate, _missing = selection(stage, where, ids, allow_unknown=True)
         rows = select_rows(stage, predicate)
         entries = {f["path"]: f for f in stage.manifest.files}
-        picked: list[tuple[str, tuple[int, ...] | None]] = [
-            (p, tuple(r)) for p, r in sorted(rows.items()) if entries[p]["collection"] in wanted
+        picked: list[tuple[str, tuple[int, ...] | None, int]] = [
+            (p, tuple(r), len(r)) for p, r in sorted(rows.items()) if entries[p]["collection"] in wanted
         ]
     else:
-        picked = [(f["path"], None) for f in stage.manifest.files if f["collection"] in wanted]
-    return [FileJob(stage.fs, _full(stage, rel), label or rel, rows, options, run_id) for rel, rows in picked]
+        picked = [(f["path"], None, int(f["rows"])) for f in stage.manifest.files if f["collection"] in wanted]
+    return [
+        FileJob(stage.fs, _full(stage, rel), label or rel, rows, options, run_id, count) for rel, rows, count in picked
+    ]
 
 
 def _check_documents(
@@ -230,23 +228,31 @@ def _unreadable(records: list[dict[str, Any]], run_id: str, label: str) -> pa.Ta
 
 
 def _summarise(run_id: str, verdicts: pa.Table) -> ValidationResult:
+    """Counts per collection and per rule, grouped by Arrow (an object is its (kind, collection, id, source))."""
     res = ValidationResult(run_id, verdicts)
-    objects: dict[tuple[Any, ...], bool] = {}
-    rules: dict[tuple[Any, ...], set[str]] = {}
-    cols = [verdicts[c].to_pylist() for c in ("kind", "collection", "id", "source", "valid", "rule")]
-    for kind, coll, oid, source, valid, rule in zip(*cols, strict=True):
-        k = (kind, coll, oid, source)
-        objects[k] = objects.get(k, True) and valid
-        if rule is not None:
-            rules.setdefault(k, set()).add(rule)
-    for (kind, coll, _oid, _src), valid in objects.items():
-        c = res.per_collection.setdefault(coll if kind != "catalog" else None, {"checked": 0, "valid": 0, "invalid": 0})
-        c["checked"] += 1
-        c["valid" if valid else "invalid"] += 1
-    res.checked = len(objects)
-    res.valid = sum(objects.values())
+    obj = ["kind", "collection", "id", "source"]
+    objects = verdicts.group_by(obj).aggregate([("valid", "all")])
+    # catalogs are counted apart from any collection
+    place = pc.if_else(pc.equal(objects["kind"], "catalog"), pa.scalar(None, pa.string()), objects["collection"])
+    per = (
+        pa.table({"collection": place, "valid": objects["valid_all"]})
+        .group_by("collection")
+        .aggregate([("valid", "count"), ("valid", "sum")])
+    )
+    for coll, checked, valid in zip(
+        *(per[c].to_pylist() for c in ("collection", "valid_count", "valid_sum")), strict=True
+    ):
+        res.per_collection[coll] = {"checked": checked, "valid": valid, "invalid": checked - valid}
+    res.checked = objects.num_rows
+    res.valid = int(pc.sum(objects["valid_all"]).as_py() or 0)
     res.invalid = res.checked - res.valid
-    res.by_rule = dict(Counter(r for rs in rules.values() for r in rs).most_common())
+    failed = verdicts.filter(pc.is_valid(verdicts["rule"])).group_by([*obj, "rule"]).aggregate([])
+    counts = (
+        failed.group_by("rule")
+        .aggregate([("rule", "count")])
+        .sort_by([("rule_count", "descending"), ("rule", "ascending")])
+    )
+    res.by_rule = dict(zip(counts["rule"].to_pylist(), counts["rule_count"].to_pylist(), strict=True))
     return res
 
 
