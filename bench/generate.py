@@ -35,6 +35,7 @@ EXTENSIONS = {
     "view": "https://stac-extensions.github.io/view/v1.0.0/schema.json",
     "file": "https://stac-extensions.github.io/file/v2.1.0/schema.json",
     "sar": "https://stac-extensions.github.io/sar/v1.0.0/schema.json",
+    "s2": "https://stac-extensions.github.io/sentinel-2/v1.0.0/schema.json",
 }
 
 
@@ -97,12 +98,22 @@ def make_item(rng: random.Random, coll: dict[str, Any], n: int, seven: bool = Fa
         props["sat:relative_orbit"] = rng.randint(1, 233)
         exts.append("sat")
     if kind == "s1":
-        props.update({"sar:instrument_mode": "IW", "sar:polarizations": ["VV", "VH"], "sar:frequency_band": "C"})
+        props.update(
+            {
+                "sar:instrument_mode": "IW",
+                "sar:polarizations": ["VV", "VH"],
+                "sar:frequency_band": "C",
+                "sar:product_type": "GRD",
+            }
+        )
         exts.append("sar")
     if rng.random() < 0.3:
         props["created"] = _stamp(rng, dt + timedelta(days=rng.randint(1, 30)), seven)
     if rng.random() < 0.2:
-        props["s2:processing_baseline"] = f"0{rng.randint(2, 5)}.{rng.randint(0, 99):02d}"
+        baseline = f"0{rng.randint(2, 5)}.{rng.randint(0, 99):02d}"
+        if kind == "s2":  # drawn for every kind all the same, so the other collections' items stay as they were
+            props["s2:processing_baseline"] = baseline
+            exts.append("s2")
     if rng.random() < 0.1:
         props["title"] = f"{coll['id']} granule {tile} — {dt:%d %B %Y}"
     assets: dict[str, Any] = {}
@@ -167,6 +178,35 @@ def make_item(rng: random.Random, coll: dict[str, Any], n: int, seven: bool = Fa
     }
     if coll["cmr"] and rng.random() < 0.5:
         item["links"].append({"rel": "via", "href": f"https://cmr.earthdata.nasa.gov/search/concepts/G{n}.json"})
+    if "eo:cloud_cover" not in props and not any("eo:bands" in a for a in assets.values()):
+        item["stac_extensions"].remove(EXTENSIONS["eo"])  # declared only where its fields are used
+    return item
+
+
+#: the ways ``--invalid`` breaks an item, each named in the item's id so that a reader of a report sees it was meant
+BREAKAGES = ("no-datetime", "bbox-order", "empty-href", "cloud-cover-140", "end-before-start")
+
+
+def break_item(item: dict[str, Any], how: str) -> dict[str, Any]:
+    """A copy of ``item`` made invalid in one named way (a schema rule, or one of stacbatch's named checks)."""
+    item = orjson.loads(orjson.dumps(item))
+    item["id"] = f"INVALID-{how}.{item['id']}"
+    props = item["properties"]
+    if how == "no-datetime":  # the core schema: datetime null needs start_datetime and end_datetime
+        props["datetime"] = None
+        props.pop("start_datetime", None)
+        props.pop("end_datetime", None)
+    elif how == "bbox-order":  # the bbox check: west > east
+        b = item["bbox"]
+        item["bbox"] = [b[2], b[1], b[0], b[3]]
+    elif how == "empty-href":  # the asset-href check
+        item["assets"]["thumbnail"]["href"] = ""
+    elif how == "cloud-cover-140":  # the eo schema: 0 <= eo:cloud_cover <= 100
+        props["eo:cloud_cover"] = 140
+        if EXTENSIONS["eo"] not in item["stac_extensions"]:
+            item["stac_extensions"].insert(0, EXTENSIONS["eo"])
+    elif how == "end-before-start":  # the datetime check: start_datetime <= end_datetime
+        props["start_datetime"], props["end_datetime"] = "2020-06-02T00:00:00Z", "2020-06-01T00:00:00Z"
     return item
 
 
@@ -187,18 +227,21 @@ def make_collection(coll: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def generate(count: int, seed: int = 42, seven: bool = False) -> Iterator[dict[str, Any]]:
+def generate(count: int, seed: int = 42, seven: bool = False, invalid: int = 0) -> Iterator[dict[str, Any]]:
+    """``count`` valid items; with ``invalid``, that many of them (spread evenly) replaced by broken copies."""
     rng = random.Random(seed)
+    broken = {(k + 1) * count // (invalid + 1): BREAKAGES[k % len(BREAKAGES)] for k in range(invalid)}
     for n in range(count):
-        yield make_item(rng, COLLECTIONS[rng.randrange(len(COLLECTIONS))], n, seven)
+        item = make_item(rng, COLLECTIONS[rng.randrange(len(COLLECTIONS))], n, seven)
+        yield break_item(item, broken[n]) if n in broken else item
 
 
-def write_ndjson(path: Path, count: int, seed: int = 42, seven: bool = False) -> Path:
+def write_ndjson(path: Path, count: int, seed: int = 42, seven: bool = False, invalid: int = 0) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
     with open(tmp, "wb") as f:
         batch: list[bytes] = []
-        for item in generate(count, seed, seven):
+        for item in generate(count, seed, seven, invalid):
             batch.append(orjson.dumps(item))
             if len(batch) >= 10_000:
                 f.write(b"\n".join(batch) + b"\n")
@@ -226,8 +269,9 @@ def main() -> None:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--collections", type=Path, help="also write collection JSON files into this folder")
     ap.add_argument("--seven-digit-fractions", action="store_true", help="allow 7 fractional-second digits")
+    ap.add_argument("--invalid", type=int, default=0, help="replace this many items by broken copies (INVALID-* ids)")
     args = ap.parse_args()
-    write_ndjson(args.out, args.items, args.seed, args.seven_digit_fractions)
+    write_ndjson(args.out, args.items, args.seed, args.seven_digit_fractions, args.invalid)
     if args.collections:
         write_collections(args.collections)
 

@@ -1,4 +1,5 @@
-"""``make demo``: load the bundled sample into a local stage, summarise it, query it, edit it, diff it, emit it.
+"""``make demo``: load the bundled sample into a local stage, summarise it, query it, validate it, edit it, diff it,
+emit it (with the validation gate).
 
 Each step is the real CLI, shown as the command a user would type.
 """
@@ -11,10 +12,10 @@ import sys
 from pathlib import Path
 
 
-def _run(*args: str) -> None:
+def _run(*args: str, ok: tuple[int, ...] = (0,)) -> None:
     print(f"\n$ stacbatch {' '.join(args)}", flush=True)
     proc = subprocess.run([sys.executable, "-m", "stacbatch", *args], check=False)
-    if proc.returncode not in (0,):
+    if proc.returncode not in ok:
         raise SystemExit(f"demo: step failed with exit code {proc.returncode}")
 
 
@@ -45,6 +46,16 @@ def main() -> None:
         "WHERE collection = 'HLSL30_2.0' AND \"eo:cloud_cover\" < 5 "
         "ORDER BY datetime DESC LIMIT 5",
     )
+    # The sample holds five items that are invalid on purpose (INVALID-* ids): validate finds them (exit 3: some
+    # invalid), its verdicts land in the stage's `validation` view, and the JSON emit below leaves them out.
+    _run("validate", "--stage", "demo-stage", "--failures", "demo-out/invalid-items.ndjson", ok=(0, 3))
+    _run(
+        "sql",
+        "--stage",
+        "demo-stage",
+        "SELECT collection, rule, count(*) AS items, any_value(id) AS example FROM validation "
+        "WHERE NOT valid GROUP BY ALL ORDER BY 1, 2",
+    )
     # Batch edits: keep a copy of the stage as it was loaded, edit, then compare the two.
     shutil.copytree(stage, out / "stage-as-loaded")
     _run(
@@ -66,7 +77,11 @@ def main() -> None:
         "demo-stage",
         "SELECT run_id, operation, count(*) AS items, any_value(paths) AS paths FROM audit GROUP BY ALL ORDER BY 1",
     )
-    _run("emit", "--stage", "demo-stage", "--format", "json", "--to", "demo-out/catalog", "--title", "stacbatch demo")
+    _run(
+        *("emit", "--stage", "demo-stage", "--format", "json", "--to", "demo-out/catalog", "--title", "stacbatch demo"),
+        *("--validate", "skip"),
+        ok=(0, 3),  # 3: written, with the invalid items left out
+    )
     _run("emit", "--stage", "demo-stage", "--format", "ndjson", "--to", "demo-out/ndjson")
     _run(
         "emit",
@@ -88,7 +103,8 @@ def main() -> None:
     print(
         "\nDone. Where everything went:\n"
         f"  stage (GeoParquet + manifest)  {stage}\n"
-        f"  static STAC catalog            {out / 'catalog' / 'catalog.json'}\n"
+        f"  invalid items, one line each   {out / 'invalid-items.ndjson'}\n"
+        f"  static STAC catalog (valid)    {out / 'catalog' / 'catalog.json'}\n"
         f"  NDJSON, one file a collection  {out / 'ndjson'}\n"
         f"  stac-geoparquet                {out / 'geoparquet'}\n"
         f"  change set of the edits        {out / 'changes.parquet'}\n"

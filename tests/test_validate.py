@@ -20,6 +20,7 @@ import stacbatch
 from stacbatch.validate import Options, SchemaSource, parse_checks, validate
 from stacbatch.validate._check import checker
 from stacbatch.validate._checks import rfc3339
+from stacbatch.validate._schemas import BUNDLED
 
 
 def _schemas() -> SchemaSource:
@@ -255,7 +256,7 @@ def test_validate_a_stage_records_verdicts_as_data(tmp_path: Path) -> None:
     assert (res.checked, res.valid, res.invalid) == (2, 1, 1)
     rows = stacbatch.open_stage(stage).sql("SELECT id, valid, rule FROM validation ORDER BY id").fetchall()
     assert rows == [("a", True, None), ("bad", False, "datetime")]
-    failures = (Path(stage) / res.failures_file).read_bytes().splitlines()  # type: ignore[operator]
+    failures = Path(res.failures_file).read_bytes().splitlines()  # type: ignore[arg-type]
     rec = orjson.loads(failures[0])
     assert rec["id"] == "bad" and rec["rule"] == "datetime" and "RFC 3339" in rec["hint"]
 
@@ -311,12 +312,16 @@ def test_schemas_fetch_fills_the_cache_and_validation_uses_it(tmp_path: Path) ->
         assert url in p.stdout
         doc = _valid_item()
         doc["stac_extensions"] = [url]
-        opts = Options(source=SchemaSource((), str(cache)), checks=())
+        # without the bundled schemas, the cache is all there is: the core schema is not available
+        opts = Options(source=SchemaSource((), str(cache), bundled=False), checks=())
         core = "https://schemas.stacspec.org/v1.1.0/item-spec/json-schema/item.json"
         found = checker(opts).objects([doc], [None])[0]
-        assert [(f.rule, f.path) for f in found] == [(core, ""), (url, "properties")]  # no core schema offline here
+        assert [(f.rule, f.path) for f in found] == [(core, ""), (url, "properties")]
         doc["properties"]["platform"] = "landsat-9"
         assert [f.rule for f in checker(opts).objects([doc], [None])[0]] == [core]
+        # with them (the default), the core schema comes from stacbatch itself
+        opts = Options(source=SchemaSource((), str(cache)), checks=())
+        assert checker(opts).objects([doc], [None])[0] == []
         missing = cli("schemas", "fetch", url.replace("main", "nope"), env={"STACBATCH_SCHEMA_CACHE": str(cache)})
         assert missing.returncode == 4 and "404" in missing.stderr
     finally:
@@ -357,3 +362,70 @@ def test_emit_gate(tmp_path: Path, gate: str, code: int, written: list[str] | No
         assert sorted(orjson.loads(line)["id"] for line in out.read_bytes().splitlines()) == written
     # the verdicts are the stage's, as any validation run's
     assert stacbatch.open_stage(stage).sql("SELECT count(*) FROM validation WHERE NOT valid").fetchall() == [(1,)]
+
+
+def test_bundled_schemas_validate_the_demo_sample_offline(tmp_path: Path) -> None:
+    """With no schema folder and an empty cache, the schemas bundled with stacbatch cover STAC 1.0.0/1.1.0 and the
+    extensions the demo sample declares: exactly the five planted items fail, each for the reason its id names."""
+    sample = Path(__file__).resolve().parent.parent / "samples" / "demo-items.ndjson.gz"
+    env = {"STACBATCH_SCHEMAS": "", "STACBATCH_SCHEMA_CACHE": str(tmp_path / "empty-cache")}
+    p = cli("validate", str(sample), "--failures", str(tmp_path / "f.ndjson"), "--format", "json", env=env)
+    assert p.returncode == 3, p.stderr
+    rows = [json.loads(line) for line in (tmp_path / "f.ndjson").read_text().splitlines()]
+    assert sorted(r["id"].split(".")[0] for r in rows) == [
+        "INVALID-bbox-order",
+        "INVALID-cloud-cover-140",
+        "INVALID-empty-href",
+        "INVALID-end-before-start",
+        "INVALID-no-datetime",
+    ]
+    assert not any("not available" in r["message"] for r in rows)
+    folder = Path(BUNDLED)
+    bundled = json.loads((folder / "INDEX.json").read_text())
+    assert all((folder / rel).is_file() for rel in bundled.values())
+
+
+def test_validate_a_catalog_tree_and_a_stac_api(tmp_path: Path) -> None:
+    """The two other kinds of target: a static catalog (catalog, collection and item files, each checked) and a
+    STAC API on loopback (its items as served)."""
+    from stac_server import FakeStac
+
+    bad = _valid_item()
+    bad["id"] = "bad"
+    bad["properties"]["eo:cloud_cover"] = "cloudy"
+    items = [_valid_item(), bad]
+    stage = _stage(tmp_path, items)
+    tree = tmp_path / "tree"
+    assert cli("emit", "--stage", stage, "--format", "json", "--to", str(tree)).returncode == 0
+    p = cli("validate", str(tree / "catalog.json"), "--checks", "none", "-f", "json")
+    assert p.returncode == 3, p.stderr
+    doc = json.loads(p.stdout)
+    assert doc["checked"] >= 3 and doc["invalid"] == 1  # the catalog, the items (and any collection)
+    assert doc["by_rule"] == {"https://stac-extensions.github.io/eo/v1.1.0/schema.json": 1}
+    srv = FakeStac({"c1": items})
+    srv.start()
+    try:
+        p = cli("validate", srv.base, "-c", "c1", "--checks", "none", "-f", "json")
+        assert p.returncode == 3, p.stderr
+        doc = json.loads(p.stdout)
+        assert doc["invalid"] == 1 and doc["by_rule"] == {"https://stac-extensions.github.io/eo/v1.1.0/schema.json": 1}
+    finally:
+        srv.stop()
+
+
+def test_intended_difference_all_reasons_and_unknown_types_named() -> None:
+    """stac-valid reports one reason (its best match) and validates an object of unknown type as a Catalog;
+    stacbatch reports every reason, one row each, and names the unknown type."""
+    from stacbatch.validate._reference import reference_verdict, schema_map
+
+    doc = _valid_item()
+    doc["properties"]["eo:cloud_cover"] = "cloudy"
+    doc["properties"]["platform"] = 7
+    opts = Options(source=_schemas(), checks=())
+    valid, _schema, message = reference_verdict(doc, schema_map(opts))
+    assert not valid and message.count("\n") == 0
+    assert {f.path for f in _findings(doc)} >= {"properties.eo:cloud_cover", "properties.platform"}
+    odd = {"type": "Banana", "stac_version": "1.1.0", "id": "b", "description": "d", "links": []}
+    valid, _schema, _message = reference_verdict(odd, schema_map(opts))
+    assert not valid  # stac-valid: a Catalog without type "Catalog"
+    assert [f.rule for f in _findings(odd)] == ["unknown-type"]

@@ -75,7 +75,7 @@ def emit_cmd(
         left = " (left out)" if gate == "skip" else ""
         info(
             f"validate {checked.run_id}: {checked.checked:,} checked, {checked.invalid:,} invalid{left}"
-            + (f"; failures: {checked.failures_file} in the stage" if checked.failures_file else "")
+            + (f"; failures: {checked.failures_file}" if checked.failures_file else "")
         )
         if checked.invalid and gate == "skip":
             state.exit_code = ExitCode.PARTIAL

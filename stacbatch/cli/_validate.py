@@ -120,7 +120,9 @@ def _json(res: Any) -> str:
     return orjson.dumps(doc, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS).decode() + "\n"
 
 
-schemas_app = typer.Typer(help="The schemas validation reads: folders, the local cache, fetching into it.")
+schemas_app = typer.Typer(
+    help="The schemas validation reads (folders, the local cache, those bundled with stacbatch); fetching them."
+)
 
 
 @schemas_app.command("list")
@@ -133,7 +135,7 @@ def schemas_list(
     store = SchemaStore(SchemaSource.from_env(schemas))
     for url in store.urls():
         sys.stdout.write(f"{url}\t{store.files[url]}\n")
-    info(f"schemas: {len(store.urls()):,} URL(s) from {len(store.source.folders)} folder(s) and {store.source.cache}")
+    info(f"schemas: {len(store.urls()):,} URL(s) from, in this order: {', '.join(store.folders())}")
 
 
 @schemas_app.command("fetch")

@@ -150,7 +150,9 @@ def _validate_stage(
         _write_failures(failures, verdicts)
         res.failures_file = failures
     if record:
-        res.stage_version, res.failures_file = _record(stage, path, run_id, verdicts, res, options, failures)
+        res.stage_version, in_stage = _record(stage, path, run_id, verdicts, res, options, failures)
+        if in_stage and not failures:  # the user's own file is the one to name; the stage keeps its copy too
+            res.failures_file = _full(stage, in_stage)
     res.seconds = time.perf_counter() - t0
     return res
 

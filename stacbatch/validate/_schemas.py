@@ -1,5 +1,6 @@
 """Where schemas come from: schema folders (each with an ``INDEX.json`` of URL -> file, like the STAC schema
-bundles), then the local cache that ``stacbatch schemas fetch`` fills. A validation never goes to the network.
+bundles), then the local cache that ``stacbatch schemas fetch`` fills, then the schemas bundled with stacbatch (STAC
+1.0.0 and 1.1.0 core and the common extensions: ``schemas/SOURCES.md``). A validation never goes to the network.
 
 The documents are read as they are, with two repairs that change no verdict of a well-formed schema: a document's
 ``$id`` is set to the URL it is filed under (some published files carry the ``$id`` of another version, which
@@ -25,6 +26,8 @@ FOLDERS_ENV = "STACBATCH_SCHEMAS"
 #: where fetched schemas are kept (default: $XDG_CACHE_HOME/stacbatch/schemas, or ~/.cache/stacbatch/schemas)
 CACHE_ENV = "STACBATCH_SCHEMA_CACHE"
 INDEX = "INDEX.json"
+#: the schemas that ship with stacbatch, consulted last
+BUNDLED = str(Path(__file__).resolve().parent / "schemas")
 
 
 def default_cache() -> Path:
@@ -45,6 +48,7 @@ class SchemaSource:
 
     folders: tuple[str, ...] = ()
     cache: str | None = None
+    bundled: bool = True
 
     @classmethod
     def from_env(cls, folders: list[str] | None = None, cache: str | None = None) -> SchemaSource:
@@ -63,7 +67,7 @@ class SchemaStore:
     def __init__(self, source: SchemaSource) -> None:
         self.source = source
         self.files: dict[str, Path] = {}
-        for folder in (*source.folders, *([source.cache] if source.cache else [])):
+        for folder in self.folders():
             index = Path(folder) / INDEX
             if not index.is_file():
                 continue
@@ -76,6 +80,11 @@ class SchemaStore:
             for url, rel in entries.items():
                 self.files.setdefault(key(url), Path(folder) / str(rel))
         self._docs: dict[str, Any] = {}
+
+    def folders(self) -> list[str]:
+        """Where schemas are looked up, first to last."""
+        src = self.source
+        return [*src.folders, *([src.cache] if src.cache else []), *([BUNDLED] if src.bundled else [])]
 
     def urls(self) -> list[str]:
         return sorted(self.files)
