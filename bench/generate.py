@@ -45,7 +45,8 @@ def _polygon(rng: random.Random, cx: float, cy: float, size: float) -> tuple[lis
     for k in range(n):
         a = 2 * math.pi * k / n
         r = size * rng.uniform(0.7, 1.0)
-        ring.append([round(cx + r * math.cos(a), 6), round(cy + r * math.sin(a) * 0.8, 6)])
+        x = min(180.0, max(-180.0, cx + r * math.cos(a)))  # a scene near the antimeridian stops at it
+        ring.append([round(x, 6), round(cy + r * math.sin(a) * 0.8, 6)])
     ring.append(ring[0])
     xs = [p[0] for p in ring]
     ys = [p[1] for p in ring]

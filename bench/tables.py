@@ -22,7 +22,7 @@ OPERATIONS: list[tuple[str, tuple[str, ...]]] = [
     ("Emit NDJSON", ("emit ndjson",)),
     ("Emit a static JSON tree", ("emit json tree",)),
     ("Queries over properties and assets", ("query ", "update --where 1%: select")),
-    ("Edits, diff and merge", ("update", "delete", "load 0.5%", "diff", "merge")),
+    ("Edits, diff and merge", ("update", "delete", "load 0.5%", "diff", "merge", "extend")),
     ("Validation", ("validate",)),
     ("Load from a STAC API", ("API load",)),
     ("Tables through a mapping", ("CSV + mapping",)),

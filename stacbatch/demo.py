@@ -1,5 +1,5 @@
-"""``make demo``: load the bundled sample into a local stage, summarise it, query it, validate it, edit it, diff it,
-emit it (with the validation gate).
+"""``make demo``: load the bundled sample into a local stage, summarise it, query it, validate it, edit and extend
+it, diff it, emit it (with the validation gate).
 
 Each step is the real CLI, shown as the command a user would type.
 """
@@ -70,6 +70,9 @@ def main() -> None:
         "assets.thumbnail.href=replace(assets.thumbnail.href, 'https://', 's3://')",
     )
     _run("delete", "--stage", "demo-stage", "--where", "collection = 'MOD09GA_061' AND datetime < '2019-01-01'")
+    # an extension over the batch: the CMR-like items' s3_<key> assets become <key>.alternate.s3 (alternate-assets)
+    # (exit 3: a planted invalid item is among those it changed, and the validation afterwards says so)
+    _run("extend", "--stage", "demo-stage", "--extension", "alternate-assets", ok=(0, 3))
     _run("diff", "demo-out/stage-as-loaded", "demo-stage", "--out", "demo-out/changes.parquet")
     _run(
         "sql",

@@ -151,6 +151,50 @@ def test_a_schema_that_cannot_be_had_is_a_verdict_not_a_pass() -> None:
 
 
 @pytest.mark.parametrize(
+    ("files", "message"),
+    [
+        ({"main.json": {"type": 5}}, "schema not usable: https://example.com/main.json: 5 is not valid"),
+        (
+            {
+                "main.json": {
+                    "$ref": "#/definitions/a",
+                    "definitions": {"a": {"$ref": "#/definitions/b"}, "b": {"$ref": "#/definitions/a"}},
+                }
+            },
+            "a cycle of $refs (https://example.com/main.json#/definitions/a -> ",
+        ),
+        ({"main.json": {"allOf": [{"$ref": "other.json"}]}, "other.json": {"$ref": "main.json"}}, "a cycle of $refs"),
+    ],
+)
+def test_a_schema_that_is_invalid_or_a_ref_cycle_is_a_verdict(
+    tmp_path: Path, files: dict[str, Any], message: str
+) -> None:
+    """A schema that is itself invalid, or whose $refs loop without ever checking anything (jsonschema-rs would
+    pass every object through it): one clear verdict for the objects that need it, never a pass or a crash."""
+    for name, doc in files.items():
+        (tmp_path / name).write_text(json.dumps(doc))
+    index = {f"https://example.com/{name}": name for name in files}
+    (tmp_path / "INDEX.json").write_text(json.dumps(index))
+    doc = _valid_item()
+    doc["stac_extensions"].append("https://example.com/main.json")
+    source = SchemaSource((str(tmp_path), str(shared_path("schemas"))), None)
+    found = checker(Options(source=source, checks=())).objects([doc], [None])[0]
+    assert [(f.rule, message in f.message) for f in found] == [("https://example.com/main.json", True)], found
+
+
+def test_recursive_schemas_that_move_into_the_instance_are_not_cycles() -> None:
+    """A $ref back to the root from inside properties (a tree, as JSON Schema's own meta-schema does) is fine; no
+    bundled or shared schema is taken for a cycle."""
+    from stacbatch.validate._engine import ref_cycle
+    from stacbatch.validate._schemas import SchemaStore
+
+    tree = {"type": "object", "properties": {"children": {"type": "array", "items": {"$ref": "#"}}}}
+    assert ref_cycle("https://example.com/tree.json", {"https://example.com/tree.json": tree}.get) is None
+    store = SchemaStore(SchemaSource((str(shared_path("schemas")),), None))
+    assert [u for u in store.urls() if ref_cycle(u, store.get)] == []
+
+
+@pytest.mark.parametrize(
     ("obj", "rule"),
     [
         ([1, 2], "not-an-object"),
@@ -230,10 +274,59 @@ def test_each_named_check_finds_its_problem(doc: dict[str, Any], rule: str, path
     assert not [f for f in _findings(doc, checks=parse_checks(f"-{rule}"), schemas=False) if f.rule == rule]
 
 
+def test_alternate_counts_as_a_use_of_alternate_assets_and_href_does_not_of_web_map_links() -> None:
+    alt = "https://stac-extensions.github.io/alternate-assets/v1.2.0/schema.json"
+    doc = _with(assets={"data": {"href": "a.tif", "alternate": {"s3": {"href": "s3://b/a.tif"}}}})
+    doc["properties"].pop("eo:cloud_cover")
+    doc["stac_extensions"] = [alt]
+    assert not _findings(doc, checks=("extension-declared",), schemas=False)  # declared and used
+    doc["stac_extensions"] = []
+    (f,) = _findings(doc, checks=("extension-declared",), schemas=False)  # used, not declared
+    assert "alternate:*" in f.message and alt in f.message
+
+
 def test_a_bbox_across_the_antimeridian_contains_its_geometry() -> None:
     geom = {"type": "Polygon", "coordinates": [[[179, 0], [-179, 0], [-179, 1], [179, 1], [179, 0]]]}
     doc = _with(geometry=geom, bbox=[179, 0, -179, 1])
     assert not [f for f in _findings(doc, checks=("bbox",), schemas=False) if f.rule == "bbox"]
+
+
+def test_geometry_checks_read_from_the_stage_equal_those_read_from_the_json(tmp_path: Path) -> None:
+    """In a stage, the geometry and bbox checks read the staged WKB (faster than GeoJSON text): the verdicts are
+    the same as from the items' own JSON, for valid, invalid, antimeridian, 3D and multi-part geometries."""
+    cases = {
+        "bowtie": ({"type": "Polygon", "coordinates": [[[0, 0], [1, 1], [1, 0], [0, 1], [0, 0]]]}, [0, 0, 1, 1]),
+        "small-bbox": ({"type": "Point", "coordinates": [0.5, 0.5]}, [0, 0, 0.25, 0.25]),
+        "across-180": (
+            {"type": "Polygon", "coordinates": [[[179, 0], [-179, 0], [-179, 1], [179, 1], [179, 0]]]},
+            [179, 0, -179, 1],
+        ),
+        "across-180-bad": (
+            {"type": "Polygon", "coordinates": [[[170, 0], [-179, 0], [-179, 1], [170, 1], [170, 0]]]},
+            [179, 0, -179, 1],
+        ),
+        "3d": ({"type": "Point", "coordinates": [0.5, 0.5, 10.0]}, [0, 0, 1, 1]),
+        "multi": (
+            {"type": "MultiPoint", "coordinates": [[0.1, 0.1], [0.9, 0.9]]},
+            [0, 0, 0.5, 0.5],
+        ),
+        "ok": ({"type": "Polygon", "coordinates": [[[0, 0], [1, 0], [1, 1], [0, 1], [0, 0]]]}, [0, 0, 1, 1]),
+    }
+    items = []
+    for name, (geom, bbox) in cases.items():
+        doc = _with(geometry=geom, bbox=bbox)
+        doc["id"] = name
+        items.append(doc)
+    opts = Options(source=_schemas(), checks=("bbox", "geometry"))
+    res = validate(_stage(tmp_path, items), options=opts)
+    staged = sorted((r["id"], r["rule"], r["path"]) for r in res.verdicts.to_pylist() if not r["valid"])
+    direct = sorted(
+        (doc["id"], f.rule, f.path)
+        for doc, found in zip(items, checker(opts).objects(items, [None] * len(items)), strict=True)
+        for f in found
+    )
+    assert staged == direct
+    assert {i for i, _, _ in staged} == {"bowtie", "small-bbox", "across-180-bad", "multi"}
 
 
 def test_unknown_check_names_are_refused() -> None:

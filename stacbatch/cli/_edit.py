@@ -74,7 +74,7 @@ def update_cmd(
         workers=workers,
         create_parents=create_parents,
     )
-    _report(res)
+    report(res)
 
 
 def delete_cmd(
@@ -95,11 +95,11 @@ def delete_cmd(
         ignore_unknown_ids=ignore_unknown_ids,
         workers=workers,
     )
-    _report(res)
+    report(res)
 
 
-def _report(res: EditResult) -> None:
-    verb = "updated" if res.command == "update" else "deleted"
+def report(res: EditResult) -> None:
+    verb = "deleted" if res.command == "delete" else "updated"
     if res.unknown_ids:
         shown = ", ".join(repr(i) for i in res.unknown_ids[:5])
         print(f"stacbatch: {len(res.unknown_ids):,} id(s) not staged (ignored): {shown}", file=sys.stderr)
@@ -117,7 +117,7 @@ def _report(res: EditResult) -> None:
             for p, (before, after) in s.get("changes", {}).items():
                 out.write(f"    {p}: {_show(before)} -> {_show(after)}\n")
         return
-    same = f"{res.unchanged:,} unchanged (content already as asked), " if res.command == "update" else ""
+    same = f"{res.unchanged:,} unchanged (content already as asked), " if res.command != "delete" else ""
     info(
         f"{res.command} {res.run_id}: {res.selected:,} selected, {res.changed:,} {verb}, {same}"
         f"{res.files_rewritten:,} file(s) rewritten; {res.seconds:.1f} s; stage v{res.stage_version}"

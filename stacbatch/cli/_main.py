@@ -9,7 +9,7 @@ from typing import NoReturn
 import typer
 from typer.exceptions import TyperException
 
-from stacbatch.cli import _api, _diff, _edit, _emit, _info, _load, _mapping, _sql, _validate
+from stacbatch.cli import _api, _diff, _edit, _emit, _extend, _info, _load, _mapping, _sql, _validate
 from stacbatch.cli._common import state
 from stacbatch.cli._progress import Bars
 from stacbatch.engine._pool import without_pandas
@@ -68,6 +68,9 @@ app.command("sql", help="Run SQL (DuckDB) over views `items` and `collections`."
 app.command("update", help="Set, unset or rename fields of selected items (SQL expressions).")(_edit.update_cmd)
 app.command("update-collection", help="Set, unset or rename fields of a staged Collection; recompute its extent.")(
     _edit.update_collection_cmd
+)
+app.command("extend", help="Apply an extension (alternate-assets, a file, an installed one) to selected items.")(
+    _extend.extend_cmd
 )
 app.command("delete", help="Delete selected items (tombstones and audit rows are kept).")(_edit.delete_cmd)
 app.command("diff", help="Compare two stages (or sources): added, deleted, modified, unchanged.")(_diff.diff_cmd)

@@ -125,7 +125,7 @@ def transform_cmd(
 ) -> None:
     """Apply the mapping language to staged items: set (values from item paths, templates, SQL, CASE...), rename
     and unset fields; changed items get properties.updated and audit rows, as with update."""
-    from stacbatch.cli._edit import _report as edit_report
+    from stacbatch.cli._edit import report as edit_report
     from stacbatch.edit import update
     from stacbatch.mapping._transform import compile_transform
 

@@ -4,7 +4,7 @@ from stacbatch.edit._apply import EditResult, delete, update
 from stacbatch.edit._collections import CollectionUpdate, update_collection
 from stacbatch.edit._diff import DiffResult, diff
 from stacbatch.edit._merge import MergeResult, merge
-from stacbatch.edit._ops import Op, parse_cli_ops, parse_ops_document
+from stacbatch.edit._ops import Op, compile_where, parse_cli_ops, parse_ops_document
 
 __all__ = [
     "CollectionUpdate",
@@ -12,6 +12,7 @@ __all__ = [
     "EditResult",
     "MergeResult",
     "Op",
+    "compile_where",
     "delete",
     "diff",
     "merge",

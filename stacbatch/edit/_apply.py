@@ -60,14 +60,16 @@ def update(
     ignore_unknown_ids: bool = False,
     workers: int | None = None,
     create_parents: bool = False,
+    command: str = "update",
 ) -> EditResult:
     """Apply set/unset/rename operations to the selected items; changed items get ``properties.updated``. A target
     whose parent object an item lacks (``assets.B04.href`` on an item without asset B04) is skipped for that item
     and counted in ``EditResult.skipped``, unless ``create_parents``. An item for which an expression gives NaN or
-    an infinity fails (it is left as it was); the others are updated."""
+    an infinity fails (it is left as it was); the others are updated. ``command`` names the run (``extend``
+    applies an extension through here)."""
     if not ops:
         raise InputError("nothing to do: give --set, --unset, --rename or --file")
-    return _edit("update", stage_path, ops, where, ids_file, dry_run, ignore_unknown_ids, workers, create_parents)
+    return _edit(command, stage_path, ops, where, ids_file, dry_run, ignore_unknown_ids, workers, create_parents)
 
 
 def delete(

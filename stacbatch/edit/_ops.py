@@ -206,12 +206,17 @@ def ref_types(con: duckdb.DuckDBPyConnection, view: str, refs: list[tuple[str, .
         cols = []
         for s in todo:
             p = _sql.literal(pointer(s))
+            v = f"json_extract(item, {p})"
             cols.append(f"count(*) FILTER (WHERE json_exists(item, {p}))")
-            cols.append(f"json_group_structure(json_extract(item, {p}))")
+            # objects and arrays are JSON whatever their structure: only scalars need json_group_structure, which
+            # is costly over large objects (an item's assets: ~1 s for 20k items)
+            nested = f"json_type({v}) IN ('OBJECT', 'ARRAY')"
+            cols.append(f"bool_or({nested})")
+            cols.append(f"json_group_structure(CASE WHEN {nested} THEN NULL ELSE {v} END)")
         row = con.sql(f"SELECT {', '.join(cols)} FROM (SELECT item FROM {_sql.ident(view)} {limit})").fetchall()[0]
         for n, s in enumerate(todo):
-            if row[2 * n]:
-                scalar = str(row[2 * n + 1] or '"JSON"').strip('"')
+            if row[3 * n]:
+                scalar = "JSON" if row[3 * n + 1] else str(row[3 * n + 2] or '"JSON"').strip('"')
                 types[s] = scalar if scalar in _SCALARS else "JSON"
     return types
 

@@ -65,10 +65,13 @@ class Engine:
         if found is not None:
             return found
         doc = self.store.get(url)
+        cycle = ref_cycle(url, self.store.get) if doc is not None else None
         if doc is None:
             found = _Unavailable(
                 f"schema not available: {url} (put it in a --schemas folder, or run `stacbatch schemas fetch {url}`)"
             )
+        elif cycle:
+            found = _Unavailable(f"schema not usable: {url}: a cycle of $refs ({' -> '.join(cycle)}) validates nothing")
         else:
             try:
                 found = jsonschema_rs.validator_for(doc, retriever=self._retrieve, validate_formats=self.formats)
@@ -109,6 +112,57 @@ class Engine:
         if len(message) > MESSAGE_MAX:
             message = message[: MESSAGE_MAX - 3] + "..."
         return Finding(key(url), path_text(list(err.instance_path)), message)
+
+
+#: keywords whose subschemas apply to the instance where the node applies (a loop through them never ends)
+_IN_PLACE = ("allOf", "anyOf", "oneOf")
+
+
+def ref_cycle(url: str, get: Any) -> list[str] | None:
+    """A loop of ``$ref`` s (through ``allOf``/``anyOf``/``oneOf`` too) that never moves into the instance, from
+    the schema at ``url``: such a schema checks nothing (jsonschema-rs passes everything through it), so it is
+    refused. Recursion through ``properties``/``items`` (a tree of nodes) is fine and not followed."""
+    from urllib.parse import urldefrag, urljoin
+
+    def resolve(base: str, ref: str) -> tuple[str, Any]:
+        target = urljoin(base, ref)
+        doc_url, frag = urldefrag(target)
+        node = get(doc_url or base)
+        for part in frag.lstrip("/").split("/") if frag else []:
+            part = part.replace("~1", "/").replace("~0", "~")
+            if isinstance(node, dict):
+                node = node.get(part)
+            elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+                node = node[int(part)]
+            else:
+                return target, None
+        return target, node
+
+    path: list[str] = []
+    done: set[str] = set()
+
+    def visit(where: str, node: Any) -> list[str] | None:
+        if where in path:
+            return [*path[path.index(where) :], where]
+        if where in done or not isinstance(node, dict):
+            return None
+        path.append(where)
+        base = urldefrag(where)[0]
+        edges = []
+        if isinstance(node.get("$ref"), str):
+            edges.append(resolve(base, node["$ref"]))
+        for kw in _IN_PLACE:
+            for n, sub in enumerate(node.get(kw) or []):
+                edges.append((f"{where}/{kw}/{n}" if "#" in where else f"{where}#/{kw}/{n}", sub))
+        for target, sub in edges:
+            found = visit(target, sub)
+            if found:
+                return found
+        path.pop()
+        done.add(where)
+        return None
+
+    return visit(url, get(url))
 
 
 def _best(err: Any) -> Any:

@@ -144,7 +144,8 @@ def _validate_stage(
     tables.append(_check_documents(stage, chosen, collections is None, options, run_id, label or path))
     if extra:
         tables.append(_unreadable(extra, run_id, label or ""))
-    verdicts = pa.concat_tables(tables) if tables else VERDICT_SCHEMA.empty_table()
+    # one dictionary per column for the whole run (each job's table brought its own): grouping needs it
+    verdicts = pa.concat_tables(tables).unify_dictionaries() if tables else VERDICT_SCHEMA.empty_table()
     res = _summarise(run_id, verdicts)
     if failures:
         _write_failures(failures, verdicts)
@@ -229,32 +230,40 @@ def _unreadable(records: list[dict[str, Any]], run_id: str, label: str) -> pa.Ta
     return pa.table(rows, schema=VERDICT_SCHEMA)
 
 
+def _text(col: Any) -> Any:
+    """A (dictionary-encoded) verdict column as plain strings, for the compute functions that take no
+    dictionaries (after grouping: a short column)."""
+    return col.cast(pa.string())
+
+
 def _summarise(run_id: str, verdicts: pa.Table) -> ValidationResult:
-    """Counts per collection and per rule, grouped by Arrow (an object is its (kind, collection, id, source))."""
+    """Counts per collection and per rule, grouped by Arrow. A valid object has one row and an invalid one a row
+    per finding, so valid objects are counted by their rows (no grouping by id over the whole run) and only the
+    invalid rows are grouped into objects (kind, collection, id, source)."""
     res = ValidationResult(run_id, verdicts)
     obj = ["kind", "collection", "id", "source"]
-    objects = verdicts.group_by(obj).aggregate([("valid", "all")])
-    # catalogs are counted apart from any collection
-    place = pc.if_else(pc.equal(objects["kind"], "catalog"), pa.scalar(None, pa.string()), objects["collection"])
-    per = (
-        pa.table({"collection": place, "valid": objects["valid_all"]})
-        .group_by("collection")
-        .aggregate([("valid", "count"), ("valid", "sum")])
+    valid = verdicts.select(["kind", "collection", "valid"]).filter(verdicts["valid"])
+    valid_per = valid.group_by(["kind", "collection"]).aggregate([("valid", "count")])
+    bad_rows = verdicts.filter(pc.invert(verdicts["valid"]))
+    bad_objects = bad_rows.group_by(obj).aggregate([])
+    bad_per = bad_objects.group_by(["kind", "collection"]).aggregate([([], "count_all")])
+    counts: dict[str | None, list[int]] = {}
+    for table, at, n in ((valid_per, 0, "valid_count"), (bad_per, 1, "count_all")):
+        kinds, colls, ns = _text(table["kind"]).to_pylist(), _text(table["collection"]).to_pylist(), table[n]
+        for kind, coll, k in zip(kinds, colls, ns.to_pylist(), strict=True):
+            place = None if kind == "catalog" else coll  # catalogs are counted apart from any collection
+            counts.setdefault(place, [0, 0])[at] += k
+    for coll, (good, bad) in counts.items():
+        res.per_collection[coll] = {"checked": good + bad, "valid": good, "invalid": bad}
+    res.valid = sum(good for good, _ in counts.values())
+    res.invalid = bad_objects.num_rows
+    res.checked = res.valid + res.invalid
+    failed = bad_rows.filter(pc.is_valid(bad_rows["rule"])).group_by([*obj, "rule"]).aggregate([])
+    per_rule = failed.group_by("rule").aggregate([("rule", "count")])
+    per_rule = pa.table({"rule": _text(per_rule["rule"]), "n": per_rule["rule_count"]}).sort_by(
+        [("n", "descending"), ("rule", "ascending")]
     )
-    for coll, checked, valid in zip(
-        *(per[c].to_pylist() for c in ("collection", "valid_count", "valid_sum")), strict=True
-    ):
-        res.per_collection[coll] = {"checked": checked, "valid": valid, "invalid": checked - valid}
-    res.checked = objects.num_rows
-    res.valid = int(pc.sum(objects["valid_all"]).as_py() or 0)
-    res.invalid = res.checked - res.valid
-    failed = verdicts.filter(pc.is_valid(verdicts["rule"])).group_by([*obj, "rule"]).aggregate([])
-    counts = (
-        failed.group_by("rule")
-        .aggregate([("rule", "count")])
-        .sort_by([("rule_count", "descending"), ("rule", "ascending")])
-    )
-    res.by_rule = dict(zip(counts["rule"].to_pylist(), counts["rule_count"].to_pylist(), strict=True))
+    res.by_rule = dict(zip(per_rule["rule"].to_pylist(), per_rule["n"].to_pylist(), strict=True))
     return res
 
 

@@ -1,0 +1,124 @@
+"""``extend``: apply an extension to the selected items of a stage, as one ``update`` (same atomic commit, audit
+log and ``properties.updated`` stamping), then validate what changed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from stacbatch.edit import EditResult, Op, compile_where, update
+from stacbatch.engine import _sql
+from stacbatch.errors import InputError
+from stacbatch.extend._base import Extension, Found, Plan, find
+from stacbatch.stage import Stage, read_ids, select_rows, selection
+
+
+@dataclass
+class ExtendResult:
+    extension: str
+    schema_url: str
+    edit: EditResult
+    #: rule -> (items selected that it cannot extend, why): reported, left as they were
+    not_extended: dict[str, tuple[int, str]] = field(default_factory=dict)
+    #: the validation of the items this run changed (``stacbatch.validate``'s result), when asked and any changed
+    validation: Any = None
+
+
+def stac_extensions_op(url: str, any_listed: bool = True) -> Op:
+    """``stac_extensions`` with ``url`` appended unless it is there: each schema URL exactly once, and unchanged
+    on a second run. ``any_listed``: whether some staged item has ``stac_extensions`` at all (else it is made)."""
+    lit = _sql.literal(url)
+    if not any_listed:
+        return Op("set", ("stac_extensions",), expr=f"to_json([{lit}])")
+    have = "coalesce(CAST(item.stac_extensions AS VARCHAR[]), [])"
+    added = f"to_json(list_append({have}, {lit}))"
+    expr = f"CASE WHEN list_contains({have}, {lit}) THEN item.stac_extensions ELSE {added} END"
+    return Op("set", ("stac_extensions",), expr=expr)
+
+
+def check_config(ext: Extension, config: dict[str, Any] | None) -> dict[str, Any]:
+    """``config`` against the extension's configuration schema (a file's config is checked where it is read,
+    with its lines)."""
+    import jsonschema
+
+    config = config or {}
+    errors = list(jsonschema.Draft202012Validator(ext.config_schema).iter_errors(config))
+    if errors:
+        best = jsonschema.exceptions.best_match(errors)
+        where = ".".join(str(k) for k in best.absolute_path) or "(top level)"
+        raise InputError(f"extension {ext.name}: config: {where}: {best.message}")
+    return config
+
+
+def read_config(ext: Extension, path: str) -> dict[str, Any]:
+    """A configuration file (YAML/JSON), checked against the extension's schema: ``FILE:LINE: key: problem``."""
+    from stacbatch.mapping import read_mapping
+
+    data = read_mapping(path, ext.config_schema).data
+    return data if isinstance(data, dict) else {}
+
+
+def _and(*parts: str | None) -> str | None:
+    kept = [f"({p})" for p in parts if p]
+    return " AND ".join(kept) if kept else None
+
+
+def extend(
+    stage_path: str,
+    extension: str | Extension,
+    config: dict[str, Any] | None = None,
+    *,
+    where: str | None = None,
+    collections: list[str] | None = None,
+    ids_file: str | None = None,
+    dry_run: bool = False,
+    workers: int | None = None,
+    validate: bool = True,
+    validate_options: Any = None,
+) -> ExtendResult:
+    """Apply ``extension`` (a name, a file, ``module:attribute``, or an ``Extension``) with ``config`` to the
+    items ``where``/``collections``/``ids_file`` select. Idempotent: a second run changes nothing and rewrites no
+    file. With ``validate``, the items it changed are validated afterwards (their verdicts recorded in the stage;
+    ``validate_options``: ``stacbatch.validate.Options``, e.g. a schema folder for the extension's schema)."""
+    found = find(extension) if isinstance(extension, str) else Found(extension, "given")
+    ext = found.extension
+    config = check_config(ext, config)
+    stage = Stage.open(stage_path)
+    plan: Plan = ext.plan(config, stage)
+    if not plan.rules:
+        raise InputError(f"extension {ext.name}: the configuration gives nothing to do")
+    scope = _and(where, _collections(collections))
+    applies = " OR ".join(f"({r.applies})" for r in plan.rules)
+    con = stage.connection
+    listed = bool(con.sql("SELECT 1 FROM items WHERE json_exists(item, '/stac_extensions') LIMIT 1").fetchall())
+    ops = [op for r in plan.rules for op in r.ops] + [stac_extensions_op(plan.schema_url, listed)]
+    res = ExtendResult(ext.name, plan.schema_url, EditResult("extend", None, dry_run))
+    ids = read_ids(ids_file) if ids_file else None
+    for rule in plan.rules:
+        if rule.cannot:
+            predicate, _missing = selection(stage, compile_where(con, _and(scope, rule.cannot)), ids, True)
+            n = sum(len(rows) for rows in select_rows(stage, predicate).values())
+            if n:
+                res.not_extended[rule.name] = (n, rule.why)
+    res.edit = update(
+        stage_path,
+        ops,
+        where=_and(scope, applies),
+        ids_file=ids_file,
+        dry_run=dry_run,
+        workers=workers,
+        command="extend",
+    )
+    if validate and not dry_run and res.edit.changed and res.edit.run_id:
+        from stacbatch.validate import validate as run_validation
+
+        res.validation = run_validation(
+            stage_path, options=validate_options, where=f"stage_run = {_sql.literal(res.edit.run_id)}"
+        )
+    return res
+
+
+def _collections(collections: list[str] | None) -> str | None:
+    if not collections:
+        return None
+    return f"collection IN ({', '.join(_sql.literal(c) for c in collections)})"
