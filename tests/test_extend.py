@@ -91,6 +91,32 @@ def test_alternate_assets_fold_equals_the_python_oracle_and_is_idempotent(tmp_pa
     assert runs == [(n,)]
 
 
+def test_alternates_derived_from_href_patterns(tmp_path: Path) -> None:
+    host = "https://data.lpdaac.earthdatacloud.nasa.gov/lp-prod-protected"
+    a = item("a", assets={"B01": {"href": f"{host}/HLS/a.B01.tif"}, "thumb": {"href": "https://x/a.jpg"}})
+    b = item("b", assets={"B01": {"href": "https://elsewhere/b.tif"}})
+    stage = _stage(tmp_path, [a, b])
+    config = tmp_path / "derive.yaml"
+    config.write_text(
+        "derive:\n"
+        "  - match: '^https://data\\.lpdaac\\.earthdatacloud\\.nasa\\.gov/(.*)$'\n"
+        "    href: 's3://\\1'\n"
+        "    alternate: s3\n"
+        "    name: S3\n"
+    )
+    args = ("extend", "--stage", stage, "-e", "alternate-assets", "--config", str(config), "--no-validate")
+    p = cli(*args)
+    assert p.returncode == 0, p.stderr
+    after = _items(stage)
+    assert after["a"]["assets"]["B01"]["alternate"] == {
+        "s3": {"href": "s3://lp-prod-protected/HLS/a.B01.tif", "alternate:name": "S3"}
+    }
+    assert "alternate" not in after["a"]["assets"]["thumb"] and after["b"] == b
+    again = cli(*args)
+    assert again.returncode == 0 and "0 updated" in again.stderr and "0 file(s) rewritten" in again.stderr
+    assert _items(stage) == after
+
+
 def test_an_s3_asset_without_its_twin_is_reported_not_given_a_stub(tmp_path: Path) -> None:
     lonely = item("lonely", assets={"s3_B09": {"href": "s3://b/B09.tif"}, "B01": {"href": "https://b/B01.tif"}})
     paired = item("paired", assets={"s3_B01": {"href": "s3://b/B01.tif"}, "B01": {"href": "https://b/B01.tif"}})
@@ -115,6 +141,18 @@ def test_selection_limits_both_the_changes_and_the_report(tmp_path: Path) -> Non
     assert res.edit.changed == 1 and res.not_extended == {}
     after = _items(stage)
     assert after["other"] == other and "alternate" in after["paired"]["assets"]["B01"]
+
+
+def test_files_staged_before_asset_fields_are_refused_with_advice(tmp_path: Path) -> None:
+    """The fold selects through the asset_fields column: files written before it would be passed over silently."""
+    stage = _stage(tmp_path, [item("a", assets={"s3_B01": {"href": "s3://b"}, "B01": {"href": "https://b"}})])
+    manifest = Path(stage) / "manifest.json"
+    doc = json.loads(manifest.read_text())
+    for f in doc["files"]:
+        f.pop("columns", None)  # as written before the column existed
+    manifest.write_text(json.dumps(doc))
+    p = cli("extend", "--stage", stage, "-e", "alternate-assets")
+    assert p.returncode == 4 and "run `stacbatch upgrade" in p.stderr, p.stderr
 
 
 def test_dry_run_writes_nothing(tmp_path: Path) -> None:

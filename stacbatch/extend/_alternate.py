@@ -5,6 +5,8 @@ Rules (``../shared/reference/extensions.md``; v1.2.0 by default, v1.1.0 and v1.0
 - ``fold``: an asset ``<prefix><key>`` (CMR-STAC's ``s3_B04`` beside ``B04``) becomes
   ``assets.<key>.alternate.<alternate>`` (its fields kept, ``alternate:name`` added unless it has one) and is
   removed. A ``<prefix><key>`` with no asset ``<key>`` is left as it is and reported: no stub asset is made.
+- ``derive``: each asset whose ``href`` matches a regular expression (RE2) gets ``alternate.<alternate>`` with the
+  href rewritten by ``regexp_replace`` (``\\1`` for groups) and ``alternate:name``.
 """
 
 from __future__ import annotations
@@ -12,8 +14,9 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from stacbatch.edit import Op
+from stacbatch.errors import InputError
 from stacbatch.extend._base import Extension, Plan, Rule
-from stacbatch.extend._sqljson import fold_prefixed, unpaired
+from stacbatch.extend._sqljson import derive_by_pattern, fold_prefixed, unpaired
 
 _BASE = "https://stac-extensions.github.io/alternate-assets/{}/schema.json"
 
@@ -43,13 +46,37 @@ class AlternateAssets(Extension):
                     },
                 },
             },
+            "derive": {
+                "type": "array",
+                "minItems": 1,
+                "items": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "required": ["match", "href", "alternate"],
+                    "properties": {
+                        "match": {"type": "string", "minLength": 1},
+                        "href": {"type": "string", "minLength": 1},
+                        "alternate": {"type": "string", "minLength": 1},
+                        "name": {"type": "string"},
+                    },
+                },
+            },
         },
     }
     #: with no configuration: CMR-STAC's S3 twins
     DEFAULT: ClassVar[dict[str, Any]] = {"fold": [{"prefix": "s3_", "alternate": "s3", "name": "S3"}]}
 
     def plan(self, config: dict[str, Any], stage: Any) -> Plan:
-        folds = config.get("fold") or self.DEFAULT["fold"]
+        from stacbatch.stage import has_asset_fields
+
+        old = sorted({f["collection"] for f in stage.manifest.files if not has_asset_fields(f)})
+        if old:  # the rules read the asset_fields column, which such files lack: they would be passed over silently
+            raise InputError(
+                f"extension {self.name}: collection(s) {', '.join(old)} were staged before the asset_fields column; "
+                "run `stacbatch upgrade --stage ...` first"
+            )
+        derives = config.get("derive") or []
+        folds = config.get("fold") or ([] if derives else self.DEFAULT["fold"])
         rules = []
         for f in folds:
             prefix, alternate = f["prefix"], f["alternate"]
@@ -61,6 +88,16 @@ class AlternateAssets(Extension):
                     applies=todo,
                     cannot=unpaired(prefix),
                     why=f"an asset {prefix}<key> has no asset <key> to fold into (left as it is)",
+                )
+            )
+        for d in derives:
+            alternate = d["alternate"]
+            expr, todo = derive_by_pattern("item.assets", d["match"], d["href"], alternate, d.get("name") or alternate)
+            rules.append(
+                Rule(
+                    name=f"alternate.{alternate} from hrefs matching {d['match']}",
+                    ops=(Op("set", ("assets",), expr=expr),),
+                    applies=todo,
                 )
             )
         return Plan(self.schema_url(config), tuple(rules))

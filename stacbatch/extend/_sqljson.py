@@ -55,3 +55,21 @@ def pairs_exist(prefix: str) -> str:
 def unpaired(prefix: str) -> str:
     """The predicate "an asset ``<prefix><key>`` has no asset ``<key>`` to fold into" (typed asset columns)."""
     return _twins(prefix, False)
+
+
+def derive_by_pattern(assets: str, pattern: str, replacement: str, alternate: str, name: str) -> tuple[str, str]:
+    """(the new assets object, the predicate "some asset's href matches") for giving each asset whose ``href``
+    matches ``pattern`` (RE2) an ``alternate.<alternate>`` with ``href = regexp_replace(href, pattern,
+    replacement)`` (``\\1`` for groups) and ``alternate:name``. An alternate of that key already there is replaced
+    by the same value, so a re-run changes nothing."""
+    pat, rep = _sql.literal(pattern), _sql.literal(replacement)
+    alt, nm = _sql.literal(alternate), _sql.literal(name)
+    href = "(e.value ->> 'href')"
+    entry = f"json_object('href', regexp_replace({href}, {pat}, {rep}), 'alternate:name', {nm})"
+    new_alt = f"json_merge_patch(coalesce(e.value -> 'alternate', '{{}}'::JSON), json_object({alt}, {entry}))"
+    derived = f"json_merge_patch(e.value, json_object('alternate', {new_alt}))"
+    value = f"CASE WHEN coalesce(regexp_matches({href}, {pat}), false) THEN {derived} ELSE e.value END"
+    each = f"list_transform(map_entries(m), lambda e: struct_pack(key := e.key, value := {value}))"
+    expr = let(as_map(assets), "m", f"to_json(map_from_entries({each}))")
+    todo = let("asset_fields.href", "h", f"len(list_filter(map_values(h), lambda v: regexp_matches(v, {pat}))) > 0")
+    return expr, todo

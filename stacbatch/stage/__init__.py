@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from stacbatch.stage._runs import Run, format_failure
     from stacbatch.stage._select import read_ids, select_rows, selection
     from stacbatch.stage._stage import Stage, open_stage
-    from stacbatch.stage._upgrade import upgrade
+    from stacbatch.stage._upgrade import has_asset_fields, upgrade
     from stacbatch.stage._view import from_text, items_select, property_columns
     from stacbatch.stage._writer import PartitionWriter
 
@@ -64,6 +64,7 @@ _LAZY: dict[str, str | tuple[str, str]] = {
     "stage_tmp": "stacbatch.stage._load",
     "take_rows": "stacbatch.stage._pages",
     "upgrade": "stacbatch.stage._upgrade",
+    "has_asset_fields": "stacbatch.stage._upgrade",
     "write_stage_file": "stacbatch.stage._files",
 }
 
@@ -85,6 +86,7 @@ __all__ = [
     "crash_point",
     "format_failure",
     "from_text",
+    "has_asset_fields",
     "items_select",
     "load",
     "open_stage",
