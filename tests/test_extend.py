@@ -292,3 +292,32 @@ def test_extensions_on_the_real_corpus_change_only_what_they_should(tmp_path: Pa
     assert res.validation is not None
     bad = [r for r in res.validation.verdicts.to_pylist() if not r["valid"] and "cloud-class" in (r["rule"] or "")]
     assert not bad, bad[:3]
+
+
+def test_update_collection_recomputes_extent_summaries_and_item_assets(tmp_path: Path) -> None:
+    """Collections kept true: extent, summaries and item_assets computed from the staged items by SQL."""
+    cog = "image/tiff; application=geotiff; profile=cloud-optimized"
+    docs = [
+        item(
+            f"i{n}",
+            dt=f"2021-0{n + 1}-01T00:00:00Z",
+            assets={
+                "B01": {"href": f"https://x/{n}/B01.tif", "type": cog, "roles": ["data"] if n else ["data", "x"]},
+                **({"B02": {"href": f"https://x/{n}/B02.tif", "title": "Band 2"}} if n < 2 else {}),
+            },
+        )
+        for n in range(3)
+    ]
+    for n, d in enumerate(docs):
+        d["properties"]["platform"] = "sat-a" if n else "sat-b"
+    stage = _stage(tmp_path, docs)
+    p = cli("update-collection", "c1", "--stage", stage, "--recompute", "extent,summaries,item_assets")
+    assert p.returncode == 0, p.stderr
+    (coll,) = [
+        json.loads(t) for (t,) in stacbatch.open_stage(stage).sql("SELECT collection FROM collections").fetchall()
+    ]
+    assert coll["item_assets"] == {"B01": {"type": cog}, "B02": {"title": "Band 2"}}
+    assert coll["summaries"]["platform"] == ["sat-a", "sat-b"]
+    assert coll["extent"]["temporal"]["interval"] == [["2021-01-01T00:00:00Z", "2021-03-01T00:00:00Z"]]
+    bad = cli("update-collection", "c1", "--stage", stage, "--recompute", "colour")
+    assert bad.returncode == 4 and "unknown colour" in bad.stderr

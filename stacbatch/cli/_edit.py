@@ -161,14 +161,32 @@ def update_collection_cmd(
     sets: list[str] = typer.Option([], "--set", help="PATH=SQL value, e.g. title='HLS Landsat' (repeatable)."),
     unsets: list[str] = typer.Option([], "--unset", help="PATH to remove (repeatable)."),
     renames: list[str] = typer.Option([], "--rename", help="OLD=NEW path (repeatable)."),
-    extent: bool = typer.Option(False, "--extent-from-items", help="Recompute the extent from the staged items."),
+    extent: bool = typer.Option(False, "--extent-from-items", help="Recompute the extent (as --recompute extent)."),
+    recompute: str | None = typer.Option(
+        None, "--recompute", help="From the staged items, comma-separated: extent, summaries, item_assets."
+    ),
+    summary: list[str] = typer.Option(
+        [], "--summary", help="Property --recompute summaries summarises (repeatable; default: the common ones)."
+    ),
     dry_run: bool = typer.Option(False, "--dry-run", "-n", help="Show what would change; write nothing."),
 ) -> None:
     from stacbatch.edit import parse_cli_ops
-    from stacbatch.edit._collections import update_collection
+    from stacbatch.edit._collections import SUMMARY_DEFAULTS, update_collection
 
+    wanted = {w.strip() for w in (recompute or "").split(",") if w.strip()}
+    unknown = wanted - {"extent", "summaries", "item_assets"}
+    if unknown:
+        raise InputError(f"--recompute: unknown {', '.join(sorted(unknown))}; give extent, summaries, item_assets")
     ops = parse_cli_ops(sets, unsets, renames)
-    res = update_collection(require_stage(stage), collection, ops, extent=extent, dry_run=dry_run)
+    res = update_collection(
+        require_stage(stage),
+        collection,
+        ops,
+        extent=extent or "extent" in wanted,
+        summaries=list(summary or SUMMARY_DEFAULTS) if "summaries" in wanted else None,
+        item_assets="item_assets" in wanted,
+        dry_run=dry_run,
+    )
     if dry_run or not res.run_id:
         out = sys.stdout if dry_run else sys.stderr
         head = "dry run: " if dry_run else "update-collection: "

@@ -1,7 +1,7 @@
 """Collection-level updates: title, description, license, providers, keywords, extents, summaries, anything.
 
 The same operations as item updates (set/unset/rename with SQL values), applied to one staged Collection JSON;
-``--extent-from-items`` recomputes the spatial and temporal extent from the staged items. The new JSON is a new
+``--recompute extent,summaries,item_assets`` computes those from the staged items. The new JSON is a new
 content-addressed file; the manifest switch commits it with an audit row.
 """
 
@@ -93,6 +93,31 @@ def summaries_from_items(stage: Stage, collection: str, names: list[str]) -> dic
     return out
 
 
+#: asset fields never summarised into item_assets: locations differ per item (and item_assets forbids href)
+_NOT_IN_ITEM_ASSETS = ("href", "alternate")
+
+
+def item_assets_from_items(stage: Stage, collection: str) -> dict[str, Any]:
+    """``item_assets`` derived by DuckDB from the staged items: for each asset key, the fields every item with
+    that asset has, with one value across them all (``href`` and ``alternate`` left out); keys in order of name."""
+    view = _sql.ident(stage.items_view([collection]))
+    left_out = ", ".join(_sql.literal(f) for f in _NOT_IN_ITEM_ASSETS)
+    rows = stage.sql(
+        "WITH a AS (SELECT unnest(map_entries(CAST(json_extract(item, '/assets') AS MAP(VARCHAR, JSON)))) AS e "
+        f"FROM {view} WHERE json_type(json_extract(item, '/assets')) = 'OBJECT'), "
+        "n AS (SELECT e.key AS k, count(*) AS items FROM a GROUP BY ALL), "
+        "f AS (SELECT e.key AS k, unnest(map_entries(CAST(e.value AS MAP(VARCHAR, JSON)))) AS fe FROM a "
+        "WHERE json_type(e.value) = 'OBJECT') "
+        "SELECT f.k, (fe).key, any_value(CAST((fe).value AS VARCHAR)) FROM f JOIN n USING (k) "
+        f"WHERE (fe).key NOT IN ({left_out}) GROUP BY f.k, (fe).key, n.items "
+        "HAVING count(*) = n.items AND count(DISTINCT CAST((fe).value AS VARCHAR)) = 1 ORDER BY 1, 2"
+    ).fetchall()
+    out: dict[str, Any] = {}
+    for key, name, value in rows:
+        out.setdefault(key, {})[name] = _json.loads(value)
+    return out
+
+
 def _number(value: float) -> int | float:
     return int(value) if float(value).is_integer() else value
 
@@ -106,11 +131,12 @@ def update_collection(
     dry_run: bool = False,
     fields: dict[str, Any] | None = None,
     summaries: list[str] | None = None,
+    item_assets: bool = False,
 ) -> CollectionUpdate:
     """Apply ``ops``; ``fields``: top-level members set as given (scaffold's description, license, providers...);
-    ``extent``/``summaries``: computed from the staged items."""
-    if not ops and not extent and not fields and summaries is None:
-        raise InputError("nothing to do: give --set, --unset, --rename or --extent-from-items")
+    ``extent``/``summaries``/``item_assets``: computed from the staged items."""
+    if not ops and not extent and not fields and summaries is None and not item_assets:
+        raise InputError("nothing to do: give --set, --unset, --rename or --recompute")
     t0 = time.perf_counter()
     stage = Stage.open(stage_path)
     with stage.write_lock():
@@ -143,6 +169,10 @@ def update_collection(
             found = summaries_from_items(stage, collection, summaries)
             if found:
                 doc["summaries"] = {**(doc.get("summaries") or {}), **found}
+        if item_assets:
+            derived = item_assets_from_items(stage, collection)
+            if derived:
+                doc["item_assets"] = derived
         if doc.get("id") != collection:
             raise InputError("a collection's id cannot be changed by an update")
         res = CollectionUpdate(collection, None, before=before, after=doc)
@@ -150,6 +180,7 @@ def update_collection(
         if extent:
             paths.add("extent")
         paths |= set(fields or {}) | ({"summaries"} if summaries is not None else set())
+        paths |= {"item_assets"} if item_assets else set()
         res.changed = sorted(p for p in paths if not _same(_get(before, _split(p)), _get(doc, _split(p))))
         if dry_run or _canonical.content_hash(before) == _canonical.content_hash(doc):
             res.seconds = time.perf_counter() - t0
