@@ -255,11 +255,12 @@ def test_collection_update_and_extent(tmp_path: Path) -> None:
         ["title='HLS'", "keywords=['a', 'b']", "providers=[{'name': 'NASA', 'roles': ['host']}]"], ["license"], []
     )
     res = update_collection(stage, "c1", ops, extent=True)
-    assert res.changed == ["extent", "keywords", "license", "providers", "title"]
+    assert res.changed == ["extent", "keywords", "license", "providers", "title", "updated"]
     doc = stacbatch.open_stage(stage).collection_json("c1")
     assert doc is not None
     assert doc["title"] == "HLS" and doc["keywords"] == ["a", "b"] and "license" not in doc
     assert doc["providers"] == [{"name": "NASA", "roles": ["host"]}]
+    assert doc["updated"].endswith("Z") and doc["updated"] == res.after["updated"]
     assert doc["extent"]["temporal"]["interval"] == [["2020-01-01T00:00:00Z", "2022-05-01T00:00:00Z"]]
     assert doc["extent"]["spatial"]["bbox"] == [[0.0, 0.0, 1.0, 1.0]]
     audit = stacbatch.open_stage(stage).sql("SELECT operation, id FROM audit WHERE operation = 'update-collection'")

@@ -134,7 +134,8 @@ def update_collection(
     item_assets: bool = False,
 ) -> CollectionUpdate:
     """Apply ``ops``; ``fields``: top-level members set as given (scaffold's description, license, providers...);
-    ``extent``/``summaries``/``item_assets``: computed from the staged items."""
+    ``extent``/``summaries``/``item_assets``: computed from the staged items. A collection whose content changes
+    gets ``updated`` (now), unless the operations set it."""
     if not ops and not extent and not fields and summaries is None and not item_assets:
         raise InputError("nothing to do: give --set, --unset, --rename or --recompute")
     t0 = time.perf_counter()
@@ -182,7 +183,11 @@ def update_collection(
         paths |= set(fields or {}) | ({"summaries"} if summaries is not None else set())
         paths |= {"item_assets"} if item_assets else set()
         res.changed = sorted(p for p in paths if not _same(_get(before, _split(p)), _get(doc, _split(p))))
-        if dry_run or _canonical.content_hash(before) == _canonical.content_hash(doc):
+        moved = _canonical.content_hash(before) != _canonical.content_hash(doc)
+        if moved and "updated" not in paths:  # as items get properties.updated; unless the user set it themselves
+            doc["updated"] = datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+            res.changed = sorted({*res.changed, "updated"})
+        if dry_run or not moved:
             res.seconds = time.perf_counter() - t0
             return res
         run = Run(
