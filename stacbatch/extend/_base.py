@@ -12,7 +12,7 @@ packages, as ``package.module:attribute``, or as a declarative extension file (Y
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, ClassVar
@@ -81,7 +81,6 @@ class Found:
     extension: Extension
     #: where it came from: "built-in", an entry point, a module path or a file
     origin: str
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def builtins() -> dict[str, type[Extension]]:
