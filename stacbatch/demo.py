@@ -19,6 +19,36 @@ def _run(*args: str, ok: tuple[int, ...] = (0,)) -> None:
         raise SystemExit(f"demo: step failed with exit code {proc.returncode}")
 
 
+def _cid_manifest(out: Path, collection: str) -> str:
+    """A CID manifest (href -> CID) for a collection's assets, and a dgeo configuration naming it. The sample's
+    files are not on this machine, so each CID is that of the href's own text: the form IPFS tooling prints."""
+    import csv
+
+    import stacbatch
+    from stacbatch.extend._cid import PROFILES, cid_of_bytes
+
+    out.mkdir(parents=True, exist_ok=True)
+    rows = (
+        stacbatch.open_stage("demo-stage")
+        .sql(
+            "SELECT DISTINCT href FROM (SELECT unnest(map_values(asset_fields.href)) AS href FROM items "
+            f"WHERE collection = '{collection}') WHERE href <> '' ORDER BY 1"
+        )
+        .fetchall()
+    )
+    profile = PROFILES["unixfs-v1-2025"]
+    with (out / "cids.csv").open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["href", "cid"])
+        w.writerows((href, cid_of_bytes(href.encode(), profile)) for (href,) in rows)
+    (out / "dgeo.yaml").write_text("manifest:\n  path: cids.csv\n  profile: unixfs-v1-2025\nipfs_alternate: true\n")
+    print(
+        f"\n# wrote {out.name}/cids.csv: {len(rows):,} hrefs of {collection} -> CIDs "
+        "(stand-ins: the files are not here)"
+    )
+    return str((out / "dgeo.yaml").relative_to(Path.cwd()))
+
+
 def main() -> None:
     root = Path.cwd()
     sample = root / "samples"
@@ -73,6 +103,16 @@ def main() -> None:
     # an extension over the batch: the CMR-like items' s3_<key> assets become <key>.alternate.s3 (alternate-assets)
     # (exit 3: a planted invalid item is among those it changed, and the validation afterwards says so)
     _run("extend", "--stage", "demo-stage", "--extension", "alternate-assets", ok=(0, 3))
+    # dgeo: IPFS CIDs of one collection's assets, from a manifest as `ipfs add` tooling would write it
+    config = _cid_manifest(root / "demo-out", "landsat-c2-l2")
+    _run("extend", "--stage", "demo-stage", "-e", "dgeo", "--config", config, "-c", "landsat-c2-l2", ok=(0, 3))
+    _run(
+        "sql",
+        "--stage",
+        "demo-stage",
+        'SELECT collection, count(*) AS items, sum(len("dgeo:cids")) AS cids FROM items '
+        'WHERE "dgeo:cids" IS NOT NULL GROUP BY ALL',
+    )
     _run("diff", "demo-out/stage-as-loaded", "demo-stage", "--out", "demo-out/changes.parquet")
     _run(
         "sql",

@@ -63,6 +63,13 @@ def extend_cmd(
     report(res.edit)
     for rule, (n, why) in res.not_extended.items():
         info(f"  not extended by '{rule}': {n:,} item(s): {why}")
+    if res.problems:
+        info(f"  {len(res.problems):,} input(s) could not be used (their assets were left as they were):")
+        for what, why in list(res.problems.items())[:10]:
+            info(f"    {what}: {why}")
+        if len(res.problems) > 10:
+            info(f"    ... and {len(res.problems) - 10:,} more")
+        state.exit_code = ExitCode.PARTIAL
     v = res.validation
     if v is not None:
         info(f"  validated what changed: {v.checked:,} checked, {v.valid:,} valid, {v.invalid:,} invalid")

@@ -1,6 +1,6 @@
 """Batch edits on a stage: update, delete, diff and merge, each one atomic commit with an audit trail."""
 
-from stacbatch.edit._apply import EditResult, delete, update
+from stacbatch.edit._apply import EditResult, Lookup, delete, update
 from stacbatch.edit._collections import CollectionUpdate, update_collection
 from stacbatch.edit._diff import DiffResult, diff
 from stacbatch.edit._merge import MergeResult, merge
@@ -10,6 +10,7 @@ __all__ = [
     "CollectionUpdate",
     "DiffResult",
     "EditResult",
+    "Lookup",
     "MergeResult",
     "Op",
     "compile_where",

@@ -3,17 +3,40 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 from stacbatch.edit._ops import Op, Step, compile_ops, rederive, sets_updated
 from stacbatch.edit._rewrite import FileResult, apply_results, make_jobs, result_counts, run_jobs
+from stacbatch.engine import _sql
 from stacbatch.engine._progress import current
 from stacbatch.errors import InputError
-from stacbatch.stage import Run, Stage, commit, crash_point, read_ids, select_rows, selection
+from stacbatch.stage import Run, Stage, commit, crash_point, read_ids, select_rows, select_values, selection
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """Values per item computed in this process by one SQL query over the selected items, joined with tables the
+    caller supplies (a manifest of CIDs by href, say), and handed to the rewrite as column ``name`` of the rows the
+    ``set`` expressions read. Items the query gives no row, or a row whose ``todo`` is false (already done), are
+    not selected: one join for the whole stage, then each file's rows travel with its job."""
+
+    name: str
+    #: the column's DuckDB type, e.g. ``MAP(VARCHAR, STRUCT(cid VARCHAR))`` (expressions are bound against it)
+    type: str
+    #: SQL over ``_rows`` (the selected items: the items view's columns, ``filename``, ``file_row_number``) that
+    #: returns ``filename, file_row_number, value, todo``, one row per item at most
+    query: str
+    #: tables the query reads, registered under these names
+    tables: dict[str, pa.Table] = field(default_factory=dict)
+    #: more tables made from the selection before the query runs: ``prepare(stage, predicate)`` (see
+    #: ``stage.query_rows``), e.g. CIDs hashed from the bytes of the selected items' assets
+    prepare: Callable[[Stage, str], dict[str, pa.Table]] | None = None
 
 
 @dataclass
@@ -35,6 +58,8 @@ class EditResult:
     first_failures: list[dict[str, Any]] = field(default_factory=list)
     #: target path -> selected items left without it: its parent object is missing (see ``create_parents``)
     skipped: dict[str, int] = field(default_factory=dict)
+    #: lookup name -> items the lookup found values for (selected or not: those already done are not)
+    found: dict[str, int] = field(default_factory=dict)
 
     def counts(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -61,15 +86,18 @@ def update(
     workers: int | None = None,
     create_parents: bool = False,
     command: str = "update",
+    lookups: list[Lookup] | None = None,
 ) -> EditResult:
     """Apply set/unset/rename operations to the selected items; changed items get ``properties.updated``. A target
     whose parent object an item lacks (``assets.B04.href`` on an item without asset B04) is skipped for that item
     and counted in ``EditResult.skipped``, unless ``create_parents``. An item for which an expression gives NaN or
     an infinity fails (it is left as it was); the others are updated. ``command`` names the run (``extend``
-    applies an extension through here)."""
+    applies an extension through here, with ``lookups``: values joined in from outside the stage)."""
     if not ops:
         raise InputError("nothing to do: give --set, --unset, --rename or --file")
-    return _edit(command, stage_path, ops, where, ids_file, dry_run, ignore_unknown_ids, workers, create_parents)
+    return _edit(
+        command, stage_path, ops, where, ids_file, dry_run, ignore_unknown_ids, workers, create_parents, lookups or []
+    )
 
 
 def delete(
@@ -95,16 +123,19 @@ def _edit(
     ignore_unknown_ids: bool,
     workers: int | None,
     create_parents: bool = False,
+    lookups: list[Lookup] | None = None,
 ) -> EditResult:
     t0 = time.perf_counter()
+    lookups = lookups or []
     ids = read_ids(ids_file) if ids_file else None
     stage = Stage.open(stage_path)
     with stage.write_lock():
         stage = Stage.open(stage_path)  # re-read under the lock
         current().phase(f"{command}: select items", total=None, unit="rows")
-        compiled = compile_ops(stage.connection, "items", ops, where)
+        compiled = compile_ops(stage.connection, _lookup_view(stage, lookups), ops, where)
         predicate, missing = selection(stage, compiled.where, ids, ignore_unknown_ids)
         rows = select_rows(stage, predicate)
+        extra, found = _look_up(stage, lookups, predicate, rows)
         run_time = datetime.now(UTC)
         run = (
             None
@@ -121,7 +152,7 @@ def _edit(
                 },
             )
         )
-        res = EditResult(command, run.id if run else None, dry_run, unknown_ids=missing)
+        res = EditResult(command, run.id if run else None, dry_run, unknown_ids=missing, found=found)
         jobs = make_jobs(
             stage,
             stage.manifest,
@@ -137,6 +168,8 @@ def _edit(
             create_parents=create_parents,
             columns=named_columns(stage.manifest, compiled.steps),
         )
+        for job in jobs:
+            job.extra = extra.get(job.entry["path"], {})
         results: list[FileResult] = run_jobs(jobs, workers)
         counts = result_counts(results)
         res.selected, res.changed, res.files_rewritten = (
@@ -172,6 +205,52 @@ def _edit(
             stage, manifest, run, status, res.counts(), _nonempty(audit), {"seconds": round(res.seconds, 3)}
         )
     return res
+
+
+def _lookup_view(stage: Stage, lookups: list[Lookup]) -> str:
+    """The view expressions are bound against: ``items``, plus a typed NULL column per lookup."""
+    if not lookups:
+        return "items"
+    for lookup in lookups:
+        for name, table in lookup.tables.items():
+            stage.connection.register(name, table)
+    cols = ", ".join(f"NULL::{lk.type} AS {_sql.ident(lk.name)}" for lk in lookups)
+    stage.connection.execute(f"CREATE OR REPLACE TEMP VIEW _items_looked_up AS SELECT *, {cols} FROM items")
+    return "_items_looked_up"
+
+
+def _look_up(
+    stage: Stage, lookups: list[Lookup], predicate: str, rows: dict[str, list[int]]
+) -> tuple[dict[str, dict[str, pa.Array]], dict[str, int]]:
+    """Run the lookups over the selection: narrow ``rows`` (in place) to the items each gives a to-do row, and
+    return, per file, each lookup's values in the order of its rows, and how many items each found."""
+    extra: dict[str, dict[str, pa.Array]] = {}
+    found: dict[str, int] = {}
+    for lookup in lookups:
+        if lookup.prepare is not None:
+            for name, table in lookup.prepare(stage, predicate).items():
+                stage.connection.register(name, table)
+        got = select_values(stage, predicate, lookup.query) if rows else {}
+        found[lookup.name] = sum(len(r) for r, _v, _t in got.values())
+        for path in list(rows):
+            if path not in got:
+                del rows[path]
+                continue
+            hit_rows, values, todo = got[path]
+            if not todo.all():
+                hit_rows, values = hit_rows[todo], values.filter(pa.array(todo))
+            before = np.asarray(rows[path], np.int64)
+            kept = np.intersect1d(before, hit_rows)
+            if not len(kept):
+                del rows[path]
+                extra.pop(path, None)
+                continue
+            rows[path] = kept.tolist()
+            earlier = extra.setdefault(path, {})
+            for name, aligned in earlier.items():  # an earlier lookup's values, narrowed the same way
+                earlier[name] = aligned.take(pa.array(np.searchsorted(before, kept)))
+            earlier[lookup.name] = values.take(pa.array(np.searchsorted(hit_rows, kept)))
+    return extra, found
 
 
 def named_columns(manifest: Any, steps: list[Step]) -> dict[str, tuple[str, str]]:

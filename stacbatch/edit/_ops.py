@@ -35,6 +35,9 @@ class Op:
     path: tuple[str, ...]
     expr: str | None = None
     to: tuple[str, ...] | None = None
+    #: a ``set`` whose value is SQL NULL leaves the item as it is at that path (for extensions: a field only some
+    #: items get); otherwise NULL writes a JSON null
+    keep_if_null: bool = False
 
     def describe(self) -> str:
         if self.kind == "set":
@@ -313,7 +316,10 @@ def compile_ops(con: duckdb.DuckDBPyConnection, view: str, ops: list[Op], where:
             value = scope.compile(op.expr, what)
             typ = _bind(con, f"DESCRIBE SELECT ({value}) AS v FROM {_sql.ident(view)}", what, op.expr)
             as_json = to_json_sql(value, typ)
-            compiled.steps.append(Step("set", op.path, None, f"({as_json})::VARCHAR"))
+            sql = f"({as_json})::VARCHAR"
+            if op.keep_if_null:  # NULL stays NULL: the rewrite then leaves the item alone at this path
+                sql = f"CASE WHEN ({value}) IS NULL THEN NULL ELSE {sql} END"
+            compiled.steps.append(Step("set", op.path, None, sql))
             scope.write(op.path, f"({value})", as_json)
         elif op.kind == "unset":
             compiled.steps.append(Step("unset", op.path, None, None))

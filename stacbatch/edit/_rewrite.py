@@ -64,6 +64,8 @@ class FileJob:
     plan: dict[str, Any] | None = None
     #: the items view's property columns the ``set`` expressions name: shown name -> (property, type)
     columns: dict[str, tuple[str, str]] = field(default_factory=dict)
+    #: lookup name -> its values for ``rows`` (in their order): columns the ``set`` expressions read beside the item
+    extra: dict[str, pa.Array] = field(default_factory=dict)
 
 
 @dataclass
@@ -189,7 +191,10 @@ def _update(job: FileJob, table: pa.Table) -> FileResult:
     if sets:
         con = _sql.sandbox()  # user expressions: no file, network or extension within reach
         try:
-            con.register("_selected", selected)
+            frame = selected
+            for name, looked_up in job.extra.items():
+                frame = frame.append_column(name, looked_up)
+            con.register("_selected", frame)
             cols = ", ".join(f"{job.steps[n].sql} AS v{n}" for n in sets)
             source = "_selected"
             if job.columns:  # the view's property columns, as the view reads them where a file has no column
@@ -207,7 +212,8 @@ def _update(job: FileJob, table: pa.Table) -> FileResult:
     item_col = pa.chunked_array([c.storage for c in selected["item"].chunks], pa.string())
     targets = _targets(job.steps)
     names = [format_path(t) for t in targets]
-    if _KERNEL and not job.rederive and len(sets) == len(job.steps) <= 31 and _disjoint(targets):
+    kernel_values = not any(None in v for v in values)  # the kernel writes every value; None means "leave it"
+    if _KERNEL and kernel_values and not job.rederive and len(sets) == len(job.steps) <= 31 and _disjoint(targets):
         fast = _update_patched(job, table, selected, res, item_col, values, stamp, names)
         if fast is not None:
             return fast
@@ -512,6 +518,8 @@ def _apply(
         if kind == "set":
             text = values[k]
             k += 1
+            if text is None:  # a keep_if_null set with nothing to set for this item
+                continue
             parent = _parent(doc, path, create=create_parents, strict=True)
             if parent is None:
                 _skip(skipped, path)

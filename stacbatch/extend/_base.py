@@ -12,12 +12,13 @@ packages, as ``package.module:attribute``, or as a declarative extension file (Y
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, ClassVar
 
-from stacbatch.edit import Op
+from stacbatch.edit import Lookup, Op
 from stacbatch.errors import InputError
 
 #: the entry point group where installed packages offer extensions (an ``Extension`` subclass or instance)
@@ -46,6 +47,13 @@ class Plan:
 
     schema_url: str
     rules: tuple[Rule, ...]
+    #: values joined in from outside the stage (a CID manifest, CIDs of asset bytes): columns the rules' SQL reads;
+    #: items they find nothing for are not selected
+    lookups: tuple[Lookup, ...] = ()
+    #: more schema URLs the rules' fields need (dgeo's ``alternate.ipfs`` needs alternate-assets)
+    also: tuple[str, ...] = ()
+    #: after the run: what could not be used and why (an asset href that could not be read, say)
+    problems: Callable[[], dict[str, str]] | None = None
 
 
 class Extension:
@@ -60,6 +68,8 @@ class Extension:
     applies_to: ClassVar[frozenset[str]] = frozenset({"item"})
     #: JSON Schema (draft 2020-12) of the configuration; checked before anything runs
     config_schema: ClassVar[dict[str, Any]] = {"type": "object"}
+    #: configuration keys that name files (``("manifest", "path")``): in a configuration file, relative to it
+    path_keys: ClassVar[tuple[tuple[str, ...], ...]] = ()
     #: one line for ``stacbatch extend --list``
     summary: ClassVar[str] = ""
 
@@ -85,8 +95,9 @@ class Found:
 
 def builtins() -> dict[str, type[Extension]]:
     from stacbatch.extend._alternate import AlternateAssets
+    from stacbatch.extend._dgeo import Dgeo
 
-    return {AlternateAssets.name: AlternateAssets}
+    return {AlternateAssets.name: AlternateAssets, Dgeo.name: Dgeo}
 
 
 def _instance(obj: Any, where: str) -> Extension:

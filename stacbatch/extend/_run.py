@@ -3,7 +3,9 @@ log and ``properties.updated`` stamping), then validate what changed."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from stacbatch.edit import EditResult, Op, compile_where, update
@@ -20,19 +22,25 @@ class ExtendResult:
     edit: EditResult
     #: rule -> (items selected that it cannot extend, why): reported, left as they were
     not_extended: dict[str, tuple[int, str]] = field(default_factory=dict)
+    #: items in the selection a lookup found nothing for (dgeo: no asset href with a CID), reported as not extended
+    #: href (or other input) -> why it could not be used (an asset that could not be read, say)
+    problems: dict[str, str] = field(default_factory=dict)
     #: the validation of the items this run changed (``stacbatch.validate``'s result), when asked and any changed
     validation: Any = None
 
 
-def stac_extensions_op(url: str, any_listed: bool = True) -> Op:
-    """``stac_extensions`` with ``url`` appended unless it is there: each schema URL exactly once, and unchanged
-    on a second run. ``any_listed``: whether some staged item has ``stac_extensions`` at all (else it is made)."""
-    lit = _sql.literal(url)
+def stac_extensions_op(url: str | Sequence[str], any_listed: bool = True) -> Op:
+    """``stac_extensions`` with each of ``url`` appended unless it is there: each schema URL exactly once, and
+    unchanged on a second run. ``any_listed``: whether some staged item has ``stac_extensions`` at all (else it is
+    made)."""
+    from stacbatch.extend._sqljson import let
+
+    urls = "[" + ", ".join(_sql.literal(u) for u in ([url] if isinstance(url, str) else url)) + "]"
     if not any_listed:
-        return Op("set", ("stac_extensions",), expr=f"to_json([{lit}])")
+        return Op("set", ("stac_extensions",), expr=f"to_json({urls})")
     have = "coalesce(CAST(item.stac_extensions AS VARCHAR[]), [])"
-    added = f"to_json(list_append({have}, {lit}))"
-    expr = f"CASE WHEN list_contains({have}, {lit}) THEN item.stac_extensions ELSE {added} END"
+    added = f"to_json(list_concat(h, list_filter({urls}, lambda u: NOT list_contains(h, u))))"
+    expr = let(have, "h", f"CASE WHEN list_has_all(h, {urls}) THEN item.stac_extensions ELSE {added} END")
     return Op("set", ("stac_extensions",), expr=expr)
 
 
@@ -51,11 +59,20 @@ def check_config(ext: Extension, config: dict[str, Any] | None) -> dict[str, Any
 
 
 def read_config(ext: Extension, path: str) -> dict[str, Any]:
-    """A configuration file (YAML/JSON), checked against the extension's schema: ``FILE:LINE: key: problem``."""
+    """A configuration file (YAML/JSON), checked against the extension's schema: ``FILE:LINE: key: problem``.
+    The file paths it names (the extension's ``path_keys``) are taken relative to the file."""
     from stacbatch.mapping import read_mapping
 
     data = read_mapping(path, ext.config_schema).data
-    return data if isinstance(data, dict) else {}
+    config = data if isinstance(data, dict) else {}
+    for keys in ext.path_keys:  # file paths in a configuration file are relative to that file
+        parent, leaf = config, keys[-1]
+        for k in keys[:-1]:
+            parent = parent.get(k) if isinstance(parent, dict) else None  # type: ignore[assignment]
+        value = parent.get(leaf) if isinstance(parent, dict) else None
+        if isinstance(value, str) and "://" not in value and not Path(value).is_absolute():
+            parent[leaf] = str(Path(path).resolve().parent / value)
+    return config
 
 
 def _and(*parts: str | None) -> str | None:
@@ -91,7 +108,7 @@ def extend(
     applies = " OR ".join(f"({r.applies})" for r in plan.rules)
     con = stage.connection
     listed = bool(con.sql("SELECT 1 FROM items WHERE json_exists(item, '/stac_extensions') LIMIT 1").fetchall())
-    ops = [op for r in plan.rules for op in r.ops] + [stac_extensions_op(plan.schema_url, listed)]
+    ops = [op for r in plan.rules for op in r.ops] + [stac_extensions_op([plan.schema_url, *plan.also], listed)]
     res = ExtendResult(ext.name, plan.schema_url, EditResult("extend", None, dry_run))
     ids = read_ids(ids_file) if ids_file else None
     for rule in plan.rules:
@@ -108,7 +125,17 @@ def extend(
         dry_run=dry_run,
         workers=workers,
         command="extend",
+        lookups=list(plan.lookups),
     )
+    if plan.problems is not None:
+        res.problems = plan.problems()
+    for lookup in plan.lookups:
+        n = _count(stage, scope) - res.edit.found.get(lookup.name, 0)
+        if n > 0:
+            res.not_extended[plan.rules[0].name] = (
+                n,
+                "no asset of the item has a CID (none in the manifest, none read)",
+            )
     if validate and not dry_run and res.edit.changed and res.edit.run_id:
         from stacbatch.validate import validate as run_validation
 
@@ -116,6 +143,11 @@ def extend(
             stage_path, options=validate_options, where=f"stage_run = {_sql.literal(res.edit.run_id)}"
         )
     return res
+
+
+def _count(stage: Stage, scope: str | None) -> int:
+    where = compile_where(stage.connection, scope) if scope else None
+    return int(stage.connection.sql(f"SELECT count(*) FROM items WHERE {where or 'true'}").fetchall()[0][0])
 
 
 def _collections(collections: list[str] | None) -> str | None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -129,3 +130,43 @@ def selection(stage: Stage, where: str | None, ids: pa.Table | None, allow_unkno
     if not parts:
         raise InputError("select items with --where and/or --ids (use --where true to select every item)")
     return " AND ".join(parts), missing
+
+
+def query_rows(stage: Stage, predicate: str, query: str) -> pa.Table:
+    """``query``'s result: SQL over ``_rows``, the rows ``predicate`` selects (the items view's columns plus each
+    row's ``filename`` and ``file_row_number``)."""
+    if not stage.manifest.files:
+        return stage.connection.sql(f"WITH _rows AS (SELECT * FROM items WHERE false) {query}").to_arrow_table()
+    source, _names = items_select(
+        stage.manifest, None, lambda rel: _fs.full_path(stage.fs, _fs.join(stage.root, rel)), locate=True
+    )
+    sql = f"WITH _rows AS (SELECT * FROM (\n{source}\n) WHERE {predicate})\n{query}"
+    try:
+        return stage.connection.sql(sql).to_arrow_table()
+    except duckdb.Error as err:
+        raise QueryError(f"looking up values for the selected items failed: {_sql.one_line(err)}") from None
+
+
+def select_values(stage: Stage, predicate: str, query: str) -> dict[str, tuple[np.ndarray, pa.Array, np.ndarray]]:
+    """Per data file (its manifest path): the row numbers, values and to-do flags ``query`` gives, by row number.
+    ``query`` is SQL over ``_rows`` (see ``query_rows``) returning ``filename, file_row_number, value, todo``: one
+    row per item at most."""
+    by_abs = {_fs.full_path(stage.fs, _fs.join(stage.root, f["path"])): f["path"] for f in stage.manifest.files}
+    if not by_abs:
+        return {}
+    table = query_rows(
+        stage,
+        predicate,
+        f"SELECT filename, file_row_number, value, todo FROM ({query}) ORDER BY filename, file_row_number",
+    )
+    if not table.num_rows:
+        return {}
+    names = table["filename"].to_numpy(zero_copy_only=False)
+    rows = table["file_row_number"].to_numpy(zero_copy_only=False).astype(np.int64)
+    todo = table["todo"].fill_null(True).to_numpy(zero_copy_only=False).astype(bool)
+    values = table["value"].combine_chunks()
+    out: dict[str, tuple[np.ndarray, pa.Array, np.ndarray]] = {}
+    starts = np.flatnonzero(np.r_[True, names[1:] != names[:-1]])
+    for lo, hi in zip(starts, np.r_[starts[1:], len(names)], strict=True):
+        out[by_abs[names[lo]]] = (rows[lo:hi], values.slice(lo, hi - lo), todo[lo:hi])
+    return out

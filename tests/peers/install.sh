@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the real peers the tests talk to (../shared/reference/pgstac.md): PostgreSQL + PostGIS from Debian's
-# packages, and pypgstac + stac-fastapi-pgstac in a virtual environment of their own (their pins must not steer ours).
+# packages, pypgstac + stac-fastapi-pgstac in a virtual environment of their own (their pins must not steer ours), and
+# ipfs-unixfs-importer from npm (the oracle of computed CIDs).
 # Idempotent; `make test` runs it once per requirements change.   usage: install.sh PYTHON PEERS_DIR
 set -euo pipefail
 PY="$1"
@@ -31,4 +32,14 @@ if [ ! -x "$DIR/venv/bin/python" ]; then
 fi
 "$DIR/venv/bin/python" -m pip install -q --upgrade pip
 "$DIR/venv/bin/python" -m pip install -q "${REQS[@]}"
+
+# The oracle for computed IPFS CIDs (tests/oracles/ipfs_cid.mjs): ipfs-unixfs-importer from the npm registry.
+if command -v npm >/dev/null; then
+  mkdir -p "$DIR/ipfs"
+  (cd "$DIR/ipfs" && [ -f package.json ] || echo '{"name": "stacbatch-ipfs-oracle", "private": true}' > package.json)
+  (cd "$DIR/ipfs" && npm install -q --no-audit --no-fund ipfs-unixfs-importer@17.1.1 >/dev/null) ||
+    echo "npm install ipfs-unixfs-importer failed: the CID oracle tests will fail or skip" >&2
+else
+  echo "npm not found: the CID tests will compare with known CIDs only (apt-get install nodejs npm)" >&2
+fi
 touch "$DIR/.installed"

@@ -1,0 +1,281 @@
+"""dgeo: content-addressed identity (IPFS CIDs) for STAC items (``../shared/reference/extensions.md``).
+
+Assets get ``dgeo:cid`` (and ``dgeo:cid_profile``: how the CID was made), items ``properties."dgeo:cids"`` (their
+assets' CIDs, unique, in asset order, after any already listed) and ``dgeo:piece_cids`` (Filecoin piece CIDs, when
+the manifest has them; on assets too as ``dgeo:piece_cid`` in the ``main`` variant). Optionally
+``alternate.ipfs = {href: ipfs://CID}`` (alternate-assets v1.2.0, declared too).
+
+CIDs come from a manifest (href -> CID[, piece CID], joined in SQL over the whole stage) and/or are computed from
+the bytes of the assets whose hrefs are readable (local paths, ``file://``, ``s3://``, ``http(s)://``), streamed,
+several at a time (``_cid``). An item whose ``dgeo:cids`` already lists every CID found for it is left alone (so a
+second run rewrites nothing); ``refresh: true`` re-applies.
+"""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, ClassVar
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from stacbatch.edit import Lookup, Op, compile_where
+from stacbatch.engine import _sql
+from stacbatch.errors import InputError, QueryError
+from stacbatch.extend import _cid, _manifest
+from stacbatch.extend._alternate import AlternateAssets
+from stacbatch.extend._base import Extension, Plan, Rule
+from stacbatch.extend._sqljson import as_map, let
+
+SCHEMA_URLS = {
+    "pgstac-variant": "https://raw.githubusercontent.com/DecentralizedGeo/dgeo-asset/refs/heads/pgstac-variant/"
+    "json-schema/schema.json",
+    "main": "https://raw.githubusercontent.com/DecentralizedGeo/dgeo/refs/heads/main/json-schema/schema.json",
+}
+#: the lookup's column in the rewrite: asset key -> what to put on that asset
+COLUMN = "_dgeo"
+VALUE_TYPE = "MAP(VARCHAR, STRUCT(cid VARCHAR, piece VARCHAR, profile VARCHAR))"
+_PROFILE_SCHEMA: dict[str, Any] = {
+    "oneOf": [
+        {"enum": sorted(_cid.PROFILES)},
+        {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "base": {"enum": sorted(_cid.PROFILES)},
+                "cid_version": {"enum": [0, 1]},
+                "raw_leaves": {"type": "boolean"},
+                "chunk_size": {"type": "integer", "minimum": 1, "maximum": 4_194_304},
+                "dag_width": {"type": "integer", "minimum": 2},
+            },
+        },
+    ]
+}
+
+
+class Dgeo(Extension):
+    name: ClassVar[str] = "dgeo"
+    summary: ClassVar[str] = "IPFS CIDs of assets (dgeo:cid, dgeo:cids) from a manifest or computed from the bytes"
+    schema_urls: ClassVar[dict[str, str]] = SCHEMA_URLS
+    default_variant: ClassVar[str] = "pgstac-variant"
+    applies_to: ClassVar[frozenset[str]] = frozenset({"item", "asset"})
+    path_keys: ClassVar[tuple[tuple[str, ...], ...]] = (("manifest", "path"),)
+    config_schema: ClassVar[dict[str, Any]] = {
+        "type": "object",
+        "additionalProperties": False,
+        "anyOf": [{"required": ["manifest"]}, {"required": ["compute"]}],
+        "properties": {
+            "variant": {"enum": sorted(SCHEMA_URLS)},
+            "manifest": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["path"],
+                "properties": {
+                    "path": {"type": "string", "minLength": 1},
+                    "href": {"type": "string", "minLength": 1},
+                    "cid": {"type": "string", "minLength": 1},
+                    "piece_cid": {"type": "string", "minLength": 1},
+                    "profile": _PROFILE_SCHEMA,
+                },
+            },
+            "compute": {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {
+                    "profile": _PROFILE_SCHEMA,
+                    "assets": {"type": "array", "items": {"type": "string"}, "minItems": 1},
+                    "roles": {"type": "array", "items": {"type": "string"}, "minItems": 1},
+                    "concurrency": {"type": "integer", "minimum": 1, "maximum": 256},
+                },
+            },
+            "ipfs_alternate": {"type": "boolean"},
+            "refresh": {"type": "boolean"},
+        },
+    }
+
+    def plan(self, config: dict[str, Any], stage: Any) -> Plan:
+        variant = config.get("variant") or self.default_variant
+        manifest = _manifest.empty()
+        if config.get("manifest"):
+            spec = config["manifest"]
+            record = _record(spec["profile"], variant) if spec.get("profile") else None
+            manifest = _manifest.read(spec, variant, record)
+        pieces = bool(len(manifest)) and manifest["piece"].null_count < len(manifest)
+        compute = config.get("compute")
+        computer = _Computer(compute, variant, bool(config.get("refresh"))) if compute is not None else None
+        lookup = Lookup(
+            COLUMN,
+            VALUE_TYPE,
+            _lookup_query(stage, bool(config.get("refresh"))),
+            {"_dgeo_manifest": manifest, "_dgeo_computed": _manifest.empty()},
+            computer.tables if computer else None,
+        )
+        alternate = bool(config.get("ipfs_alternate"))
+        profiles = compute is not None or bool(config.get("manifest", {}).get("profile"))
+        ops = [Op("set", ("assets",), expr=_assets_expr(variant, alternate, profiles, pieces))]
+        ops.append(
+            Op("set", ("properties", "dgeo:cids"), expr=_merged("cid", "dgeo:cids", _staged(stage, "dgeo:cids")))
+        )
+        if pieces:
+            expr = _merged("piece", "dgeo:piece_cids", _staged(stage, "dgeo:piece_cids"))
+            ops.append(Op("set", ("properties", "dgeo:piece_cids"), expr=expr, keep_if_null=True))
+        source = " and ".join(
+            w for w, on in (("a manifest", config.get("manifest")), ("the asset bytes", compute)) if on
+        )
+        rule = Rule(name=f"CIDs from {source}", ops=tuple(ops), applies="true")
+        also = (AlternateAssets.schema_urls["v1.2.0"],) if alternate else ()
+        problems = (lambda: dict(computer.unreadable)) if computer else None
+        return Plan(self.schema_url(config), (rule,), lookups=(lookup,), also=also, problems=problems)
+
+
+def _record(spec: str | dict[str, Any], variant: str) -> str:
+    try:
+        return json.dumps(_cid.profile(spec).record(variant), separators=(",", ":"))
+    except ValueError as err:
+        raise InputError(f"extension dgeo: profile: {err}") from None
+
+
+def _lookup_query(stage: Any, refresh: bool) -> str:
+    """Per selected item with at least one asset href known: asset key -> CID, piece CID, profile (asset order),
+    and whether the item needs the change (its dgeo:cids lacks one of them)."""
+    have = "NULL::VARCHAR[]"  # no staged item has dgeo:cids yet
+    if _staged(stage, "dgeo:cids"):
+        have = compile_where(stage.connection, 'TRY_CAST(properties."dgeo:cids" AS VARCHAR[])') or have
+    todo = "true" if refresh else "NOT list_has_all(coalesce(any_value(have), []), list(c.cid))"
+    return f"""
+SELECT filename, file_row_number,
+       map_from_entries(list(struct_pack(key := k, value := struct_pack(cid := c.cid, piece := c.piece,
+                                                                        profile := c.profile)) ORDER BY pos)) AS value,
+       {todo} AS todo
+FROM (
+    SELECT filename, file_row_number, have,
+           unnest(map_keys(asset_fields.href)) AS k, unnest(map_values(asset_fields.href)) AS h,
+           unnest(range(1, CAST(cardinality(asset_fields.href) AS BIGINT) + 1)) AS pos
+    FROM (SELECT filename, file_row_number, asset_fields, ({have}) AS have FROM _rows)
+) a
+JOIN (SELECT * FROM _dgeo_manifest UNION ALL SELECT * FROM _dgeo_computed) c ON c.href = a.h
+GROUP BY filename, file_row_number
+"""
+
+
+def _assets_expr(variant: str, alternate: bool, profiles: bool = True, pieces: bool = True) -> str:
+    """Each asset with a CID: ``dgeo:cid``, its profile when known (replacing an older one), its piece CID (main),
+    ``alternate.ipfs``; the others unchanged."""
+    d = f"{COLUMN}[e.key]"
+    v = f"json_merge_patch(e.value, json_object('dgeo:cid', {d}.cid))"
+    if profiles:  # (each branch left out where it cannot be taken: they cost per asset)
+        v = (
+            f"CASE WHEN {d}.profile IS NULL THEN {v} ELSE json_merge_patch(json_merge_patch({v}, "
+            f"'{{\"dgeo:cid_profile\": null}}'), json_object('dgeo:cid_profile', {d}.profile::JSON)) END"
+        )
+    if variant == "main" and pieces:
+        piece = f"json_object('dgeo:piece_cid', {d}.piece)"
+        v = f"CASE WHEN {d}.piece IS NULL THEN {v} ELSE json_merge_patch({v}, {piece}) END"
+    if alternate:
+        ipfs = f"json_object('ipfs', json_object('href', 'ipfs://' || {d}.cid, 'alternate:name', 'IPFS'))"
+        v = f"json_merge_patch({v}, json_object('alternate', {ipfs}))"
+    value = f"CASE WHEN map_contains({COLUMN}, e.key) THEN {v} ELSE e.value END"
+    each = f"list_transform(map_entries(m), lambda e: struct_pack(key := e.key, value := {value}))"
+    return let(as_map("item.assets"), "m", f"to_json(map_from_entries({each}))")
+
+
+def _staged(stage: Any, prop: str) -> bool:
+    """Whether some staged item may have ``properties.<prop>`` (an expression may name only such paths). The
+    collections' column plans list every property name their items have (as a column or as text only), unless a
+    plan is closed (files from before plans, or too many names): then the items are asked (a scan)."""
+    plans = [(meta or {}).get("columns") for meta in stage.manifest.collections.values()]
+    if all(p is not None and not p.get("closed") for p in plans):
+        return any(prop in (p.get("types") or {}) or prop in (p.get("text_only") or {}) for p in plans if p)
+    try:
+        compile_where(stage.connection, f'properties."{prop}" IS NULL')
+    except QueryError:
+        return False
+    return True
+
+
+def _merged(field: str, prop: str, staged: bool) -> str:
+    """``properties.<prop>``: what it lists, then the item's new ``field`` values (asset order, each once).
+    NULL (left alone) when there is nothing to list. ``staged``: whether any item has the property yet."""
+    new = f"list_filter(list_transform(map_values({COLUMN}), lambda v: v.{field}), lambda x: x IS NOT NULL)"
+    have = f'coalesce(TRY_CAST(item.properties."{prop}" AS VARCHAR[]), [])' if staged else "[]::VARCHAR[]"
+    body = "list_concat(have, list_filter(n, lambda x, i: NOT list_contains(have, x) AND list_position(n, x) = i))"
+    both = let(have, "have", f"CASE WHEN len({body}) = 0 THEN NULL ELSE to_json({body}) END")
+    return let(new, "n", both)
+
+
+class _Computer:
+    """CIDs of the selected items' asset bytes (the hrefs no manifest row and no earlier run gave a CID)."""
+
+    def __init__(self, spec: dict[str, Any], variant: str, refresh: bool) -> None:
+        self.profile = _profile(spec.get("profile") or _cid.DEFAULT_PROFILE)
+        self.record = _record(spec.get("profile") or _cid.DEFAULT_PROFILE, variant)
+        self.keys = spec.get("assets")
+        self.roles = spec.get("roles")
+        self.concurrency = int(spec.get("concurrency") or 8)
+        self.refresh = refresh
+        #: href -> why it could not be read (reported per asset, the rest go on)
+        self.unreadable: dict[str, str] = {}
+
+    def hrefs(self, stage: Any, predicate: str) -> pa.Table:
+        """The selected assets' hrefs to read (``cid`` NULL) and those whose asset has a CID already (an earlier
+        run's: kept, not read again, unless ``refresh``), one row per href."""
+        from stacbatch.stage import query_rows
+
+        keep = ["h IS NOT NULL", "h NOT IN (SELECT href FROM _dgeo_manifest)"]
+        if self.keys:
+            keep.append(f"k IN ({', '.join(_sql.literal(k) for k in self.keys)})")
+        if self.roles:
+            roles = "[" + ", ".join(_sql.literal(r) for r in self.roles) + "]"
+            keep.append(f"list_has_any(coalesce(r, []), {roles})")
+        cid = "NULL::VARCHAR" if self.refresh else "a[k] ->> 'dgeo:cid'"
+        profile = "NULL::VARCHAR" if self.refresh else "(a[k] -> 'dgeo:cid_profile')::VARCHAR"
+        query = f"""
+SELECT h AS href, any_value(cid) AS cid, any_value(profile) AS profile FROM (
+    SELECT h, {cid} AS cid, {profile} AS profile FROM (
+        SELECT unnest(map_keys(asset_fields.href)) AS k, unnest(map_values(asset_fields.href)) AS h,
+               unnest(map_values(asset_fields.roles)) AS r, {as_map("item -> 'assets'")} AS a
+        FROM _rows
+    ) WHERE {" AND ".join(keep)}
+) GROUP BY h ORDER BY h"""
+        return query_rows(stage, predicate, query)
+
+    def tables(self, stage: Any, predicate: str) -> dict[str, pa.Table]:
+        found = self.hrefs(stage, predicate)
+        had = found.filter(pc.is_valid(found["cid"]))
+        todo = found.filter(pc.is_null(found["cid"]))["href"].to_pylist()
+        with ThreadPoolExecutor(max(1, min(self.concurrency, len(todo)))) as pool:
+            got = list(pool.map(self._one, todo))
+        ok = [(h, c) for h, c in zip(todo, got, strict=True) if c is not None]
+        table = pa.table(
+            {
+                "href": pa.array([h for h, _ in ok] + had["href"].to_pylist(), pa.string()),
+                "cid": pa.array([c for _, c in ok] + had["cid"].to_pylist(), pa.string()),
+                "piece": pa.nulls(len(ok) + had.num_rows, pa.string()),
+                "profile": pa.array([self.record] * len(ok) + had["profile"].to_pylist(), pa.string()),
+            }
+        )
+        return {"_dgeo_computed": table}
+
+    def _one(self, href: str) -> str | None:
+        from stacbatch.engine import _fs
+
+        if "://" not in href and not href.startswith("/"):
+            self.unreadable[href] = "a relative href (stage items with absolute hrefs, or give a manifest)"
+            return None
+        try:
+            fs, path = _fs.filesystem(href)
+            # http: a stream (servers need not support ranges); elsewhere, reads of a chunk
+            http = href.startswith(("http://", "https://"))
+            with fs.open(path, "rb", block_size=0 if http else self.profile.chunk_size) as f:
+                return _cid.cid_of_stream(f.read, self.profile)
+        except Exception as err:
+            self.unreadable[href] = f"{type(err).__name__}: {err}".splitlines()[0][:200]
+            return None
+
+
+def _profile(spec: str | dict[str, Any]) -> _cid.Profile:
+    try:
+        return _cid.profile(spec)
+    except ValueError as err:
+        raise InputError(f"extension dgeo: profile: {err}") from None
