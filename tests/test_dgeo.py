@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import cli, item
+from helpers import cli, item, write_ndjson
 from test_extend import _items, _sample, _stage
 
 from stacbatch.extend import extend
@@ -350,3 +350,45 @@ def test_output_validates_against_the_shared_dgeo_schemas(tmp_path: Path) -> Non
             validate_options=opts,
         )
         assert res.validation is not None and res.validation.invalid == 0, res.validation.by_rule
+
+
+def _collection(cid: str, assets: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {
+        "type": "Collection",
+        "stac_version": "1.1.0",
+        "id": cid,
+        "description": "d",
+        "license": "CC-BY-4.0",
+        "extent": {"spatial": {"bbox": [[0, 0, 1, 1]]}, "temporal": {"interval": [["2021-01-01T00:00:00Z", None]]}},
+        "links": [],
+        "assets": assets,
+        **extra,
+    }
+
+
+def test_collection_assets_get_cids_and_the_collection_its_dgeo_cids(tmp_path: Path) -> None:
+    data = _files(tmp_path, [100, 200])
+    col = _collection("c1", {"readme": {"href": str(data[0])}, "thumb": {"href": str(data[1]), "roles": ["overview"]}})
+    (tmp_path / "c1.json").write_text(json.dumps(col))
+    it = item("a")
+    it["assets"] = {"data": {"href": str(data[0])}}
+    it["links"] = [{"rel": "collection", "href": "https://example.com/c1.json"}]
+    stage = str(tmp_path / "stage")
+    import stacbatch
+
+    stacbatch.load_to_stage(stage, [str(write_ndjson(tmp_path / "i.ndjson", [it])), str(tmp_path / "c1.json")])
+    # a selection of items leaves the collections alone
+    extend(stage, "dgeo", {"compute": {}}, where="id = 'a'", validate=False)
+    assert "dgeo:cids" not in (stacbatch.open_stage(stage).collection_json("c1") or {})
+    res = extend(stage, "dgeo", {"compute": {}, "ipfs_alternate": True}, validate_options=_options())
+    assert res.edit.collections_changed == ["c1"]
+    got = stacbatch.open_stage(stage).collection_json("c1")
+    assert got is not None
+    p = PROFILES["unixfs-v1-2025"]
+    want = [cid_of_bytes(f.read_bytes(), p) for f in data]
+    assert [got["assets"][k]["dgeo:cid"] for k in ("readme", "thumb")] == want
+    assert got["dgeo:cids"] == want and PGSTAC_URL in got["stac_extensions"] and ALT in got["stac_extensions"]
+    assert got["assets"]["thumb"]["alternate"]["ipfs"]["href"] == f"ipfs://{want[1]}"
+    assert res.validation is not None and res.validation.invalid == 0, res.validation.by_rule
+    again = extend(stage, "dgeo", {"compute": {}, "ipfs_alternate": True}, validate=False)
+    assert again.edit.collections_changed == [] and again.edit.changed == 0

@@ -321,3 +321,72 @@ def test_update_collection_recomputes_extent_summaries_and_item_assets(tmp_path:
     assert coll["extent"]["temporal"]["interval"] == [["2021-01-01T00:00:00Z", "2021-03-01T00:00:00Z"]]
     bad = cli("update-collection", "c1", "--stage", stage, "--recompute", "colour")
     assert bad.returncode == 4 and "unknown colour" in bad.stderr
+
+
+def test_alternate_assets_fold_on_collection_assets_and_item_assets(tmp_path: Path) -> None:
+    col = {
+        "type": "Collection",
+        "stac_version": "1.1.0",
+        "id": "c1",
+        "description": "d",
+        "license": "CC-BY-4.0",
+        "extent": {"spatial": {"bbox": [[0, 0, 1, 1]]}, "temporal": {"interval": [["2021-01-01T00:00:00Z", None]]}},
+        "links": [],
+        "assets": {
+            "meta": {"href": "https://data.example.com/meta.xml", "title": "Metadata"},
+            "s3_meta": {"href": "s3://bucket/meta.xml", "title": "Metadata (S3)"},
+        },
+        "item_assets": {
+            "B04": {"type": "image/tiff", "title": "Red"},
+            "s3_B04": {"type": "image/tiff", "title": "Red (S3)"},
+            "s3_B05": {"type": "image/tiff"},
+        },
+    }
+    (tmp_path / "c1.json").write_text(json.dumps(col))
+    it = item("a")
+    stage = str(tmp_path / "stage")
+    stacbatch.load_to_stage(stage, [str(write_ndjson(tmp_path / "i.ndjson", [it])), str(tmp_path / "c1.json")])
+    res = extend(stage, "alternate-assets", validate=False)
+    assert res.edit.collections_changed == ["c1"]
+    got = stacbatch.open_stage(stage).collection_json("c1")
+    assert got is not None
+    assert got["assets"] == {
+        "meta": {
+            "href": "https://data.example.com/meta.xml",
+            "title": "Metadata",
+            "alternate": {"s3": {"href": "s3://bucket/meta.xml", "title": "Metadata (S3)", "alternate:name": "S3"}},
+        }
+    }
+    assert got["item_assets"]["B04"]["alternate"] == {
+        "s3": {"type": "image/tiff", "title": "Red (S3)", "alternate:name": "S3"}
+    }
+    assert "s3_B05" in got["item_assets"]  # no B05 to fold into: left as it is
+    assert ALT in got["stac_extensions"] and "updated" in got
+    again = extend(stage, "alternate-assets", validate=False)
+    assert again.edit.collections_changed == []
+
+
+def test_a_collection_created_from_yaml_before_its_items(tmp_path: Path) -> None:
+    stage = _stage(tmp_path, [item("a")])
+    (tmp_path / "c2.yaml").write_text(
+        "type: Collection\nstac_version: 1.1.0\nid: c2\ndescription: Made before its items\nlicense: CC-BY-4.0\n"
+        "extent: {spatial: {bbox: [[0, 0, 1, 1]]}, temporal: {interval: [['2021-01-01T00:00:00Z', null]]}}\n"
+        "links: []\n"
+    )
+    r = cli("update-collection", "c2", "--stage", stage, "--from", str(tmp_path / "c2.yaml"))
+    assert r.returncode == 0, r.stderr
+    got = stacbatch.open_stage(stage).collection_json("c2")
+    assert got is not None and got["description"] == "Made before its items"
+    assert got["created"] == got["updated"]
+    later = item("b", "c2", dt="2023-03-01T00:00:00Z")
+    stacbatch.load_to_stage(stage, [str(write_ndjson(tmp_path / "b.ndjson", [later]))])
+    r = cli("update-collection", "c2", "--stage", stage, "--recompute", "extent")
+    assert r.returncode == 0, r.stderr
+    again = stacbatch.open_stage(stage).collection_json("c2")
+    assert again is not None and again["created"] == got["created"] and again["updated"] != got["updated"]
+    assert again["extent"]["temporal"]["interval"] == [["2023-03-01T00:00:00Z", "2023-03-01T00:00:00Z"]]
+    (tmp_path / "bad.yaml").write_text("type: Feature\nid: c3\n")
+    r = cli("update-collection", "c3", "--stage", stage, "--from", str(tmp_path / "bad.yaml"))
+    assert r.returncode == 4 and "bad.yaml:1" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    r = cli("update-collection", "c4", "--stage", stage, "--from", str(tmp_path / "c2.yaml"))
+    assert r.returncode == 4 and "not a Collection with id 'c4'" in r.stderr, r.stderr

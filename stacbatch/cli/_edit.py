@@ -155,6 +155,22 @@ def _show(value: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
+#: what a Collection file must be for --from (the rest is for `stacbatch validate`)
+_COLLECTION_FILE = {
+    "type": "object",
+    "required": ["type", "id"],
+    "properties": {"type": {"const": "Collection"}, "id": {"type": "string", "minLength": 1}},
+}
+
+
+def _collection_file(path: str) -> dict[str, Any]:
+    """A Collection from a JSON or YAML file (``FILE:LINE: key: problem`` when it is not one)."""
+    from stacbatch.mapping import read_mapping
+
+    data = read_mapping(path, _COLLECTION_FILE).data
+    return data if isinstance(data, dict) else {}
+
+
 def update_collection_cmd(
     collection: str = typer.Argument(..., help="Collection id in the stage."),
     stage: str | None = stage_option(),
@@ -169,6 +185,11 @@ def update_collection_cmd(
         [], "--summary", help="Property --recompute summaries summarises (repeatable; default: the common ones)."
     ),
     dry_run: bool = typer.Option(False, "--dry-run", "-n", help="Show what would change; write nothing."),
+    from_file: str | None = typer.Option(
+        None,
+        "--from",
+        help="The Collection as a JSON/YAML file: replaces the staged one, or creates it (no items yet).",
+    ),
 ) -> None:
     from stacbatch.edit import parse_cli_ops
     from stacbatch.edit._collections import SUMMARY_DEFAULTS, update_collection
@@ -186,6 +207,7 @@ def update_collection_cmd(
         summaries=list(summary or SUMMARY_DEFAULTS) if "summaries" in wanted else None,
         item_assets="item_assets" in wanted,
         dry_run=dry_run,
+        document=_collection_file(from_file) if from_file else None,
     )
     if dry_run or not res.run_id:
         out = sys.stdout if dry_run else sys.stderr

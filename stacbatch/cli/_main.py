@@ -72,6 +72,9 @@ app.command("update-collection", help="Set, unset or rename fields of a staged C
 app.command("extend", help="Apply an extension (alternate-assets, a file, an installed one) to selected items.")(
     _extend.extend_cmd
 )
+app.command("migrate", help="Migrate STAC 1.0.0 items to 1.1.0 as PySTAC does (core and extension schemas).")(
+    _extend.migrate_cmd
+)
 app.command("delete", help="Delete selected items (tombstones and audit rows are kept).")(_edit.delete_cmd)
 app.command("diff", help="Compare two stages (or sources): added, deleted, modified, unchanged.")(_diff.diff_cmd)
 app.command("merge", help="Apply a stage, change set or source to a stage (upsert, insert-only, mirror).")(

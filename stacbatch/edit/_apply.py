@@ -60,6 +60,8 @@ class EditResult:
     skipped: dict[str, int] = field(default_factory=dict)
     #: lookup name -> items the lookup found values for (selected or not: those already done are not)
     found: dict[str, int] = field(default_factory=dict)
+    #: collections whose documents changed in the same commit (``collections`` of ``update``)
+    collections_changed: list[str] = field(default_factory=list)
 
     def counts(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -87,16 +89,29 @@ def update(
     create_parents: bool = False,
     command: str = "update",
     lookups: list[Lookup] | None = None,
+    collections: Callable[[Stage], dict[str, dict[str, Any]]] | None = None,
 ) -> EditResult:
     """Apply set/unset/rename operations to the selected items; changed items get ``properties.updated``. A target
     whose parent object an item lacks (``assets.B04.href`` on an item without asset B04) is skipped for that item
     and counted in ``EditResult.skipped``, unless ``create_parents``. An item for which an expression gives NaN or
     an infinity fails (it is left as it was); the others are updated. ``command`` names the run (``extend``
-    applies an extension through here, with ``lookups``: values joined in from outside the stage)."""
+    applies an extension through here, with ``lookups``: values joined in from outside the stage). ``collections``:
+    called under the stage's lock, gives collection documents to stage in the same commit (``migrate``'s), each
+    stamped ``updated`` and audited like ``update-collection``'s."""
     if not ops:
         raise InputError("nothing to do: give --set, --unset, --rename or --file")
     return _edit(
-        command, stage_path, ops, where, ids_file, dry_run, ignore_unknown_ids, workers, create_parents, lookups or []
+        command,
+        stage_path,
+        ops,
+        where,
+        ids_file,
+        dry_run,
+        ignore_unknown_ids,
+        workers,
+        create_parents,
+        lookups or [],
+        collections,
     )
 
 
@@ -124,6 +139,7 @@ def _edit(
     workers: int | None,
     create_parents: bool = False,
     lookups: list[Lookup] | None = None,
+    collections: Callable[[Stage], dict[str, dict[str, Any]]] | None = None,
 ) -> EditResult:
     t0 = time.perf_counter()
     lookups = lookups or []
@@ -197,14 +213,53 @@ def _edit(
         res.first_failures = run.first_failures
         manifest = stage.manifest.copy()
         apply_results(manifest, results)
-        crash_point("after_write")
         audit = [r.audit for r in results if r.audit is not None and r.changed]
+        if collections is not None:
+            audit += _stage_collections(stage, manifest, collections(stage), run, run_time, res)
+        crash_point("after_write")
         res.seconds = time.perf_counter() - t0
         status = "partial" if res.failed else "ok"
         res.stage_version = commit(
             stage, manifest, run, status, res.counts(), _nonempty(audit), {"seconds": round(res.seconds, 3)}
         )
     return res
+
+
+def _stage_collections(
+    stage: Stage,
+    manifest: Any,
+    docs: dict[str, dict[str, Any]],
+    run: Run,
+    when: datetime,
+    res: EditResult,
+) -> list[pa.Table]:
+    """Stage the changed collection documents (``updated`` stamped) into ``manifest``; their audit rows (as
+    ``update-collection`` writes them)."""
+    from stacbatch.kernel import _canonical
+    from stacbatch.stage import LoadResult, audit_table, stage_collection
+
+    out = []
+    stamp = when.isoformat(timespec="microseconds").replace("+00:00", "Z")
+    for cid, doc in sorted(docs.items()):
+        before = stage.collection_json(cid)
+        if before is not None and _canonical.content_hash(before) == _canonical.content_hash(doc):
+            continue
+        doc = {**doc, "updated": stamp}
+        stage_collection(stage, manifest, cid, doc, run, LoadResult(run.id))
+        res.collections_changed.append(cid)
+        out.append(
+            audit_table(
+                run.id,
+                when,
+                "update-collection",
+                pa.array([cid]),
+                pa.array([cid]),
+                pa.array([["collection"]], pa.list_(pa.string())),
+                pa.array([_canonical.content_hash(before) if before is not None else None], pa.string()),
+                pa.array([_canonical.content_hash(doc)]),
+            )
+        )
+    return out
 
 
 def _lookup_view(stage: Stage, lookups: list[Lookup]) -> str:
@@ -256,7 +311,7 @@ def _look_up(
 def named_columns(manifest: Any, steps: list[Step]) -> dict[str, tuple[str, str]]:
     """The items view's property columns that ``set`` expressions may name (their text mentions the name): each
     rewrite job reads them from the item text, which always agrees with the column."""
-    texts = [step.sql for step in steps if step.kind == "set" and step.sql]
+    texts = [step.sql for step in steps if step.sql]
     if not texts:
         return {}
     import re

@@ -132,21 +132,33 @@ def update_collection(
     fields: dict[str, Any] | None = None,
     summaries: list[str] | None = None,
     item_assets: bool = False,
+    document: dict[str, Any] | None = None,
 ) -> CollectionUpdate:
     """Apply ``ops``; ``fields``: top-level members set as given (scaffold's description, license, providers...);
-    ``extent``/``summaries``/``item_assets``: computed from the staged items. A collection whose content changes
-    gets ``updated`` (now), unless the operations set it."""
-    if not ops and not extent and not fields and summaries is None and not item_assets:
-        raise InputError("nothing to do: give --set, --unset, --rename or --recompute")
+    ``extent``/``summaries``/``item_assets``: computed from the staged items; ``document``: the whole Collection
+    (from a file), which replaces the staged one or creates it before any item names it. A collection whose
+    content changes gets ``updated`` (now), unless the operations set it; one created here gets ``created`` too."""
+    if not ops and not extent and not fields and summaries is None and not item_assets and document is None:
+        raise InputError("nothing to do: give --set, --unset, --rename, --recompute or --from")
+    if document is not None and (document.get("type") != "Collection" or document.get("id") != collection):
+        raise InputError(
+            f"the document is not a Collection with id {collection!r} (type {document.get('type')!r}, "
+            f"id {document.get('id')!r}); fix the file or the id given"
+        )
     t0 = time.perf_counter()
     stage = Stage.open(stage_path)
     with stage.write_lock():
         stage = Stage.open(stage_path)
-        if collection not in stage.manifest.collections:
+        if collection not in stage.manifest.collections and document is None:
             known = ", ".join(sorted(stage.manifest.collections)[:10]) or "none"
-            raise InputError(f"collection {collection!r} is not in the stage (it has: {known})")
-        doc = stage.collection_json(collection)
-        if doc is None:  # a key only items named: start from a minimal Collection
+            raise InputError(
+                f"collection {collection!r} is not in the stage (it has: {known}); create it with --from FILE"
+            )
+        doc = stage.collection_json(collection) if collection in stage.manifest.collections else None
+        created = doc is None
+        if document is not None:
+            doc = copy.deepcopy(document)
+        elif doc is None:  # a key only items named: start from a minimal Collection
             doc = {
                 "type": "Collection",
                 "stac_version": "1.1.0",
@@ -156,7 +168,10 @@ def update_collection(
                 "extent": {},
                 "links": [],
             }
-        before = copy.deepcopy(doc)
+        before = copy.deepcopy(doc) if not created else {}
+        now = datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+        if created and "created" not in doc:  # STAC's created: when this metadata was first made (here, now)
+            doc["created"] = now
         steps = _compile(stage, ops)
         values = [v for _k, _p, _t, v in steps if v is not None]
         try:
@@ -182,10 +197,12 @@ def update_collection(
             paths.add("extent")
         paths |= set(fields or {}) | ({"summaries"} if summaries is not None else set())
         paths |= {"item_assets"} if item_assets else set()
+        if document is not None:
+            paths |= set(doc) | set(before)
         res.changed = sorted(p for p in paths if not _same(_get(before, _split(p)), _get(doc, _split(p))))
         moved = _canonical.content_hash(before) != _canonical.content_hash(doc)
         if moved and "updated" not in paths:  # as items get properties.updated; unless the user set it themselves
-            doc["updated"] = datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+            doc["updated"] = now
             res.changed = sorted({*res.changed, "updated"})
         if dry_run or not moved:
             res.seconds = time.perf_counter() - t0
@@ -206,7 +223,7 @@ def update_collection(
             pa.array([collection]),
             pa.array([collection]),
             pa.array([res.changed], pa.list_(pa.string())),
-            pa.array([_canonical.content_hash(before)]),
+            pa.array([None if created else _canonical.content_hash(before)], pa.string()),
             pa.array([_canonical.content_hash(doc)]),
         )
         res.seconds = time.perf_counter() - t0

@@ -208,7 +208,7 @@ def _upserts(
 ) -> None:
     kinds = ["added"] if mode == "insert-only" else ["added", "modified"]
     con.execute(f"DELETE FROM _k WHERE kind NOT IN ({', '.join(_sql.literal(k) for k in kinds)})")
-    partitioning = {c: m["partitioning"] for c, m in manifest.collections.items()}
+    partitioning = {c: m["partitioning"] for c, m in manifest.collections.items() if m.get("partitioning")}
     seq = 0
     with stage_tmp(stage, run.id) as spill:
         writer = PartitionWriter(

@@ -36,7 +36,8 @@ class Op:
     expr: str | None = None
     to: tuple[str, ...] | None = None
     #: a ``set`` whose value is SQL NULL leaves the item as it is at that path (for extensions: a field only some
-    #: items get); otherwise NULL writes a JSON null
+    #: items get); otherwise NULL writes a JSON null. (An ``unset`` with ``expr`` removes the path only from the
+    #: items for which that predicate is true; later expressions see the value from before it.)
     keep_if_null: bool = False
 
     def describe(self) -> str:
@@ -45,6 +46,8 @@ class Op:
         if self.kind == "rename":
             assert self.to is not None
             return f"rename {format_path(self.path)} -> {format_path(self.to)}"
+        if self.expr:
+            return f"unset {format_path(self.path)} where {self.expr}"
         return f"unset {format_path(self.path)}"
 
     def targets(self) -> list[tuple[str, ...]]:
@@ -296,7 +299,7 @@ class _Scope:
 def compile_ops(con: duckdb.DuckDBPyConnection, view: str, ops: list[Op], where: str | None) -> Compiled:
     """Type every referenced path, bind every expression (errors here, before anything is written)."""
     exprs = [("--where", where)] if where else []
-    exprs += [(f"--set {format_path(op.path)}", op.expr) for op in ops if op.kind == "set" and op.expr]
+    exprs += [(f"--{op.kind} {format_path(op.path)}", op.expr) for op in ops if op.kind in ("set", "unset") and op.expr]
     refs: list[tuple[str, ...]] = []
     for what, e in exprs:
         check_sql(e, what)
@@ -321,6 +324,11 @@ def compile_ops(con: duckdb.DuckDBPyConnection, view: str, ops: list[Op], where:
                 sql = f"CASE WHEN ({value}) IS NULL THEN NULL ELSE {sql} END"
             compiled.steps.append(Step("set", op.path, None, sql))
             scope.write(op.path, f"({value})", as_json)
+        elif op.kind == "unset" and op.expr:  # where a predicate holds: the rewrite evaluates it per item
+            what = f"--unset {format_path(op.path)} where"
+            predicate = scope.compile(op.expr, what)
+            _bind(con, f"DESCRIBE SELECT ({predicate}) AS v FROM {_sql.ident(view)}", what, op.expr)
+            compiled.steps.append(Step("unset", op.path, None, f"coalesce(({predicate})::BOOLEAN, false)"))
         elif op.kind == "unset":
             compiled.steps.append(Step("unset", op.path, None, None))
             scope.write(op.path, "NULL", "NULL::JSON")

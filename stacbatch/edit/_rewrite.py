@@ -184,18 +184,19 @@ def _update(job: FileJob, table: pa.Table) -> FileResult:
     steps, changes to the query columns, parents to create). Items whose targeted values did not change are left
     alone."""
     sets = [n for n, step in enumerate(job.steps) if step.kind == "set"]
+    valued = [n for n, step in enumerate(job.steps) if step.sql is not None]  # sets, and unsets with a predicate
     every = len(job.rows) == table.num_rows
     selected = table if every else table.take(pa.array(job.rows, pa.int64()))
     values: list[list[Any]] = []
     res = FileResult(job.entry, selected=len(job.rows))
-    if sets:
+    if valued:
         con = _sql.sandbox()  # user expressions: no file, network or extension within reach
         try:
             frame = selected
             for name, looked_up in job.extra.items():
                 frame = frame.append_column(name, looked_up)
             con.register("_selected", frame)
-            cols = ", ".join(f"{job.steps[n].sql} AS v{n}" for n in sets)
+            cols = ", ".join(f"{job.steps[n].sql} AS v{n}" for n in valued)
             source = "_selected"
             if job.columns:  # the view's property columns, as the view reads them where a file has no column
                 extra = ", ".join(f"{from_text(n, t)} AS {_sql.ident(shown)}" for shown, (n, t) in job.columns.items())
@@ -207,7 +208,7 @@ def _update(job: FileJob, table: pa.Table) -> FileResult:
         if keep is not None:  # the items given a non-finite value failed: the rest go on, without them
             selected, out = selected.filter(keep), out.filter(keep)
             job = dataclasses.replace(job, rows=np.asarray(job.rows)[keep.to_numpy(zero_copy_only=False)].tolist())
-        values = [out[f"v{n}"].to_pylist() for n in sets]
+        values = [out[f"v{n}"].to_pylist() for n in valued]
     stamp = job.run_time.isoformat(timespec="microseconds").replace("+00:00", "Z")
     item_col = pa.chunked_array([c.storage for c in selected["item"].chunks], pa.string())
     targets = _targets(job.steps)
@@ -514,7 +515,11 @@ def _apply(
     """The steps on one item, in order. A target whose parent object is missing is skipped (counted in ``skipped``
     by path) unless ``create_parents``: a new parent (an asset without href, say) is rarely what was meant."""
     k = 0
-    for kind, path, to, _sql_value in steps:
+    for kind, path, to, sql_value in steps:
+        if sql_value is not None and kind == "unset":  # an unset where a predicate holds
+            k += 1
+            if not values[k - 1]:
+                continue
         if kind == "set":
             text = values[k]
             k += 1

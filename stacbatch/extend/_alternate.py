@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 from stacbatch.edit import Op
 from stacbatch.errors import InputError
-from stacbatch.extend._base import Extension, Plan, Rule
+from stacbatch.extend._base import Extension, Plan, Rule, obj
 from stacbatch.extend._sqljson import derive_by_pattern, fold_prefixed, unpaired
 
 _BASE = "https://stac-extensions.github.io/alternate-assets/{}/schema.json"
@@ -100,4 +100,55 @@ class AlternateAssets(Extension):
                     applies=todo,
                 )
             )
-        return Plan(self.schema_url(config), tuple(rules))
+        return Plan(self.schema_url(config), tuple(rules), collections=lambda doc: _collection(doc, folds, derives))
+
+
+def _fold(assets: dict[str, Any], prefix: str, alternate: str, name: str, item_assets: bool) -> bool:
+    """``assets`` (a collection's ``assets`` or ``item_assets``) with its ``<prefix><key>`` entries folded, in
+    place, as the item rule does; in ``item_assets`` the alternate has no ``href`` (the spec forbids it there)."""
+    changed = False
+    for key in [k for k in assets if k.startswith(prefix) and k[len(prefix) :] in assets]:
+        main, twin = assets[key[len(prefix) :]], assets[key]
+        if not isinstance(main, dict) or not isinstance(twin, dict):
+            continue
+        entry = {k: v for k, v in twin.items() if not (item_assets and k == "href")}
+        entry.setdefault("alternate:name", name)
+        alternates = obj(main.get("alternate"))
+        main["alternate"] = {**alternates, alternate: entry}
+        del assets[key]
+        changed = True
+    return changed
+
+
+def _collection(
+    doc: dict[str, Any], folds: list[dict[str, Any]], derives: list[dict[str, Any]]
+) -> dict[str, Any] | None:
+    """A Collection's ``assets`` and ``item_assets`` given the same rules as its items' assets (``derive`` needs an
+    href: ``assets`` only)."""
+    import re
+
+    changed = False
+    for where in ("assets", "item_assets"):
+        assets = doc.get(where)
+        if not isinstance(assets, dict):
+            continue
+        for f in folds:
+            name = f.get("name") or f["alternate"].upper()
+            changed |= _fold(assets, f["prefix"], f["alternate"], name, where == "item_assets")
+        if where == "assets":
+            for d in derives:
+                pattern = re.compile(d["match"])
+                href = re.sub(r"\\(\d)", r"\\g<\1>", d["href"])  # RE2's \1 is Python's \g<1>
+                for a in assets.values():
+                    if isinstance(a, dict) and isinstance(a.get("href"), str) and pattern.search(a["href"]):
+                        alternates = obj(a.get("alternate"))
+                        old = alternates.get(d["alternate"])
+                        entry = {
+                            **(old if isinstance(old, dict) else {}),
+                            "href": pattern.sub(href, a["href"], count=1),  # the first match, as regexp_replace
+                            "alternate:name": d.get("name") or d["alternate"],
+                        }
+                        if old != entry:
+                            a["alternate"] = {**alternates, d["alternate"]: entry}
+                            changed = True
+    return doc if changed else None

@@ -54,6 +54,9 @@ class Plan:
     also: tuple[str, ...] = ()
     #: after the run: what could not be used and why (an asset href that could not be read, say)
     problems: Callable[[], dict[str, str]] | None = None
+    #: a Collection document (a copy) extended, or None where nothing applies; ``extend`` adds the schema URLs and
+    #: stages it in the items' commit. A few documents: plain Python
+    collections: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None
 
 
 class Extension:
@@ -84,6 +87,11 @@ class Extension:
         """The rules for ``config`` (already checked against ``config_schema``) on ``stage`` (to look at which
         asset keys, collections... it holds, with SQL)."""
         raise NotImplementedError
+
+
+def obj(value: Any) -> dict[str, Any]:
+    """``value`` when it is a JSON object, else a new empty one (for documents edited in Python)."""
+    return value if isinstance(value, dict) else {}
 
 
 @dataclass

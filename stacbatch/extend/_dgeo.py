@@ -25,7 +25,7 @@ from stacbatch.engine import _sql
 from stacbatch.errors import InputError, QueryError
 from stacbatch.extend import _cid, _manifest
 from stacbatch.extend._alternate import AlternateAssets
-from stacbatch.extend._base import Extension, Plan, Rule
+from stacbatch.extend._base import Extension, Plan, Rule, obj
 from stacbatch.extend._sqljson import as_map, let
 
 SCHEMA_URLS = {
@@ -126,7 +126,15 @@ class Dgeo(Extension):
         rule = Rule(name=f"CIDs from {source}", ops=tuple(ops), applies="true")
         also = (AlternateAssets.schema_urls["v1.2.0"],) if alternate else ()
         problems = (lambda: dict(computer.unreadable)) if computer else None
-        return Plan(self.schema_url(config), (rule,), lookups=(lookup,), also=also, problems=problems)
+        on_collection = _OnCollection(manifest, computer, variant, alternate, bool(config.get("refresh")))
+        return Plan(
+            self.schema_url(config),
+            (rule,),
+            lookups=(lookup,),
+            also=also,
+            problems=problems,
+            collections=on_collection,
+        )
 
 
 def _record(spec: str | dict[str, Any], variant: str) -> str:
@@ -272,6 +280,68 @@ SELECT h AS href, any_value(cid) AS cid, any_value(profile) AS profile FROM (
         except Exception as err:
             self.unreadable[href] = f"{type(err).__name__}: {err}".splitlines()[0][:200]
             return None
+
+
+class _OnCollection:
+    """A Collection's own assets get CIDs as items' do (from the manifest, else read), and the collection its
+    top-level ``dgeo:cids``/``dgeo:piece_cids``: a few documents, in Python."""
+
+    def __init__(
+        self, manifest: pa.Table, computer: _Computer | None, variant: str, alternate: bool, refresh: bool
+    ) -> None:
+        self.manifest, self.computer, self.variant = manifest, computer, variant
+        self.alternate, self.refresh = alternate, refresh
+
+    def _found(self, assets: dict[str, Any]) -> dict[str, tuple[str, str | None, str | None]]:
+        hrefs = sorted({a["href"] for a in assets.values() if isinstance(a, dict) and isinstance(a.get("href"), str)})
+        rows = self.manifest.filter(pc.is_in(self.manifest["href"], pa.array(hrefs, pa.string()))).to_pylist()
+        out = {r["href"]: (r["cid"], r["piece"], r["profile"]) for r in rows}
+        c = self.computer
+        if c is not None:
+            for key, a in assets.items():
+                if not isinstance(a, dict) or not isinstance(a.get("href"), str) or a["href"] in out:
+                    continue
+                if (c.keys and key not in c.keys) or (c.roles and not set(a.get("roles") or []) & set(c.roles)):
+                    continue
+                if not self.refresh and isinstance(a.get("dgeo:cid"), str):
+                    out[a["href"]] = (a["dgeo:cid"], None, None)
+                    continue
+                cid = c._one(a["href"])
+                if cid is not None:
+                    out[a["href"]] = (cid, None, c.record)
+        return out
+
+    def __call__(self, doc: dict[str, Any]) -> dict[str, Any] | None:
+        assets = doc.get("assets")
+        if not isinstance(assets, dict):
+            return None
+        found = self._found(assets)
+        cids: list[str] = []
+        pieces: list[str] = []
+        for a in assets.values():
+            if not isinstance(a, dict) or a.get("href") not in found:
+                continue
+            cid, piece, profile = found[a["href"]]
+            a["dgeo:cid"] = cid
+            if profile is not None:
+                a["dgeo:cid_profile"] = json.loads(profile)
+            if piece is not None and self.variant == "main":
+                a["dgeo:piece_cid"] = piece
+            if self.alternate:
+                alternates = obj(a.get("alternate"))
+                ipfs = obj(alternates.get("ipfs"))
+                a["alternate"] = {**alternates, "ipfs": {**ipfs, "href": f"ipfs://{cid}", "alternate:name": "IPFS"}}
+            cids.append(cid)
+            if piece is not None:
+                pieces.append(piece)
+        if not cids:
+            return None
+        for name, new in (("dgeo:cids", cids), ("dgeo:piece_cids", pieces)):
+            have = [v for v in doc.get(name) or [] if isinstance(v, str)]
+            merged = have + [v for v in dict.fromkeys(new) if v not in have]
+            if merged:
+                doc[name] = merged
+        return doc
 
 
 def _profile(spec: str | dict[str, Any]) -> _cid.Profile:

@@ -3,7 +3,8 @@ log and ``properties.updated`` stamping), then validate what changed."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import copy
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -126,6 +127,7 @@ def extend(
         workers=workers,
         command="extend",
         lookups=list(plan.lookups),
+        collections=_collection_docs(plan, collections) if where is None and ids_file is None else None,
     )
     if plan.problems is not None:
         res.problems = plan.problems()
@@ -136,13 +138,37 @@ def extend(
                 n,
                 "no asset of the item has a CID (none in the manifest, none read)",
             )
-    if validate and not dry_run and res.edit.changed and res.edit.run_id:
+    if validate and not dry_run and (res.edit.changed or res.edit.collections_changed) and res.edit.run_id:
         from stacbatch.validate import validate as run_validation
 
         res.validation = run_validation(
             stage_path, options=validate_options, where=f"stage_run = {_sql.literal(res.edit.run_id)}"
         )
     return res
+
+
+def _collection_docs(plan: Plan, chosen: list[str] | None) -> Callable[[Stage], dict[str, dict[str, Any]]] | None:
+    """The staged Collections (``chosen``, else all) the plan extends, their ``stac_extensions`` given the
+    schema URLs once. Not with ``--where``/``--ids``: those pick items, not their collections."""
+    extend_one = plan.collections
+    if extend_one is None:
+        return None
+
+    def docs(stage: Stage) -> dict[str, dict[str, Any]]:
+        out = {}
+        for cid in sorted(chosen or stage.manifest.collections):
+            doc = stage.collection_json(cid)
+            if not isinstance(doc, dict):
+                continue
+            new = extend_one(copy.deepcopy(doc))
+            if new is None or new == doc:
+                continue
+            exts = [u for u in new.get("stac_extensions") or [] if isinstance(u, str)]
+            new["stac_extensions"] = exts + [u for u in (plan.schema_url, *plan.also) if u not in exts]
+            out[cid] = new
+        return out
+
+    return docs
 
 
 def _count(stage: Stage, scope: str | None) -> int:

@@ -130,7 +130,8 @@ def load(
         run = Run(stage.fs, stage.root, "load", {"sources": sources, "batch_size": batch_size})
         run_time = datetime.now(UTC)
         result = LoadResult(run_id=run.id)
-        partitioning = {c: m["partitioning"] for c, m in manifest.collections.items()}
+        # (a collection staged before any item, from a file, has no partitioning yet: its first items choose it)
+        partitioning = {c: m["partitioning"] for c, m in manifest.collections.items() if m.get("partitioning")}
         n_workers = workers if workers is not None else default_workers()
         # API pages stage inline unless --workers says otherwise: measured with the server on the same two cores,
         # worker processes lost more to the second decode and start-up than they gained
@@ -390,9 +391,7 @@ def adopt_schemes(manifest: Manifest, new_schemes: dict[str, str]) -> None:
         manifest.collections.setdefault(cid, {"partitioning": scheme, "json": None})
         if manifest.collections[cid].get("partitioning") is None:
             manifest.collections[cid]["partitioning"] = scheme
-    for meta in manifest.collections.values():
-        if meta.get("partitioning") is None:
-            meta["partitioning"] = "none"
+    # a collection staged without items (its JSON only) keeps no partitioning: its first items choose one
 
 
 def _rewrite_without(

@@ -23,6 +23,8 @@ from stacbatch.validate._objects import Problem, schemas_of
 from stacbatch.validate._schemas import SchemaSource
 
 _PREFIX = re.compile(r"^([a-z][a-z0-9_\-]*):[A-Za-z0-9_]")
+#: the version in an extension's schema URL (``.../classification/v2.0.0/schema.json``)
+_VERSION = re.compile(r"/v\d+\.\d+\.\d+(?:-[\w.]+)?/")
 
 
 @dataclass(frozen=True)
@@ -61,7 +63,16 @@ class Checker:
         found = self._prefixes.get(url)
         if found is None:
             names: set[str] = set()
-            _field_names(self.engine.store.get(url), names)
+            doc = self.engine.store.get(url)
+            if doc is None and _VERSION.search(url):
+                # not available (reported as such): it defines what the other versions of the extension do, so
+                # its fields are not also called undeclared (classification v2.0.0 after a migration, say)
+                base = _VERSION.split(url)[0]
+                for other in self.engine.store.urls():
+                    if other != url and _VERSION.search(other) and _VERSION.split(other)[0] == base:
+                        _field_names(self.engine.store.get(other), names)
+            else:
+                _field_names(doc, names)
             found = frozenset(m.group(1) for n in names if (m := _PREFIX.match(n)))
             self._prefixes[url] = found
         return found
