@@ -168,13 +168,16 @@ def _options() -> Options:
     return Options(source=SchemaSource.from_env([]))
 
 
+@pytest.mark.parametrize("alternate", [False, True])  # a set per asset key (the kernel), or the assets rebuilt
 @pytest.mark.parametrize("n", [1, 2, 200])
-def test_cids_from_a_manifest_equal_the_oracle_validate_and_are_idempotent(tmp_path: Path, n: int) -> None:
+def test_cids_from_a_manifest_equal_the_oracle_validate_and_are_idempotent(
+    tmp_path: Path, n: int, alternate: bool
+) -> None:
     items = _sample(n)
     stage = _stage(tmp_path, items)
     listed = items[: max(1, n * 3 // 4)]
     cids = _manifest(tmp_path / "cids.csv", listed)
-    config = {"manifest": {"path": str(tmp_path / "cids.csv")}, "ipfs_alternate": True}
+    config = {"manifest": {"path": str(tmp_path / "cids.csv")}, "ipfs_alternate": alternate}
     res = extend(stage, "dgeo", config, validate_options=_options())
     assert res.schema_url == PGSTAC_URL
     assert res.edit.changed == len(listed)
@@ -183,7 +186,7 @@ def test_cids_from_a_manifest_equal_the_oracle_validate_and_are_idempotent(tmp_p
     assert (res.not_extended.get("CIDs from a manifest", (0, ""))[0]) == left
     got = _items(stage)
     for it in items:
-        assert _plain(got[it["id"]]) == _dgeo_oracle(it, cids, PGSTAC_URL, True)
+        assert _plain(got[it["id"]]) == _dgeo_oracle(it, cids, PGSTAC_URL, alternate)
     again = extend(stage, "dgeo", config, validate_options=_options())
     assert (again.edit.selected, again.edit.changed, again.edit.files_rewritten) == (0, 0, 0)
     assert _items(stage) == got
@@ -392,3 +395,15 @@ def test_collection_assets_get_cids_and_the_collection_its_dgeo_cids(tmp_path: P
     assert res.validation is not None and res.validation.invalid == 0, res.validation.by_rule
     again = extend(stage, "dgeo", {"compute": {}, "ipfs_alternate": True}, validate=False)
     assert again.edit.collections_changed == [] and again.edit.changed == 0
+
+
+def test_cids_through_worker_processes(tmp_path: Path) -> None:
+    """The rewrite in worker processes (each reads its file's part of the lookup) gives what it gives in-process."""
+    items = _sample(300)
+    cids = _manifest(tmp_path / "cids.csv", items)
+    stage = _stage(tmp_path, items)
+    res = extend(stage, "dgeo", {"manifest": {"path": str(tmp_path / "cids.csv")}}, workers=2, validate=False)
+    assert res.edit.changed == len(items)
+    got = _items(stage)
+    for it in items:
+        assert _plain(got[it["id"]]) == _dgeo_oracle(it, cids, PGSTAC_URL, False)

@@ -379,6 +379,23 @@ def test_patch_items_keeps_untouched_bytes() -> None:
     )
 
 
+def test_patch_items_leaves_an_item_alone_where_a_value_is_none() -> None:
+    a = b'{"id":"a","assets":{"B04":{"href":"x"}},"properties":{}}'
+    b = b'{"id":"b","assets":{"B05":{"href":"y"}},"properties":{}}'
+    offsets = np.array([0, len(a), len(a) + len(b)], np.int32).tobytes()
+    paths = (("assets", "B04", "dgeo:cid"), ("assets", "B05", "dgeo:cid"))
+    status, moved, _toff, texts, _coff, _canon = kernel.patch_items(
+        offsets, a + b, paths, [['"Qa"', None], [None, '"Qb"']], None
+    )
+    assert bytes(status) == b"\x01\x01" and list(np.frombuffer(moved, np.uint32)) == [1, 2]
+    assert bytes(texts) == (
+        b'{"id":"a","assets":{"B04":{"href":"x","dgeo:cid":"Qa"}},"properties":{}}'
+        b'{"id":"b","assets":{"B05":{"href":"y","dgeo:cid":"Qb"}},"properties":{}}'
+    )
+    status, *_ = kernel.patch_items(offsets, a + b, paths, [[None, None], [None, None]], None)
+    assert bytes(status) == b"\x00\x00"
+
+
 # ---- STAC API pages read by the kernel
 
 

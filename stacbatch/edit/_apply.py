@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import shutil
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,24 +20,27 @@ from stacbatch.edit._rewrite import FileResult, apply_results, make_jobs, result
 from stacbatch.engine import _sql
 from stacbatch.engine._progress import current
 from stacbatch.errors import InputError
-from stacbatch.stage import Run, Stage, commit, crash_point, read_ids, select_rows, select_values, selection
+from stacbatch.stage import Run, Stage, commit, crash_point, lookup_parts, read_ids, select_rows, selection
 
 
 @dataclass(frozen=True)
 class Lookup:
-    """Values per item computed in this process by one SQL query over the selected items, joined with tables the
-    caller supplies (a manifest of CIDs by href, say), and handed to the rewrite as column ``name`` of the rows the
-    ``set`` expressions read. Items the query gives no row, or a row whose ``todo`` is false (already done), are
-    not selected: one join for the whole stage, then each file's rows travel with its job."""
+    """Values per item joined in from outside the stage (a manifest of CIDs by href, say) and handed to the
+    rewrite as column ``name`` of the rows the ``set`` expressions read. One SQL query over the whole selection
+    finds them; DuckDB writes its rows to a Parquet part per data file (memory-bounded, spilling, nothing gathered
+    in this process), and each rewrite job reads its part and combines its rows per item. Items the query gives no
+    row are not selected, so the query leaves out the items that need nothing (a second run selects none)."""
 
     name: str
     #: the column's DuckDB type, e.g. ``MAP(VARCHAR, STRUCT(cid VARCHAR))`` (expressions are bound against it)
     type: str
     #: SQL over ``_rows`` (the selected items: the items view's columns, ``filename``, ``file_row_number``) that
-    #: returns ``filename, file_row_number, value, todo``, one row per item at most
+    #: returns ``filename, file_row_number`` and value columns: the rows of the items to change, any number each
     query: str
-    #: tables the query reads, registered under these names
-    tables: dict[str, pa.Table] = field(default_factory=dict)
+    #: an SQL aggregate over the value columns of one item's rows giving its value (of ``type``)
+    combine: str
+    #: what the query reads: Arrow tables, or SQL queries (made views), registered under these names
+    tables: dict[str, pa.Table | str] = field(default_factory=dict)
     #: more tables made from the selection before the query runs: ``prepare(stage, predicate)`` (see
     #: ``stage.query_rows``), e.g. CIDs hashed from the bytes of the selected items' assets
     prepare: Callable[[Stage, str], dict[str, pa.Table]] | None = None
@@ -58,8 +65,6 @@ class EditResult:
     first_failures: list[dict[str, Any]] = field(default_factory=list)
     #: target path -> selected items left without it: its parent object is missing (see ``create_parents``)
     skipped: dict[str, int] = field(default_factory=dict)
-    #: lookup name -> items the lookup found values for (selected or not: those already done are not)
-    found: dict[str, int] = field(default_factory=dict)
     #: collections whose documents changed in the same commit (``collections`` of ``update``)
     collections_changed: list[str] = field(default_factory=list)
 
@@ -145,13 +150,15 @@ def _edit(
     lookups = lookups or []
     ids = read_ids(ids_file) if ids_file else None
     stage = Stage.open(stage_path)
-    with stage.write_lock():
+    with stage.write_lock(), contextlib.ExitStack() as stack:
         stage = Stage.open(stage_path)  # re-read under the lock
         current().phase(f"{command}: select items", total=None, unit="rows")
         compiled = compile_ops(stage.connection, _lookup_view(stage, lookups), ops, where)
         predicate, missing = selection(stage, compiled.where, ids, ignore_unknown_ids)
         rows = select_rows(stage, predicate)
-        extra, found = _look_up(stage, lookups, predicate, rows)
+        parts_dir = tempfile.mkdtemp(prefix="stacbatch-lookup-") if lookups else None
+        stack.callback(lambda: parts_dir and shutil.rmtree(parts_dir, ignore_errors=True))
+        extra = _look_up(stage, lookups, predicate, rows, parts_dir or "")
         run_time = datetime.now(UTC)
         run = (
             None
@@ -168,7 +175,7 @@ def _edit(
                 },
             )
         )
-        res = EditResult(command, run.id if run else None, dry_run, unknown_ids=missing, found=found)
+        res = EditResult(command, run.id if run else None, dry_run, unknown_ids=missing)
         jobs = make_jobs(
             stage,
             stage.manifest,
@@ -268,44 +275,40 @@ def _lookup_view(stage: Stage, lookups: list[Lookup]) -> str:
         return "items"
     for lookup in lookups:
         for name, table in lookup.tables.items():
-            stage.connection.register(name, table)
+            if isinstance(table, str):
+                stage.connection.execute(f"CREATE OR REPLACE TEMP VIEW {_sql.ident(name)} AS {table}")
+            else:
+                stage.connection.register(name, table)
     cols = ", ".join(f"NULL::{lk.type} AS {_sql.ident(lk.name)}" for lk in lookups)
     stage.connection.execute(f"CREATE OR REPLACE TEMP VIEW _items_looked_up AS SELECT *, {cols} FROM items")
     return "_items_looked_up"
 
 
 def _look_up(
-    stage: Stage, lookups: list[Lookup], predicate: str, rows: dict[str, list[int]]
-) -> tuple[dict[str, dict[str, pa.Array]], dict[str, int]]:
-    """Run the lookups over the selection: narrow ``rows`` (in place) to the items each gives a to-do row, and
-    return, per file, each lookup's values in the order of its rows, and how many items each found."""
-    extra: dict[str, dict[str, pa.Array]] = {}
-    found: dict[str, int] = {}
-    for lookup in lookups:
+    stage: Stage, lookups: list[Lookup], predicate: str, rows: dict[str, list[int]], out: str
+) -> dict[str, dict[str, tuple[str, str]]]:
+    """Run the lookups over the selection: narrow ``rows`` (in place) to the items each has rows for, and return,
+    per file, each lookup's part (a Parquet folder) and combining aggregate."""
+    extra: dict[str, dict[str, tuple[str, str]]] = {}
+    for n, lookup in enumerate(lookups):
         if lookup.prepare is not None:
             for name, table in lookup.prepare(stage, predicate).items():
                 stage.connection.register(name, table)
-        got = select_values(stage, predicate, lookup.query) if rows else {}
-        found[lookup.name] = sum(len(r) for r, _v, _t in got.values())
+        got = lookup_parts(stage, predicate, lookup.query, os.path.join(out, str(n))) if rows else {}
         for path in list(rows):
             if path not in got:
                 del rows[path]
+                extra.pop(path, None)
                 continue
-            hit_rows, values, todo = got[path]
-            if not todo.all():
-                hit_rows, values = hit_rows[todo], values.filter(pa.array(todo))
-            before = np.asarray(rows[path], np.int64)
-            kept = np.intersect1d(before, hit_rows)
+            hit_rows, part = got[path]
+            kept = np.intersect1d(np.asarray(rows[path], np.int64), hit_rows)
             if not len(kept):
                 del rows[path]
                 extra.pop(path, None)
                 continue
             rows[path] = kept.tolist()
-            earlier = extra.setdefault(path, {})
-            for name, aligned in earlier.items():  # an earlier lookup's values, narrowed the same way
-                earlier[name] = aligned.take(pa.array(np.searchsorted(before, kept)))
-            earlier[lookup.name] = values.take(pa.array(np.searchsorted(hit_rows, kept)))
-    return extra, found
+            extra.setdefault(path, {})[lookup.name] = (part, lookup.combine)
+    return extra
 
 
 def named_columns(manifest: Any, steps: list[Step]) -> dict[str, tuple[str, str]]:

@@ -64,8 +64,9 @@ class FileJob:
     plan: dict[str, Any] | None = None
     #: the items view's property columns the ``set`` expressions name: shown name -> (property, type)
     columns: dict[str, tuple[str, str]] = field(default_factory=dict)
-    #: lookup name -> its values for ``rows`` (in their order): columns the ``set`` expressions read beside the item
-    extra: dict[str, pa.Array] = field(default_factory=dict)
+    #: lookup name -> (its Parquet part for this file: rows by ``file_row_number``, the aggregate combining an
+    #: item's rows into its value): a column the ``set`` expressions read beside the item
+    extra: dict[str, tuple[str, str]] = field(default_factory=dict)
 
 
 @dataclass
@@ -193,28 +194,39 @@ def _update(job: FileJob, table: pa.Table) -> FileResult:
         con = _sql.sandbox()  # user expressions: no file, network or extension within reach
         try:
             frame = selected
-            for name, looked_up in job.extra.items():
-                frame = frame.append_column(name, looked_up)
+            if job.extra:  # the rows' positions, to join each lookup's rows to (and keep the order by)
+                frame = selected.append_column("_pos", pa.array(np.arange(selected.num_rows), pa.int64()))
             con.register("_selected", frame)
             cols = ", ".join(f"{job.steps[n].sql} AS v{n}" for n in valued)
             source = "_selected"
             if job.columns:  # the view's property columns, as the view reads them where a file has no column
                 extra = ", ".join(f"{from_text(n, t)} AS {_sql.ident(shown)}" for shown, (n, t) in job.columns.items())
                 source = f"(SELECT *, {extra} FROM _selected)"
-            out = con.sql(f"SELECT {cols} FROM {source}").to_arrow_table()  # one row per selected row, in order
+            order = ""
+            if job.extra:  # each lookup's rows for this file, combined per item and joined by position
+                source, order = _looked_up(con, job, source), " ORDER BY _pos"
+            out = con.sql(f"SELECT {cols} FROM {source}{order}").to_arrow_table()  # one row per selected row, in order
         finally:
             con.close()
         keep = _finite_values(job, out, sets, selected, res)
         if keep is not None:  # the items given a non-finite value failed: the rest go on, without them
             selected, out = selected.filter(keep), out.filter(keep)
             job = dataclasses.replace(job, rows=np.asarray(job.rows)[keep.to_numpy(zero_copy_only=False)].tolist())
-        values = [out[f"v{n}"].to_pylist() for n in valued]
+        # a set that leaves every item of this file alone (keep_if_null, all NULL: an extension's field for asset
+        # keys this file's items lack) is dropped here, so the steps left fit the kernel's patcher
+        idle = {n for n in sets if out.num_rows and out[f"v{n}"].null_count == out.num_rows}
+        values = [out[f"v{n}"].to_pylist() for n in valued if n not in idle]
+        if idle:
+            job = dataclasses.replace(job, steps=[step for n, step in enumerate(job.steps) if n not in idle])
+            sets = [n for n, step in enumerate(job.steps) if step.kind == "set"]
+            if not job.steps:
+                return res
     stamp = job.run_time.isoformat(timespec="microseconds").replace("+00:00", "Z")
     item_col = pa.chunked_array([c.storage for c in selected["item"].chunks], pa.string())
     targets = _targets(job.steps)
     names = [format_path(t) for t in targets]
-    kernel_values = not any(None in v for v in values)  # the kernel writes every value; None means "leave it"
-    if _KERNEL and kernel_values and not job.rederive and len(sets) == len(job.steps) <= 31 and _disjoint(targets):
+    # (the kernel leaves an item alone at a step whose value is None, as the Python path does)
+    if _KERNEL and not job.rederive and len(sets) == len(job.steps) <= 31 and _disjoint(targets):
         fast = _update_patched(job, table, selected, res, item_col, values, stamp, names)
         if fast is not None:
             return fast
@@ -438,6 +450,22 @@ def _texts(col: pa.ChunkedArray, out: list[bytes], done: list[pa.Array]) -> Iter
         if out:
             done.append(pa.array(out, pa.binary()))
             out.clear()
+
+
+def _looked_up(con: Any, job: FileJob, source: str) -> str:
+    """``source`` (with ``_pos``, the row's position in the selection) with a column per lookup: its part's rows
+    for these items, combined per item (NULL where it has none)."""
+    wanted = np.asarray(job.rows, np.int64)
+    for k, (name, (part, combine)) in enumerate(sorted(job.extra.items())):
+        flat = pq.read_table(part)
+        at = flat["file_row_number"].to_numpy().astype(np.int64)
+        pos = np.searchsorted(wanted, at)
+        ok = (pos < len(wanted)) & (wanted[np.minimum(pos, len(wanted) - 1)] == at)
+        flat = flat.filter(pa.array(ok)).append_column("_pos", pa.array(pos[ok], pa.int64()))
+        con.register(f"_part{k}", flat)
+        value = f"(SELECT _pos, {combine} AS {_sql.ident(name)} FROM _part{k} GROUP BY _pos)"
+        source = f"(SELECT * FROM {source} LEFT JOIN {value} USING (_pos))"
+    return source
 
 
 def _failure(job: FileJob, item_id: str, field: str | None, reason: str, hint: str) -> dict[str, Any]:

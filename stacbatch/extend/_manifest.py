@@ -1,15 +1,15 @@
-"""A CID manifest: href -> IPFS CID (and Filecoin piece CID), as IPFS and Filecoin tooling write them, read from CSV,
-Parquet or NDJSON and checked whole (vectorised) before anything is applied."""
+"""A CID manifest: href -> IPFS CID (and Filecoin piece CID), as IPFS and Filecoin tooling write them, in CSV,
+Parquet or NDJSON. It stays a file: DuckDB reads it where it is needed (its checks here, the join with the stage's
+asset hrefs later), streaming, so a manifest of millions of rows is never held in this process."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-import pyarrow.compute as pc
+import duckdb
 
+from stacbatch.engine import _sql
 from stacbatch.errors import InputError
 
 #: what the dgeo schemas accept (pgstac-variant also takes base32 upper and base58btc CIDv1; main does not)
@@ -18,115 +18,98 @@ CID_PATTERNS = {
     "main": r"^(Qm[1-9A-HJ-NP-Za-km-z]{44}|b[a-z2-7]{58,})$",
 }
 PIECE_PATTERN = r"^baga6ea[a-z2-7]{52,}$"
-#: the columns of a read manifest
-SCHEMA = pa.schema([("href", pa.string()), ("cid", pa.string()), ("piece", pa.string()), ("profile", pa.string())])
+#: a manifest with no rows, in the columns of ``source``
+EMPTY = "SELECT NULL::VARCHAR AS href, NULL::VARCHAR AS cid, NULL::VARCHAR AS piece, NULL::VARCHAR AS profile LIMIT 0"
 
 
-def empty() -> pa.Table:
-    return SCHEMA.empty_table()
-
-
-def _read(path: str) -> tuple[pa.Table, int]:
-    """The table and the line number of its first row (Parquet: row numbers from 1)."""
+def _reader(path: str) -> tuple[str, int]:
+    """DuckDB's reader of the file, and the line of its first row (Parquet: row numbers from 1)."""
     p = Path(path)
     if not p.is_file():
         raise InputError(f"{path}: no such manifest file")
+    lit = _sql.literal(str(p.resolve()))
     suffix = p.suffix.lower()
-    try:
-        if suffix == ".parquet":
-            import pyarrow.parquet as pq
-
-            return pq.read_table(p), 1
-        if suffix in (".ndjson", ".jsonl", ".json"):
-            import pyarrow.json as pj
-
-            return pj.read_json(p), 1
-        import pyarrow.csv as pcsv
-
-        convert = pcsv.ConvertOptions(strings_can_be_null=False, quoted_strings_can_be_null=False)
-        return pcsv.read_csv(p, convert_options=convert), 2
-    except (OSError, pa.ArrowException) as err:
-        raise InputError(f"{path}: not a readable manifest ({suffix.lstrip('.') or 'csv'}): {err}") from None
+    if suffix == ".parquet":
+        return f"read_parquet({lit})", 1
+    if suffix in (".ndjson", ".jsonl", ".json"):
+        return f"read_json({lit}, format = 'newline_delimited')", 1
+    return f"read_csv({lit}, header = true, all_varchar = true)", 2
 
 
-def read(spec: dict[str, Any], variant: str, profile_json: str | None) -> pa.Table:
-    """The manifest ``spec`` names (``path``; column names ``href``, ``cid``, ``piece_cid``), checked: every row
-    has an href and a CID of the form the dgeo ``variant`` accepts, piece CIDs are Filecoin piece CIDs, and an href
-    appears with one CID only. ``FILE:LINE: column: problem`` on the first bad row."""
+def source(con: duckdb.DuckDBPyConnection, spec: dict[str, Any], profile_json: str | None) -> tuple[str, bool]:
+    """The manifest ``spec`` names as SQL (``href, cid, piece, profile``; column names from ``href``, ``cid``,
+    ``piece_cid``), and whether it has a piece CID column."""
     path = spec["path"]
-    table, first = _read(path)
-    cols = {k: spec.get(k, k) for k in ("href", "cid", "piece_cid")}
-    for key in ("href", "cid"):
-        if cols[key] not in table.column_names:
-            have = ", ".join(table.column_names) or "none"
-            raise InputError(
-                f"{path}: no {cols[key]!r} column (the {key} column; columns: {have}); name it with {key}:"
-            )
-    piece_given = cols["piece_cid"] in table.column_names
-
-    def text(name: str) -> pa.ChunkedArray:
-        try:
-            return table[name].cast(pa.string())
-        except pa.ArrowException:
-            raise InputError(f"{path}: column {name!r} must hold text") from None
-
-    href, cid = text(cols["href"]), text(cols["cid"])
-    piece = text(cols["piece_cid"]) if piece_given else pa.chunked_array([pa.nulls(len(table), pa.string())])
-    piece = pc.if_else(pc.equal(piece, ""), None, piece)
-
-    def first_bad(mask: pa.ChunkedArray | pa.Array, column: str, problem: str | Callable[[int], str]) -> None:
-        bad = pc.fill_null(mask, True)
-        if pc.any(bad).as_py():
-            i = int(pc.index(bad, True).as_py())
-            raise InputError(f"{path}:{first + i}: {column}: {problem(i) if callable(problem) else problem}")
-
-    first_bad(pc.invert(pc.greater(pc.utf8_length(href), 0)), cols["href"], "empty; every row needs the asset's href")
-    first_bad(
-        pc.invert(pc.match_substring_regex(cid, CID_PATTERNS[variant])),
-        cols["cid"],
-        lambda i: f"{cid[i].as_py()!r} is not an IPFS CID (CIDv0 Qm..., or CIDv1 in base32 b...)",
-    )
-    if piece_given:
-        ok = pc.or_kleene(pc.is_null(piece), pc.match_substring_regex(piece, PIECE_PATTERN))
-        first_bad(
-            pc.invert(ok),
-            cols["piece_cid"],
-            lambda i: f"{piece[i].as_py()!r} is not a Filecoin piece CID (baga6ea...)",
-        )
-    out = pa.table(
-        {
-            "href": href,
-            "cid": cid,
-            "piece": piece,
-            "profile": pa.chunked_array([pa.array([profile_json] * len(table), pa.string())]),
-        }
-    )
-    return _dedupe(out, path, first)
-
-
-def _dedupe(table: pa.Table, path: str, first: int) -> pa.Table:
-    """One row per href; an href listed twice with different CIDs is an error naming both lines. (DuckDB: its
-    parallel hash aggregate is ~5x pyarrow's on a million rows; one pass checks and dedupes.)"""
-    if not len(table):
-        return table.cast(SCHEMA)
-    from stacbatch.engine import _sql
-
-    con = _sql.connect()
+    reader, _first = _reader(path)
     try:
-        con.register("_m", table.append_column("_n", pa.array(range(len(table)), pa.int64())))
-        groups = con.sql(
-            "SELECT href, min(_n) AS a, max(_n) AS b, count(DISTINCT cid) > 1 OR count(DISTINCT piece) > 1 AS clash, "
-            "any_value(cid) AS cid, any_value(piece) AS piece, any_value(profile) AS profile FROM _m GROUP BY href"
-        ).to_arrow_table()
-        clash = groups.filter(groups["clash"])
-        if len(clash):
-            at = pc.index(clash["a"], pc.min(clash["a"])).as_py()
-            href, a, b = (clash[k][at].as_py() for k in ("href", "a", "b"))
-            cids = dict(con.sql(f"SELECT _n, cid FROM _m WHERE _n IN ({a}, {b})").fetchall())
+        columns = [r[0] for r in con.sql(f"DESCRIBE SELECT * FROM {reader}").fetchall()]
+    except duckdb.Error as err:
+        raise InputError(f"{path}: not a readable manifest: {_sql.one_line(err)}") from None
+    names = {k: spec.get(k, k) for k in ("href", "cid", "piece_cid")}
+    for key in ("href", "cid"):
+        if names[key] not in columns:
+            have = ", ".join(columns) or "none"
             raise InputError(
-                f"{path}:{first + b}: href {href!r} has CID {cids[b]!r} here and {cids[a]!r} at line {first + a}; "
-                "give each href one CID"
+                f"{path}: no {names[key]!r} column (the {key} column; columns: {have}); name it with {key}:"
             )
-        return groups.select(["href", "cid", "piece", "profile"]).cast(SCHEMA)
-    finally:
-        con.close()
+    pieces = names["piece_cid"] in columns
+    piece = f"NULLIF(CAST({_sql.ident(names['piece_cid'])} AS VARCHAR), '')" if pieces else "NULL::VARCHAR"
+    profile = _sql.literal(profile_json) if profile_json is not None else "NULL"
+    sql = (
+        f"SELECT CAST({_sql.ident(names['href'])} AS VARCHAR) AS href, CAST({_sql.ident(names['cid'])} AS VARCHAR) "
+        f"AS cid, {piece} AS piece, {profile}::VARCHAR AS profile FROM {reader}"
+    )
+    return sql, pieces
+
+
+def check(con: duckdb.DuckDBPyConnection, spec: dict[str, Any], sql: str, variant: str) -> bool:
+    """Check the whole manifest before anything runs: every row has an href and a CID of the form the dgeo
+    ``variant`` accepts, piece CIDs are Filecoin piece CIDs, an href has one CID. ``FILE:LINE: column: problem`` on
+    the first bad row. Whether any row has a piece CID. (Aggregates over the file, streaming; the line is looked
+    for only when something is wrong.)"""
+    from stacbatch.stage import bounded_memory
+
+    path = spec["path"]
+    _reader_sql, first = _reader(path)
+    cid_ok = f"regexp_full_match(cid, {_sql.literal(CID_PATTERNS[variant])})"
+    piece_ok = f"regexp_full_match(piece, {_sql.literal(PIECE_PATTERN)})"
+    # (what is wrong, the column as the file names it, the value to show, why)
+    problems = [
+        ("href IS NULL OR href = ''", spec.get("href", "href"), None, "empty; every row needs the asset's href"),
+        (f"cid IS NULL OR NOT {cid_ok}", spec.get("cid", "cid"), "cid", "is not an IPFS CID (Qm..., or base32 b...)"),
+        (
+            f"piece IS NOT NULL AND NOT {piece_ok}",
+            spec.get("piece_cid", "piece_cid"),
+            "piece",
+            "is not a Filecoin piece CID (baga6ea...)",
+        ),
+    ]
+    counts = con.sql(
+        "SELECT " + ", ".join(f"count(*) FILTER ({p[0]})" for p in problems) + f", count(piece) FROM ({sql})"
+    ).fetchall()[0]
+    for (bad, column, shown, why), n in zip(problems, counts, strict=False):
+        if n:
+            line, value = con.sql(
+                f"SELECT n, {shown or 'NULL'} FROM (SELECT row_number() OVER () AS n, * FROM ({sql})) "
+                f"WHERE {bad} ORDER BY n LIMIT 1"
+            ).fetchall()[0]
+            what = f"{value!r} " if shown else ""
+            raise InputError(f"{path}:{first + line - 1}: {column}: {what}{why}")
+    with bounded_memory(con):
+        clash = con.sql(
+            f"SELECT href FROM ({sql}) GROUP BY href "  # (min/max: 4x count(DISTINCT) on millions of rows)
+            "HAVING min(cid) <> max(cid) OR min(piece) <> max(piece) LIMIT 1"
+        ).fetchall()
+    if clash:
+        href = clash[0][0]
+        rows = con.sql(
+            f"SELECT n, cid FROM (SELECT row_number() OVER () AS n, * FROM ({sql})) WHERE href = {_sql.literal(href)} "
+            "ORDER BY n"
+        ).fetchall()
+        (a, cid_a) = rows[0]
+        b, cid_b = next((r for r in rows[1:] if r[1] != cid_a), rows[1])  # (or the piece CIDs differ)
+        raise InputError(
+            f"{path}:{first + b - 1}: href {href!r} has CID {cid_b!r} here and {cid_a!r} at line {first + a - 1}; "
+            "give each href one CID"
+        )
+    return bool(counts[-1])

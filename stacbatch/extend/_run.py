@@ -131,12 +131,12 @@ def extend(
     )
     if plan.problems is not None:
         res.problems = plan.problems()
-    for lookup in plan.lookups:
-        n = _count(stage, scope) - res.edit.found.get(lookup.name, 0)
+    if plan.lookups:  # the items a lookup found nothing to do for
+        n = _count(stage, scope) - res.edit.selected
         if n > 0:
             res.not_extended[plan.rules[0].name] = (
                 n,
-                "no asset of the item has a CID (none in the manifest, none read)",
+                "left as they were: no asset with a CID (none in the manifest, none read), or listed already",
             )
     if validate and not dry_run and (res.edit.changed or res.edit.collections_changed) and res.edit.run_id:
         from stacbatch.validate import validate as run_validation

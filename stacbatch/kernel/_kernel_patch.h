@@ -123,7 +123,8 @@ static int set_path(Parser *cmp, Buf *doc, Buf *tmp, PyObject *path, const char 
 
 /* patch_items(offsets, data, paths, values, stamp) -> (status, moved, text_offsets, texts, canon_offsets, canon)
  * offsets/data: the item texts (int32 offsets, n + 1 of them); paths: tuple of tuples of keys; values: per step a
- * list of n JSON texts; stamp: the JSON text of properties.updated, or None for no stamp.
+ * list of n JSON texts, or None where that step leaves the item alone; stamp: the JSON text of properties.updated,
+ * or None for no stamp.
  * status per item: 0 unchanged, 1 changed, 2 left to Python; moved: per item a uint32 mask of the steps that
  * moved (bit 31: properties.updated). Texts and streams are given for changed items only, in order. ValueError
  * when an offset is negative, goes back or points past data (checked for every item before any work). */
@@ -178,7 +179,9 @@ static PyObject *py_patch_items(PyObject *self, PyObject *args) {
         int st = 0;
         for (Py_ssize_t k = 0; k < steps && !err; k++) {
             Py_ssize_t vlen;
-            const char *v = PyUnicode_AsUTF8AndSize(PyList_GET_ITEM(PyList_GET_ITEM(values, k), i), &vlen);
+            PyObject *value = PyList_GET_ITEM(PyList_GET_ITEM(values, k), i);
+            if (value == Py_None) continue; /* nothing to set at this path for this item (keep_if_null) */
+            const char *v = PyUnicode_AsUTF8AndSize(value, &vlen);
             if (!v) {
                 PyErr_Clear();
                 st = 2;

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from stacbatch.stage._queryables import queryables, queryables_schema, read_declared
     from stacbatch.stage._route import bucket_column
     from stacbatch.stage._runs import Run, format_failure
-    from stacbatch.stage._select import query_rows, read_ids, select_rows, select_values, selection
+    from stacbatch.stage._select import bounded_memory, lookup_parts, query_rows, read_ids, select_rows, selection
     from stacbatch.stage._stage import Stage, open_stage
     from stacbatch.stage._upgrade import has_asset_fields, upgrade
     from stacbatch.stage._view import from_text, items_select, property_columns
@@ -55,7 +55,8 @@ _LAZY: dict[str, str | tuple[str, str]] = {
     "read_ids": "stacbatch.stage._select",
     "Run": "stacbatch.stage._runs",
     "select_rows": "stacbatch.stage._select",
-    "select_values": "stacbatch.stage._select",
+    "lookup_parts": "stacbatch.stage._select",
+    "bounded_memory": "stacbatch.stage._select",
     "query_rows": "stacbatch.stage._select",
     "selection": "stacbatch.stage._select",
     "sort_for_stage": "stacbatch.stage._files",
@@ -82,6 +83,7 @@ __all__ = [
     "Stage",
     "adopt_schemes",
     "audit_table",
+    "bounded_memory",
     "bucket_column",
     "catalog_doc",
     "commit",
@@ -91,6 +93,7 @@ __all__ = [
     "has_asset_fields",
     "items_select",
     "load",
+    "lookup_parts",
     "open_stage",
     "plans_of",
     "property_columns",
@@ -101,7 +104,6 @@ __all__ = [
     "read_ids",
     "read_members",
     "select_rows",
-    "select_values",
     "selection",
     "sort_for_stage",
     "stage_collection",

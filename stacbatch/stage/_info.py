@@ -38,7 +38,7 @@ def stage_info(stage: Stage, properties: bool = True) -> dict[str, Any]:
             ]
             if boxes
             else None,
-            "partitioning": meta.get("partitioning", "none"),
+            "partitioning": meta.get("partitioning") or "none",
             "partitions": parts,
             "files": len(files),
             "bytes": sum(f["bytes"] for f in files),

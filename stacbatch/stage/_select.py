@@ -3,6 +3,8 @@ numbers per data file."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
@@ -147,26 +149,73 @@ def query_rows(stage: Stage, predicate: str, query: str) -> pa.Table:
         raise QueryError(f"looking up values for the selected items failed: {_sql.one_line(err)}") from None
 
 
-def select_values(stage: Stage, predicate: str, query: str) -> dict[str, tuple[np.ndarray, pa.Array, np.ndarray]]:
-    """Per data file (its manifest path): the row numbers, values and to-do flags ``query`` gives, by row number.
-    ``query`` is SQL over ``_rows`` (see ``query_rows``) returning ``filename, file_row_number, value, todo``: one
-    row per item at most."""
-    by_abs = {_fs.full_path(stage.fs, _fs.join(stage.root, f["path"])): f["path"] for f in stage.manifest.files}
-    if not by_abs:
+_SPILL: list[str] = []
+
+
+def _spill_dir() -> str:
+    """One local folder per process for DuckDB to spill to (it cannot switch folders once it has spilled)."""
+    if not _SPILL:
+        import atexit
+        import shutil
+        import tempfile
+
+        _SPILL.append(tempfile.mkdtemp(prefix="stacbatch-spill-"))
+        atexit.register(shutil.rmtree, _SPILL[0], True)
+    return _SPILL[0]
+
+
+@contextlib.contextmanager
+def bounded_memory(con: duckdb.DuckDBPyConnection, memory: str = "1GB") -> Iterator[None]:
+    """Queries on ``con`` within ``memory``, spilling to a local folder beyond it (joins, aggregates and sorts of
+    millions of rows), with insertion order not kept (it costs memory); the limits restored after."""
+    con.execute(f"SET temp_directory = {_sql.literal(_spill_dir())}")
+    settings = {"memory_limit": memory, "preserve_insertion_order": "false"}
+    before = {k: con.sql(f"SELECT current_setting({_sql.literal(k)})").fetchall()[0][0] for k in settings}
+    try:
+        for k, v in settings.items():
+            con.execute(f"SET {k} = {_sql.literal(v)}")
+        yield
+    finally:
+        for k, v in before.items():
+            con.execute(f"SET {k} = {_sql.literal(str(v))}")
+
+
+def lookup_parts(
+    stage: Stage, predicate: str, query: str, out: str, memory: str = "1GB"
+) -> dict[str, tuple[np.ndarray, str]]:
+    """Run ``query`` (SQL over ``_rows``, see ``query_rows``, returning ``filename, file_row_number`` and value
+    columns, any number of rows per item) and write its rows to Parquet under the local folder ``out``, one part per
+    data file. Per data file (its manifest path): the row numbers that have rows (sorted, unique) and its part's
+    folder. DuckDB streams the result to the parts within ``memory`` (spilling beyond it), so a join of a million
+    items' assets with a manifest of millions of rows stays bounded; nothing is collected in this process."""
+    import os
+
+    paths = {_fs.full_path(stage.fs, _fs.join(stage.root, f["path"])): f["path"] for f in stage.manifest.files}
+    if not paths:
         return {}
-    table = query_rows(
-        stage,
-        predicate,
-        f"SELECT filename, file_row_number, value, todo FROM ({query}) ORDER BY filename, file_row_number",
+    names = sorted(paths)
+    con = stage.connection
+    con.register("_lookup_files", pa.table({"filename": names, "_file": pa.array(range(len(names)), pa.int32())}))
+    source, _names = items_select(
+        stage.manifest, None, lambda rel: _fs.full_path(stage.fs, _fs.join(stage.root, rel)), locate=True
     )
-    if not table.num_rows:
-        return {}
-    names = table["filename"].to_numpy(zero_copy_only=False)
-    rows = table["file_row_number"].to_numpy(zero_copy_only=False).astype(np.int64)
-    todo = table["todo"].fill_null(True).to_numpy(zero_copy_only=False).astype(bool)
-    values = table["value"].combine_chunks()
-    out: dict[str, tuple[np.ndarray, pa.Array, np.ndarray]] = {}
-    starts = np.flatnonzero(np.r_[True, names[1:] != names[:-1]])
-    for lo, hi in zip(starts, np.r_[starts[1:], len(names)], strict=True):
-        out[by_abs[names[lo]]] = (rows[lo:hi], values.slice(lo, hi - lo), todo[lo:hi])
-    return out
+    os.makedirs(out, exist_ok=True)
+    sql = (
+        f"COPY (WITH _rows AS (SELECT * FROM (\n{source}\n) WHERE {predicate})\n"
+        f"SELECT f._file, q.* EXCLUDE (filename) FROM ({query}) q JOIN _lookup_files f USING (filename)) "
+        f"TO {_sql.literal(os.path.join(out, 'parts'))} (FORMAT parquet, PARTITION_BY (_file), OVERWRITE_OR_IGNORE)"
+    )
+    try:
+        with bounded_memory(con, memory):
+            con.execute(sql)
+    except duckdb.Error as err:
+        raise QueryError(f"looking up values for the selected items failed: {_sql.one_line(err)}") from None
+    found: dict[str, tuple[np.ndarray, str]] = {}
+    parts = os.path.join(out, "parts")
+    for entry in sorted(os.listdir(parts)) if os.path.isdir(parts) else []:
+        if not entry.startswith("_file="):
+            continue
+        folder = os.path.join(parts, entry)
+        rows = pq.read_table(folder, columns=["file_row_number"])["file_row_number"].to_numpy()
+        found[paths[names[int(entry.split("=", 1)[1])]]] = (np.unique(rows.astype(np.int64)), folder)
+    return found

@@ -176,7 +176,7 @@ class Stage:
                 [
                     cid,
                     counts.get(cid, 0),
-                    meta.get("partitioning", "none"),
+                    meta.get("partitioning") or "none",  # none chosen yet: no items (its JSON only)
                     _json.dumps(doc).decode() if doc is not None else None,
                 ]
             )
