@@ -21,6 +21,7 @@ import pytest
 from helpers import cli, item, write_ndjson
 from test_extend import _items, _sample, _stage
 
+from stacbatch.edit import Op, update
 from stacbatch.extend import extend
 from stacbatch.extend._cid import PROFILES, Profile, cid_of_bytes, cid_of_stream, profile
 from stacbatch.validate import Options, SchemaSource
@@ -189,7 +190,12 @@ def test_cids_from_a_manifest_equal_the_oracle_validate_and_are_idempotent(
         assert _plain(got[it["id"]]) == _dgeo_oracle(it, cids, PGSTAC_URL, alternate)
     again = extend(stage, "dgeo", config, validate_options=_options())
     assert (again.edit.selected, again.edit.changed, again.edit.files_rewritten) == (0, 0, 0)
+    assert again.up_to_date  # same manifest bytes, same data files: known without a join
     assert _items(stage) == got
+    # another edit moves the data files: the next run joins again, and still finds nothing to do
+    update(stage, [Op("set", ("properties", "platform"), expr="'x'")], where=f"id = '{items[0]['id']}'")
+    third = extend(stage, "dgeo", config, validate=False)
+    assert not third.up_to_date and third.edit.changed == 0
 
 
 def test_the_main_variant_with_piece_cids_and_a_profile(tmp_path: Path) -> None:

@@ -90,6 +90,9 @@ def extend_cmd(
         validate_options=options,
     )
     info(f"extension {res.extension}: {res.schema_url}")
+    if res.up_to_date:
+        info("  nothing to do: the stage's items and the extension's inputs are as its last run left them")
+        return
     report(res.edit)
     for rule, (n, why) in res.not_extended.items():
         info(f"  not extended by '{rule}': {n:,} item(s): {why}")

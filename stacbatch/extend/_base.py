@@ -83,6 +83,12 @@ class Extension:
             raise InputError(f"extension {self.name}: unknown variant {variant!r}; the variants are {known}")
         return self.schema_urls[variant]
 
+    def digest(self, config: dict[str, Any]) -> str | None:
+        """A digest of everything the extension reads outside the stage for ``config`` (the configuration, a
+        manifest file's bytes), when that is all it reads; None otherwise (the default). A re-run with the same
+        digest over data files unchanged since its last run has nothing to do: ``extend`` says so before planning."""
+        return None
+
     def plan(self, config: dict[str, Any], stage: Any) -> Plan:  # pragma: no cover - the interface
         """The rules for ``config`` (already checked against ``config_schema``) on ``stage`` (to look at which
         asset keys, collections... it holds, with SQL)."""

@@ -26,6 +26,8 @@ class ExtendResult:
     #: items in the selection a lookup found nothing for (dgeo: no asset href with a CID), reported as not extended
     #: href (or other input) -> why it could not be used (an asset that could not be read, say)
     problems: dict[str, str] = field(default_factory=dict)
+    #: nothing was selected: the data files and the extension's inputs are as its last run left them (``Plan.memo``)
+    up_to_date: bool = False
     #: the validation of the items this run changed (``stacbatch.validate``'s result), when asked and any changed
     validation: Any = None
 
@@ -102,6 +104,11 @@ def extend(
     ext = found.extension
     config = check_config(ext, config)
     stage = Stage.open(stage_path)
+    digest = ext.digest(config) if ids_file is None and not dry_run else None
+    memo = _Memo(stage, ext.name, digest, where, collections) if digest else None
+    if memo is not None and memo.current():
+        res = ExtendResult(ext.name, ext.schema_url(config), EditResult("extend", None, dry_run), up_to_date=True)
+        return res
     plan: Plan = ext.plan(config, stage)
     if not plan.rules:
         raise InputError(f"extension {ext.name}: the configuration gives nothing to do")
@@ -138,6 +145,8 @@ def extend(
                 n,
                 "left as they were: no asset with a CID (none in the manifest, none read), or listed already",
             )
+    if memo is not None and res.edit.run_id and not res.edit.failed and not res.problems:
+        memo.record()
     if validate and not dry_run and (res.edit.changed or res.edit.collections_changed) and res.edit.run_id:
         from stacbatch.validate import validate as run_validation
 
@@ -145,6 +154,48 @@ def extend(
             stage_path, options=validate_options, where=f"stage_run = {_sql.literal(res.edit.run_id)}"
         )
     return res
+
+
+class _Memo:
+    """What a run of an extension was given and what data files it left: a file under the stage's ``cache/``
+    (a cache: lost or stale, the next run does the whole work). Validation afterwards changes no data file."""
+
+    def __init__(self, stage: Stage, name: str, digest: str, where: str | None, collections: list[str] | None) -> None:
+        import orjson
+
+        from stacbatch.engine import _fs
+
+        self.root, self.fs = stage.root, stage.fs
+        self.path = _fs.join(stage.root, "cache", f"extend-{name}.json")
+        self.key = orjson.dumps({"digest": digest, "where": where, "collections": sorted(collections or [])}).decode()
+
+    def _files(self) -> str:
+        import xxhash
+
+        from stacbatch.stage import Stage
+
+        manifest = Stage.open(self.root).manifest
+        names = sorted(f["path"] for f in manifest.files)
+        names += sorted(f"{c}:{(m or {}).get('json')}" for c, m in manifest.collections.items())
+        return xxhash.xxh3_128("\n".join(names).encode()).hexdigest()
+
+    def current(self) -> bool:
+        import orjson
+
+        try:
+            with self.fs.open(self.path, "rb") as f:
+                memo = orjson.loads(f.read())
+        except (OSError, orjson.JSONDecodeError):
+            return False
+        return isinstance(memo, dict) and memo.get("key") == self.key and memo.get("files") == self._files()
+
+    def record(self) -> None:
+        import orjson
+
+        from stacbatch.engine import _fs
+
+        self.fs.makedirs(_fs.join(self.root, "cache"), exist_ok=True)
+        _fs.atomic_write_bytes(self.fs, self.path, orjson.dumps({"key": self.key, "files": self._files()}))
 
 
 def _collection_docs(plan: Plan, chosen: list[str] | None) -> Callable[[Stage], dict[str, dict[str, Any]]] | None:
