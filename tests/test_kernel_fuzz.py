@@ -335,6 +335,8 @@ _PATHS = [
     ("properties", "fuzz"),
     ("properties", "eo:cloud_cover"),
     ("assets", "thumbnail", "title"),
+    ("assets", "thumbnail", "href"),
+    ("assets", "visual", "dgeo:cid"),
     ("collection",),
 ]
 _STAMP = "2026-12-07T00:00:00.000000Z"
@@ -349,8 +351,11 @@ _VALUES = st.recursive(
     max_leaves=6,
 )
 #: value texts: mostly what DuckDB writes (valid JSON), now and then what the Python path would refuse
-_VALUE_TEXTS = _VALUES.map(lambda v: json.dumps(v, ensure_ascii=False)) | st.sampled_from(
-    ["", "tru", "NaN", "1e400", '"\\ud800"', "[1,]", '{"a":1', "1 2"]
+# None: the step leaves that item alone (an extension's field an item does not get)
+_VALUE_TEXTS = (
+    _VALUES.map(lambda v: json.dumps(v, ensure_ascii=False))
+    | st.sampled_from(["", "tru", "NaN", "1e400", '"\\ud800"', "[1,]", '{"a":1', "1 2"])
+    | st.none()
 )
 
 
@@ -424,7 +429,7 @@ def _same_values(origins: list[bytes], paths: list[tuple[str, ...]], values: lis
     return out
 
 
-_PATCH_ARGS = st.lists(st.sampled_from(_PATHS), min_size=1, max_size=3, unique=True).flatmap(
+_PATCH_ARGS = st.lists(st.sampled_from(_PATHS), min_size=1, max_size=4, unique=True).flatmap(
     lambda paths: st.tuples(
         st.just(paths),
         st.lists(st.lists(_VALUE_TEXTS, min_size=4, max_size=4), min_size=len(paths), max_size=len(paths)),

@@ -68,14 +68,35 @@ static int plain_key(const char *k, size_t n) {
     return 1;
 }
 
+/* Where the object under the first key of the last path stands in the document (its '{'), so that the next path
+ * under the same key starts there instead of scanning the members before it again (a set per asset key walked past
+ * the geometry and properties once per key). Valid while every edit falls inside that object: its start does not
+ * move. A path under another key, or of depth 1, forgets it. */
+typedef struct {
+    PyObject *key; /* the first key (the path tuple's own object: compared by value) */
+    size_t off;    /* offset of its object's '{' */
+} FirstLevel;
+
 /* Set path = value (JSON text) in the document held by `doc` (replaced by the result in `tmp`, then swapped).
- * 1 moved, 0 unchanged, -1 leave to Python. optional: a missing or non-object parent means nothing to do. */
-static int set_path(Parser *cmp, Buf *doc, Buf *tmp, PyObject *path, const char *val, size_t vlen, int optional) {
+ * 1 moved, 0 unchanged, -1 leave to Python. optional: a missing or non-object parent means nothing to do.
+ * first: the FirstLevel cache of this document, or NULL. */
+static int set_path(Parser *cmp, Buf *doc, Buf *tmp, PyObject *path, const char *val, size_t vlen, int optional,
+                    FirstLevel *first) {
     const unsigned char *s = (const unsigned char *)doc->p, *end = s + doc->len;
     const unsigned char *obj = s;
     Py_ssize_t depth = PyTuple_GET_SIZE(path);
     Slot slot;
-    for (Py_ssize_t i = 0; i < depth; i++) {
+    Py_ssize_t start = 0;
+    if (first) {
+        PyObject *k0 = PyTuple_GET_ITEM(path, 0);
+        if (depth > 1 && first->key && PyUnicode_Check(k0) && PyUnicode_Compare(first->key, k0) == 0) {
+            obj = s + first->off;
+            start = 1;
+        } else {
+            first->key = NULL; /* another key, or a member of the document itself: edits may move anything */
+        }
+    }
+    for (Py_ssize_t i = start; i < depth; i++) {
         Py_ssize_t klen;
         const char *key = PyUnicode_AsUTF8AndSize(PyTuple_GET_ITEM(path, i), &klen);
         if (!key) {
@@ -88,6 +109,10 @@ static int set_path(Parser *cmp, Buf *doc, Buf *tmp, PyObject *path, const char 
             if (r == 0) return optional ? 0 : -1; /* a missing parent: Python creates it */
             obj = ws(slot.vs, end);
             if (*obj != '{') return optional ? 0 : -1; /* null (Python creates it), or not an object (an error) */
+            if (i == 0 && first) {
+                first->key = PyTuple_GET_ITEM(path, 0);
+                first->off = (size_t)(obj - s);
+            }
             continue;
         }
         tmp->len = 0;
@@ -177,6 +202,7 @@ static PyObject *py_patch_items(PyObject *self, PyObject *args) {
         err = buf_put(&doc, data + a, (size_t)(b - a));
         uint32_t mask = 0;
         int st = 0;
+        FirstLevel first = {NULL, 0};
         for (Py_ssize_t k = 0; k < steps && !err; k++) {
             Py_ssize_t vlen;
             PyObject *value = PyList_GET_ITEM(PyList_GET_ITEM(values, k), i);
@@ -187,7 +213,7 @@ static PyObject *py_patch_items(PyObject *self, PyObject *args) {
                 st = 2;
                 break;
             }
-            int r = set_path(&cmp, &doc, &tmp, PyTuple_GET_ITEM(paths, k), v, (size_t)vlen, 0);
+            int r = set_path(&cmp, &doc, &tmp, PyTuple_GET_ITEM(paths, k), v, (size_t)vlen, 0, &first);
             if (r < 0) {
                 st = 2;
                 break;
@@ -195,7 +221,7 @@ static PyObject *py_patch_items(PyObject *self, PyObject *args) {
             if (r) mask |= 1u << k;
         }
         if (st == 0 && mask && updated) { /* properties.updated, when properties is an object (as Python) */
-            int u = set_path(&cmp, &doc, &tmp, updated, stamp_text, (size_t)stamp_len, 1);
+            int u = set_path(&cmp, &doc, &tmp, updated, stamp_text, (size_t)stamp_len, 1, NULL);
             if (u < 0) st = 2;
             else if (u) mask |= 1u << 31;
         }
