@@ -413,3 +413,11 @@ def test_cids_through_worker_processes(tmp_path: Path) -> None:
     got = _items(stage)
     for it in items:
         assert _plain(got[it["id"]]) == _dgeo_oracle(it, cids, PGSTAC_URL, False)
+
+
+def test_a_missing_manifest_is_one_line(tmp_path: Path) -> None:
+    stage = _stage(tmp_path, _sample(2))
+    (tmp_path / "dgeo.yaml").write_text("manifest:\n  path: nowhere.csv\n")
+    r = cli("extend", "--stage", stage, "-e", "dgeo", "--config", str(tmp_path / "dgeo.yaml"))
+    assert r.returncode == 4 and "nowhere.csv: no such manifest file" in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, ClassVar
 
 import pyarrow as pa
@@ -22,11 +23,11 @@ import pyarrow.compute as pc
 
 from stacbatch.edit import Lookup, Op, compile_where
 from stacbatch.engine import _sql
-from stacbatch.errors import InputError, QueryError
+from stacbatch.errors import InputError
 from stacbatch.extend import _cid, _manifest
 from stacbatch.extend._alternate import AlternateAssets
 from stacbatch.extend._base import Extension, Plan, Rule, obj
-from stacbatch.extend._sqljson import as_map, let
+from stacbatch.extend._sqljson import as_map, let, staged_property
 
 SCHEMA_URLS = {
     "pgstac-variant": "https://raw.githubusercontent.com/DecentralizedGeo/dgeo-asset/refs/heads/pgstac-variant/"
@@ -100,7 +101,7 @@ class Dgeo(Extension):
         if config.get("manifest"):
             spec = config["manifest"]
             record = _record(spec["profile"], variant) if spec.get("profile") else None
-            manifest, _has_column = _manifest.source(stage.connection, spec, record)
+            manifest = _manifest.source(stage.connection, spec, record)
             pieces = _manifest.check(stage.connection, spec, manifest, variant)
         compute = config.get("compute")
         computer = _Computer(compute, variant, bool(config.get("refresh"))) if compute is not None else None
@@ -120,10 +121,14 @@ class Dgeo(Extension):
         else:
             ops = [Op("set", ("assets",), expr=_assets_expr(variant, alternate, profiles, pieces))]
         ops.append(
-            Op("set", ("properties", "dgeo:cids"), expr=_merged("cid", "dgeo:cids", _staged(stage, "dgeo:cids")))
+            Op(
+                "set",
+                ("properties", "dgeo:cids"),
+                expr=_merged("cid", "dgeo:cids", staged_property(stage, "dgeo:cids")),
+            )
         )
         if pieces:
-            expr = _merged("piece", "dgeo:piece_cids", _staged(stage, "dgeo:piece_cids"))
+            expr = _merged("piece", "dgeo:piece_cids", staged_property(stage, "dgeo:piece_cids"))
             ops.append(Op("set", ("properties", "dgeo:piece_cids"), expr=expr, keep_if_null=True))
         source = " and ".join(
             w for w, on in (("a manifest", config.get("manifest")), ("the asset bytes", compute)) if on
@@ -146,13 +151,15 @@ class Dgeo(Extension):
         return None if config.get("compute") is not None else _memo(config)
 
 
-def _memo(config: dict[str, Any]) -> str:
+def _memo(config: dict[str, Any]) -> str | None:
     """The configuration and the manifest file's bytes, digested (xxh3-128: ~0.2 s for 500 MB)."""
     import xxhash
 
     h = xxhash.xxh3_128(json.dumps(config, sort_keys=True).encode())
     path = (config.get("manifest") or {}).get("path")
     if path:
+        if not Path(path).is_file():  # nothing to remember: planning says what is wrong with it
+            return None
         with open(path, "rb") as f:
             while chunk := f.read(1 << 22):
                 h.update(chunk)
@@ -170,7 +177,7 @@ def _lookup_query(stage: Any, refresh: bool) -> str:
     """A row per selected item's asset whose href has a CID that the item's ``dgeo:cids`` does not list yet (all
     of them with ``refresh``): its key, position, CID, piece CID and profile. Items already done get no row."""
     have = "NULL::VARCHAR[]"  # no staged item has dgeo:cids yet
-    if _staged(stage, "dgeo:cids"):
+    if staged_property(stage, "dgeo:cids"):
         have = compile_where(stage.connection, 'TRY_CAST(properties."dgeo:cids" AS VARCHAR[])') or have
     todo = "true" if refresh else "NOT list_contains(coalesce(a.have, []), c.cid)"
     return f"""
@@ -244,20 +251,6 @@ def _assets_expr(variant: str, alternate: bool, profiles: bool = True, pieces: b
     value = f"CASE WHEN map_contains({COLUMN}, e.key) THEN {v} ELSE e.value END"
     each = f"list_transform(map_entries(m), lambda e: struct_pack(key := e.key, value := {value}))"
     return let(as_map("item.assets"), "m", f"to_json(map_from_entries({each}))")
-
-
-def _staged(stage: Any, prop: str) -> bool:
-    """Whether some staged item may have ``properties.<prop>`` (an expression may name only such paths). The
-    collections' column plans list every property name their items have (as a column or as text only), unless a
-    plan is closed (files from before plans, or too many names): then the items are asked (a scan)."""
-    plans = [(meta or {}).get("columns") for meta in stage.manifest.collections.values()]
-    if all(p is not None and not p.get("closed") for p in plans):
-        return any(prop in (p.get("types") or {}) or prop in (p.get("text_only") or {}) for p in plans if p)
-    try:
-        compile_where(stage.connection, f'properties."{prop}" IS NULL')
-    except QueryError:
-        return False
-    return True
 
 
 def _merged(field: str, prop: str, staged: bool) -> str:

@@ -36,9 +36,9 @@ def _reader(path: str) -> tuple[str, int]:
     return f"read_csv({lit}, header = true, all_varchar = true)", 2
 
 
-def source(con: duckdb.DuckDBPyConnection, spec: dict[str, Any], profile_json: str | None) -> tuple[str, bool]:
+def source(con: duckdb.DuckDBPyConnection, spec: dict[str, Any], profile_json: str | None) -> str:
     """The manifest ``spec`` names as SQL (``href, cid, piece, profile``; column names from ``href``, ``cid``,
-    ``piece_cid``), and whether it has a piece CID column."""
+    ``piece_cid``)."""
     path = spec["path"]
     reader, _first = _reader(path)
     try:
@@ -52,14 +52,14 @@ def source(con: duckdb.DuckDBPyConnection, spec: dict[str, Any], profile_json: s
             raise InputError(
                 f"{path}: no {names[key]!r} column (the {key} column; columns: {have}); name it with {key}:"
             )
-    pieces = names["piece_cid"] in columns
-    piece = f"NULLIF(CAST({_sql.ident(names['piece_cid'])} AS VARCHAR), '')" if pieces else "NULL::VARCHAR"
+    given = names["piece_cid"] in columns
+    piece = f"NULLIF(CAST({_sql.ident(names['piece_cid'])} AS VARCHAR), '')" if given else "NULL::VARCHAR"
     profile = _sql.literal(profile_json) if profile_json is not None else "NULL"
     sql = (
         f"SELECT CAST({_sql.ident(names['href'])} AS VARCHAR) AS href, CAST({_sql.ident(names['cid'])} AS VARCHAR) "
         f"AS cid, {piece} AS piece, {profile}::VARCHAR AS profile FROM {reader}"
     )
-    return sql, pieces
+    return sql
 
 
 def check(con: duckdb.DuckDBPyConnection, spec: dict[str, Any], sql: str, variant: str) -> bool:

@@ -25,7 +25,7 @@ from typing import Any
 from stacbatch.edit import EditResult, Op, compile_where, update
 from stacbatch.engine import _sql
 from stacbatch.errors import InputError, QueryError
-from stacbatch.extend._sqljson import as_map, let
+from stacbatch.extend._sqljson import as_map, let, staged_property
 from stacbatch.stage import Stage
 
 TARGETS = ("1.1.0",)
@@ -104,6 +104,8 @@ def _list(values: list[str] | tuple[str, ...]) -> str:
 
 
 def _staged(stage: Stage, path: str) -> bool:
+    """Whether some staged item has ``path``, one outside ``properties`` (``item.stac_extensions``): asked of the
+    items (the column plans list properties only: ``staged_property``)."""
     try:
         compile_where(stage.connection, f"{path} IS NULL")
     except QueryError:
@@ -124,7 +126,7 @@ def plan(stage: Stage, hooks: _Hooks) -> list[Op]:
     # stac_extensions is set last: the expressions before it read the list as staged (a later expression sees
     # what an earlier operation wrote), and they test for the earlier versions' URLs
     ops = [Op("set", ("stac_version",), expr=_sql.literal(TARGETS[-1]))]
-    if _staged(stage, "properties.license"):
+    if staged_property(stage, "license"):
         lic = "CASE WHEN properties.license::VARCHAR IN ('various', 'proprietary') THEN 'other' END"
         ops.append(Op("set", ("properties", "license"), expr=lic, keep_if_null=True))
     has_proj = let(
@@ -133,11 +135,11 @@ def plan(stage: Stage, hooks: _Hooks) -> list[Op]:
         f"len(list_filter(x, lambda u: starts_with(u, {_sql.literal(hooks.projection_prefix)}) "
         f"OR list_contains({_list(hooks.projection_ids)}, u))) > 0",
     )
-    if hooks.projection_ids and _staged(stage, 'properties."proj:epsg"'):
+    if hooks.projection_ids and staged_property(stage, "proj:epsg"):
         epsg = 'properties."proj:epsg"'
         text = f"CAST({epsg} AS VARCHAR)"
         truthy = f"coalesce({text} NOT IN ('0', '0.0', '-0.0', '', 'false', '[]', '{{}}', 'null'), false)"
-        code_unset = 'properties."proj:code" IS NULL' if _staged(stage, 'properties."proj:code"') else "true"
+        code_unset = 'properties."proj:code" IS NULL' if staged_property(stage, "proj:code") else "true"
         code = f"CASE WHEN ({has_proj}) AND {truthy} AND {code_unset} THEN 'EPSG:' || {text} END"
         ops.append(Op("set", ("properties", "proj:code"), expr=code, keep_if_null=True))
         ops.append(Op("unset", ("properties", "proj:epsg"), expr=has_proj))

@@ -4,6 +4,8 @@ of the same rule changes nothing."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from stacbatch.engine import _sql
 
 
@@ -73,3 +75,23 @@ def derive_by_pattern(assets: str, pattern: str, replacement: str, alternate: st
     expr = let(as_map(assets), "m", f"to_json(map_from_entries({each}))")
     todo = let("asset_fields.href", "h", f"len(list_filter(map_values(h), lambda v: regexp_matches(v, {pat}))) > 0")
     return expr, todo
+
+
+def staged_property(stage: Any, prop: str) -> bool:
+    """Whether an expression may name ``properties.<prop>`` (some staged item has a value there). The
+    collections' column plans list every property name their items have (as a column or as text only), unless a
+    plan is closed (files from before plans, or too many names): a name no plan lists is absent without reading
+    anything; otherwise the items view is asked (it also refuses a name whose values are all null)."""
+    plans = [(meta or {}).get("columns") for meta in stage.manifest.collections.values()]
+    if all(p is not None and not p.get("closed") for p in plans) and not any(
+        prop in (p.get("types") or {}) or prop in (p.get("text_only") or {}) for p in plans if p
+    ):
+        return False  # no plan names it: no item has it, known without reading any
+    from stacbatch.edit import compile_where
+    from stacbatch.errors import QueryError
+
+    try:
+        compile_where(stage.connection, f'properties."{prop}" IS NULL')
+    except QueryError:
+        return False
+    return True
